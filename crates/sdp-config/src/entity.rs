@@ -1,0 +1,248 @@
+//! Typed entities in the original's JSON shape, and the transaction operations on them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::keys::paths;
+use crate::{Error, Lease, Txn};
+
+/// A processing script (workflow) reference: `type:id:version`, e.g. `realtime:testdask:0.1.0`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub version: String,
+}
+
+impl std::str::FromStr for Workflow {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.split(':').collect::<Vec<_>>().as_slice() {
+            [kind, id, version] if !kind.is_empty() && !id.is_empty() && !version.is_empty() => {
+                Ok(Workflow { kind: kind.to_string(), id: id.to_string(), version: version.to_string() })
+            }
+            _ => Err(Error::Invalid("Please specify workflow as 'type:name:version'!".into())),
+        }
+    }
+}
+
+/// `/pb/<pb_id>`. Keys this version does not know are kept in `extra` and written back unchanged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessingBlock {
+    pub pb_id: String,
+    pub sbi_id: Option<String>,
+    pub workflow: Workflow,
+    #[serde(default = "empty_object")]
+    pub parameters: Value,
+    #[serde(default = "empty_object")]
+    pub scan_parameters: Value,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+impl ProcessingBlock {
+    pub fn new(pb_id: &str, workflow: Workflow) -> ProcessingBlock {
+        ProcessingBlock {
+            pb_id: pb_id.to_string(),
+            sbi_id: None,
+            workflow,
+            parameters: empty_object(),
+            scan_parameters: empty_object(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_id("processing block", &self.pb_id)
+    }
+}
+
+/// IDs are 1–64 characters of `[A-Za-z0-9-]`.
+pub fn validate_id(what: &str, id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(Error::Invalid(format!("{what} ID {id:?} must be 1 to 64 characters of A-Z, a-z, 0-9 and '-'")));
+    }
+    Ok(())
+}
+
+/// `/deploy/<deploy_id>`: a request to deploy something, e.g. a Helm chart with values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub deploy_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub args: Value,
+}
+
+impl Deployment {
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_id("deployment", &self.deploy_id)?;
+        if !["helm", "process-direct", "kubernetes-direct"].contains(&self.kind.as_str()) {
+            return Err(Error::Invalid(format!(
+                "unknown deployment type {:?}: expected helm, process-direct or kubernetes-direct",
+                self.kind
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `/pb/<pb_id>/owner`: who is working on a processing block. Attached to the owner's lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub command: Vec<String>,
+    pub hostname: String,
+    pub pid: u32,
+}
+
+impl Owner {
+    /// This process, as the original identifies an owner: its command line, host name and PID.
+    pub fn this_process() -> Owner {
+        Owner { command: std::env::args().collect(), hostname: hostname(), pid: std::process::id() }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Txn {
+    /// The lowest free ID of the form `<type>-<YYYYMMDD>-<NNNN>` for today (local date).
+    pub async fn new_processing_block_id(&self, kind: &str) -> Result<String, Error> {
+        let date = chrono::Local::now().format("%Y%m%d").to_string();
+        let stem = format!("{kind}-{date}-");
+        let taken: Vec<String> = self.list_keys(&format!("{}/{stem}", paths::PB), 0).await?;
+        (0..10_000)
+            .map(|i| format!("{stem}{i:04}"))
+            .find(|id| !taken.contains(&paths::pb(id)))
+            .ok_or_else(|| Error::Invalid(format!("no free processing block ID left for {stem}")))
+    }
+
+    pub async fn create_processing_block(&self, pb: &ProcessingBlock) -> Result<(), Error> {
+        pb.validate()?;
+        self.create_json(&paths::pb(&pb.pb_id), pb, None).await
+    }
+
+    pub async fn get_processing_block(&self, pb_id: &str) -> Result<Option<ProcessingBlock>, Error> {
+        self.get_json(&paths::pb(pb_id)).await
+    }
+
+    pub async fn list_processing_blocks(&self) -> Result<Vec<String>, Error> {
+        self.list_ids(paths::PB).await
+    }
+
+    /// Deletes a processing block with its owner and state entries.
+    pub async fn delete_processing_block(&self, pb_id: &str) -> Result<(), Error> {
+        self.delete(&paths::pb(pb_id), true, true).await.map(|_| ())
+    }
+
+    pub async fn get_processing_block_owner(&self, pb_id: &str) -> Result<Option<Owner>, Error> {
+        self.get_json(&paths::pb_owner(pb_id)).await
+    }
+
+    /// Claims a processing block for this process, attached to `lease`. Fails with [`Error::Collision`] if
+    /// another process owns it.
+    pub async fn take_processing_block(&self, pb_id: &str, lease: &Lease) -> Result<(), Error> {
+        self.create_json(&paths::pb_owner(pb_id), &Owner::this_process(), Some(lease)).await
+    }
+
+    pub async fn is_processing_block_owner(&self, pb_id: &str) -> Result<bool, Error> {
+        Ok(self.get_processing_block_owner(pb_id).await?.as_ref() == Some(&Owner::this_process()))
+    }
+
+    pub async fn get_processing_block_state(&self, pb_id: &str) -> Result<Option<Value>, Error> {
+        self.get_json(&paths::pb_state(pb_id)).await
+    }
+
+    pub async fn put_processing_block_state(&self, pb_id: &str, state: &Value) -> Result<(), Error> {
+        self.put_json(&paths::pb_state(pb_id), state).await
+    }
+
+    pub async fn create_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
+        deployment.validate()?;
+        self.create_json(&paths::deploy(&deployment.deploy_id), deployment, None).await
+    }
+
+    pub async fn get_deployment(&self, deploy_id: &str) -> Result<Option<Deployment>, Error> {
+        self.get_json(&paths::deploy(deploy_id)).await
+    }
+
+    pub async fn list_deployments(&self) -> Result<Vec<String>, Error> {
+        self.list_ids(paths::DEPLOY).await
+    }
+
+    /// Deletes a deployment with its state entry.
+    pub async fn delete_deployment(&self, deploy_id: &str) -> Result<(), Error> {
+        self.delete(&paths::deploy(deploy_id), true, true).await.map(|_| ())
+    }
+
+    pub async fn get_deployment_state(&self, deploy_id: &str) -> Result<Option<Value>, Error> {
+        self.get_json(&paths::deploy_state(deploy_id)).await
+    }
+
+    pub async fn put_deployment_state(&self, deploy_id: &str, state: &Value) -> Result<(), Error> {
+        self.put_json(&paths::deploy_state(deploy_id), state).await
+    }
+
+    /// IDs of the entries directly below `root` (e.g. `/pb` → processing block IDs).
+    async fn list_ids(&self, root: &str) -> Result<Vec<String>, Error> {
+        let below = format!("{root}/");
+        Ok(self
+            .list_keys(&below, 0)
+            .await?
+            .into_iter()
+            .filter_map(|p| p.strip_prefix(&below).map(str::to_string))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_from_cli_form() {
+        let w: Workflow = "realtime:testdask:0.1.0".parse().unwrap();
+        assert_eq!((w.kind.as_str(), w.id.as_str(), w.version.as_str()), ("realtime", "testdask", "0.1.0"));
+        for bad in ["realtime:testdask", "a:b:c:d", "::", ""] {
+            assert!(bad.parse::<Workflow>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn processing_block_json_is_the_originals() {
+        let pb = ProcessingBlock::new("realtime-20191121-0000", "realtime:testdask:0.1.0".parse().unwrap());
+        let text = crate::json::to_canonical_string(&pb).unwrap();
+        assert_eq!(
+            text,
+            "{\n  \"parameters\": {},\n  \"pb_id\": \"realtime-20191121-0000\",\n  \"sbi_id\": null,\n  \"scan_parameters\": {},\n  \"workflow\": {\n    \"id\": \"testdask\",\n    \"type\": \"realtime\",\n    \"version\": \"0.1.0\"\n  }\n}"
+        );
+    }
+
+    #[test]
+    fn unknown_processing_block_fields_survive() {
+        let text = r#"{"pb_id":"a","sbi_id":"s","workflow":{"id":"i","type":"t","version":"v"},"parameters":{},"scan_parameters":{},"dependencies":[1]}"#;
+        let pb: ProcessingBlock = serde_json::from_str(text).unwrap();
+        assert_eq!(pb.extra["dependencies"], serde_json::json!([1]));
+        assert!(crate::json::to_canonical_string(&pb).unwrap().contains("\"dependencies\""));
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(validate_id("pb", "realtime-20191121-0000").is_ok());
+        assert!(validate_id("pb", "").is_err());
+        assert!(validate_id("pb", "a/b").is_err());
+        assert!(validate_id("pb", &"x".repeat(65)).is_err());
+    }
+}

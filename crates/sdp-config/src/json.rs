@@ -1,0 +1,96 @@
+//! JSON text exactly as the original tool writes it (Python's `json.dumps(obj, indent=2, sort_keys=True,
+//! separators=(',', ': '), ensure_ascii=False)`), so that values round-trip byte for byte between the tools.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Canonical text of a JSON value: 2-space indent, sorted keys, non-ASCII kept, no trailing newline.
+pub fn to_canonical(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value, 0);
+    out
+}
+
+/// Canonical text of any serializable value.
+pub fn to_canonical_string<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    Ok(to_canonical(&serde_json::to_value(value)?))
+}
+
+fn indent(out: &mut String, level: usize) {
+    out.push('\n');
+    for _ in 0..level {
+        out.push_str("  ");
+    }
+}
+
+fn write_value(out: &mut String, value: &Value, level: usize) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push('{');
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, level + 1);
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_value(out, v, level + 1);
+            }
+            indent(out, level);
+            out.push('}');
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, level + 1);
+                write_value(out, v, level + 1);
+            }
+            indent(out, level);
+            out.push(']');
+        }
+        Value::Number(n) => out.push_str(&python_number(n)),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Python prints floats with `repr`: `1e+16`, `1.5e-07`, `100.0`; serde_json prints `1e16`, `1.5e-7`.
+fn python_number(n: &serde_json::Number) -> String {
+    let text = n.to_string();
+    if !n.is_f64() {
+        return text;
+    }
+    match text.split_once('e') {
+        Some((mantissa, exp)) => {
+            let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn matches_python_dumps() {
+        let v = json!({"workflow": {"version": "0.1.0", "id": "testdask", "type": "realtime"},
+                       "sbi_id": null, "parameters": {}, "list": [], "pb_id": "x", "n": [1, 2.5, "é"]});
+        let expected = "{\n  \"list\": [],\n  \"n\": [\n    1,\n    2.5,\n    \"é\"\n  ],\n  \"parameters\": {},\n  \"pb_id\": \"x\",\n  \"sbi_id\": null,\n  \"workflow\": {\n    \"id\": \"testdask\",\n    \"type\": \"realtime\",\n    \"version\": \"0.1.0\"\n  }\n}";
+        assert_eq!(to_canonical(&v), expected);
+    }
+
+    #[test]
+    fn floats_like_python_repr() {
+        assert_eq!(to_canonical(&json!(1e16)), "1e+16");
+        assert_eq!(to_canonical(&json!(1.5e-7)), "1.5e-07");
+        assert_eq!(to_canonical(&json!(100.0)), "100.0");
+        assert_eq!(to_canonical(&json!("a\"b\n")), "\"a\\\"b\\n\"");
+    }
+}

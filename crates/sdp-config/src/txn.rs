@@ -1,0 +1,335 @@
+//! Optimistic transactions: reads are recorded with their revisions, writes are buffered, and the commit is
+//! one backend transaction guarded by compare-on-revision of everything read. A conflicting commit re-runs
+//! the whole body. A [`Watcher`] re-runs it whenever something it read changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::{Backend, Precondition, Stored, Write};
+use crate::keys;
+use crate::{json, Error};
+
+/// Listings look this many levels below the listed path at most (as the original's CLI does with `-R`).
+pub const MAX_RECURSION: usize = 8;
+
+#[derive(Default)]
+struct TxnState {
+    /// Revision all reads are pinned to, set by the first read.
+    revision: Option<i64>,
+    /// Stored key → what was read (None: absent).
+    reads: BTreeMap<String, Option<Stored>>,
+    /// Stored key prefixes that were listed.
+    lists: BTreeSet<String>,
+    /// Stored key → new value and lease (None: delete).
+    writes: BTreeMap<String, Option<(String, i64)>>,
+}
+
+/// One attempt of a transaction. Cheap to clone: clones share the same buffered state, so a body can move
+/// a handle into async blocks freely.
+#[derive(Clone)]
+pub struct Txn {
+    backend: Backend,
+    prefix: Arc<str>,
+    state: Arc<Mutex<TxnState>>,
+}
+
+/// What a finished transaction read, so a watcher can wait for it to change.
+#[derive(Clone, Debug)]
+pub(crate) struct ReadSet {
+    revision: i64,
+    keys: BTreeSet<String>,
+    prefixes: BTreeSet<String>,
+}
+
+impl Txn {
+    pub(crate) fn new(backend: Backend, prefix: Arc<str>) -> Txn {
+        Txn { backend, prefix, state: Arc::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TxnState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stored_key(&self, path: &str) -> Result<String, Error> {
+        keys::check_path(path)?;
+        Ok(keys::tag(&format!("{}{}", self.prefix, path)))
+    }
+
+    fn logical_path(&self, stored: &str) -> Option<String> {
+        keys::untag(stored).and_then(|p| p.strip_prefix(&*self.prefix)).map(str::to_string)
+    }
+
+    /// The revision this transaction reads at (after its first read).
+    pub fn revision(&self) -> Option<i64> {
+        self.lock().revision
+    }
+
+    /// Raw value of a key, `None` if it does not exist.
+    pub async fn get(&self, path: &str) -> Result<Option<String>, Error> {
+        let key = self.stored_key(path)?;
+        let revision = {
+            let state = self.lock();
+            if let Some(w) = state.writes.get(&key) {
+                return Ok(w.as_ref().map(|(v, _)| v.clone()));
+            }
+            if let Some(r) = state.reads.get(&key) {
+                return Ok(r.as_ref().map(|s| s.value.clone()));
+            }
+            state.revision
+        };
+        let (found, rev) = self.backend.get(&key, revision).await?;
+        let mut state = self.lock();
+        state.revision.get_or_insert(rev);
+        let value = found.as_ref().map(|s| s.value.clone());
+        state.reads.insert(key, found);
+        Ok(value)
+    }
+
+    /// A key's value parsed as JSON into `T`; `None` if it does not exist.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, Error> {
+        match self.get(path).await? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::BadJson { path: path.to_string(), detail: e.to_string() }),
+        }
+    }
+
+    /// Paths starting with `path` at its own depth and up to `recurse` levels deeper, sorted.
+    /// `list_keys("/pb/", 0)` lists the processing blocks; `list_keys("/", 8)` lists everything.
+    pub async fn list_keys(&self, path: &str, recurse: usize) -> Result<Vec<String>, Error> {
+        keys::check_path_chars(path)?;
+        let full = format!("{}{}", self.prefix, path);
+        let depth = keys::depth(&full);
+        let prefixes: Vec<String> = (depth..=depth + recurse).map(|d| keys::tag_at(&full, d)).collect();
+        let revision = self.lock().revision;
+        let (found, rev) = self.backend.list_keys(&prefixes, revision).await?;
+        let mut state = self.lock();
+        state.revision.get_or_insert(rev);
+        let mut stored: BTreeSet<String> = found.into_iter().map(|s| s.key).collect();
+        for (key, write) in state.writes.iter().filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p))) {
+            match write {
+                Some(_) => stored.insert(key.clone()),
+                None => stored.remove(key),
+            };
+        }
+        state.lists.extend(prefixes);
+        drop(state);
+        let mut paths: Vec<String> = stored.iter().filter_map(|k| self.logical_path(k)).collect();
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// Creates a key; fails with [`Error::Collision`] if it exists. With a lease, the key is deleted when the
+    /// lease ends.
+    pub async fn create(&self, path: &str, value: &str, lease: Option<&crate::Lease>) -> Result<(), Error> {
+        if self.get(path).await?.is_some() {
+            return Err(Error::Collision(path.to_string()));
+        }
+        let key = self.stored_key(path)?;
+        self.lock().writes.insert(key, Some((value.to_string(), lease.map_or(0, |l| l.id()))));
+        Ok(())
+    }
+
+    /// Replaces an existing key's value; fails with [`Error::Vanished`] if it does not exist.
+    pub async fn update(&self, path: &str, value: &str) -> Result<(), Error> {
+        let key = self.stored_key(path)?;
+        if self.get(path).await?.is_none() {
+            return Err(Error::Vanished(path.to_string()));
+        }
+        let mut state = self.lock();
+        // An update keeps the key's lease as long as it was created in this transaction.
+        let lease = match state.writes.get(&key) {
+            Some(Some((_, lease))) => *lease,
+            _ => 0,
+        };
+        state.writes.insert(key, Some((value.to_string(), lease)));
+        Ok(())
+    }
+
+    pub async fn create_json<T: Serialize>(&self, path: &str, value: &T, lease: Option<&crate::Lease>) -> Result<(), Error> {
+        self.create(path, &canonical(path, value)?, lease).await
+    }
+
+    pub async fn update_json<T: Serialize>(&self, path: &str, value: &T) -> Result<(), Error> {
+        self.update(path, &canonical(path, value)?).await
+    }
+
+    /// Creates the key or replaces its value.
+    pub async fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<(), Error> {
+        let text = canonical(path, value)?;
+        match self.get(path).await? {
+            Some(old) if old == text => Ok(()),
+            Some(_) => self.update(path, &text).await,
+            None => self.create(path, &text, None).await,
+        }
+    }
+
+    /// Deletes a key (and with `recursive`, every key below it). Returns the deleted paths. A missing key is
+    /// [`Error::Vanished`] when `must_exist`.
+    pub async fn delete(&self, path: &str, must_exist: bool, recursive: bool) -> Result<Vec<String>, Error> {
+        let key = self.stored_key(path)?;
+        let mut deleted = Vec::new();
+        if self.get(path).await?.is_some() {
+            deleted.push(path.to_string());
+        } else if must_exist {
+            return Err(Error::Vanished(path.to_string()));
+        }
+        if recursive {
+            let below = format!("{}/", path.trim_end_matches('/'));
+            for child in self.list_keys(&below, MAX_RECURSION).await? {
+                deleted.push(child);
+            }
+        }
+        let mut state = self.lock();
+        state.writes.insert(key, None);
+        for child in &deleted {
+            state.writes.insert(keys::tag(&format!("{}{}", self.prefix, child)), None);
+        }
+        drop(state);
+        Ok(deleted)
+    }
+
+    /// Sends the buffered writes. `Ok(None)`: a read value changed meanwhile, run the body again.
+    pub(crate) async fn commit(&self) -> Result<Option<ReadSet>, Error> {
+        let (preconditions, writes, revision, keys, prefixes) = {
+            let state = self.lock();
+            let revision = state.revision;
+            let mut pre: Vec<Precondition> = state
+                .reads
+                .iter()
+                .map(|(key, r)| Precondition::ModRevision {
+                    key: key.clone(),
+                    revision: r.as_ref().map_or(0, |s| s.mod_revision),
+                })
+                .collect();
+            if let Some(rev) = revision {
+                pre.extend(state.lists.iter().map(|p| Precondition::PrefixUnchangedSince { prefix: p.clone(), revision: rev }));
+            }
+            let writes: Vec<Write> = state
+                .writes
+                .iter()
+                .map(|(key, w)| match w {
+                    Some((value, lease)) => Write::Put { key: key.clone(), value: value.clone(), lease: *lease },
+                    None => Write::Delete { key: key.clone() },
+                })
+                .collect();
+            (pre, writes, revision, state.reads.keys().cloned().collect(), state.lists.clone())
+        };
+        let revision = if writes.is_empty() {
+            // A read-only body saw one consistent snapshot: nothing to check.
+            match revision {
+                Some(rev) => rev,
+                None => self.backend.list_keys(&[], None).await?.1,
+            }
+        } else {
+            match self.backend.commit(&preconditions, &writes).await? {
+                Some(rev) => rev,
+                None => return Ok(None),
+            }
+        };
+        Ok(Some(ReadSet { revision, keys, prefixes }))
+    }
+}
+
+fn canonical<T: Serialize>(path: &str, value: &T) -> Result<String, Error> {
+    json::to_canonical_string(value).map_err(|e| Error::BadJson { path: path.to_string(), detail: e.to_string() })
+}
+
+/// Runs `body` in transactions until one commits.
+pub(crate) async fn run<T, F, Fut>(
+    backend: &Backend,
+    prefix: &Arc<str>,
+    max_retries: usize,
+    body: &mut F,
+) -> Result<(T, ReadSet), Error>
+where
+    F: FnMut(Txn) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    for attempt in 0..max_retries {
+        let txn = Txn::new(backend.clone(), Arc::clone(prefix));
+        let out = body(txn.clone()).await?;
+        if let Some(reads) = txn.commit().await? {
+            return Ok((out, reads));
+        }
+        tracing::debug!(attempt, "transaction conflicted; retrying");
+    }
+    Err(Error::TooManyRetries(max_retries))
+}
+
+impl ReadSet {
+    /// Blocks until a key this transaction read (or a key under a prefix it listed) changes.
+    pub(crate) async fn wait_for_change(&self, backend: &Backend) -> Result<(), Error> {
+        let starts = self.keys.iter().chain(self.prefixes.iter());
+        let Some(start) = starts.min().cloned() else {
+            // Nothing read: nothing can wake us.
+            return std::future::pending().await;
+        };
+        let ends = self
+            .keys
+            .iter()
+            .map(|k| format!("{k}\0"))
+            .chain(self.prefixes.iter().map(|p| String::from_utf8_lossy(&sdp_kvstore::prefix_end(p.as_bytes())).into_owned()));
+        let end = ends.max().unwrap_or_default();
+        let matches = |key: &str| self.keys.contains(key) || self.prefixes.iter().any(|p| key.starts_with(p.as_str()));
+        backend.wait_for_change(&start, &end, self.revision, matches).await.map(|_| ())
+    }
+}
+
+/// Re-runs a transaction body each time something it read changes: the basis of every daemon's loop.
+///
+/// ```no_run
+/// # async fn demo(config: sdp_config::Config) -> Result<(), sdp_config::Error> {
+/// let mut watcher = config.watcher();
+/// loop {
+///     let pbs = watcher.txn(|txn| async move { txn.list_keys("/pb/", 0).await }).await?;
+///     println!("{pbs:?}");
+/// }
+/// # }
+/// ```
+pub struct Watcher {
+    backend: Backend,
+    prefix: Arc<str>,
+    max_retries: usize,
+    timeout: Option<Duration>,
+    last: Option<ReadSet>,
+}
+
+impl Watcher {
+    pub(crate) fn new(backend: Backend, prefix: Arc<str>, max_retries: usize) -> Watcher {
+        Watcher { backend, prefix, max_retries, timeout: None, last: None }
+    }
+
+    /// Also wake up after `timeout` without a change (for periodic work such as retries).
+    pub fn with_timeout(mut self, timeout: Duration) -> Watcher {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Runs `body` now on the first call; later calls first wait until something the previous run read has
+    /// changed (or the timeout passes).
+    pub async fn txn<T, F, Fut>(&mut self, mut body: F) -> Result<T, Error>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        if let Some(reads) = self.last.take() {
+            let wait = reads.wait_for_change(&self.backend);
+            match self.timeout {
+                Some(t) => {
+                    let _ = tokio::time::timeout(t, wait).await;
+                }
+                None => wait.await?,
+            }
+        }
+        let (out, reads) = run(&self.backend, &self.prefix, self.max_retries, &mut body).await?;
+        self.last = Some(reads);
+        Ok(out)
+    }
+}
