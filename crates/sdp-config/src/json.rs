@@ -66,7 +66,10 @@ fn python_number(n: &serde_json::Number) -> String {
     }
     match text.split_once('e') {
         Some((mantissa, exp)) => {
-            let (sign, digits) = exp.strip_prefix('-').map_or(("+", exp), |d| ("-", d));
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ("-", d),
+                None => ("+", exp.trim_start_matches('+')),
+            };
             format!("{mantissa}e{sign}{digits:0>2}")
         }
         None => text,

@@ -72,7 +72,8 @@ impl Store {
 
     /// A store rebuilt from `records` (in journal order) that appends new records to `journal`.
     pub fn with_journal(journal: Option<Box<dyn Journal>>, records: impl IntoIterator<Item = Record>) -> Arc<Store> {
-        let mut state = State { next_lease: initial_lease_id(), ..State::default() };
+        // Like etcd, a fresh store is at revision 1, so that revision 0 can mean "the latest" in requests.
+        let mut state = State { revision: 1, next_lease: initial_lease_id(), ..State::default() };
         let now = Instant::now();
         for record in records {
             state.apply(record, now);

@@ -1,0 +1,327 @@
+//! One behaviour suite, run unchanged on every backend: the in-process store and a real etcd server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sdp_config::{Config, Deployment, Error, ProcessingBlock};
+use serde_json::json;
+
+async fn create_get_update_delete(db: Config) {
+    db.txn(|t| async move { t.create("/a/b", "1", None).await }).await.unwrap();
+    assert_eq!(db.txn(|t| async move { t.get("/a/b").await }).await.unwrap().as_deref(), Some("1"));
+    let err = db.txn(|t| async move { t.create("/a/b", "2", None).await }).await.unwrap_err();
+    assert!(matches!(err, Error::Collision(ref p) if p == "/a/b"), "{err}");
+    assert_eq!(err.to_string(), "Cannot create /a/b, as it already exists!");
+    db.txn(|t| async move { t.update("/a/b", "3").await }).await.unwrap();
+    assert_eq!(db.txn(|t| async move { t.get("/a/b").await }).await.unwrap().as_deref(), Some("3"));
+    db.txn(|t| async move { t.delete("/a/b", true, false).await }).await.unwrap();
+    assert_eq!(db.txn(|t| async move { t.get("/a/b").await }).await.unwrap(), None);
+    let err = db.txn(|t| async move { t.update("/a/b", "4").await }).await.unwrap_err();
+    assert!(matches!(err, Error::Vanished(_)), "{err}");
+    let err = db.txn(|t| async move { t.delete("/a/b", true, false).await }).await.unwrap_err();
+    assert!(matches!(err, Error::Vanished(_)), "{err}");
+    // A failed body writes nothing.
+    assert_eq!(db.txn(|t| async move { t.get("/a/b").await }).await.unwrap(), None);
+}
+
+async fn list_by_prefix_and_depth(db: Config) {
+    db.txn(|t| async move {
+        for p in ["/pb/x", "/pb/x/owner", "/pb/x/state", "/pb/y", "/pbz", "/deploy/d", "/deploy/d/state"] {
+            t.create(p, "{}", None).await?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let list = |path: &'static str, recurse: usize| {
+        let db = db.clone();
+        async move { db.txn(|t| async move { t.list_keys(path, recurse).await }).await.unwrap() }
+    };
+    assert_eq!(list("/pb/", 0).await, ["/pb/x", "/pb/y"]);
+    assert_eq!(list("/pb", 0).await, ["/pbz"]);
+    assert_eq!(list("/pb", 8).await, ["/pb/x", "/pb/x/owner", "/pb/x/state", "/pb/y", "/pbz"]);
+    assert_eq!(list("/", 8).await.len(), 7);
+    assert_eq!(list("/deploy/", 8).await, ["/deploy/d", "/deploy/d/state"]);
+    assert!(list("/nothing/", 8).await.is_empty());
+    // Reads inside a transaction see its own writes, listings included.
+    let seen = db
+        .txn(|t| async move {
+            t.create("/pb/w", "{}", None).await?;
+            t.delete("/pb/y", true, false).await?;
+            let listed = t.list_keys("/pb/", 0).await?;
+            let value = t.get("/pb/w").await?;
+            Ok((listed, value))
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, (vec!["/pb/w".to_string(), "/pb/x".to_string()], Some("{}".to_string())));
+}
+
+async fn recursive_delete(db: Config) {
+    db.txn(|t| async move {
+        for p in ["/pb/x", "/pb/x/owner", "/pb/x/state", "/pb/xy"] {
+            t.create(p, "{}", None).await?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let deleted = db.txn(|t| async move { t.delete("/pb/x", true, true).await }).await.unwrap();
+    assert_eq!(deleted, ["/pb/x", "/pb/x/owner", "/pb/x/state"]);
+    let left = db.txn(|t| async move { t.list_keys("/", 8).await }).await.unwrap();
+    assert_eq!(left, ["/pb/xy"]);
+}
+
+async fn conflicting_transaction_is_retried(db: Config) {
+    db.txn(|t| async move { t.create("/counter", "0", None).await }).await.unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let other = db.clone();
+    let result = db
+        .txn(|t| {
+            let attempts = Arc::clone(&attempts);
+            let other = other.clone();
+            async move {
+                let n: i64 = t.get("/counter").await?.unwrap().parse().unwrap();
+                if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Another client changes what this attempt read, before it commits.
+                    other.txn(|o| async move { o.update("/counter", "10").await }).await?;
+                }
+                t.update("/counter", &(n + 1).to_string()).await?;
+                Ok(n + 1)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(result, 11);
+    assert_eq!(db.txn(|t| async move { t.get("/counter").await }).await.unwrap().as_deref(), Some("11"));
+}
+
+async fn listing_conflicts_with_a_new_key(db: Config) {
+    // Two writers both pick "the lowest free processing block ID": the loser must retry and pick the next.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let other = db.clone();
+    let id = db
+        .txn(|t| {
+            let attempts = Arc::clone(&attempts);
+            let other = other.clone();
+            async move {
+                let id = t.new_processing_block_id("batch").await?;
+                if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    other
+                        .txn(|o| async move {
+                            let id = o.new_processing_block_id("batch").await?;
+                            o.create_processing_block(&ProcessingBlock::new(&id, "batch:a:1".parse()?)).await
+                        })
+                        .await?;
+                }
+                t.create_processing_block(&ProcessingBlock::new(&id, "batch:b:1".parse()?)).await?;
+                Ok(id)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert!(id.ends_with("-0001"), "{id}");
+    assert_eq!(db.txn(|t| async move { t.list_processing_blocks().await }).await.unwrap().len(), 2);
+}
+
+async fn processing_block_ids_fill_gaps(db: Config) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            db.txn(|t| async move {
+                let id = t.new_processing_block_id("realtime").await?;
+                t.create_processing_block(&ProcessingBlock::new(&id, "realtime:testdask:0.1.0".parse()?)).await?;
+                Ok(id)
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let date = chrono_free_date(&ids[0]);
+    assert_eq!(ids, [0, 1, 2].map(|i| format!("realtime-{date}-{i:04}")));
+    let middle = ids[1].clone();
+    db.txn(|t| {
+        let middle = middle.clone();
+        async move { t.delete_processing_block(&middle).await }
+    })
+    .await
+    .unwrap();
+    let next = db.txn(|t| async move { t.new_processing_block_id("realtime").await }).await.unwrap();
+    assert_eq!(next, ids[1]);
+}
+
+fn chrono_free_date(id: &str) -> String {
+    id.split('-').nth(1).unwrap().to_string()
+}
+
+async fn lease_expiry_removes_owner(db: Config) {
+    db.txn(|t| async move { t.create_processing_block(&ProcessingBlock::new("pb-1", "batch:x:1".parse()?)).await })
+        .await
+        .unwrap();
+    let lease = db.lease(2).await.unwrap();
+    let lease = Arc::new(lease);
+    let l = Arc::clone(&lease);
+    db.txn(|t| {
+        let l = Arc::clone(&l);
+        async move { t.take_processing_block("pb-1", &l).await }
+    })
+    .await
+    .unwrap();
+    drop(l);
+    // Kept alive beyond its TTL while the holder lives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let owned = db.txn(|t| async move { t.is_processing_block_owner("pb-1").await }).await.unwrap();
+    assert!(owned, "owner entry vanished while its lease was kept alive");
+    let err = db
+        .txn(|t| {
+            let l = Arc::clone(&lease);
+            async move { t.take_processing_block("pb-1", &l).await }
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Collision(_)));
+    // The holder dies: renewals stop, the entry goes after the TTL.
+    drop(lease);
+    let start = Instant::now();
+    loop {
+        let owner = db.txn(|t| async move { t.get_processing_block_owner("pb-1").await }).await.unwrap();
+        if owner.is_none() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "owner entry outlived its lease");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(db.txn(|t| async move { t.get_processing_block("pb-1").await }).await.unwrap().is_some());
+}
+
+async fn lease_revoke_removes_keys_at_once(db: Config) {
+    let lease = db.lease(30).await.unwrap();
+    db.txn(|t| {
+        let id = lease.id();
+        let _ = id;
+        let lease = &lease;
+        async move { t.create("/eph", "1", Some(lease)).await }
+    })
+    .await
+    .unwrap();
+    lease.revoke().await.unwrap();
+    assert_eq!(db.txn(|t| async move { t.get("/eph").await }).await.unwrap(), None);
+}
+
+async fn watcher_wakes_on_change(db: Config) {
+    db.txn(|t| async move { t.create("/subarray/1", "\"IDLE\"", None).await }).await.unwrap();
+    let mut watcher = db.watcher();
+    let first = watcher.txn(|t| async move { t.get("/subarray/1").await }).await.unwrap();
+    assert_eq!(first.as_deref(), Some("\"IDLE\""));
+    let writer = db.clone();
+    let change = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A key the watcher did not read must not wake it up...
+        writer.txn(|t| async move { t.create("/subarray/2", "0", None).await }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer.txn(|t| async move { t.update("/subarray/1", "\"READY\"").await }).await.unwrap();
+    });
+    let started = Instant::now();
+    let second = tokio::time::timeout(Duration::from_secs(10), watcher.txn(|t| async move { t.get("/subarray/1").await }))
+        .await
+        .expect("watcher did not wake up")
+        .unwrap();
+    // ...so it only returns after the second write.
+    assert!(started.elapsed() >= Duration::from_millis(550));
+    assert_eq!(second.as_deref(), Some("\"READY\""));
+    change.await.unwrap();
+}
+
+async fn watcher_wakes_on_new_key_under_listed_prefix(db: Config) {
+    let mut watcher = db.watcher();
+    assert!(watcher.txn(|t| async move { t.list_deployments().await }).await.unwrap().is_empty());
+    let writer = db.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let d = Deployment { deploy_id: "d1".into(), kind: "helm".into(), args: json!({"chart": "c"}) };
+        writer.txn(|t| {
+            let d = d.clone();
+            async move { t.create_deployment(&d).await }
+        })
+        .await
+        .unwrap();
+    });
+    let ids = tokio::time::timeout(Duration::from_secs(10), watcher.txn(|t| async move { t.list_deployments().await }))
+        .await
+        .expect("watcher did not wake up")
+        .unwrap();
+    assert_eq!(ids, ["d1"]);
+}
+
+async fn contention_loses_no_update(db: Config) {
+    db.txn(|t| async move { t.create("/counter", "0", None).await }).await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let db = db.clone();
+        clients.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                db.txn(|t| async move {
+                    let n: u64 = t.get("/counter").await?.unwrap().parse().unwrap();
+                    t.update("/counter", &(n + 1).to_string()).await
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(db.txn(|t| async move { t.get("/counter").await }).await.unwrap().as_deref(), Some("1600"));
+}
+
+async fn malformed_json_is_a_clear_error_and_kept(db: Config) {
+    db.txn(|t| async move { t.create("/pb/broken", "{not json", None).await }).await.unwrap();
+    let err = db.txn(|t| async move { t.get_processing_block("broken").await }).await.unwrap_err();
+    assert!(matches!(err, Error::BadJson { ref path, .. } if path == "/pb/broken"), "{err}");
+    assert_eq!(db.txn(|t| async move { t.get("/pb/broken").await }).await.unwrap().as_deref(), Some("{not json"));
+}
+
+async fn prefixes_isolate(db: Config) {
+    let a = db.with_prefix("/tenant-a").unwrap();
+    let b = db.with_prefix("/tenant-b").unwrap();
+    a.txn(|t| async move { t.create("/pb/x", "1", None).await }).await.unwrap();
+    b.txn(|t| async move { t.create("/pb/x", "2", None).await }).await.unwrap();
+    assert_eq!(a.txn(|t| async move { t.list_keys("/", 8).await }).await.unwrap(), ["/pb/x"]);
+    assert_eq!(b.txn(|t| async move { t.get("/pb/x").await }).await.unwrap().as_deref(), Some("2"));
+    // Stored under the tagged prefixed path, as the original does.
+    assert_eq!(db.txn(|t| async move { t.get("/tenant-a/pb/x").await }).await.unwrap().as_deref(), Some("1"));
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $case() { super::$case(sdp_config::Config::memory()).await })*
+        }
+        mod etcd {
+            $(#[tokio::test] async fn $case() {
+                let etcd = sdp_testkit::Etcd::start();
+                super::$case(etcd.config().await).await
+            })*
+        }
+    };
+}
+
+conformance!(
+    create_get_update_delete,
+    list_by_prefix_and_depth,
+    recursive_delete,
+    conflicting_transaction_is_retried,
+    listing_conflicts_with_a_new_key,
+    processing_block_ids_fill_gaps,
+    lease_expiry_removes_owner,
+    lease_revoke_removes_keys_at_once,
+    watcher_wakes_on_change,
+    watcher_wakes_on_new_key_under_listed_prefix,
+    contention_loses_no_update,
+    malformed_json_is_a_clear_error_and_kept,
+    prefixes_isolate,
+);

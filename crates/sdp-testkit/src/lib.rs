@@ -1,0 +1,85 @@
+//! Real servers for tests: each one listens on free 127.0.0.1 ports, keeps its data in a temporary folder,
+//! and is killed when its handle is dropped.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (released before returning, so a server can bind it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free loopback port")
+}
+
+/// Waits until something accepts TCP connections on `port`, or panics with `what` after `limit`.
+pub fn wait_for_port(port: u16, limit: Duration, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < limit, "{what} did not listen on 127.0.0.1:{port} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Path of a program: `$<env_var>` if set, else the first `name` on PATH, else a clear panic saying how to
+/// install it.
+pub fn program(name: &str, env_var: &str, install_hint: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("`{name}` not found on PATH (or ${env_var}); {install_hint}"))
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real etcd server (Debian's `etcd-server`), single member, on free loopback ports.
+pub struct Etcd {
+    pub port: u16,
+    _child: KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let bin = program("etcd", "SDP_TEST_ETCD", "install it with `apt-get install etcd-server` (scripts/setup does)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
+        let child = Command::new(bin)
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start etcd");
+        let child = KillOnDrop(child);
+        wait_for_port(port, Duration::from_secs(20), "etcd");
+        Etcd { port, _child: child, _dir: dir }
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self._dir.path()
+    }
+
+    pub fn settings(&self) -> sdp_config::Settings {
+        sdp_config::Settings { port: self.port, ..Default::default() }
+    }
+
+    pub async fn config(&self) -> sdp_config::Config {
+        sdp_config::Config::connect(&self.settings()).await.expect("connect to test etcd")
+    }
+}
