@@ -21,7 +21,7 @@ pub fn check_path_chars(path: &str) -> Result<(), Error> {
         return Err(Error::InvalidPath { path: path.into(), reason: "Path must start with '/'!" });
     }
     if !path.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'/') {
-        return Err(Error::InvalidPath { path: path.into(), reason: "Path contains non-permissible characters!" });
+        return Err(Error::InvalidPath { path: path.into(), reason: "Path contains non-permissable characters!" });
     }
     Ok(())
 }
@@ -100,8 +100,8 @@ mod tests {
         let msg = |p: &str| check_path(p).unwrap_err().to_string();
         assert!(msg("pb").contains("Path must start with '/'!"));
         assert!(msg("/pb/").contains("Key path must not end with '/'!"));
-        assert!(msg("/pb/a b").contains("Path contains non-permissible characters!"));
-        assert!(msg("/pb/ä").contains("non-permissible"));
+        assert!(msg("/pb/a b").contains("Path contains non-permissable characters!"));
+        assert!(msg("/pb/ä").contains("non-permissable"));
         check_path("/pb/realtime-20191121-0000").unwrap();
         check_path("/").unwrap();
         check_path_chars("/pb/").unwrap();
