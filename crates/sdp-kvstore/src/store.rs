@@ -48,7 +48,7 @@ struct State {
 /// A thread-safe store. Operations are synchronous and short; watchers receive events through channels.
 pub struct Store {
     state: Mutex<State>,
-    journal: Option<Box<dyn Journal>>,
+    journal: Option<Arc<dyn Journal>>,
     lease_changed: Notify,
 }
 
@@ -71,7 +71,7 @@ impl Store {
     }
 
     /// A store rebuilt from `records` (in journal order) that appends new records to `journal`.
-    pub fn with_journal(journal: Option<Box<dyn Journal>>, records: impl IntoIterator<Item = Record>) -> Arc<Store> {
+    pub fn with_journal(journal: Option<Arc<dyn Journal>>, records: impl IntoIterator<Item = Record>) -> Arc<Store> {
         // Like etcd, a fresh store is at revision 1, so that revision 0 can mean "the latest" in requests.
         let mut state = State { revision: 1, next_lease: initial_lease_id(), ..State::default() };
         let now = Instant::now();
@@ -106,6 +106,15 @@ impl Store {
     /// Number of live keys (for status reports).
     pub fn key_count(&self) -> usize {
         self.lock().history.values().filter(|v| matches!(v.last(), Some((_, Some(_))))).count()
+    }
+
+    /// A record that rebuilds the current live state (without history) when applied to an empty store.
+    pub fn snapshot(&self) -> Record {
+        let state = self.lock();
+        let kvs = state.collect(&KeyRange { key: Vec::new(), range_end: vec![0] }, 0, &BTreeMap::new());
+        let mut leases: Vec<(LeaseId, i64)> = state.leases.iter().map(|(id, l)| (*id, l.ttl)).collect();
+        leases.sort_unstable();
+        Record::Snapshot { revision: state.revision, kvs, leases }
     }
 
     /// Returns the response and the revision it was read at.
@@ -514,6 +523,20 @@ impl State {
             }
             Record::LeaseRevoke { id } => {
                 self.leases.remove(&id);
+            }
+            Record::Snapshot { revision, kvs, leases } => {
+                *self = State { next_lease: self.next_lease, next_watcher: self.next_watcher, ..State::default() };
+                self.revision = revision;
+                self.compact_revision = revision;
+                for (id, ttl) in leases {
+                    self.apply(Record::LeaseGrant { id, ttl }, now);
+                }
+                for kv in kvs {
+                    if let Some(l) = self.leases.get_mut(&kv.lease) {
+                        l.keys.insert(kv.key.clone());
+                    }
+                    self.history.insert(kv.key.clone(), vec![(kv.mod_revision, Some(kv))]);
+                }
             }
             Record::Compact { revision } => {
                 self.compact_revision = revision;

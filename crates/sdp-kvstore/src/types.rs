@@ -1,11 +1,13 @@
 //! Request, response and record types, shaped like etcd's v3 API so that a gRPC front end maps onto them 1:1.
 
+use serde::{Deserialize, Serialize};
+
 /// A global store revision: every write transaction increments it by one.
 pub type Revision = i64;
 /// Lease identifier; 0 means "no lease".
 pub type LeaseId = i64;
 
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyValue {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
@@ -15,14 +17,14 @@ pub struct KeyValue {
     pub lease: LeaseId,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     Put,
     Delete,
 }
 
 /// One change of one key. For deletions `kv` carries the key and the deleting revision only, as etcd does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
     pub kv: KeyValue,
@@ -192,7 +194,7 @@ pub struct TxnResponse {
 }
 
 /// What a durable journal must keep to rebuild the store: replaying the records in order gives the same state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// The changes of one write transaction, all at `revision`.
     Changes { revision: Revision, events: Vec<Event> },
@@ -200,6 +202,8 @@ pub enum Record {
     /// Revocation or expiry; the deletions of attached keys are a separate `Changes` record.
     LeaseRevoke { id: LeaseId },
     Compact { revision: Revision },
+    /// The whole live state at `revision` (history before it forgotten): lets a journal start over small.
+    Snapshot { revision: Revision, kvs: Vec<KeyValue>, leases: Vec<(LeaseId, i64)> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

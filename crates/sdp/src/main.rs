@@ -1,0 +1,109 @@
+//! `sdp`: the platform's main command.
+//!
+//! `sdp up` starts the embedded configuration database (etcd v3 API) with its data directory, or uses the
+//! etcd named by `SDP_CONFIG_HOST`, and runs until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sdp_config::{Config, Settings};
+
+#[derive(Parser)]
+#[command(name = "sdp", version, about = "SKA SDP control and deployment platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform on this machine until Ctrl-C.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Where the embedded configuration database listens (ignored when SDP_CONFIG_HOST is set).
+    #[arg(long, env = "SDP_CONFIG_LISTEN", default_value = "127.0.0.1:2379")]
+    config_listen: SocketAddr,
+    /// Data directory of the embedded configuration database.
+    #[arg(long, env = "SDP_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("sdp")
+        .join("config-db")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Up(args) => runtime.block_on(up(args)),
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let external = std::env::var("SDP_CONFIG_HOST").is_ok();
+    let embedded = if external {
+        None
+    } else {
+        let config = sdp_etcd_server::ServerConfig {
+            listen: args.config_listen,
+            data_dir: Some(args.data_dir.clone()),
+            ..Default::default()
+        };
+        Some(sdp_etcd_server::start(config).await?)
+    };
+    let settings = match &embedded {
+        Some(server) => Settings { host: server.addr.ip().to_string(), port: server.addr.port(), ..Settings::from_env()? },
+        None => Settings::from_env()?,
+    };
+    // Fail early, with a clear message, if the database cannot be used.
+    let config = Config::connect(&settings).await?;
+    config.txn(|t| async move { t.list_keys("/", 0).await }).await?;
+    match &embedded {
+        Some(server) => tracing::info!(
+            listen = %server.addr,
+            data_dir = %args.data_dir.display(),
+            "embedded configuration database ready: export SDP_CONFIG_HOST={} SDP_CONFIG_PORT={}",
+            server.addr.ip(),
+            server.addr.port()
+        ),
+        None => tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST"),
+    }
+    tracing::info!("platform up; press Ctrl-C to stop");
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    if let Some(server) = embedded {
+        server.stop().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
