@@ -1,4 +1,5 @@
-//! One behaviour suite, run unchanged on every backend: the in-process store and a real etcd server.
+//! One behaviour suite, run unchanged on every backend: the in-process store, a real etcd server, and the
+//! embedded etcd-API server.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -305,6 +306,21 @@ macro_rules! conformance {
             $(#[tokio::test] async fn $case() {
                 let etcd = sdp_testkit::Etcd::start();
                 super::$case(etcd.config().await).await
+            })*
+        }
+        mod embedded {
+            $(#[tokio::test] async fn $case() {
+                let dir = tempfile::tempdir().unwrap();
+                let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    data_dir: Some(dir.path().to_path_buf()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+                let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
+                super::$case(sdp_config::Config::connect(&settings).await.unwrap()).await;
+                server.stop().await;
             })*
         }
     };

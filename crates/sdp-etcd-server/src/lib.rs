@@ -25,6 +25,8 @@ pub use journal::FileJournal;
 /// Identifiers reported in response headers (a single member of its own cluster).
 pub const CLUSTER_ID: u64 = 0x5344_505f_4346_4700;
 pub const MEMBER_ID: u64 = 0x5344_505f_4346_4701;
+/// The term a fresh single-member etcd reports after electing itself.
+pub const RAFT_TERM: u64 = 2;
 
 /// Past this size the journal is rewritten as one snapshot at start-up.
 const SNAPSHOT_THRESHOLD: u64 = 64 << 20;
@@ -69,7 +71,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn header(&self, revision: i64) -> PbResponseHeader {
-        PbResponseHeader { cluster_id: CLUSTER_ID, member_id: MEMBER_ID, revision, raft_term: 1 }
+        PbResponseHeader { cluster_id: CLUSTER_ID, member_id: MEMBER_ID, revision, raft_term: RAFT_TERM }
     }
 
     /// Waits until every journal record written so far is on disk: a write is acknowledged only after this.

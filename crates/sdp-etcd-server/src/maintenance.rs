@@ -29,7 +29,7 @@ impl PbMaintenanceService for MaintenanceService {
             db_size: size,
             leader: crate::MEMBER_ID,
             raft_index: revision as u64,
-            raft_term: 1,
+            raft_term: crate::RAFT_TERM,
             raft_applied_index: revision as u64,
             errors: Vec::new(),
             db_size_in_use: size,

@@ -429,9 +429,11 @@ impl State {
     }
 
     fn eval_txn(&self, req: &TxnRequest, pending: &mut Pending) -> Result<TxnResponse, Error> {
+        // Like etcd, both branches are checked before anything runs, whichever is taken.
+        check_no_duplicate_writes(&req.success)?;
+        check_no_duplicate_writes(&req.failure)?;
         let succeeded = req.compare.iter().all(|c| self.compare(c, &pending.writes));
         let ops = if succeeded { &req.success } else { &req.failure };
-        check_no_duplicate_writes(ops)?;
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
