@@ -40,15 +40,41 @@ impl Cli {
     }
 }
 
-fn start() -> (sdp_testkit::Etcd, Cli) {
-    let etcd = sdp_testkit::Etcd::start();
-    let cli = Cli { port: etcd.port };
-    (etcd, cli)
+/// Keeps a configuration database running for one test.
+enum Server {
+    Etcd(#[allow(dead_code)] sdp_testkit::Etcd),
+    Embedded(#[allow(dead_code)] tokio::runtime::Runtime, #[allow(dead_code)] sdp_etcd_server::RunningServer),
 }
 
-#[test]
-fn seed_session() {
-    let (_etcd, cli) = start();
+fn start_etcd() -> (Server, Cli) {
+    let etcd = sdp_testkit::Etcd::start();
+    let cli = Cli { port: etcd.port };
+    (Server::Etcd(etcd), cli)
+}
+
+fn start_embedded() -> (Server, Cli) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        }))
+        .unwrap();
+    let cli = Cli { port: server.addr.port() };
+    (Server::Embedded(runtime, server), cli)
+}
+
+/// Every test runs against real etcd and against the embedded server.
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod etcd { $(#[test] fn $case() { let (_server, cli) = super::start_etcd(); super::$case(&cli) })* }
+        mod embedded { $(#[test] fn $case() { let (_server, cli) = super::start_embedded(); super::$case(&cli) })* }
+    };
+}
+
+on_both!(seed_session, each_command, watch_prints_again_on_change, errors_are_one_clear_line);
+
+fn seed_session(cli: &Cli) {
     assert_eq!(cli.ok(&["ls", "-R", "/"]), "Keys with / prefix: \n");
     let created = cli.ok(&["process", "realtime:testdask:0.1.0"]);
     let pb_id = created.strip_prefix("OK, pb_id = ").unwrap().trim_end().to_string();
@@ -93,9 +119,7 @@ fn seed_session() {
     assert_eq!(cli.ok(&["ls", "/pb/"]), format!("Keys with /pb/ prefix: /pb/{}\n", pb_id.replace("-0000", "-0001")));
 }
 
-#[test]
-fn each_command() {
-    let (_etcd, cli) = start();
+fn each_command(cli: &Cli) {
     assert_eq!(cli.ok(&["create", "/a/b", r#"{"x": 1}"#]), "OK\n");
     assert_eq!(cli.ok(&["-q", "create", "/a/c", "plain"]), "");
     assert_eq!(cli.ok(&["get", "/a/b"]), "/a/b = {\"x\": 1}\n");
@@ -128,9 +152,7 @@ fn each_command() {
     assert!(cli.ok(&["get", &format!("/pb/{pb_id}")]).contains("\"parameters\": {\n    \"a\": 1,\n    \"b\": [\n      \"x\"\n    ]\n  },"));
 }
 
-#[test]
-fn watch_prints_again_on_change() {
-    let (_etcd, cli) = start();
+fn watch_prints_again_on_change(cli: &Cli) {
     cli.ok(&["create", "/w", "1"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_sdpcfg"))
         .args(["watch", "/w"])
@@ -151,9 +173,7 @@ fn watch_prints_again_on_change() {
     child.wait().unwrap();
 }
 
-#[test]
-fn errors_are_one_clear_line() {
-    let (_etcd, cli) = start();
+fn errors_are_one_clear_line(cli: &Cli) {
     cli.ok(&["create", "/a", "1"]);
     assert_eq!(cli.fails(&["create", "/a", "2"]), "sdpcfg: Cannot create /a, as it already exists!\n");
     assert_eq!(cli.fails(&["update", "/nope", "2"]), "sdpcfg: Cannot update /nope, as it does not exist!\n");

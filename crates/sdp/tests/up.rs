@@ -1,0 +1,96 @@
+//! `sdp up` as a user runs it: a separate process with a data directory, killed with SIGKILL and restarted.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions, PutOptions};
+use sdp_testkit::{free_port, wait_for_port, KillOnDrop};
+
+fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
+    let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
+        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env_remove("SDP_CONFIG_HOST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    wait_for_port(port, Duration::from_secs(20), "sdp up");
+    child
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let endpoint = format!("127.0.0.1:{port}");
+    let mut server = start_up(port, dir.path());
+    let mut client = Client::connect([&endpoint], None).await.unwrap();
+    const N: usize = 300;
+    let mut last_revision = 0;
+    for i in 0..N {
+        let resp = client.put(format!("k{i:04}"), format!("v{i}"), None).await.unwrap();
+        last_revision = resp.header().unwrap().revision();
+    }
+    let lease = client.lease_grant(60, None).await.unwrap().id();
+    client.put("owned", "x", Some(PutOptions::new().with_lease(lease))).await.unwrap();
+    client.delete("k0000", None).await.unwrap();
+    last_revision += 2;
+
+    // No clean shutdown: the process dies between two writes.
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    drop(server);
+    drop(client);
+
+    let _server = start_up(port, dir.path());
+    let mut client = Client::connect([&endpoint], None).await.unwrap();
+    let resp = client.get("k", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert_eq!(resp.kvs().len(), N - 1, "acknowledged writes lost");
+    assert_eq!(resp.kvs()[0].key_str().unwrap(), "k0001");
+    assert_eq!(resp.header().unwrap().revision(), last_revision);
+    // The revision continues where it stopped.
+    let resp = client.put("after", "restart", None).await.unwrap();
+    assert_eq!(resp.header().unwrap().revision(), last_revision + 1);
+    // The lease survived with its key, and with a fresh TTL as etcd gives leases after a restart.
+    let ttl = client.lease_time_to_live(lease, None).await.unwrap();
+    assert!(ttl.ttl() > 50, "lease TTL after restart: {}", ttl.ttl());
+    assert_eq!(client.get("owned", None).await.unwrap().kvs().len(), 1);
+    client.lease_revoke(lease).await.unwrap();
+    assert!(client.get("owned", None).await.unwrap().kvs().is_empty());
+}
+
+#[tokio::test]
+async fn the_client_library_works_against_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = start_up(port, dir.path());
+    let settings = sdp_config::Settings { port, ..Default::default() };
+    let config = sdp_config::Config::connect(&settings).await.unwrap();
+    let pb_id = config
+        .txn(|t| async move {
+            let id = t.new_processing_block_id("realtime").await?;
+            t.create_processing_block(&sdp_config::ProcessingBlock::new(&id, "realtime:testdask:0.1.0".parse()?)).await?;
+            Ok(id)
+        })
+        .await
+        .unwrap();
+    assert!(pb_id.ends_with("-0000"));
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sdp"))
+        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SDP_CONFIG_HOST")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}
