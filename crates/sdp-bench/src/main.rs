@@ -1,8 +1,10 @@
-//! `sdp-bench`: measures the configuration database through the client library and prints figures.
+//! `sdp-bench`: measures the configuration database and prints figures, real etcd and the embedded server
+//! side by side.
 //!
-//! cargo run --release -p sdp-bench -- [--seconds N] [--keys N]
+//! cargo build --release -p sdp -p sdpcfg && cargo run --release -p sdp-bench -- [--seconds N] [--keys N]
 //!
-//! Starts its own etcd (Debian's) on free loopback ports unless `--port` names a running server.
+//! Starts its own etcd (Debian's) and embedded server on free loopback ports, unless `--port` names a
+//! running server to measure alone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,24 +31,100 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let etcd = args.port.is_none().then(sdp_testkit::Etcd::start);
-    let port = args.port.or(etcd.as_ref().map(|e| e.port)).unwrap();
+    let mut targets: Vec<(String, u16)> = Vec::new();
+    let _etcd;
+    let _embedded;
+    let _data = tempfile::tempdir().expect("temp dir");
+    match args.port {
+        Some(port) => targets.push((format!("server at 127.0.0.1:{port}"), port)),
+        None => {
+            _etcd = sdp_testkit::Etcd::start();
+            targets.push((format!("etcd {}", etcd_version()), _etcd.port));
+            // The embedded server runs as its own process (`sdp up`), as etcd does, so neither shares the
+            // benchmark's CPU time.
+            let port = sdp_testkit::free_port();
+            let sdp = sibling("sdp");
+            _embedded = sdp_testkit::KillOnDrop(
+                std::process::Command::new(&sdp)
+                    .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+                    .arg(_data.path())
+                    .env_remove("SDP_CONFIG_HOST")
+                    .env("RUST_LOG", "warn")
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", sdp.display())),
+            );
+            sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp up");
+            targets.push(("embedded (sdp up)".to_string(), port));
+        }
+    }
+    println!("each server on 127.0.0.1 with its data on the same disk, fsync on; {} s per throughput figure", args.seconds);
+    let mut table: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, port) in &targets {
+        eprintln!("measuring {name} ...");
+        let figures = measure(*port, &args).await;
+        for (i, (row, value)) in figures.into_iter().enumerate() {
+            if table.len() <= i {
+                table.push((row, Vec::new()));
+            }
+            table[i].1.push(value);
+        }
+    }
+    let width = table.iter().map(|(r, _)| r.len()).max().unwrap_or(0);
+    print!("{:width$}", "");
+    for (name, _) in &targets {
+        print!("  {name:>22}");
+    }
+    println!();
+    for (row, values) in table {
+        print!("{row:width$}");
+        for v in values {
+            print!("  {v:>22}");
+        }
+        println!();
+    }
+}
+
+/// A binary of this workspace built beside this one (`cargo build --release -p sdp -p sdpcfg`).
+fn sibling(name: &str) -> std::path::PathBuf {
+    let path = std::env::current_exe().unwrap().with_file_name(name);
+    assert!(path.is_file(), "{} not found: build it first (cargo build --release -p sdp -p sdpcfg)", path.display());
+    path
+}
+
+fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.lines().next().map(|l| l.trim_start_matches("etcd Version: ").to_string()))
+        .unwrap_or_default()
+}
+
+/// Every figure for one server, as (row name, value) pairs.
+async fn measure(port: u16, args: &Args) -> Vec<(String, String)> {
     let settings = Settings { port, ..Default::default() };
     let config = Config::connect(&settings).await.expect("connect");
-    println!("configuration database at 127.0.0.1:{port}{}", if etcd.is_some() { " (etcd started by the benchmark)" } else { "" });
-
+    let seconds = Duration::from_secs(args.seconds);
+    let mut rows = Vec::new();
+    for clients in [1, 8] {
+        let (rate, p99) = raw_rate(port, clients, seconds, false).await;
+        rows.push((format!("put/s, {clients} client(s) (p99 ms)"), format!("{rate:.0} ({:.2})", ms(p99))));
+    }
+    for clients in [1, 8] {
+        let (rate, p99) = raw_rate(port, clients, seconds, true).await;
+        rows.push((format!("txn/s, {clients} client(s) (p99 ms)"), format!("{rate:.0} ({:.2})", ms(p99))));
+    }
     for clients in [1, 8] {
         let config = config.with_prefix(&format!("/bench-pb-{clients}")).unwrap();
-        let rate = pb_create_rate(&config, clients, Duration::from_secs(args.seconds)).await;
-        println!("pb-create transactions/s, {clients} client(s): {rate:.0}");
+        let rate = pb_create_rate(&config, clients, seconds).await;
+        rows.push((format!("pb-create txn/s, {clients} client(s)"), format!("{rate:.0}")));
     }
-
     let (p50, p99) = watch_latency(&config.with_prefix("/bench-watch").unwrap(), args.watch_events).await;
-    println!("watch latency put->notification over {} events: p50 {:.2} ms, p99 {:.2} ms", args.watch_events, ms(p50), ms(p99));
-
+    rows.push((format!("watch latency p50/p99 ms ({} events)", args.watch_events), format!("{:.2} / {:.2}", ms(p50), ms(p99))));
     fill(&config, args.keys).await;
-    let sdpcfg = std::env::current_exe().unwrap().with_file_name("sdpcfg");
-    if sdpcfg.is_file() {
+    let sdpcfg = sibling("sdpcfg");
+    let listing = {
         let mut best = Duration::MAX;
         for _ in 0..3 {
             let start = Instant::now();
@@ -61,10 +139,47 @@ async fn main() {
             let listed = String::from_utf8_lossy(&out.stdout).matches(", ").count() + 1;
             assert_eq!(listed, args.keys, "sdpcfg listed {listed} keys");
         }
-        println!("sdpcfg ls -R / on {} keys: {:.1} ms (best of 3)", args.keys, ms(best));
-    } else {
-        println!("sdpcfg ls -R /: skipped, build it first (cargo build --release -p sdpcfg)");
+        format!("{:.1}", ms(best))
+    };
+    rows.push((format!("sdpcfg ls -R / on {} keys, ms (best of 3)", args.keys), listing));
+    rows
+}
+
+/// Plain puts (or one-compare transactions on the client's own key) per second, and their p99 latency.
+async fn raw_rate(port: u16, clients: usize, duration: Duration, txn: bool) -> (f64, Duration) {
+    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let mut etcd = etcd_client::Client::connect([format!("127.0.0.1:{port}")], None).await.expect("connect");
+            let key = format!("raw/{}/{clients}/{client}", if txn { "txn" } else { "put" });
+            let mut latencies = Vec::new();
+            let mut revision = 0;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                if txn {
+                    let t = etcd_client::Txn::new()
+                        .when([etcd_client::Compare::mod_revision(key.as_str(), etcd_client::CompareOp::Equal, revision)])
+                        .and_then([etcd_client::TxnOp::put(key.as_str(), "value", None)]);
+                    let resp = etcd.txn(t).await.expect("txn");
+                    assert!(resp.succeeded(), "uncontended transaction failed");
+                    revision = resp.header().unwrap().revision();
+                } else {
+                    etcd.put(key.as_str(), "value", None).await.expect("put");
+                }
+                latencies.push(t0.elapsed());
+            }
+            latencies
+        }));
     }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    all.sort();
+    (rate, all[(all.len() * 99) / 100])
 }
 
 fn ms(d: Duration) -> f64 {

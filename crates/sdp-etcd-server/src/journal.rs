@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sdp_kvstore::{Journal, Record};
 
@@ -23,8 +23,15 @@ pub struct FileJournal {
     file: Mutex<File>,
     /// Bytes written to the file so far.
     written: AtomicU64,
-    /// Bytes known to be on disk; guarded so only one fsync runs at a time.
-    synced: Mutex<u64>,
+    /// How far the file is known to be on disk, published by the syncer thread.
+    durable: tokio::sync::watch::Sender<Durability>,
+    wake_syncer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Durability {
+    synced: u64,
+    failed: Option<String>,
 }
 
 /// What was found in the data directory.
@@ -52,7 +59,8 @@ impl FileJournal {
             path,
             file: Mutex::new(file),
             written: AtomicU64::new(good_len),
-            synced: Mutex::new(good_len),
+            durable: tokio::sync::watch::Sender::new(Durability { synced: good_len, failed: None }),
+            wake_syncer: Mutex::new(None),
         };
         Ok(Recovered { journal, records, truncated: total - good_len })
     }
@@ -61,18 +69,49 @@ impl FileJournal {
         self.written.load(Ordering::SeqCst)
     }
 
-    /// Makes everything appended so far durable. Concurrent callers share one fsync.
-    pub fn sync(&self) -> std::io::Result<()> {
+    /// Starts the thread that flushes the journal to disk: one fsync covers every record written before it
+    /// started, so concurrent writers share flushes (group commit).
+    pub fn start_syncer(self: &Arc<Self>) -> std::io::Result<()> {
+        let (wake, woken) = std::sync::mpsc::channel::<()>();
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner()).try_clone()?;
+        let journal = Arc::downgrade(self);
+        std::thread::Builder::new().name("journal-sync".into()).spawn(move || {
+            while woken.recv().is_ok() {
+                while woken.try_recv().is_ok() {}
+                let Some(journal) = journal.upgrade() else { break };
+                let covered = journal.written.load(Ordering::SeqCst);
+                let result = file.sync_data();
+                journal.durable.send_modify(|d| match result {
+                    Ok(()) => d.synced = d.synced.max(covered),
+                    Err(e) => d.failed = Some(e.to_string()),
+                });
+            }
+        })?;
+        *self.wake_syncer.lock().unwrap_or_else(|p| p.into_inner()) = Some(wake);
+        Ok(())
+    }
+
+    /// Waits until everything appended so far is on disk.
+    pub async fn sync(&self) -> std::io::Result<()> {
         let target = self.written.load(Ordering::SeqCst);
-        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-        if *synced >= target {
+        let mut durable = self.durable.subscribe();
+        if durable.borrow().synced >= target {
             return Ok(());
         }
-        // Whatever was written up to now is covered by this flush, including other callers' records.
-        let covered = self.written.load(Ordering::SeqCst);
-        self.file.lock().unwrap_or_else(|p| p.into_inner()).try_clone()?.sync_data()?;
-        *synced = covered;
-        Ok(())
+        match &*self.wake_syncer.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(wake) => {
+                let _ = wake.send(());
+            }
+            None => return self.file.lock().unwrap_or_else(|p| p.into_inner()).sync_data(),
+        }
+        let state = durable
+            .wait_for(|d| d.synced >= target || d.failed.is_some())
+            .await
+            .map_err(|_| std::io::Error::other("journal syncer stopped"))?;
+        match &state.failed {
+            Some(e) if state.synced < target => Err(std::io::Error::other(format!("fsync failed: {e}"))),
+            _ => Ok(()),
+        }
     }
 
     /// Replaces the journal with one record (a snapshot of the live state), atomically.
@@ -89,7 +128,7 @@ impl FileJournal {
         *file = OpenOptions::new().append(true).open(&self.path)?;
         let len = file.metadata()?.len();
         self.written.store(len, Ordering::SeqCst);
-        *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = len;
+        self.durable.send_modify(|d| d.synced = len);
         Ok(())
     }
 }
@@ -157,7 +196,7 @@ mod tests {
             assert!(r.records.is_empty());
             r.journal.append(&put(2, "a")).unwrap();
             r.journal.append(&put(3, "b")).unwrap();
-            r.journal.sync().unwrap();
+            futures::executor::block_on(r.journal.sync()).unwrap();
         }
         // A crash in the middle of the third write leaves half a frame.
         let path = dir.path().join(JOURNAL_FILE);
@@ -171,7 +210,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
         // A flipped bit is detected the same way.
         r.journal.append(&put(4, "c")).unwrap();
-        r.journal.sync().unwrap();
+        futures::executor::block_on(r.journal.sync()).unwrap();
         drop(r);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
@@ -190,7 +229,7 @@ mod tests {
         let snapshot = Record::Snapshot { revision: 49, kvs: vec![], leases: vec![(7, 10)] };
         r.journal.rewrite(&snapshot).unwrap();
         r.journal.append(&put(50, "z")).unwrap();
-        r.journal.sync().unwrap();
+        futures::executor::block_on(r.journal.sync()).unwrap();
         drop(r);
         assert_eq!(FileJournal::open(dir.path()).unwrap().records, vec![snapshot, put(50, "z")]);
     }

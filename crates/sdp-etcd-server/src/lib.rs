@@ -76,11 +76,8 @@ impl Shared {
 
     /// Waits until every journal record written so far is on disk: a write is acknowledged only after this.
     async fn durable(&self) -> Result<(), Status> {
-        let Some(journal) = self.journal.clone() else { return Ok(()) };
-        tokio::task::spawn_blocking(move || journal.sync())
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::unavailable(format!("etcdserver: cannot write the journal to disk: {e}")))
+        let Some(journal) = &self.journal else { return Ok(()) };
+        journal.sync().await.map_err(|e| Status::unavailable(format!("etcdserver: cannot write the journal to disk: {e}")))
     }
 }
 
@@ -124,6 +121,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
                 journal.rewrite(&store.snapshot()).map_err(data_err)?;
                 tracing::info!(bytes = journal.len(), "journal rewritten as a snapshot");
             }
+            journal.start_syncer().map_err(data_err)?;
             tracing::info!(dir = %dir.display(), records, revision = store.revision(), keys = store.key_count(), "configuration database recovered");
             (store, Some(journal))
         }
@@ -146,7 +144,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .add_service(PbWatchServer::new(watch::WatchService(shared.clone())))
         .add_service(PbLeaseServer::new(lease::LeaseService(shared.clone())))
         .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService(shared)));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small request/response messages: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms.
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
+        conn.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));

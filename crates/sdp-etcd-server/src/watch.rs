@@ -42,8 +42,10 @@ impl PbWatchService for WatchService {
 async fn serve_stream(shared: Shared, mut inbound: Streaming<PbWatchRequest>, out: Out) {
     let mut watchers: HashMap<i64, Watcher> = HashMap::new();
     let mut next_id: i64 = 0;
-    let mut progress = tokio::time::interval(shared.progress_interval);
-    progress.tick().await;
+    // interval_at rather than interval(): awaiting an interval's immediate first tick still goes through the
+    // timer wheel and costs a millisecond on every new watch stream.
+    let period = shared.progress_interval;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {

@@ -177,8 +177,8 @@ impl Store {
         if start_revision > 0 && start_revision <= state.revision {
             let mut batch: EventBatch = Vec::new();
             let mut batch_rev = 0;
-            for (rev, ev) in state.log.iter().filter(|(rev, ev)| *rev >= start_revision && range.contains(&ev.kv.key))
-            {
+            let first = state.log.partition_point(|(rev, _)| *rev < start_revision);
+            for (rev, ev) in state.log.range(first..).filter(|(_, ev)| range.contains(&ev.kv.key)) {
                 if *rev != batch_rev && !batch.is_empty() {
                     let _ = tx.send(std::mem::take(&mut batch));
                 }
