@@ -54,6 +54,8 @@ pub mod paths {
     pub const SUBARRAY: &str = "/subarray";
     pub const RESOURCE: &str = "/resource";
     pub const EB: &str = "/eb";
+    /// The SDP master device's entry.
+    pub const MASTER: &str = "/master";
 
     pub fn pb(pb_id: &str) -> String {
         format!("{PB}/{pb_id}")

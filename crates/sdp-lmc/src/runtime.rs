@@ -1,0 +1,284 @@
+//! The devices at run time: state, attributes, commands and change events, over the configuration database.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch, Mutex};
+
+use crate::master::{self, MasterState};
+use crate::model::{AdminMode, DevState};
+use crate::subarray::{self, SubarrayState};
+use crate::{apply, DevError};
+
+/// One device as Tango would list it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    /// Short name used in URLs: `master`, `subarray_1`.
+    pub id: String,
+    /// Tango device name: `mid_sdp/elt/subarray_1`.
+    pub name: String,
+    pub class: &'static str,
+    pub server: String,
+}
+
+/// An attribute value: enums carry number and label, as Tango enum attributes do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum AttrValue {
+    Enum { value: i64, label: &'static str, labels: Vec<&'static str> },
+    State { value: &'static str },
+    String { value: String },
+}
+
+macro_rules! enum_value {
+    ($ty:ty, $v:expr) => {
+        AttrValue::Enum { value: $v as i64, label: $v.label(), labels: <$ty>::ALL.iter().map(|x| x.label()).collect() }
+    };
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChangeEvent {
+    pub device: String,
+    pub attribute: &'static str,
+    pub value: AttrValue,
+}
+
+struct SubarrayDevice {
+    info: DeviceInfo,
+    /// Number used in the configuration database: `/subarray/<n>`.
+    number: String,
+    state: Mutex<SubarrayState>,
+    /// The current processing block, for the task that follows its receive addresses.
+    current_pb: watch::Sender<Option<String>>,
+}
+
+pub struct Lmc {
+    config: sdp_config::Config,
+    master_info: DeviceInfo,
+    master: Mutex<MasterState>,
+    subarrays: Vec<SubarrayDevice>,
+    events: broadcast::Sender<ChangeEvent>,
+}
+
+fn status(state: DevState) -> String {
+    format!("The device is in {} state.", state.label())
+}
+
+fn subarray_attributes(s: &SubarrayState) -> Vec<(&'static str, AttrValue)> {
+    vec![
+        ("State", AttrValue::State { value: s.state.label() }),
+        ("Status", AttrValue::String { value: status(s.state) }),
+        ("obsState", enum_value!(crate::model::ObsState, s.obs_state)),
+        ("adminMode", enum_value!(AdminMode, s.admin_mode)),
+        ("healthState", enum_value!(crate::model::HealthState, s.health_state)),
+        ("receiveAddresses", AttrValue::String { value: s.receive_addresses.to_string() }),
+    ]
+}
+
+fn master_attributes(m: &MasterState) -> Vec<(&'static str, AttrValue)> {
+    vec![
+        ("State", AttrValue::State { value: m.state.label() }),
+        ("Status", AttrValue::String { value: status(m.state) }),
+        ("OperatingState", enum_value!(crate::model::OperatingState, m.operating_state)),
+        ("healthState", enum_value!(crate::model::HealthState, m.health_state)),
+    ]
+}
+
+fn find<'a>(attrs: &'a [(&'static str, AttrValue)], name: &str) -> Option<&'a AttrValue> {
+    // Tango attribute names are case-insensitive.
+    attrs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+}
+
+impl Lmc {
+    /// A master and `subarrays` subarray devices (`mid_sdp/elt/subarray_1` …) over `config`. Spawns the
+    /// tasks that follow the receive addresses published for each subarray's processing block.
+    pub fn start(config: sdp_config::Config, subarrays: usize) -> Arc<Lmc> {
+        let (events, _) = broadcast::channel(1024);
+        let lmc = Arc::new(Lmc {
+            config,
+            master_info: DeviceInfo {
+                id: "master".into(),
+                name: "mid_sdp/elt/master".into(),
+                class: "SDPMaster",
+                server: "SDPMaster/1".into(),
+            },
+            master: Mutex::new(MasterState::default()),
+            subarrays: (1..=subarrays)
+                .map(|n| SubarrayDevice {
+                    info: DeviceInfo {
+                        id: format!("subarray_{n}"),
+                        name: format!("mid_sdp/elt/subarray_{n}"),
+                        class: "SDPSubarray",
+                        server: format!("SDPSubarray/{n}"),
+                    },
+                    number: n.to_string(),
+                    state: Mutex::new(SubarrayState::default()),
+                    current_pb: watch::Sender::new(None),
+                })
+                .collect(),
+            events,
+        });
+        for index in 0..lmc.subarrays.len() {
+            tokio::spawn(follow_receive_addresses(Arc::clone(&lmc), index));
+        }
+        lmc
+    }
+
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        std::iter::once(self.master_info.clone()).chain(self.subarrays.iter().map(|s| s.info.clone())).collect()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.events.subscribe()
+    }
+
+    fn subarray(&self, device: &str) -> Option<&SubarrayDevice> {
+        self.subarrays.iter().find(|s| s.info.id == device || s.info.name.eq_ignore_ascii_case(device))
+    }
+
+    fn is_master(&self, device: &str) -> bool {
+        device == self.master_info.id || device.eq_ignore_ascii_case(&self.master_info.name)
+    }
+
+    fn no_device(device: &str) -> DevError {
+        DevError::not_found("API_DeviceNotFound", format!("device {device} not defined"))
+    }
+
+    pub async fn attributes(&self, device: &str) -> Result<Vec<(&'static str, AttrValue)>, DevError> {
+        if self.is_master(device) {
+            return Ok(master_attributes(&*self.master.lock().await));
+        }
+        let sub = self.subarray(device).ok_or_else(|| Self::no_device(device))?;
+        Ok(subarray_attributes(&*sub.state.lock().await))
+    }
+
+    pub async fn read_attribute(&self, device: &str, name: &str) -> Result<AttrValue, DevError> {
+        let attrs = self.attributes(device).await?;
+        find(&attrs, name)
+            .cloned()
+            .ok_or_else(|| DevError::not_found("API_AttrNotFound", format!("{name} attribute not found for {device}")))
+    }
+
+    /// Writes `adminMode` (the one writable attribute): a label (`"ONLINE"`) or a number.
+    pub async fn write_attribute(&self, device: &str, name: &str, value: &Value) -> Result<(), DevError> {
+        let not_writable = || DevError {
+            kind: crate::ErrorKind::NotAllowed,
+            reason: "API_AttrNotWritable".into(),
+            desc: format!("attribute {name} of {device} is not writable"),
+        };
+        // Unknown devices and attributes are reported as such before "not writable".
+        self.read_attribute(device, name).await?;
+        let sub = match self.subarray(device) {
+            Some(sub) if name.eq_ignore_ascii_case("adminMode") => sub,
+            _ => return Err(not_writable()),
+        };
+        let mode = match value {
+            Value::String(label) => AdminMode::from_label(label),
+            Value::Number(n) => n.as_i64().and_then(AdminMode::from_value),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            DevError::bad_argument(format!(
+                "{value} is not an adminMode: use one of {:?} or its number",
+                AdminMode::ALL.iter().map(|m| m.label()).collect::<Vec<_>>()
+            ))
+        })?;
+        let mut state = sub.state.lock().await;
+        let before = subarray_attributes(&state);
+        state.admin_mode = mode;
+        self.publish(&sub.info.id, &before, &subarray_attributes(&state));
+        Ok(())
+    }
+
+    /// Runs a command; refusals and failures change nothing.
+    pub async fn command(&self, device: &str, name: &str, argin: &str) -> Result<(), DevError> {
+        let not_found = || {
+            DevError::not_found("API_CommandNotFound", format!("Command {name} not found"))
+        };
+        if self.is_master(device) {
+            let command = master::Command::parse(name).ok_or_else(not_found)?;
+            let mut state = self.master.lock().await;
+            let (next, effects) = master::decide(&state, command);
+            self.apply(&effects).await?;
+            let before = master_attributes(&state);
+            *state = next;
+            self.publish(&self.master_info.id, &before, &master_attributes(&state));
+            return Ok(());
+        }
+        let sub = self.subarray(device).ok_or_else(|| Self::no_device(device))?;
+        let command = subarray::Command::parse(name, argin).ok_or_else(not_found)?;
+        let mut state = sub.state.lock().await;
+        let (next, effects) = subarray::decide(&state, &sub.number, &command)?;
+        self.apply(&effects).await?;
+        let before = subarray_attributes(&state);
+        *state = next;
+        sub.current_pb.send_replace(state.pb_id.clone());
+        self.publish(&sub.info.id, &before, &subarray_attributes(&state));
+        tracing::info!(device = %sub.info.name, command = name, obs_state = %state.obs_state, state = %state.state, "command done");
+        Ok(())
+    }
+
+    async fn apply(&self, effects: &[crate::Effect]) -> Result<(), DevError> {
+        apply(&self.config, effects).await.map_err(|e| {
+            tracing::warn!(error = %e, "command failed in the configuration database; state unchanged");
+            DevError::failed(e.to_string())
+        })
+    }
+
+    fn publish(&self, device: &str, before: &[(&'static str, AttrValue)], after: &[(&'static str, AttrValue)]) {
+        for ((name, old), (_, new)) in before.iter().zip(after) {
+            if old != new {
+                let _ = self.events.send(ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() });
+            }
+        }
+    }
+}
+
+/// Follows `/pb/<current>/state` of a subarray's processing block and publishes its `receiveAddresses` once
+/// the receive workflow writes them.
+async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
+    let sub = &lmc.subarrays[index];
+    let mut current = sub.current_pb.subscribe();
+    loop {
+        let Some(pb_id) = current.borrow_and_update().clone() else {
+            if current.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let mut watcher = lmc.config.watcher();
+        loop {
+            let read = watcher.txn(|t| {
+                let pb_id = pb_id.clone();
+                async move {
+                    let state = t.get_processing_block_state(&pb_id).await.ok().flatten();
+                    Ok(state.and_then(|s| s.get("receiveAddresses").cloned()))
+                }
+            });
+            tokio::select! {
+                result = read => match result {
+                    Ok(Some(addresses)) => {
+                        let mut state = sub.state.lock().await;
+                        if state.pb_id.as_deref() == Some(pb_id.as_str()) && state.receive_addresses != addresses {
+                            let before = subarray_attributes(&state);
+                            state.receive_addresses = addresses;
+                            lmc.publish(&sub.info.id, &before, &subarray_attributes(&state));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, pb_id, "cannot read processing block state; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                },
+                changed = current.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
