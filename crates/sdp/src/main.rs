@@ -1,7 +1,8 @@
 //! `sdp`: the platform's main command.
 //!
 //! `sdp up` starts the embedded configuration database (etcd v3 API) with its data directory, or uses the
-//! etcd named by `SDP_CONFIG_HOST`, and runs until Ctrl-C.
+//! etcd named by `SDP_CONFIG_HOST`, and the LMC devices' HTTP surface, and runs until Ctrl-C.
+//! `sdp lmc …` talks to those devices.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sdp_config::{Config, Settings};
+
+mod lmc_cli;
 
 #[derive(Parser)]
 #[command(name = "sdp", version, about = "SKA SDP control and deployment platform")]
@@ -21,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the platform on this machine until Ctrl-C.
     Up(UpArgs),
+    /// Read and write the SDP devices' attributes and run their commands (through `sdp up`'s LMC surface).
+    Lmc(lmc_cli::LmcArgs),
 }
 
 #[derive(clap::Args)]
@@ -31,6 +36,12 @@ struct UpArgs {
     /// Data directory of the embedded configuration database.
     #[arg(long, env = "SDP_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
+    /// Where the LMC devices' HTTP/JSON surface listens.
+    #[arg(long, env = "SDP_LMC_LISTEN", default_value = "127.0.0.1:8080")]
+    lmc_listen: SocketAddr,
+    /// Number of subarray devices.
+    #[arg(long, default_value_t = 1)]
+    subarrays: usize,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -52,6 +63,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up(args)),
+        Command::Lmc(args) => runtime.block_on(lmc_cli::run(args)),
     }
 }
 
@@ -84,9 +96,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         ),
         None => tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST"),
     }
+    let lmc = sdp_lmc::Lmc::start(config.clone(), args.subarrays);
+    let listener = tokio::net::TcpListener::bind(args.lmc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the LMC surface: choose another with --lmc-listen", args.lmc_listen))?;
+    let lmc_server = tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await });
+    tracing::info!(listen = %args.lmc_listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
     tracing::info!("platform up; press Ctrl-C to stop");
     shutdown_signal().await;
     tracing::info!("stopping");
+    lmc_server.abort();
     if let Some(server) = embedded {
         server.stop().await;
     }

@@ -6,10 +6,16 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions, PutOptions};
 use sdp_testkit::{free_port, wait_for_port, KillOnDrop};
 
+/// Starts `sdp up` with its configuration database on `port` and its LMC surface on a free port.
 fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
+    start_up_with_lmc(port, free_port(), data_dir)
+}
+
+fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
     let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
+        .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
         .env_remove("SDP_CONFIG_HOST")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -17,6 +23,7 @@ fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
         .unwrap();
     let child = KillOnDrop(child);
     wait_for_port(port, Duration::from_secs(20), "sdp up");
+    wait_for_port(lmc_port, Duration::from_secs(20), "sdp up's LMC surface");
     child
 }
 
@@ -87,10 +94,49 @@ fn a_busy_port_is_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_sdp"))
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
+        .args(["--lmc-listen", &format!("127.0.0.1:{}", free_port())])
         .env_remove("SDP_CONFIG_HOST")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}
+
+/// `sdp lmc` drives the devices of a running `sdp up` through the seed's session.
+#[test]
+fn lmc_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, lmc_port) = (free_port(), free_port());
+    let _server = start_up_with_lmc(port, lmc_port, dir.path());
+    let url = format!("http://127.0.0.1:{lmc_port}");
+    let lmc_at = |url: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sdp"))
+            .args(["lmc", "--url", url])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let lmc = |args: &[&str]| lmc_at(&url, args);
+    let (ok, out) = lmc(&["devices"]);
+    assert!(ok && out.contains("mid_sdp/elt/subarray_1") && out.contains("SDPMaster/1"), "{out}");
+    let (ok, out) = lmc(&["run", "subarray_1", "AssignResources", ""]);
+    assert!(!ok && out.contains("API_CommandNotAllowed") && out.contains("Current mode: <AdminMode.OFFLINE: 0>"), "{out}");
+    assert!(lmc(&["write", "subarray_1", "adminMode", "ONLINE"]).0);
+    assert!(lmc(&["run", "subarray_1", "AssignResources"]).0);
+    let configure = r#"{ "configure": { "id": "xyz", "sbiId": "xyz", "workflow": { "type": "realtime", "version": "0.1.0", "id": "vis_receive" }, "parameters": {}, "scanParameters": { "1": {} } } }"#;
+    let (ok, out) = lmc(&["run", "subarray_1", "Configure", configure]);
+    assert!(ok, "{out}");
+    let (ok, out) = lmc(&["read", "subarray_1", "obsState"]);
+    assert!(ok && out.contains("\"label\": \"READY\"") && out.contains("\"value\": 2"), "{out}");
+    // The processing block is in the configuration database.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pb = rt.block_on(async {
+        let config = sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap();
+        config.txn(|t| async move { t.get_processing_block("xyz").await }).await.unwrap()
+    });
+    assert_eq!(pb.unwrap().workflow.id, "vis_receive");
+    let (ok, out) = lmc_at("http://127.0.0.1:1", &["devices"]);
+    assert!(!ok && out.contains("cannot reach the LMC surface"), "{out}");
 }

@@ -1,0 +1,179 @@
+//! The seed's itango session, through the HTTP surface, against the embedded server and a real etcd; the
+//! configuration database is checked after each step.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sdp_config::Config;
+use serde_json::{json, Value};
+
+const SEED_CONFIGURE: &str = r#"{ "configure": { "id": "xyz", "sbiId": "xyz", "workflow": { "type": "realtime", "version": "0.1.0", "id": "vis_receive" }, "parameters": {}, "scanParameters": { "1": {} } } }"#;
+
+struct Surface {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Surface {
+    async fn start(config: Config) -> Surface {
+        let lmc = sdp_lmc::Lmc::start(config, 1);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await.unwrap() });
+        Surface { http: reqwest::Client::new(), base }
+    }
+
+    async fn attr(&self, device: &str, name: &str) -> Value {
+        let resp = self.http.get(format!("{}/api/devices/{device}/attributes/{name}", self.base)).send().await.unwrap();
+        assert!(resp.status().is_success(), "{name}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    /// `(value, label)` of an enum attribute, or the value of a state/string attribute.
+    async fn value(&self, device: &str, name: &str) -> Value {
+        let a = self.attr(device, name).await;
+        match a["type"].as_str() {
+            Some("enum") => json!([a["value"], a["label"]]),
+            _ => a["value"].clone(),
+        }
+    }
+
+    async fn command(&self, device: &str, name: &str, argin: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/devices/{device}/commands/{name}", self.base))
+            .body(argin.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    async fn write(&self, device: &str, name: &str, value: Value) -> u16 {
+        let url = format!("{}/api/devices/{device}/attributes/{name}", self.base);
+        self.http.put(url).body(value.to_string()).send().await.unwrap().status().as_u16()
+    }
+}
+
+async fn keys(config: &Config) -> Vec<String> {
+    config.txn(|t| async move { t.list_keys("/", 8).await }).await.unwrap()
+}
+
+async fn seed_transcript(config: Config) {
+    let s = Surface::start(config.clone()).await;
+    let sub = "subarray_1";
+    let devices: Value = s.http.get(format!("{}/api/devices", s.base)).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = devices.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["mid_sdp/elt/master", "mid_sdp/elt/subarray_1"]);
+    let mut events = s.http.get(format!("{}/api/events", s.base)).send().await.unwrap().bytes_stream();
+
+    // In [3]: d.obsState -> <obsState.IDLE: 0>; In [4]: d.state() -> OFF
+    assert_eq!(s.value(sub, "obsState").await, json!([0, "IDLE"]));
+    assert_eq!(s.value(sub, "State").await, json!("OFF"));
+    // Refused while OFFLINE: an error with the original's message, nothing changes.
+    let (status, err) = s.command(sub, "AssignResources", "").await;
+    assert_eq!(status, 409);
+    assert!(err["desc"].as_str().unwrap().contains("Current mode: <AdminMode.OFFLINE: 0>"), "{err}");
+    assert_eq!(s.value(sub, "State").await, json!("OFF"));
+    // In [5]: d.adminMode = 'ONLINE'; In [6]: d.AssignResources('')
+    assert_eq!(s.write(sub, "adminMode", json!("ONLINE")).await, 204);
+    assert_eq!(s.command(sub, "AssignResources", "").await.0, 204);
+    assert_eq!(s.value(sub, "State").await, json!("ON"));
+    assert_eq!(s.value(sub, "obsState").await, json!([0, "IDLE"]));
+    // Bad arguments: 400 with a message naming the field; nothing written.
+    let before = keys(&config).await;
+    let (status, err) = s.command(sub, "Configure", r#"{"configure": {"id": "xyz"}}"#).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["desc"], "configure: 'sbiId' is a required property");
+    assert_eq!(s.command(sub, "Configure", "{not json").await.0, 400);
+    assert_eq!(keys(&config).await, before);
+    assert_eq!(s.value(sub, "obsState").await, json!([0, "IDLE"]));
+    // In [9]: d.Configure(...) -> READY: 2
+    assert_eq!(s.command(sub, "Configure", SEED_CONFIGURE).await.0, 204);
+    assert_eq!(s.value(sub, "obsState").await, json!([2, "READY"]));
+    let pb = config.txn(|t| async move { t.get_processing_block("xyz").await }).await.unwrap().unwrap();
+    assert_eq!((pb.workflow.kind.as_str(), pb.workflow.id.as_str(), pb.workflow.version.as_str()), ("realtime", "vis_receive", "0.1.0"));
+    assert_eq!(pb.scan_parameters, json!({"1": {}}));
+    let entry: Value = config.txn(|t| async move { t.get_json("/subarray/1").await }).await.unwrap().unwrap();
+    assert_eq!(entry, json!({"adminState": "ONLINE", "command": "Configure", "currentPb": "xyz"}));
+    // In [11]: d.StartScan() -> SCANNING: 3
+    assert_eq!(s.command(sub, "StartScan", "").await.0, 204);
+    assert_eq!(s.value(sub, "obsState").await, json!([3, "SCANNING"]));
+    let pb_state = config.txn(|t| async move { t.get_processing_block_state("xyz").await }).await.unwrap().unwrap();
+    assert_eq!(pb_state["obsState"], "SCANNING");
+    // The receive workflow publishes its addresses in the processing block state; the attribute follows.
+    let addresses = json!({"scanId": 1, "totalChannels": 4, "receiveAddresses": []});
+    let published = addresses.clone();
+    config
+        .txn(|t| {
+            let published = published.clone();
+            async move {
+                let mut state = t.get_processing_block_state("xyz").await?.unwrap();
+                state["receiveAddresses"] = published;
+                t.put_processing_block_state("xyz", &state).await
+            }
+        })
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while s.value(sub, "receiveAddresses").await != json!(addresses.to_string()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "receiveAddresses not published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // In [13]: d.EndScan() -> READY: 2
+    assert_eq!(s.command(sub, "EndScan", "").await.0, 204);
+    assert_eq!(s.value(sub, "obsState").await, json!([2, "READY"]));
+    let (status, err) = s.command(sub, "EndScan", "").await;
+    assert_eq!((status, err["desc"].as_str().unwrap()), (409, "Error: the device must be in one of the following obsStates: [<ObsState.SCANNING: 3>]"));
+    // EndSB removes what Configure made.
+    assert_eq!(s.command(sub, "EndSB", "").await.0, 204);
+    assert_eq!(s.value(sub, "obsState").await, json!([0, "IDLE"]));
+    assert!(keys(&config).await.iter().all(|k| !k.starts_with("/pb/xyz") && k != "/subarray/1"), "{:?}", keys(&config).await);
+    // The master.
+    assert_eq!(s.value("master", "State").await, json!("ON"));
+    assert_eq!(s.command("master", "Standby", "").await.0, 204);
+    assert_eq!(s.value("master", "OperatingState").await, json!([3, "STANDBY"]));
+    let master: Value = config.txn(|t| async move { t.get_json("/master").await }).await.unwrap().unwrap();
+    assert_eq!(master, json!({"state": "STANDBY"}));
+    // Unknown names.
+    assert_eq!(s.command(sub, "Explode", "").await.0, 404);
+    assert_eq!(s.command("nope", "On", "").await.0, 404);
+    assert_eq!(s.write(sub, "obsState", json!(2)).await, 409);
+    assert_eq!(s.write(sub, "adminMode", json!("SIDEWAYS")).await, 400);
+
+    // Change events arrived for what changed, in order.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("\"STANDBY\"") {
+        let chunk = tokio::time::timeout_at(deadline.into(), events.next()).await.expect("events").unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let order: Vec<usize> = ["\"label\":\"ONLINE\"", "\"label\":\"READY\"", "\"label\":\"SCANNING\"", "\"STANDBY\""]
+        .iter()
+        .map(|needle| seen.find(needle).unwrap_or_else(|| panic!("no event {needle} in {seen}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+}
+
+#[tokio::test]
+async fn seed_transcript_on_the_embedded_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
+    seed_transcript(Config::connect(&settings).await.unwrap()).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn seed_transcript_on_etcd() {
+    let etcd = sdp_testkit::Etcd::start();
+    seed_transcript(etcd.config().await).await;
+}

@@ -1,0 +1,73 @@
+//! `sdp lmc`: the LMC devices from the command line, through `sdp up`'s HTTP surface.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct LmcArgs {
+    /// The LMC surface of `sdp up`.
+    #[arg(long, env = "SDP_LMC_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// List the devices.
+    Devices,
+    /// Print a device's attributes, or one of them.
+    Read { device: String, attribute: Option<String> },
+    /// Write an attribute (e.g. `write subarray_1 adminMode ONLINE`).
+    Write { device: String, attribute: String, value: String },
+    /// Run a command (e.g. `run subarray_1 Configure '{...}'`).
+    Run { device: String, command: String, argument: Option<String> },
+    /// Print change events as they happen.
+    Events,
+}
+
+pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let url = args.url.trim_end_matches('/');
+    let unreachable = || format!("cannot reach the LMC surface at {url}: is `sdp up` running? (set --url or SDP_LMC_URL)");
+    let response = match &args.action {
+        Action::Devices => http.get(format!("{url}/api/devices")).send().await,
+        Action::Read { device, attribute: None } => http.get(format!("{url}/api/devices/{device}")).send().await,
+        Action::Read { device, attribute: Some(a) } => http.get(format!("{url}/api/devices/{device}/attributes/{a}")).send().await,
+        Action::Write { device, attribute, value } => {
+            // Labels are strings, numbers are numbers: `ONLINE` and `1` both work.
+            let body = serde_json::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.clone()));
+            http.put(format!("{url}/api/devices/{device}/attributes/{attribute}")).body(body.to_string()).send().await
+        }
+        Action::Run { device, command, argument } => {
+            let body = argument.clone().unwrap_or_default();
+            http.post(format!("{url}/api/devices/{device}/commands/{command}")).body(body).send().await
+        }
+        Action::Events => http.get(format!("{url}/api/events")).send().await,
+    }
+    .with_context(unreachable)?;
+    let status = response.status();
+    if matches!(args.action, Action::Events) && status.is_success() {
+        let mut response = response;
+        while let Some(chunk) = response.chunk().await.with_context(unreachable)? {
+            for line in String::from_utf8_lossy(&chunk).lines().filter_map(|l| l.strip_prefix("data:")) {
+                println!("{}", line.trim());
+            }
+        }
+        return Ok(());
+    }
+    let text = response.text().await.with_context(unreachable)?;
+    if !status.is_success() {
+        let err: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        match (err["reason"].as_str(), err["desc"].as_str()) {
+            (Some(reason), Some(desc)) => bail!("{reason}: {desc}"),
+            _ => bail!("{status}: {text}"),
+        }
+    }
+    if !text.is_empty() {
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(())
+}
