@@ -158,7 +158,12 @@ impl Txn {
     }
 
     pub async fn is_processing_block_owner(&self, pb_id: &str) -> Result<bool, Error> {
-        Ok(self.get_processing_block_owner(pb_id).await?.as_ref() == Some(&Owner::this_process()))
+        self.is_owner_of(&paths::pb_owner(pb_id)).await
+    }
+
+    /// Whether the owner entry at `path` names this process.
+    pub async fn is_owner_of(&self, path: &str) -> Result<bool, Error> {
+        Ok(self.get_json::<Owner>(path).await?.as_ref() == Some(&Owner::this_process()))
     }
 
     pub async fn get_processing_block_state(&self, pb_id: &str) -> Result<Option<Value>, Error> {

@@ -42,6 +42,12 @@ struct UpArgs {
     /// Number of subarray devices.
     #[arg(long, default_value_t = 1)]
     subarrays: usize,
+    /// Namespace processing scripts deploy into (passed to them as env.SDP_HELM_NAMESPACE).
+    #[arg(long, env = "SDP_HELM_NAMESPACE", default_value = "sdp")]
+    helm_namespace: String,
+    /// Configuration-database host given to processing scripts (default: the one this process uses).
+    #[arg(long, env = "SDP_SCRIPT_CONFIG_HOST")]
+    script_config_host: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -96,6 +102,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         ),
         None => tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST"),
     }
+    let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
+        config: config.clone(),
+        scripts: sdp_processing::builtin_scripts(),
+        settings: sdp_processing::ControllerSettings {
+            config_host: args.script_config_host.clone().unwrap_or_else(|| settings.host.clone()),
+            helm_namespace: args.helm_namespace.clone(),
+        },
+        lease_ttl: 10,
+    }));
+    tracing::info!("processing controller started");
     let lmc = sdp_lmc::Lmc::start(config.clone(), args.subarrays);
     let listener = tokio::net::TcpListener::bind(args.lmc_listen)
         .await
@@ -106,6 +122,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("stopping");
     lmc_server.abort();
+    controller.abort();
     if let Some(server) = embedded {
         server.stop().await;
     }

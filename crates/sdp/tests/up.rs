@@ -137,6 +137,20 @@ fn lmc_command_line() {
         config.txn(|t| async move { t.get_processing_block("xyz").await }).await.unwrap()
     });
     assert_eq!(pb.unwrap().workflow.id, "vis_receive");
+    // The processing controller deploys the block's script.
+    let start = std::time::Instant::now();
+    loop {
+        let deployed = rt.block_on(async {
+            let config = sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap();
+            config.txn(|t| async move { t.get_deployment("xyz-workflow").await }).await.unwrap()
+        });
+        if let Some(d) = deployed {
+            assert_eq!(d.args["values"]["pb_id"], "xyz");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no script deployment for the configured block");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (ok, out) = lmc_at("http://127.0.0.1:1", &["devices"]);
     assert!(!ok && out.contains("cannot reach the LMC surface"), "{out}");
 }

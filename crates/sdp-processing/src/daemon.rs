@@ -1,0 +1,118 @@
+//! The controller's loop: lead, read a snapshot, apply the plan in the same transaction, wait for a change.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use sdp_config::keys::paths;
+use sdp_config::{Config, Error, Owner, Txn};
+
+use crate::{plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER_PATH};
+
+pub struct Controller {
+    pub config: Config,
+    pub scripts: Vec<ScriptDefinition>,
+    pub settings: ControllerSettings,
+    /// Lease TTL of the leadership entry, seconds.
+    pub lease_ttl: i64,
+}
+
+async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
+    let mut snapshot = Snapshot::default();
+    for pb_id in t.list_processing_blocks().await? {
+        let pb = match t.get_processing_block(&pb_id).await {
+            Ok(Some(pb)) => Ok(pb),
+            Ok(None) => continue,
+            Err(Error::BadJson { detail, .. }) => Err(detail),
+            Err(e) => return Err(e),
+        };
+        if let Ok(Some(state)) = t.get_processing_block_state(&pb_id).await {
+            snapshot.states.insert(pb_id.clone(), state);
+        }
+        snapshot.processing_blocks.insert(pb_id, pb);
+    }
+    snapshot.deployments = t.list_deployments().await?.into_iter().collect();
+    Ok(snapshot)
+}
+
+async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
+    for action in actions {
+        match action {
+            Action::CreateDeployment(d) => t.create_deployment(d).await?,
+            Action::DeleteDeployment(id) => t.delete(&paths::deploy(id), false, true).await.map(|_| ())?,
+            Action::UpdateState { pb_id, fields } => {
+                let mut state = match t.get_processing_block_state(pb_id).await {
+                    Ok(Some(Value::Object(state))) => state,
+                    // Absent, or not an object we can merge into: start afresh.
+                    _ => Default::default(),
+                };
+                state.extend(fields.clone());
+                t.put_processing_block_state(pb_id, &Value::Object(state)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the controller until the future is dropped. Errors are logged and retried; it never gives up.
+pub async fn run(controller: Controller) {
+    loop {
+        if let Err(e) = lead_and_work(&controller).await {
+            tracing::warn!(error = %e, "processing controller: retrying in 2 s");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+async fn lead_and_work(c: &Controller) -> Result<(), Error> {
+    let lease = c.config.lease(c.lease_ttl).await?;
+    // Wait until no other controller leads, then take the lead.
+    let mut leader_watch = c.config.watcher();
+    loop {
+        let took = leader_watch
+            .txn(|t| {
+                let lease = &lease;
+                async move {
+                    match t.create_json(LEADER_PATH, &Owner::this_process(), Some(lease)).await {
+                        Ok(()) => Ok(true),
+                        Err(Error::Collision(_)) => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .await?;
+        if took {
+            break;
+        }
+        tracing::info!("another processing controller leads; waiting");
+    }
+    tracing::info!("processing controller leading");
+    let mut watcher = c.config.watcher().with_timeout(Duration::from_secs(30));
+    loop {
+        let work = watcher.txn(|t| async move {
+            if !t.is_owner_of(LEADER_PATH).await? {
+                return Ok(None);
+            }
+            let snapshot = read_snapshot(&t).await?;
+            let actions = plan(&snapshot, &c.scripts, &c.settings);
+            apply(&t, &actions).await?;
+            Ok(Some(actions))
+        });
+        let actions = tokio::select! {
+            actions = work => actions?,
+            _ = lease.lost() => return Err(Error::LeaseLost(lease.id())),
+        };
+        match actions {
+            None => return Err(Error::Invalid("lost the processing controller's leadership entry".into())),
+            Some(actions) => {
+                for action in actions {
+                    match action {
+                        Action::CreateDeployment(d) => tracing::info!(deploy_id = d.deploy_id, "deployment created"),
+                        Action::DeleteDeployment(id) => tracing::info!(deploy_id = id, "deployment deleted"),
+                        Action::UpdateState { pb_id, fields } => tracing::info!(pb_id, ?fields, "processing block state"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The controller against the embedded server and a real etcd: the seed's flow, deletion, malformed input, and
+//! several controllers at once.
+
+use std::time::{Duration, Instant};
+
+use sdp_config::{Config, Deployment, ProcessingBlock};
+use sdp_processing::{builtin_scripts, Controller, ControllerSettings};
+use serde_json::json;
+
+fn controller(config: &Config) -> Controller {
+    Controller {
+        config: config.clone(),
+        scripts: builtin_scripts(),
+        settings: ControllerSettings { config_host: "127.0.0.1".into(), helm_namespace: "sdp".into() },
+        lease_ttl: 3,
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn deployments(config: &Config) -> Vec<String> {
+    config.txn(|t| async move { t.list_deployments().await }).await.unwrap()
+}
+
+async fn seed_flow(config: Config) {
+    let running = tokio::spawn(sdp_processing::run(controller(&config)));
+    let pb_id = config
+        .txn(|t| async move {
+            let id = t.new_processing_block_id("realtime").await?;
+            t.create_processing_block(&ProcessingBlock::new(&id, "realtime:testdask:0.1.0".parse()?)).await?;
+            Ok(id)
+        })
+        .await
+        .unwrap();
+    let deploy_id = format!("{pb_id}-workflow");
+    eventually("the script deployment", || async { deployments(&config).await.contains(&deploy_id) }).await;
+    let d = config.txn(|t| { let id = deploy_id.clone(); async move { t.get_deployment(&id).await } }).await.unwrap().unwrap();
+    assert_eq!(d.args["values"]["pb_id"], json!(pb_id));
+    assert_eq!(d.args["values"]["wf_image"], "nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0");
+    let state = config.txn(|t| { let id = pb_id.clone(); async move { t.get_processing_block_state(&id).await } }).await.unwrap().unwrap();
+    assert_eq!(state["state"], "executing");
+    // The script deploys its execution engine, as the seed's testdask does.
+    let dask = Deployment { deploy_id: format!("{pb_id}-dask"), kind: "helm".into(), args: json!({"chart": "stable/dask"}) };
+    config.txn(|t| { let d = dask.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    // Malformed input is reported in the state and does not stop the controller.
+    config.txn(|t| async move { t.create("/pb/broken", "{oops", None).await }).await.unwrap();
+    eventually("the malformed block's state", || async {
+        let s = config.txn(|t| async move { t.get_processing_block_state("broken").await }).await.unwrap();
+        s.is_some_and(|s| s["state"] == "failed")
+    })
+    .await;
+    assert_eq!(config.txn(|t| async move { t.get("/pb/broken").await }).await.unwrap().as_deref(), Some("{oops"));
+    // Deleting the processing block undoes its deployments.
+    config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+    eventually("deployments removed", || async { deployments(&config).await.is_empty() }).await;
+    running.abort();
+}
+
+async fn racing_controllers_never_duplicate(config: Config) {
+    let controllers: Vec<_> = (0..3).map(|_| tokio::spawn(sdp_processing::run(controller(&config)))).collect();
+    for i in 0..20 {
+        let workflow = if i % 2 == 0 { "realtime:testdask:0.1.0" } else { "batch:testdask:0.1.0" };
+        config
+            .txn(|t| async move {
+                let id = t.new_processing_block_id(workflow.split(':').next().unwrap()).await?;
+                t.create_processing_block(&ProcessingBlock::new(&id, workflow.parse()?)).await
+            })
+            .await
+            .unwrap();
+        if i == 10 {
+            // A controller dies midway; the others carry on.
+            controllers[0].abort();
+        }
+    }
+    eventually("20 deployments", || async { deployments(&config).await.len() == 20 }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids = deployments(&config).await;
+    assert_eq!(ids.len(), 20, "{ids:?}");
+    assert!(ids.iter().all(|d| d.ends_with("-workflow")));
+    for c in controllers {
+        c.abort();
+    }
+}
+
+macro_rules! on_both {
+    ($($case:ident),*) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread")] async fn $case() {
+                let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(), ..Default::default()
+                }).await.unwrap();
+                let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
+                super::$case(sdp_config::Config::connect(&settings).await.unwrap()).await;
+                server.stop().await;
+            })*
+        }
+        mod etcd {
+            $(#[tokio::test(flavor = "multi_thread")] async fn $case() {
+                let etcd = sdp_testkit::Etcd::start();
+                super::$case(etcd.config().await).await;
+            })*
+        }
+    };
+}
+
+on_both!(seed_flow, racing_controllers_never_duplicate);

@@ -1,0 +1,100 @@
+//! The controller's decisions, table by table.
+
+use sdp_config::{Deployment, ProcessingBlock};
+use sdp_processing::{builtin_scripts, plan, Action, ControllerSettings, Snapshot};
+use serde_json::json;
+
+fn settings() -> ControllerSettings {
+    ControllerSettings { config_host: "sdp-prototype-etcd-client.default.svc.cluster.local".into(), helm_namespace: "sdp".into() }
+}
+
+fn pb(id: &str, workflow: &str) -> (String, Result<ProcessingBlock, String>) {
+    (id.to_string(), Ok(ProcessingBlock::new(id, workflow.parse().unwrap())))
+}
+
+/// Applies actions to a snapshot the way the daemon applies them to the database.
+fn apply(snapshot: &mut Snapshot, actions: &[Action]) {
+    for action in actions {
+        match action {
+            Action::CreateDeployment(d) => assert!(snapshot.deployments.insert(d.deploy_id.clone()), "duplicate {d:?}"),
+            Action::DeleteDeployment(id) => assert!(snapshot.deployments.remove(id)),
+            Action::UpdateState { pb_id, fields } => {
+                let state = snapshot.states.entry(pb_id.clone()).or_insert_with(|| json!({}));
+                for (k, v) in fields {
+                    state[k] = v.clone();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
+    let snapshot = Snapshot { processing_blocks: [pb("realtime-20191121-0000", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let expected = Deployment {
+        deploy_id: "realtime-20191121-0000-workflow".into(),
+        kind: "helm".into(),
+        args: json!({"chart": "workflow", "values": {
+            "env.SDP_CONFIG_HOST": "sdp-prototype-etcd-client.default.svc.cluster.local",
+            "env.SDP_HELM_NAMESPACE": "sdp",
+            "pb_id": "realtime-20191121-0000",
+            "wf_image": "nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0"
+        }}),
+    };
+    assert_eq!(actions[0], Action::CreateDeployment(expected));
+    assert!(matches!(&actions[1], Action::UpdateState { pb_id, fields }
+        if pb_id == "realtime-20191121-0000" && fields["state"] == "executing"));
+    assert_eq!(actions.len(), 2);
+}
+
+#[test]
+fn converges_and_then_does_nothing() {
+    let mut snapshot = Snapshot {
+        processing_blocks: [pb("a", "realtime:testdask:0.1.0"), pb("b", "batch:testdask:0.1.0"), pb("c", "realtime:nope:9")].into(),
+        ..Default::default()
+    };
+    let first = plan(&snapshot, &builtin_scripts(), &settings());
+    apply(&mut snapshot, &first);
+    assert_eq!(snapshot.deployments.iter().collect::<Vec<_>>(), ["a-workflow", "b-workflow"]);
+    assert_eq!(snapshot.states["c"]["state"], "failed");
+    assert_eq!(snapshot.states["c"]["error"], "no processing script realtime:nope:9 is defined");
+    assert!(plan(&snapshot, &builtin_scripts(), &settings()).is_empty());
+}
+
+#[test]
+fn other_state_fields_are_kept_and_only_changes_are_written() {
+    let mut snapshot = Snapshot { processing_blocks: [pb("a", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    snapshot.deployments.insert("a-workflow".into());
+    snapshot.states.insert("a".into(), json!({"state": "executing", "deployments": ["a-workflow"], "obsState": "SCANNING"}));
+    assert!(plan(&snapshot, &builtin_scripts(), &settings()).is_empty());
+}
+
+#[test]
+fn deleting_a_processing_block_undoes_its_deployments_only() {
+    let mut snapshot = Snapshot { processing_blocks: [pb("keep", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    for d in ["keep-workflow", "keep-dask", "gone-workflow", "gone-dask", "gone2-workflow", "unrelated"] {
+        snapshot.deployments.insert(d.into());
+    }
+    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let deleted: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DeleteDeployment(id) => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, ["gone-dask", "gone-workflow", "gone2-workflow"]);
+}
+
+#[test]
+fn a_malformed_processing_block_is_reported_not_fatal() {
+    let snapshot = Snapshot {
+        processing_blocks: [("bad".to_string(), Err("missing field `workflow`".to_string())), pb("ok", "realtime:testdask:0.1.0")].into(),
+        ..Default::default()
+    };
+    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    assert!(actions.iter().any(|a| matches!(a, Action::UpdateState { pb_id, fields }
+        if pb_id == "bad" && fields["state"] == "failed" && fields["error"].as_str().unwrap().contains("missing field"))));
+    assert!(actions.iter().any(|a| matches!(a, Action::CreateDeployment(d) if d.deploy_id == "ok-workflow")));
+}
