@@ -1,0 +1,284 @@
+//! The deployer's loop: read the `/deploy` entries, plan, run each deployment's Helm action in its own task
+//! (one at a time per deployment, independent ones in parallel), record the outcome in `/deploy/<id>/state`,
+//! retry failures with capped exponential backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tokio::task::JoinSet;
+
+use sdp_config::keys::paths;
+use sdp_config::{Config, Error};
+
+use crate::helm::Helm;
+use crate::plan::{plan, Desired, HelmAction};
+
+/// Whether there is a cluster to install into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Cluster,
+    /// No cluster: `helm template` into this directory instead of installing.
+    RenderOnly(PathBuf),
+}
+
+impl Mode {
+    /// A cluster is there when a kubeconfig is named or present, or when running inside Kubernetes.
+    pub fn detect(render_dir: PathBuf) -> Mode {
+        let home_config = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"));
+        if std::env::var_os("KUBECONFIG").is_some()
+            || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            || home_config.is_some_and(|p| p.is_file())
+        {
+            Mode::Cluster
+        } else {
+            Mode::RenderOnly(render_dir)
+        }
+    }
+}
+
+pub struct Deployer {
+    pub config: Config,
+    pub helm: Helm,
+    pub mode: Mode,
+    /// Where values files are written for helm.
+    pub work_dir: PathBuf,
+    pub max_backoff: Duration,
+}
+
+struct Backoff {
+    attempts: u32,
+    retry_at: Instant,
+}
+
+/// Runs until dropped; one bad entry or failing release never stops it.
+pub async fn run(d: Deployer) {
+    if let Err(e) = tokio::fs::create_dir_all(&d.work_dir).await {
+        tracing::error!(dir = %d.work_dir.display(), error = %e, "cannot create the deployer's work directory");
+    }
+    if let Mode::RenderOnly(dir) = &d.mode {
+        tracing::warn!(dir = %dir.display(), "no Kubernetes cluster found (no KUBECONFIG, ~/.kube/config or in-cluster environment): rendering charts only");
+        let _ = tokio::fs::create_dir_all(dir).await;
+    } else if let Err(e) = d.helm.add_repo().await {
+        tracing::warn!(error = %e, "cannot add the chart repository; charts from it will fail until it is reachable");
+    }
+    let mut applied = loop {
+        match initial_applied(&d).await {
+            Ok(applied) => break applied,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list existing releases; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    let mut watcher = d.config.watcher();
+    let mut workers: JoinSet<(String, Result<Option<String>, String>)> = JoinSet::new();
+    let mut in_flight: HashMap<String, ()> = HashMap::new();
+    let mut backoff: HashMap<String, Backoff> = HashMap::new();
+    let mut entries: Option<(BTreeMap<String, Desired>, BTreeMap<String, String>)> = None;
+    loop {
+        if let Some((desired, invalid)) = &entries {
+            for (id, error) in invalid {
+                record(&d.config, id, json!({"status": "failed", "error": error})).await;
+            }
+            let now = Instant::now();
+            // An invalid entry keeps whatever was released for it (its actions are skipped): removing a release
+            // takes deleting the entry, not breaking it.
+            for action in plan(desired, &applied) {
+                let id = action.deploy_id().to_string();
+                if invalid.contains_key(&id) || in_flight.contains_key(&id) || backoff.get(&id).is_some_and(|b| b.retry_at > now) {
+                    continue;
+                }
+                in_flight.insert(id.clone(), ());
+                let ctx = (d.config.clone(), d.helm.clone(), d.mode.clone(), d.work_dir.clone());
+                workers.spawn(async move { (id, execute(ctx, action).await) });
+            }
+        }
+        let next_retry = backoff.values().map(|b| b.retry_at).min();
+        let wait = next_retry.map_or(Duration::from_secs(30), |t| t.saturating_duration_since(Instant::now()));
+        tokio::select! {
+            read = tokio::time::timeout(wait.max(Duration::from_millis(10)), watcher.txn(read_entries)) => match read {
+                Ok(Ok(read)) => entries = Some(read),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read /deploy; retrying in 2 s");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                // Time to retry a failed deployment: plan again with what was last read.
+                Err(_) => {}
+            },
+            Some(done) = workers.join_next(), if !workers.is_empty() => {
+                let Ok((id, result)) = done else { continue };
+                in_flight.remove(&id);
+                match result {
+                    Ok(Some(fingerprint)) => {
+                        applied.insert(id.clone(), fingerprint);
+                        backoff.remove(&id);
+                    }
+                    Ok(None) => {
+                        applied.remove(&id);
+                        backoff.remove(&id);
+                    }
+                    Err(error) => {
+                        let b = backoff.entry(id.clone()).or_insert(Backoff { attempts: 0, retry_at: Instant::now() });
+                        let delay = Duration::from_secs(1u64 << b.attempts.min(16)).min(d.max_backoff);
+                        b.attempts += 1;
+                        b.retry_at = Instant::now() + delay;
+                        tracing::warn!(deploy_id = id, error, retry_in = ?delay, "deployment failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads the helm entries: valid ones as desired releases, invalid ones with the reason.
+async fn read_entries(t: sdp_config::Txn) -> Result<(BTreeMap<String, Desired>, BTreeMap<String, String>), Error> {
+    let mut desired = BTreeMap::new();
+    let mut invalid = BTreeMap::new();
+    for id in t.list_deployments().await? {
+        match t.get_deployment(&id).await {
+            Ok(Some(entry)) => match Desired::from_deployment(&entry) {
+                Some(Ok(d)) => {
+                    desired.insert(id, d);
+                }
+                Some(Err(reason)) => {
+                    invalid.insert(id, reason);
+                }
+                None => {}
+            },
+            Ok(None) => {}
+            Err(Error::BadJson { detail, .. }) => {
+                invalid.insert(id, format!("deployment entry is not valid: {detail}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((desired, invalid))
+}
+
+/// What is already applied: releases in the namespace with their values (cluster), or rendered manifests.
+async fn initial_applied(d: &Deployer) -> Result<BTreeMap<String, String>, String> {
+    let mut applied = BTreeMap::new();
+    match &d.mode {
+        Mode::Cluster => {
+            for release in d.helm.list().await.map_err(|e| e.to_string())? {
+                let values = d.helm.get_values(&release.name).await.map_err(|e| e.to_string())?;
+                // `chart` is `<name>-<version>`: compare by name, as entries name charts.
+                let name = release.chart.rsplit_once('-').map_or(release.chart.as_str(), |(n, _)| n).to_string();
+                let fingerprint = Desired { deploy_id: release.name.clone(), chart: name, values }.fingerprint();
+                applied.insert(release.name, fingerprint);
+            }
+        }
+        Mode::RenderOnly(dir) => {
+            if let Ok(mut files) = tokio::fs::read_dir(dir).await {
+                while let Ok(Some(f)) = files.next_entry().await {
+                    if let Some(id) = f.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")) {
+                        // Unknown content: re-rendered if its entry exists, removed if not.
+                        applied.insert(id.to_string(), String::new());
+                    }
+                }
+            }
+        }
+    }
+    Ok(applied)
+}
+
+type Context = (Config, Helm, Mode, PathBuf);
+
+/// Runs one action. Ok(Some(fingerprint)): applied; Ok(None): removed; Err: failed (already recorded).
+async fn execute((config, helm, mode, work_dir): Context, action: HelmAction) -> Result<Option<String>, String> {
+    let id = action.deploy_id().to_string();
+    let result = match (&action, &mode) {
+        (HelmAction::Install(d) | HelmAction::Upgrade(d), _) => {
+            let values_file = work_dir.join(format!("{id}.values.json"));
+            let outcome = async {
+                tokio::fs::write(&values_file, d.values.to_string()).await.map_err(|e| format!("cannot write {}: {e}", values_file.display()))?;
+                match &mode {
+                    Mode::Cluster => {
+                        let args = match &action {
+                            HelmAction::Install(_) => helm.install_args(d, &values_file),
+                            _ => helm.upgrade_args(d, &values_file),
+                        };
+                        helm.run(&args).await.map_err(|e| e.to_string())?;
+                        Ok(json!({"status": "deployed", "error": null}))
+                    }
+                    Mode::RenderOnly(dir) => {
+                        let manifest = helm.run(&helm.template_args(d, &values_file)).await.map_err(|e| e.to_string())?;
+                        let path = dir.join(format!("{id}.yaml"));
+                        tokio::fs::write(&path, manifest).await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                        Ok(json!({"status": "rendered", "manifest": path.display().to_string(), "error": null,
+                                  "message": "no Kubernetes cluster: the chart was rendered, not installed"}))
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(state) => {
+                    record(&config, &id, state).await;
+                    tracing::info!(deploy_id = id, chart = d.chart, "deployment applied");
+                    Ok(Some(d.fingerprint()))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (HelmAction::Uninstall(_), Mode::Cluster) => match helm.run(&helm.uninstall_args(&id)).await {
+            Ok(_) => Ok(None),
+            Err(e) if e.to_string().contains("not found") => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+        (HelmAction::Uninstall(_), Mode::RenderOnly(dir)) => match tokio::fs::remove_file(dir.join(format!("{id}.yaml"))).await {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match &result {
+        Ok(None) => {
+            let _ = tokio::fs::remove_file(work_dir.join(format!("{id}.values.json"))).await;
+            // The entry is gone; its state goes with the release.
+            let path = paths::deploy_state(&id);
+            if let Err(e) = config.txn(|t| { let path = path.clone(); async move { t.delete(&path, false, false).await } }).await {
+                tracing::warn!(deploy_id = id, error = %e, "cannot remove the deployment state");
+            }
+            tracing::info!(deploy_id = id, "deployment removed");
+        }
+        Err(error) => record(&config, &id, json!({"status": "failed", "error": error})).await,
+        Ok(Some(_)) => {}
+    }
+    result
+}
+
+/// Merges `fields` into `/deploy/<id>/state` while the entry exists (never resurrects a deleted one's state).
+async fn record(config: &Config, id: &str, fields: Value) {
+    let fields: Map<String, Value> = fields.as_object().cloned().unwrap_or_default();
+    let result = config
+        .txn(|t| {
+            let fields = fields.clone();
+            async move {
+                if t.get(&paths::deploy(id)).await?.is_none() {
+                    return Ok(());
+                }
+                let mut state = match t.get_deployment_state(id).await {
+                    Ok(Some(Value::Object(s))) => s,
+                    _ => Map::new(),
+                };
+                let before = state.clone();
+                for (k, v) in fields {
+                    if v.is_null() {
+                        state.remove(&k);
+                    } else {
+                        state.insert(k, v);
+                    }
+                }
+                if state != before || t.get(&paths::deploy_state(id)).await?.is_none() {
+                    t.put_deployment_state(id, &Value::Object(state)).await?;
+                }
+                Ok(())
+            }
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(deploy_id = id, error = %e, "cannot record the deployment state");
+    }
+}
