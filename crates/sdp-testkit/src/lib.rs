@@ -20,15 +20,35 @@ pub fn wait_for_port(port: u16, limit: Duration, what: &str) {
     }
 }
 
-/// Path of a program: `$<env_var>` if set, else the first `name` on PATH, else a clear panic saying how to
-/// install it.
+/// Path of a program: `$<env_var>` if set, else the first `name` on PATH or in the tool cache that
+/// `scripts/setup` fills (`$SDP_TOOLS_DIR/bin`, default `~/.cache/sdp/tools/bin`), else a clear panic saying how
+/// to install it.
 pub fn program(name: &str, env_var: &str, install_hint: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env_var) {
         return PathBuf::from(p);
     }
+    let tools = std::env::var_os("SDP_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdp/tools")))
+        .map(|t| t.join("bin"));
     std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(tools)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("`{name}` not found on PATH (or ${env_var}); {install_hint}"))
+}
+
+/// The real helm binary (installed by `scripts/setup`).
+pub fn helm() -> PathBuf {
+    program("helm", "SDP_HELM", "run scripts/setup, which installs helm into ~/.cache/sdp/tools/bin")
+}
+
+/// The repository's `charts/` folder.
+pub fn charts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts")
 }
 
 /// A child process killed (and reaped) on drop.

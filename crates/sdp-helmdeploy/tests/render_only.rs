@@ -1,0 +1,153 @@
+//! The deployer with the real `helm` and no cluster (render-only), on the embedded server and a real etcd,
+//! fed by the processing controller: the seed's flow from processing block to rendered release and back.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sdp_config::{Config, Deployment, ProcessingBlock};
+use sdp_helmdeploy::helm::Helm;
+use sdp_helmdeploy::{Deployer, Mode};
+use serde_json::{json, Value};
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn helm(charts: &Path) -> Helm {
+    Helm { bin: sdp_testkit::helm(), namespace: "sdp".into(), charts_dir: Some(charts.to_path_buf()), repo: None }
+}
+
+async fn state(config: &Config, id: &str) -> Option<Value> {
+    let id = id.to_string();
+    config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap()
+}
+
+/// Charts of the repository plus the test's broken one, side by side.
+fn charts(dir: &Path) -> PathBuf {
+    let charts = dir.join("charts");
+    std::fs::create_dir_all(&charts).unwrap();
+    for (name, from) in [
+        ("workflow", sdp_testkit::charts_dir().join("workflow")),
+        ("broken", PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/charts/broken")),
+    ] {
+        std::os::unix::fs::symlink(std::fs::canonicalize(from).unwrap(), charts.join(name)).unwrap();
+    }
+    charts
+}
+
+async fn flow(config: Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered");
+    let deployer = tokio::spawn(sdp_helmdeploy::run(Deployer {
+        config: config.clone(),
+        helm: helm(&charts(dir.path())),
+        mode: Mode::RenderOnly(rendered.clone()),
+        work_dir: dir.path().join("work"),
+        max_backoff: Duration::from_secs(2),
+    }));
+    let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
+        config: config.clone(),
+        scripts: sdp_processing::builtin_scripts(),
+        settings: sdp_processing::ControllerSettings { config_host: "etcd.example".into(), helm_namespace: "sdp".into() },
+        lease_ttl: 3,
+    }));
+
+    // sdpcfg process realtime:testdask:0.1.0
+    let pb_id = config
+        .txn(|t| async move {
+            let id = t.new_processing_block_id("realtime").await?;
+            t.create_processing_block(&ProcessingBlock::new(&id, "realtime:testdask:0.1.0".parse()?)).await?;
+            Ok(id)
+        })
+        .await
+        .unwrap();
+    let deploy_id = format!("{pb_id}-workflow");
+    let manifest = rendered.join(format!("{deploy_id}.yaml"));
+    eventually("the rendered script deployment", || async { manifest.is_file() }).await;
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("kind: Deployment"), "{text}");
+    assert!(text.contains(&format!("name: {deploy_id}")));
+    assert!(text.contains("image: \"nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0\""));
+    assert!(text.contains("- name: SDP_CONFIG_HOST\n              value: \"etcd.example\""), "{text}");
+    let s = state(&config, &deploy_id).await.unwrap();
+    assert_eq!(s["status"], "rendered");
+
+    // Changed values re-render (an upgrade).
+    let updated = Deployment {
+        deploy_id: deploy_id.clone(),
+        kind: "helm".into(),
+        args: json!({"chart": "workflow", "values": {"pb_id": pb_id, "wf_image": "example/other:2", "env.EXTRA": "1"}}),
+    };
+    config.txn(|t| { let d = updated.clone(); async move { t.update_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await } }).await.unwrap();
+    eventually("re-rendered with the new image", || async {
+        std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("example/other:2"))
+    })
+    .await;
+
+    // Bad entries: a chart that does not render, and malformed JSON. Each gets its error; nothing stops.
+    let broken = Deployment { deploy_id: "bad-chart".into(), kind: "helm".into(), args: json!({"chart": "broken"}) };
+    config.txn(|t| { let d = broken.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    config.txn(|t| async move { t.create("/deploy/bad-json", "{\"args\": ", None).await }).await.unwrap();
+    eventually("errors recorded", || async {
+        let chart = state(&config, "bad-chart").await;
+        let json = state(&config, "bad-json").await;
+        chart.is_some_and(|s| s["status"] == "failed" && s["error"].as_str().unwrap().contains("broken"))
+            && json.is_some_and(|s| s["status"] == "failed" && s["error"].as_str().unwrap().contains("not valid"))
+    })
+    .await;
+    assert_eq!(config.txn(|t| async move { t.get("/deploy/bad-json").await }).await.unwrap().as_deref(), Some("{\"args\": "));
+
+    // Deleting the processing block undoes the deployment: the release (here, its manifest) and its state go.
+    config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+    eventually("manifest removed", || async { !manifest.exists() }).await;
+    eventually("state removed", || async { state(&config, &deploy_id).await.is_none() }).await;
+    // The deployer is still alive and serving.
+    let later = Deployment { deploy_id: "later".into(), kind: "helm".into(), args: json!({"chart": "workflow", "values": {"pb_id": "x", "wf_image": "i"}}) };
+    config.txn(|t| { let d = later.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    eventually("a later deployment rendered", || async { rendered.join("later.yaml").is_file() }).await;
+    deployer.abort();
+    controller.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_on_the_embedded_server() {
+    let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() })
+        .await
+        .unwrap();
+    let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
+    flow(Config::connect(&settings).await.unwrap()).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_on_etcd() {
+    let etcd = sdp_testkit::Etcd::start();
+    flow(etcd.config().await).await;
+}
+
+/// The chart the controller deploys scripts with passes `helm lint --strict`, renders, and packages.
+#[tokio::test]
+async fn workflow_chart_lints_renders_and_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let helm = helm(&sdp_testkit::charts_dir());
+    let values = dir.path().join("v.json");
+    std::fs::write(&values, json!({"pb_id": "pb-1", "wf_image": "img:1", "env": {"SDP_CONFIG_HOST": "h"}}).to_string()).unwrap();
+    let chart = sdp_testkit::charts_dir().join("workflow").display().to_string();
+    let v = values.display().to_string();
+    helm.run(&["lint".into(), "--strict".into(), chart.clone(), "--values".into(), v.clone()]).await.unwrap();
+    let out = dir.path().display().to_string();
+    helm.run(&["package".into(), chart.clone(), "--destination".into(), out]).await.unwrap();
+    assert!(dir.path().join("workflow-0.1.0.tgz").is_file());
+    // The schema refuses values the controller would never send, with helm's message.
+    std::fs::write(&values, json!({"pb_id": "bad id!", "wf_image": ""}).to_string()).unwrap();
+    let err = helm.run(&["template".into(), "x".into(), chart, "--values".into(), v]).await.unwrap_err().to_string();
+    assert!(err.contains("pb_id") && err.contains("wf_image"), "{err}");
+}
