@@ -48,6 +48,15 @@ struct UpArgs {
     /// Configuration-database host given to processing scripts (default: the one this process uses).
     #[arg(long, env = "SDP_SCRIPT_CONFIG_HOST")]
     script_config_host: Option<String>,
+    /// Local charts that deployments name (`workflow` → `<dir>/workflow`).
+    #[arg(long, env = "SDP_CHARTS_DIR", default_value = "charts")]
+    charts_dir: PathBuf,
+    /// Chart repository for charts not found locally (added as `helmdeploy`).
+    #[arg(long, env = "SDP_CHART_REPO_URL")]
+    chart_repo_url: Option<String>,
+    /// The helm program.
+    #[arg(long, env = "SDP_HELM", default_value = "helm")]
+    helm: PathBuf,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -112,6 +121,25 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         lease_ttl: 10,
     }));
     tracing::info!("processing controller started");
+    let mode = sdp_helmdeploy::Mode::detect(args.data_dir.join("rendered"));
+    let deployer = tokio::spawn(sdp_helmdeploy::run(sdp_helmdeploy::Deployer {
+        config: config.clone(),
+        helm: sdp_helmdeploy::helm::Helm {
+            bin: args.helm.clone(),
+            namespace: args.helm_namespace.clone(),
+            charts_dir: Some(args.charts_dir.clone()),
+            repo: args.chart_repo_url.clone().map(|url| ("helmdeploy".to_string(), url)),
+        },
+        mode: mode.clone(),
+        work_dir: args.data_dir.join("helm-values"),
+        max_backoff: std::time::Duration::from_secs(300),
+    }));
+    match &mode {
+        sdp_helmdeploy::Mode::Cluster => tracing::info!(namespace = args.helm_namespace, "helm deployer started"),
+        sdp_helmdeploy::Mode::RenderOnly(dir) => {
+            tracing::info!(dir = %dir.display(), "helm deployer started in render-only mode (no cluster)")
+        }
+    }
     let lmc = sdp_lmc::Lmc::start(config.clone(), args.subarrays);
     let listener = tokio::net::TcpListener::bind(args.lmc_listen)
         .await
@@ -123,6 +151,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!("stopping");
     lmc_server.abort();
     controller.abort();
+    deployer.abort();
     if let Some(server) = embedded {
         server.stop().await;
     }

@@ -16,6 +16,13 @@ fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Ki
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
         .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
+        .arg("--charts-dir")
+        .arg(sdp_testkit::charts_dir())
+        .arg("--helm")
+        .arg(sdp_testkit::helm())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", data_dir)
         .env_remove("SDP_CONFIG_HOST")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -151,6 +158,13 @@ fn lmc_command_line() {
         assert!(start.elapsed() < Duration::from_secs(15), "no script deployment for the configured block");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Without a cluster the deployer renders the script's chart.
+    let manifest = dir.path().join("rendered/xyz-workflow.yaml");
+    while !manifest.is_file() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the script deployment was not rendered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read_to_string(&manifest).unwrap().contains("workflow-vis-receive:0.1.0"));
     let (ok, out) = lmc_at("http://127.0.0.1:1", &["devices"]);
     assert!(!ok && out.contains("cannot reach the LMC surface"), "{out}");
 }
