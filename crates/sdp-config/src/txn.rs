@@ -259,8 +259,30 @@ where
             return Ok((out, reads));
         }
         tracing::debug!(attempt, "transaction conflicted; retrying");
+        // Clients that conflicted together would conflict again if they retried in step: a random pause,
+        // growing with the attempts, spreads them out so that none starves.
+        let ceiling_us = 200u64 << attempt.min(8);
+        tokio::time::sleep(Duration::from_micros(jitter(ceiling_us))).await;
     }
     Err(Error::TooManyRetries(max_retries))
+}
+
+/// A pseudo-random number in `0..ceiling` (xorshift seeded per thread from the clock; not for secrets).
+fn jitter(ceiling: u64) -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1,
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x % ceiling.max(1)
+    })
 }
 
 impl ReadSet {
