@@ -129,6 +129,15 @@ impl Txn {
             .ok_or_else(|| Error::Invalid(format!("no free processing block ID left for {stem}")))
     }
 
+    /// Creates a processing block for `workflow` under the next free ID of its type; returns the ID.
+    pub async fn create_new_processing_block(&self, workflow: Workflow, parameters: Value) -> Result<String, Error> {
+        let pb_id = self.new_processing_block_id(&workflow.kind).await?;
+        let mut pb = ProcessingBlock::new(&pb_id, workflow);
+        pb.parameters = parameters;
+        self.create_processing_block(&pb).await?;
+        Ok(pb_id)
+    }
+
     pub async fn create_processing_block(&self, pb: &ProcessingBlock) -> Result<(), Error> {
         pb.validate()?;
         self.create_json(&paths::pb(&pb.pb_id), pb, None).await

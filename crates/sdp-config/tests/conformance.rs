@@ -310,16 +310,8 @@ macro_rules! conformance {
         }
         mod embedded {
             $(#[tokio::test] async fn $case() {
-                let dir = tempfile::tempdir().unwrap();
-                let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    data_dir: Some(dir.path().to_path_buf()),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-                let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
-                super::$case(sdp_config::Config::connect(&settings).await.unwrap()).await;
+                let server = sdp_testkit::Embedded::start().await;
+                super::$case(server.config().await).await;
                 server.stop().await;
             })*
         }

@@ -2,23 +2,19 @@
 //! fed by the processing controller: the seed's flow from processing block to rendered release and back.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sdp_config::{Config, Deployment, ProcessingBlock};
+use sdp_config::{Config, Deployment};
 use sdp_helmdeploy::helm::Helm;
 use sdp_helmdeploy::{Deployer, Mode};
 use serde_json::{json, Value};
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    sdp_testkit::eventually(what, Duration::from_secs(30), check).await
 }
 
 fn helm(charts: &Path) -> Helm {
@@ -62,11 +58,7 @@ async fn flow(config: Config) {
 
     // sdpcfg process realtime:testdask:0.1.0
     let pb_id = config
-        .txn(|t| async move {
-            let id = t.new_processing_block_id("realtime").await?;
-            t.create_processing_block(&ProcessingBlock::new(&id, "realtime:testdask:0.1.0".parse()?)).await?;
-            Ok(id)
-        })
+        .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, json!({})).await })
         .await
         .unwrap();
     let deploy_id = format!("{pb_id}-workflow");
@@ -119,11 +111,8 @@ async fn flow(config: Config) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flow_on_the_embedded_server() {
-    let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() })
-        .await
-        .unwrap();
-    let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
-    flow(Config::connect(&settings).await.unwrap()).await;
+    let server = sdp_testkit::Embedded::start().await;
+    flow(server.config().await).await;
     server.stop().await;
 }
 

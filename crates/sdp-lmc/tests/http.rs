@@ -159,16 +159,8 @@ async fn seed_transcript(config: Config) {
 
 #[tokio::test]
 async fn seed_transcript_on_the_embedded_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
-    seed_transcript(Config::connect(&settings).await.unwrap()).await;
+    let server = sdp_testkit::Embedded::start().await;
+    seed_transcript(server.config().await).await;
     server.stop().await;
 }
 

@@ -1,7 +1,7 @@
 //! The controller against the embedded server and a real etcd: the seed's flow, deletion, malformed input, and
 //! several controllers at once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sdp_config::{Config, Deployment, ProcessingBlock};
 use sdp_processing::{builtin_scripts, Controller, ControllerSettings};
@@ -16,16 +16,12 @@ fn controller(config: &Config) -> Controller {
     }
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sdp_testkit::eventually(what, Duration::from_secs(15), check).await
 }
 
 async fn deployments(config: &Config) -> Vec<String> {
@@ -35,11 +31,7 @@ async fn deployments(config: &Config) -> Vec<String> {
 async fn seed_flow(config: Config) {
     let running = tokio::spawn(sdp_processing::run(controller(&config)));
     let pb_id = config
-        .txn(|t| async move {
-            let id = t.new_processing_block_id("realtime").await?;
-            t.create_processing_block(&ProcessingBlock::new(&id, "realtime:testdask:0.1.0".parse()?)).await?;
-            Ok(id)
-        })
+        .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, json!({})).await })
         .await
         .unwrap();
     let deploy_id = format!("{pb_id}-workflow");
@@ -96,11 +88,8 @@ macro_rules! on_both {
     ($($case:ident),*) => {
         mod embedded {
             $(#[tokio::test(flavor = "multi_thread")] async fn $case() {
-                let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(), ..Default::default()
-                }).await.unwrap();
-                let settings = sdp_config::Settings { port: server.addr.port(), ..Default::default() };
-                super::$case(sdp_config::Config::connect(&settings).await.unwrap()).await;
+                let server = sdp_testkit::Embedded::start().await;
+                super::$case(server.config().await).await;
                 server.stop().await;
             })*
         }

@@ -103,3 +103,48 @@ impl Etcd {
         sdp_config::Config::connect(&self.settings()).await.expect("connect to test etcd")
     }
 }
+
+/// The embedded configuration database on a free loopback port, with its journal in a temporary folder.
+pub struct Embedded {
+    pub server: sdp_etcd_server::RunningServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    pub async fn start() -> Embedded {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .await
+        .expect("start the embedded server");
+        Embedded { server, _dir: dir }
+    }
+
+    pub fn settings(&self) -> sdp_config::Settings {
+        sdp_config::Settings { port: self.server.addr.port(), ..Default::default() }
+    }
+
+    pub async fn config(&self) -> sdp_config::Config {
+        sdp_config::Config::connect(&self.settings()).await.expect("connect to the embedded server")
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// Polls `check` until it holds, panicking with `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -83,11 +83,7 @@ async fn the_client_library_works_against_up() {
     let settings = sdp_config::Settings { port, ..Default::default() };
     let config = sdp_config::Config::connect(&settings).await.unwrap();
     let pb_id = config
-        .txn(|t| async move {
-            let id = t.new_processing_block_id("realtime").await?;
-            t.create_processing_block(&sdp_config::ProcessingBlock::new(&id, "realtime:testdask:0.1.0".parse()?)).await?;
-            Ok(id)
-        })
+        .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, serde_json::json!({})).await })
         .await
         .unwrap();
     assert!(pb_id.ends_with("-0000"));

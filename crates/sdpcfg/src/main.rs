@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use cli::{Command, Invocation, ParseOutcome, USAGE};
-use sdp_config::{json, Config, Deployment, Error, ProcessingBlock, Txn, MAX_RECURSION};
+use sdp_config::{json, Config, Deployment, Error, Txn, MAX_RECURSION};
 use serde_json::Value;
 
 fn main() -> ExitCode {
@@ -146,13 +146,7 @@ async fn run(inv: Invocation) -> Result<(), Error> {
             let pb_id = config
                 .txn(|t| {
                     let (workflow, parameters) = (workflow.clone(), parameters.clone());
-                    async move {
-                        let pb_id = t.new_processing_block_id(&workflow.kind).await?;
-                        let mut pb = ProcessingBlock::new(&pb_id, workflow);
-                        pb.parameters = parameters;
-                        t.create_processing_block(&pb).await?;
-                        Ok(pb_id)
-                    }
+                    async move { t.create_new_processing_block(workflow, parameters).await }
                 })
                 .await?;
             if !quiet {
