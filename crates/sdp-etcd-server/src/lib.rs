@@ -95,10 +95,14 @@ impl RunningServer {
         &self.store
     }
 
-    /// Stops accepting requests and waits for the server to finish.
+    /// Stops accepting requests, lets requests under way finish (for up to two seconds: open watch streams
+    /// would otherwise hold it forever, since etcd clients keep them until told otherwise), then stops.
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task).await.is_err() {
+            task.abort();
+        }
         for task in self.background {
             task.abort();
         }
