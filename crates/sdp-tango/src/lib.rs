@@ -230,7 +230,7 @@ impl TangoServers {
 }
 
 /// Registers and serves the master and subarray servers in the Tango database `db`, advertising `host` to
-/// clients. Handlers call into `lmc` on `runtime`.
+/// clients (empty: rstango's default). Handlers call into `lmc` on `runtime`.
 pub fn serve(db: DatabaseProxy, host: &str, lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> Result<TangoServers> {
     register(&db, &lmc)?;
     let mut handles = Vec::new();
@@ -240,10 +240,11 @@ pub fn serve(db: DatabaseProxy, host: &str, lmc: Arc<Lmc>, runtime: tokio::runti
             "SDPMaster" => master_class(Arc::clone(&lmc), runtime.clone()),
             _ => subarray_class(Arc::clone(&lmc), runtime.clone()),
         };
-        let handle = ServerBuilder::new(exe, instance)
-            .database(db.clone())
-            .host(host)
-            .stop_on_signal(false)
+        let mut builder = ServerBuilder::new(exe, instance).database(db.clone()).stop_on_signal(false);
+        if !host.is_empty() {
+            builder = builder.host(host);
+        }
+        let handle = builder
             .class(class)?
             .serve()?;
         tracing::info!(server = device.server, device = device.name, "Tango device server exported");

@@ -2,55 +2,15 @@
 //! replaying the seed's itango session; the configuration database then holds what the session made.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use sdp_testkit::{free_port, program, wait_for_port, KillOnDrop};
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("SDP_TOOLS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdp/tools")))
-        .map(|t| t.join("pytango/bin/python"));
-    match venv {
-        Some(p) if p.is_file() => p,
-        _ => program("python-with-pytango", "SDP_TEST_PYTHON", "run scripts/setup, which installs PyTango"),
-    }
-}
-
-/// PyTango's database server (sqlite) on a free loopback port.
-fn tango_database(dir: &std::path::Path) -> (KillOnDrop, u16) {
-    let port = free_port();
-    let child = Command::new(python())
-        .args(["-m", "tango.databaseds.database", "--host", "127.0.0.1", "--port", &port.to_string(), "2"])
-        .env("PYTANGO_DATABASE_NAME", dir.join("tango.db"))
-        .env("TANGO_HOST", format!("127.0.0.1:{port}"))
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start PyTango's database server");
-    let mut child = KillOnDrop(child);
-    wait_for_port(port, Duration::from_secs(60), "the Tango database server");
-    // Listening comes before serving: the server says when its database device is ready.
-    let stdout = child.0.stdout.take().unwrap();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("Ready to accept request") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    ready_rx.recv_timeout(Duration::from_secs(60)).expect("the Tango database server never became ready");
-    (child, port)
-}
+use sdp_testkit::TangoDatabase;
 
 #[test]
 fn seed_itango_session_with_pytango() {
     let dir = tempfile::tempdir().unwrap();
-    let (_database, tango_port) = tango_database(dir.path());
+    let tango_db = TangoDatabase::start(dir.path());
+    let tango_port = tango_db.port;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config_db = runtime.block_on(sdp_testkit::Embedded::start());
     let config = runtime.block_on(config_db.config());
@@ -62,7 +22,7 @@ fn seed_itango_session_with_pytango() {
     let servers = sdp_tango::serve(db, "127.0.0.1", lmc, runtime.handle().clone()).expect("serve the devices");
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/transcript.py");
-    let out = Command::new(python())
+    let out = Command::new(sdp_testkit::pytango_python())
         .arg(&script)
         .env("TANGO_HOST", format!("127.0.0.1:{tango_port}"))
         .output()

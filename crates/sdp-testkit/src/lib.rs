@@ -148,3 +148,54 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The Python of the virtual environment `scripts/setup` installs PyTango into.
+pub fn pytango_python() -> PathBuf {
+    let venv = std::env::var_os("SDP_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdp/tools")))
+        .map(|t| t.join("pytango/bin/python"));
+    match venv {
+        Some(p) if p.is_file() => p,
+        _ => program("python-with-pytango", "SDP_TEST_PYTHON", "run scripts/setup, which installs PyTango"),
+    }
+}
+
+/// PyTango's Tango database server (sqlite, in `dir`) on a free loopback port.
+pub struct TangoDatabase {
+    pub port: u16,
+    _child: KillOnDrop,
+}
+
+impl TangoDatabase {
+    pub fn start(dir: &Path) -> TangoDatabase {
+        let port = free_port();
+        let child = Command::new(pytango_python())
+            .args(["-m", "tango.databaseds.database", "--host", "127.0.0.1", "--port", &port.to_string(), "2"])
+            .env("PYTANGO_DATABASE_NAME", dir.join("tango.db"))
+            .env("TANGO_HOST", format!("127.0.0.1:{port}"))
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start PyTango's database server");
+        let mut child = KillOnDrop(child);
+        // Listening comes before serving: the server says when its database device is ready.
+        let stdout = child.0.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Ready to accept request") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(60)).expect("the Tango database server never became ready");
+        TangoDatabase { port, _child: child }
+    }
+
+    pub fn tango_host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -144,11 +145,24 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.lmc_listen)
         .await
         .with_context(|| format!("cannot listen on {} for the LMC surface: choose another with --lmc-listen", args.lmc_listen))?;
-    let lmc_server = tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await });
+    let lmc_server = {
+        let lmc = Arc::clone(&lmc);
+        tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await })
+    };
     tracing::info!(listen = %args.lmc_listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
+    let tango = match std::env::var("TANGO_HOST") {
+        Ok(tango_host) => Some(start_tango(&tango_host, Arc::clone(&lmc)).await?),
+        Err(_) => {
+            tracing::info!("TANGO_HOST not set: the SDP devices are served over HTTP only");
+            None
+        }
+    };
     tracing::info!("platform up; press Ctrl-C to stop");
     shutdown_signal().await;
     tracing::info!("stopping");
+    if let Some(tango) = tango {
+        let _ = tokio::task::spawn_blocking(move || tango.stop()).await;
+    }
     lmc_server.abort();
     controller.abort();
     deployer.abort();
@@ -157,6 +171,27 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Registers the SDP devices in the Tango database at `tango_host` (host:port) and serves them.
+async fn start_tango(tango_host: &str, lmc: Arc<sdp_lmc::Lmc>) -> anyhow::Result<sdp_tango::TangoServers> {
+    let (host, port) = tango_host
+        .split(',')
+        .next()
+        .and_then(|h| h.rsplit_once(':'))
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .with_context(|| format!("TANGO_HOST={tango_host:?} is not host:port"))?;
+    let runtime = tokio::runtime::Handle::current();
+    // The address clients are told to use: this host as the Tango database sees it, loopback for a local one.
+    let advertised = if host == "localhost" || host.starts_with("127.") { "127.0.0.1".to_string() } else { String::new() };
+    let servers = tokio::task::spawn_blocking(move || {
+        let db = sdp_tango::DatabaseProxy::new(&host, port);
+        sdp_tango::serve(db, &advertised, lmc, runtime)
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("cannot serve the SDP devices in the Tango database at {tango_host}: {e}"))?;
+    tracing::info!(tango_host, "SDP devices exported to Tango (SDPMaster/1, SDPSubarray/N)");
+    Ok(servers)
 }
 
 async fn shutdown_signal() {

@@ -164,3 +164,38 @@ fn lmc_command_line() {
     let (ok, out) = lmc_at("http://127.0.0.1:1", &["devices"]);
     assert!(!ok && out.contains("cannot reach the LMC surface"), "{out}");
 }
+
+/// With TANGO_HOST set, `sdp up` registers and serves the devices in that Tango database.
+#[test]
+fn serves_the_devices_to_tango() {
+    let dir = tempfile::tempdir().unwrap();
+    let tango_db = sdp_testkit::TangoDatabase::start(dir.path());
+    let (port, lmc_port) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
+        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
+        .env_remove("SDP_CONFIG_HOST")
+        .env("TANGO_HOST", tango_db.tango_host())
+        .env("HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = KillOnDrop(child);
+    wait_for_port(lmc_port, Duration::from_secs(30), "sdp up");
+    let script = "import tango, time\n\
+        for _ in range(100):\n\
+        \x20   if 'mid_sdp/elt/subarray_1' in tango.Database().get_device_exported('*'): break\n\
+        \x20   time.sleep(0.2)\n\
+        d = tango.DeviceProxy('mid_sdp/elt/subarray_1')\n\
+        print(repr(d.obsState), d.state())";
+    let out = Command::new(sdp_testkit::pytango_python())
+        .args(["-c", script])
+        .env("TANGO_HOST", tango_db.tango_host())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "<obsState.IDLE: 0> OFF");
+}
