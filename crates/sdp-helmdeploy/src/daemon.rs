@@ -80,7 +80,7 @@ pub async fn run(d: Deployer) {
     loop {
         if let Some((desired, invalid)) = &entries {
             for (id, error) in invalid {
-                record(&d.config, id, json!({"status": "failed", "error": error})).await;
+                merge_state(&d.config, id, json!({"status": "failed", "error": error})).await;
             }
             let now = Instant::now();
             // An invalid entry keeps whatever was released for it (its actions are skipped): removing a release
@@ -215,7 +215,7 @@ async fn execute((config, helm, mode, work_dir): Context, action: HelmAction) ->
             .await;
             match outcome {
                 Ok(state) => {
-                    record(&config, &id, state).await;
+                    merge_state(&config, &id, state).await;
                     tracing::info!(deploy_id = id, chart = d.chart, "deployment applied");
                     Ok(Some(d.fingerprint()))
                 }
@@ -243,14 +243,14 @@ async fn execute((config, helm, mode, work_dir): Context, action: HelmAction) ->
             }
             tracing::info!(deploy_id = id, "deployment removed");
         }
-        Err(error) => record(&config, &id, json!({"status": "failed", "error": error})).await,
+        Err(error) => merge_state(&config, &id, json!({"status": "failed", "error": error})).await,
         Ok(Some(_)) => {}
     }
     result
 }
 
 /// Merges `fields` into `/deploy/<id>/state` while the entry exists (never resurrects a deleted one's state).
-async fn record(config: &Config, id: &str, fields: Value) {
+pub(crate) async fn merge_state(config: &Config, id: &str, fields: Value) {
     let fields: Map<String, Value> = fields.as_object().cloned().unwrap_or_default();
     let result = config
         .txn(|t| {

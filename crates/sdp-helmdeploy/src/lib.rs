@@ -1,11 +1,14 @@
 //! The Helm deployer: watches `/deploy` and makes Helm releases match the `type: helm` entries in the
 //! processing namespace: install when new, upgrade when chart or values change, uninstall when the entry is
 //! deleted (release name = deploy ID). Outcomes go to `/deploy/<id>/state`. Without a cluster it renders
-//! charts with `helm template` instead (render-only mode).
+//! charts with `helm template` instead (render-only mode). With one, it also follows the pods of each
+//! deployment ([`pods`]) and publishes network resources ([`resources`]).
 
 mod daemon;
 pub mod helm;
 pub mod plan;
+pub mod pods;
+pub mod resources;
 pub mod values;
 
 pub use daemon::{run, Deployer, Mode};

@@ -1,0 +1,220 @@
+//! Pod monitoring: one watch on the processing namespace; each pod belongs to the deployment (Helm release)
+//! named by its `app.kubernetes.io/instance` label (or the older `release` label), and its status is a pure
+//! function of its phase and conditions. The pods of each deployment go into `/deploy/<id>/state` under `pods`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde_json::json;
+
+use sdp_config::Config;
+
+/// A pod's status as the deployment state reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PodStatus {
+    /// Not running yet: scheduling, pulling images, or running but not ready.
+    Pending,
+    /// Phase Running and a Ready condition that is True.
+    Running,
+    /// All containers ended successfully.
+    Finished,
+    /// Being deleted before it ended.
+    Cancelled,
+    /// A container ended in failure.
+    Failed,
+    /// The phase is unknown or not reported.
+    Unset,
+}
+
+/// The status of a pod from its phase and conditions.
+pub fn pod_status(pod: &Pod) -> PodStatus {
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref());
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    match phase {
+        Some("Succeeded") => PodStatus::Finished,
+        Some("Failed") => PodStatus::Failed,
+        _ if deleting => PodStatus::Cancelled,
+        Some("Running") if ready => PodStatus::Running,
+        Some("Running") | Some("Pending") => PodStatus::Pending,
+        _ => PodStatus::Unset,
+    }
+}
+
+/// The deployment (Helm release) a pod belongs to.
+pub fn deployment_of(pod: &Pod) -> Option<String> {
+    let labels = pod.metadata.labels.as_ref()?;
+    labels.get("app.kubernetes.io/instance").or_else(|| labels.get("release")).cloned()
+}
+
+/// The pods known per deployment: what the state entries should say.
+#[derive(Debug, Default, PartialEq)]
+pub struct PodTable {
+    pods: BTreeMap<String, BTreeMap<String, PodStatus>>,
+    /// Pods seen during a re-list, to drop the ones that vanished meanwhile.
+    relisting: Option<BTreeMap<String, BTreeMap<String, PodStatus>>>,
+}
+
+impl PodTable {
+    /// Folds one watch event in; returns the deployments whose pods changed.
+    pub fn apply(&mut self, event: Event<Pod>) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        match event {
+            Event::Apply(pod) => self.upsert(&pod, &mut changed),
+            Event::Delete(pod) => {
+                if let (Some(deploy), Some(name)) = (deployment_of(&pod), pod.metadata.name.as_ref()) {
+                    if let Some(pods) = self.pods.get_mut(&deploy) {
+                        if pods.remove(name).is_some() {
+                            changed.insert(deploy.clone());
+                        }
+                        if pods.is_empty() {
+                            self.pods.remove(&deploy);
+                        }
+                    }
+                }
+            }
+            Event::Init => self.relisting = Some(BTreeMap::new()),
+            Event::InitApply(pod) => {
+                if let (Some(relist), Some(deploy), Some(name)) =
+                    (self.relisting.as_mut(), deployment_of(&pod), pod.metadata.name.clone())
+                {
+                    relist.entry(deploy).or_default().insert(name, pod_status(&pod));
+                }
+            }
+            Event::InitDone => {
+                let fresh = self.relisting.take().unwrap_or_default();
+                let all: BTreeSet<&String> = fresh.keys().chain(self.pods.keys()).collect();
+                for deploy in all {
+                    if fresh.get(deploy) != self.pods.get(deploy) {
+                        changed.insert(deploy.clone());
+                    }
+                }
+                self.pods = fresh;
+            }
+        }
+        changed
+    }
+
+    fn upsert(&mut self, pod: &Pod, changed: &mut BTreeSet<String>) {
+        let (Some(deploy), Some(name)) = (deployment_of(pod), pod.metadata.name.clone()) else { return };
+        let status = pod_status(pod);
+        let pods = self.pods.entry(deploy.clone()).or_default();
+        if pods.insert(name, status) != Some(status) {
+            changed.insert(deploy);
+        }
+    }
+
+    /// The `pods` field of a deployment's state: pod name → `{"status": ...}`.
+    pub fn state_of(&self, deploy_id: &str) -> serde_json::Value {
+        let pods = self.pods.get(deploy_id).cloned().unwrap_or_default();
+        json!(pods.into_iter().map(|(name, status)| (name, json!({"status": status}))).collect::<BTreeMap<_, _>>())
+    }
+}
+
+/// Watches the pods of `namespace` and keeps the deployments' state entries up to date, until dropped.
+pub async fn monitor(client: Client, namespace: &str, config: Config) {
+    let api: Api<Pod> = Api::namespaced(client, namespace);
+    let mut table = PodTable::default();
+    let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+    loop {
+        match events.next().await {
+            Some(Ok(event)) => {
+                for deploy_id in table.apply(event) {
+                    crate::daemon::merge_state(&config, &deploy_id, json!({"pods": table.state_of(&deploy_id)})).await;
+                }
+            }
+            Some(Err(e)) => {
+                // The watcher retries by itself on the next poll; say why, and do not spin.
+                tracing::warn!(error = %e, namespace, "pod watch failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, release: &str, phase: Option<&str>, ready: Option<&str>, deleting: bool) -> Pod {
+        let mut v = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "sdp", "labels": {"app.kubernetes.io/instance": release}},
+            "status": {}
+        });
+        if let Some(p) = phase {
+            v["status"]["phase"] = json!(p);
+        }
+        if let Some(r) = ready {
+            v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": r}]);
+        }
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn every_phase_and_condition() {
+        use PodStatus::*;
+        let cases = [
+            (None, None, false, Unset),
+            (Some("Unknown"), None, false, Unset),
+            (Some("Pending"), None, false, Pending),
+            (Some("Pending"), Some("False"), false, Pending),
+            (Some("Running"), None, false, Pending),
+            (Some("Running"), Some("False"), false, Pending),
+            (Some("Running"), Some("True"), false, Running),
+            (Some("Running"), Some("True"), true, Cancelled),
+            (Some("Pending"), None, true, Cancelled),
+            (Some("Succeeded"), None, false, Finished),
+            (Some("Succeeded"), None, true, Finished),
+            (Some("Failed"), Some("False"), false, Failed),
+            (Some("Failed"), None, true, Failed),
+        ];
+        for (phase, ready, deleting, expected) in cases {
+            assert_eq!(pod_status(&pod("p", "d", phase, ready, deleting)), expected, "{phase:?} {ready:?} {deleting}");
+        }
+    }
+
+    #[test]
+    fn pods_map_to_their_release() {
+        let p = pod("p", "pb-1-workflow", None, None, false);
+        assert_eq!(deployment_of(&p).as_deref(), Some("pb-1-workflow"));
+        let mut legacy = p.clone();
+        legacy.metadata.labels = Some([("release".to_string(), "old".to_string())].into());
+        assert_eq!(deployment_of(&legacy).as_deref(), Some("old"));
+        legacy.metadata.labels = None;
+        assert_eq!(deployment_of(&legacy), None);
+    }
+
+    #[test]
+    fn table_follows_events_and_relists() {
+        let mut t = PodTable::default();
+        let changed = t.apply(Event::Apply(pod("a-1", "a", Some("Pending"), None, false)));
+        assert_eq!(changed, ["a".to_string()].into());
+        assert!(t.apply(Event::Apply(pod("a-1", "a", Some("Pending"), None, false))).is_empty());
+        t.apply(Event::Apply(pod("a-1", "a", Some("Running"), Some("True"), false)));
+        t.apply(Event::Apply(pod("b-1", "b", Some("Running"), Some("True"), false)));
+        assert_eq!(t.state_of("a"), json!({"a-1": {"status": "RUNNING"}}));
+        assert_eq!(t.apply(Event::Delete(pod("a-1", "a", None, None, false))), ["a".to_string()].into());
+        assert_eq!(t.state_of("a"), json!({}));
+        // A re-list (after a lost watch) drops what vanished meanwhile and reports it.
+        t.apply(Event::Init);
+        t.apply(Event::InitApply(pod("c-1", "c", Some("Failed"), None, false)));
+        let changed = t.apply(Event::InitDone);
+        assert_eq!(changed, ["b".to_string(), "c".to_string()].into());
+        assert_eq!(t.state_of("b"), json!({}));
+        assert_eq!(t.state_of("c"), json!({"c-1": {"status": "FAILED"}}));
+    }
+}
