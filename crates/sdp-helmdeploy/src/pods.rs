@@ -120,8 +120,8 @@ impl PodTable {
 }
 
 /// Watches the pods of `namespace` and keeps the deployments' state entries up to date, until dropped.
-pub async fn monitor(client: Client, namespace: &str, config: Config) {
-    let api: Api<Pod> = Api::namespaced(client, namespace);
+pub async fn monitor(client: Client, namespace: String, config: Config) {
+    let api: Api<Pod> = Api::namespaced(client, &namespace);
     let mut table = PodTable::default();
     let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
     loop {

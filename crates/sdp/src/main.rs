@@ -135,6 +135,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         work_dir: args.data_dir.join("helm-values"),
         max_backoff: std::time::Duration::from_secs(300),
     }));
+    let mut monitors = Vec::new();
+    if mode == sdp_helmdeploy::Mode::Cluster {
+        match kube::Client::try_default().await {
+            Ok(client) => {
+                monitors.push(tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), args.helm_namespace.clone(), config.clone())));
+                monitors.push(tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone())));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach Kubernetes: pods and network resources are not monitored"),
+        }
+    }
     match &mode {
         sdp_helmdeploy::Mode::Cluster => tracing::info!(namespace = args.helm_namespace, "helm deployer started"),
         sdp_helmdeploy::Mode::RenderOnly(dir) => {
@@ -166,6 +176,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     lmc_server.abort();
     controller.abort();
     deployer.abort();
+    monitors.iter().for_each(|m| m.abort());
     if let Some(server) = embedded {
         server.stop().await;
     }
