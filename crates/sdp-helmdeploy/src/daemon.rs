@@ -40,6 +40,7 @@ impl Mode {
 
 pub struct Deployer {
     pub config: Config,
+    pub metrics: crate::metrics::Metrics,
     pub helm: Helm,
     pub mode: Mode,
     /// Where values files are written for helm.
@@ -91,7 +92,13 @@ pub async fn run(d: Deployer) {
                     continue;
                 }
                 in_flight.insert(id.clone(), ());
-                let ctx = (d.config.clone(), d.helm.clone(), d.mode.clone(), d.work_dir.clone());
+                let ctx = Context {
+                    config: d.config.clone(),
+                    helm: d.helm.clone(),
+                    mode: d.mode.clone(),
+                    work_dir: d.work_dir.clone(),
+                    metrics: d.metrics.clone(),
+                };
                 workers.spawn(async move { (id, execute(ctx, action).await) });
             }
         }
@@ -99,8 +106,12 @@ pub async fn run(d: Deployer) {
         let wait = next_retry.map_or(Duration::from_secs(30), |t| t.saturating_duration_since(Instant::now()));
         tokio::select! {
             read = tokio::time::timeout(wait.max(Duration::from_millis(10)), watcher.txn(read_entries)) => match read {
-                Ok(Ok(read)) => entries = Some(read),
+                Ok(Ok(read)) => {
+                    d.metrics.reconciles.inc();
+                    entries = Some(read);
+                }
                 Ok(Err(e)) => {
+                    d.metrics.watch_restart("deploy");
                     tracing::warn!(error = %e, "cannot read /deploy; retrying in 2 s");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
@@ -184,10 +195,26 @@ async fn initial_applied(d: &Deployer) -> Result<BTreeMap<String, String>, Strin
     Ok(applied)
 }
 
-type Context = (Config, Helm, Mode, PathBuf);
+struct Context {
+    config: Config,
+    helm: Helm,
+    mode: Mode,
+    work_dir: PathBuf,
+    metrics: crate::metrics::Metrics,
+}
+
+impl Context {
+    /// Runs helm, counting the call by verb and result.
+    async fn helm(&self, args: &[String]) -> Result<String, crate::helm::HelmError> {
+        let result = self.helm.run(args).await;
+        self.metrics.helm_call(args.first().map_or("", String::as_str), result.is_ok());
+        result
+    }
+}
 
 /// Runs one action. Ok(Some(fingerprint)): applied; Ok(None): removed; Err: failed (already recorded).
-async fn execute((config, helm, mode, work_dir): Context, action: HelmAction) -> Result<Option<String>, String> {
+async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, String> {
+    let Context { config, helm, mode, work_dir, .. } = &ctx;
     let id = action.deploy_id().to_string();
     let result = match (&action, &mode) {
         (HelmAction::Install(d) | HelmAction::Upgrade(d), _) => {
@@ -200,11 +227,11 @@ async fn execute((config, helm, mode, work_dir): Context, action: HelmAction) ->
                             HelmAction::Install(_) => helm.install_args(d, &values_file),
                             _ => helm.upgrade_args(d, &values_file),
                         };
-                        helm.run(&args).await.map_err(|e| e.to_string())?;
+                        ctx.helm(&args).await.map_err(|e| e.to_string())?;
                         Ok(json!({"status": "deployed", "error": null}))
                     }
                     Mode::RenderOnly(dir) => {
-                        let manifest = helm.run(&helm.template_args(d, &values_file)).await.map_err(|e| e.to_string())?;
+                        let manifest = ctx.helm(&helm.template_args(d, &values_file)).await.map_err(|e| e.to_string())?;
                         let path = dir.join(format!("{id}.yaml"));
                         tokio::fs::write(&path, manifest).await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                         Ok(json!({"status": "rendered", "manifest": path.display().to_string(), "error": null,
@@ -222,7 +249,7 @@ async fn execute((config, helm, mode, work_dir): Context, action: HelmAction) ->
                 Err(e) => Err(e),
             }
         }
-        (HelmAction::Uninstall(_), Mode::Cluster) => match helm.run(&helm.uninstall_args(&id)).await {
+        (HelmAction::Uninstall(_), Mode::Cluster) => match ctx.helm(&helm.uninstall_args(&id)).await {
             Ok(_) => Ok(None),
             Err(e) if e.to_string().contains("not found") => Ok(None),
             Err(e) => Err(e.to_string()),

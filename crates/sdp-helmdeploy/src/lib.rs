@@ -6,6 +6,7 @@
 
 mod daemon;
 pub mod helm;
+pub mod metrics;
 pub mod plan;
 pub mod pods;
 pub mod resources;

@@ -120,7 +120,7 @@ impl PodTable {
 }
 
 /// Watches the pods of `namespace` and keeps the deployments' state entries up to date, until dropped.
-pub async fn monitor(client: Client, namespace: String, config: Config) {
+pub async fn monitor(client: Client, namespace: String, config: Config, metrics: crate::metrics::Metrics) {
     let api: Api<Pod> = Api::namespaced(client, &namespace);
     let mut table = PodTable::default();
     let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
@@ -134,6 +134,7 @@ pub async fn monitor(client: Client, namespace: String, config: Config) {
             Some(Err(e)) => {
                 // The watcher retries by itself on the next poll; say why, and do not spin.
                 tracing::warn!(error = %e, namespace, "pod watch failed; retrying");
+                metrics.watch_restart("pods");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             None => return,

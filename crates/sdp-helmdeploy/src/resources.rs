@@ -81,7 +81,7 @@ pub async fn publish(config: &Config, desired: &BTreeMap<String, Value>) -> Resu
 }
 
 /// Watches the labelled NetworkAttachmentDefinitions of every namespace and publishes them, until dropped.
-pub async fn monitor(client: Client, config: Config) {
+pub async fn monitor(client: Client, config: Config, metrics: crate::metrics::Metrics) {
     let api: Api<DynamicObject> = Api::all_with(client, &api_resource());
     let selector = format!("{LABEL}=true");
     let mut events = watcher::watcher(api, watcher::Config::default().labels(&selector)).boxed();
@@ -111,6 +111,7 @@ pub async fn monitor(client: Client, config: Config) {
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "NetworkAttachmentDefinition watch failed; retrying");
+                metrics.watch_restart("network-attachment-definitions");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 false
             }

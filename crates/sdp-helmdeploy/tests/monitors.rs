@@ -60,7 +60,7 @@ async fn pod_events_become_deployment_states() {
         config.txn(|t| { let d = d.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
     }
     let (client, mut handle) = mock_client();
-    let monitor = tokio::spawn(sdp_helmdeploy::pods::monitor(client, "sdp".into(), config.clone()));
+    let monitor = tokio::spawn(sdp_helmdeploy::pods::monitor(client, "sdp".into(), config.clone(), Default::default()));
     let pods = "/api/v1/namespaces/sdp/pods";
 
     answer(&mut handle, pods, false, list("PodList", vec![pod("d1-a", "d1", "Pending", false, 10)])).await;
@@ -118,7 +118,7 @@ async fn labelled_network_definitions_become_resources() {
         .await
         .unwrap();
     let (client, mut handle) = mock_client();
-    let monitor = tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone()));
+    let monitor = tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone(), Default::default()));
     let nads = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
     let keys = || {
         let config = config.clone();
@@ -149,7 +149,7 @@ async fn labelled_network_definitions_become_resources() {
 async fn the_watch_selects_the_allocation_label() {
     let server = sdp_testkit::Embedded::start().await;
     let (client, mut handle) = mock_client();
-    let monitor = tokio::spawn(sdp_helmdeploy::resources::monitor(client, server.config().await));
+    let monitor = tokio::spawn(sdp_helmdeploy::resources::monitor(client, server.config().await, Default::default()));
     let (request, _send) = handle.next_request().await.unwrap();
     let uri = request.uri().to_string();
     assert!(uri.contains("labelSelector=sdp.skao.int%2Favailable-for-allocation%3Dtrue"), "{uri}");

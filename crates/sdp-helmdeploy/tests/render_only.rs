@@ -42,8 +42,11 @@ fn charts(dir: &Path) -> PathBuf {
 async fn flow(config: Config) {
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered");
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = sdp_helmdeploy::metrics::Metrics::register(&mut registry);
     let deployer = tokio::spawn(sdp_helmdeploy::run(Deployer {
         config: config.clone(),
+        metrics,
         helm: helm(&charts(dir.path())),
         mode: Mode::RenderOnly(rendered.clone()),
         work_dir: dir.path().join("work"),
@@ -69,8 +72,8 @@ async fn flow(config: Config) {
     assert!(text.contains(&format!("name: {deploy_id}")));
     assert!(text.contains("image: \"nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0\""));
     assert!(text.contains("- name: SDP_CONFIG_HOST\n              value: \"etcd.example\""), "{text}");
-    let s = state(&config, &deploy_id).await.unwrap();
-    assert_eq!(s["status"], "rendered");
+    // The state follows the manifest.
+    eventually("state rendered", || async { state(&config, &deploy_id).await.is_some_and(|s| s["status"] == "rendered") }).await;
 
     // Changed values re-render (an upgrade).
     let updated = Deployment {
@@ -105,6 +108,12 @@ async fn flow(config: Config) {
     let later = Deployment { deploy_id: "later".into(), kind: "helm".into(), args: json!({"chart": "workflow", "values": {"pb_id": "x", "wf_image": "i"}}) };
     config.txn(|t| { let d = later.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
     eventually("a later deployment rendered", || async { rendered.join("later.yaml").is_file() }).await;
+    // What happened is counted.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("sdp_helmdeploy_helm_calls_total{verb=\"template\",result=\"ok\"}"), "{text}");
+    assert!(text.contains("sdp_helmdeploy_helm_calls_total{verb=\"template\",result=\"error\"}"), "{text}");
+    assert!(text.contains("sdp_helmdeploy_reconciles_total"), "{text}");
     deployer.abort();
     controller.abort();
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::response::IntoResponse;
 use clap::{Parser, Subcommand};
 use sdp_config::{Config, Settings};
 
@@ -122,9 +123,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         lease_ttl: 10,
     }));
     tracing::info!("processing controller started");
+    let mut registry = prometheus_client::registry::Registry::default();
+    let deployer_metrics = sdp_helmdeploy::metrics::Metrics::register(&mut registry);
     let mode = sdp_helmdeploy::Mode::detect(args.data_dir.join("rendered"));
     let deployer = tokio::spawn(sdp_helmdeploy::run(sdp_helmdeploy::Deployer {
         config: config.clone(),
+        metrics: deployer_metrics.clone(),
         helm: sdp_helmdeploy::helm::Helm {
             bin: args.helm.clone(),
             namespace: args.helm_namespace.clone(),
@@ -139,8 +143,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if mode == sdp_helmdeploy::Mode::Cluster {
         match kube::Client::try_default().await {
             Ok(client) => {
-                monitors.push(tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), args.helm_namespace.clone(), config.clone())));
-                monitors.push(tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone())));
+                monitors.push(tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), args.helm_namespace.clone(), config.clone(), deployer_metrics.clone())));
+                monitors.push(tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone(), deployer_metrics.clone())));
             }
             Err(e) => tracing::warn!(error = %e, "cannot reach Kubernetes: pods and network resources are not monitored"),
         }
@@ -157,7 +161,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} for the LMC surface: choose another with --lmc-listen", args.lmc_listen))?;
     let lmc_server = {
         let lmc = Arc::clone(&lmc);
-        tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await })
+        let registry = Arc::new(registry);
+        let metrics = axum::routing::get(move || {
+            let registry = Arc::clone(&registry);
+            async move {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                    Ok(()) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+                    Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                }
+            }
+        });
+        let app = sdp_lmc::http::router(lmc).route("/metrics", metrics);
+        tokio::spawn(async move { axum::serve(listener, app).await })
     };
     tracing::info!(listen = %args.lmc_listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
     let tango = match std::env::var("TANGO_HOST") {

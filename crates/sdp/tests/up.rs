@@ -122,6 +122,13 @@ fn lmc_command_line() {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
     };
     let lmc = |args: &[&str]| lmc_at(&url, args);
+    // Metrics of the platform's daemons, in Prometheus text format.
+    let metrics = Command::new("python3")
+        .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{lmc_port}/metrics').read().decode())")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(text.contains("# TYPE sdp_helmdeploy_reconciles counter"), "{text}");
     let (ok, out) = lmc(&["devices"]);
     assert!(ok && out.contains("mid_sdp/elt/subarray_1") && out.contains("SDPMaster/1"), "{out}");
     let (ok, out) = lmc(&["run", "subarray_1", "AssignResources", ""]);
