@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use sdp_config::keys::paths;
@@ -46,6 +48,8 @@ pub struct Deployer {
     /// Where values files are written for helm.
     pub work_dir: PathBuf,
     pub max_backoff: Duration,
+    /// Helm commands running at once, at most (each is a process of its own).
+    pub max_parallel: usize,
 }
 
 struct Backoff {
@@ -78,6 +82,7 @@ pub async fn run(d: Deployer) {
     let mut in_flight: HashMap<String, ()> = HashMap::new();
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
     let mut entries: Option<(BTreeMap<String, Desired>, BTreeMap<String, String>)> = None;
+    let helm_slots = Arc::new(Semaphore::new(d.max_parallel.max(1)));
     loop {
         if let Some((desired, invalid)) = &entries {
             for (id, error) in invalid {
@@ -98,6 +103,7 @@ pub async fn run(d: Deployer) {
                     mode: d.mode.clone(),
                     work_dir: d.work_dir.clone(),
                     metrics: d.metrics.clone(),
+                    helm_slots: Arc::clone(&helm_slots),
                 };
                 workers.spawn(async move { (id, execute(ctx, action).await) });
             }
@@ -201,11 +207,13 @@ struct Context {
     mode: Mode,
     work_dir: PathBuf,
     metrics: crate::metrics::Metrics,
+    helm_slots: Arc<Semaphore>,
 }
 
 impl Context {
-    /// Runs helm, counting the call by verb and result.
+    /// Runs helm when a slot is free, counting the call by verb and result.
     async fn helm(&self, args: &[String]) -> Result<String, crate::helm::HelmError> {
+        let _slot = self.helm_slots.acquire().await.expect("the helm semaphore is never closed");
         let result = self.helm.run(args).await;
         self.metrics.helm_call(args.first().map_or("", String::as_str), result.is_ok());
         result

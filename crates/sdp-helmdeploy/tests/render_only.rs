@@ -51,6 +51,7 @@ async fn flow(config: Config) {
         mode: Mode::RenderOnly(rendered.clone()),
         work_dir: dir.path().join("work"),
         max_backoff: Duration::from_secs(2),
+        max_parallel: 4,
     }));
     let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),
@@ -148,4 +149,60 @@ async fn workflow_chart_lints_renders_and_packages() {
     std::fs::write(&values, json!({"pb_id": "bad id!", "wf_image": ""}).to_string()).unwrap();
     let err = helm.run(&["template".into(), "x".into(), chart, "--values".into(), v]).await.unwrap_err().to_string();
     assert!(err.contains("pb_id") && err.contains("wf_image"), "{err}");
+}
+
+/// The deployer dies midway; entries change while it is down; once restarted, releases and entries agree.
+#[tokio::test(flavor = "multi_thread")]
+async fn converges_after_a_restart() {
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered");
+    let charts = charts(dir.path());
+    let start = |config: Config| {
+        tokio::spawn(sdp_helmdeploy::run(Deployer {
+            config,
+            metrics: Default::default(),
+            helm: helm(&charts),
+            mode: Mode::RenderOnly(rendered.clone()),
+            work_dir: dir.path().join("work"),
+            max_backoff: Duration::from_secs(2),
+            max_parallel: 4,
+        }))
+    };
+    let put = |id: &'static str, image: &'static str| {
+        let config = config.clone();
+        async move {
+            let d = Deployment { deploy_id: id.into(), kind: "helm".into(), args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}) };
+            config.txn(|t| { let d = d.clone(); async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await } }).await.unwrap();
+        }
+    };
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&rendered).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        names.sort();
+        names
+    };
+    let deployer = start(config.clone());
+    for id in ["keep", "change", "drop"] {
+        put(id, "img:1").await;
+    }
+    eventually("three rendered", || async { files() == ["change.yaml", "drop.yaml", "keep.yaml"] }).await;
+    deployer.abort();
+    let _ = deployer.await;
+
+    config.txn(|t| async move { t.delete_deployment("drop").await }).await.unwrap();
+    put("change", "img:2").await;
+    put("new", "img:1").await;
+    let restarted = start(config.clone());
+    eventually("converged", || async {
+        files() == ["change.yaml", "keep.yaml", "new.yaml"]
+            && std::fs::read_to_string(rendered.join("change.yaml")).is_ok_and(|t| t.contains("img:2"))
+    })
+    .await;
+    for id in ["keep", "change", "new"] {
+        eventually("state rendered", || async { state(&config, id).await.is_some_and(|s| s["status"] == "rendered") }).await;
+    }
+    assert!(state(&config, "drop").await.is_none());
+    restarted.abort();
+    server.stop().await;
 }

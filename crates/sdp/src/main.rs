@@ -138,6 +138,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         mode: mode.clone(),
         work_dir: args.data_dir.join("helm-values"),
         max_backoff: std::time::Duration::from_secs(300),
+        max_parallel: 8,
     }));
     let mut monitors = Vec::new();
     if mode == sdp_helmdeploy::Mode::Cluster {
