@@ -26,11 +26,18 @@ struct Args {
     /// Watch notifications measured.
     #[arg(long, default_value_t = 500)]
     watch_events: usize,
+    /// Instead of the database figures: create this many deployment entries against `sdp up` (render-only
+    /// Helm deployer) and measure the time until every state is written, and `sdp up`'s memory.
+    #[arg(long)]
+    deployer: Option<usize>,
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(entries) = args.deployer {
+        return deployer_bench(entries).await;
+    }
     let mut targets: Vec<(String, u16)> = Vec::new();
     let _etcd;
     let _embedded;
@@ -274,4 +281,108 @@ async fn fill(config: &Config, keys: usize) {
             .await
             .expect("fill");
     }
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+async fn deployer_bench(entries: usize) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (port, lmc_port) = (sdp_testkit::free_port(), sdp_testkit::free_port());
+    let child = std::process::Command::new(sibling("sdp"))
+        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--lmc-listen", &format!("127.0.0.1:{lmc_port}"), "--data-dir"])
+        .arg(data.path())
+        .arg("--charts-dir")
+        .arg(sdp_testkit::charts_dir())
+        .arg("--helm")
+        .arg(sdp_testkit::helm())
+        .env_remove("SDP_CONFIG_HOST")
+        .env_remove("KUBECONFIG")
+        .env("HOME", data.path())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start sdp up");
+    let pid = child.id();
+    let _up = sdp_testkit::KillOnDrop(child);
+    sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp up");
+    let config = Config::connect(&Settings { port, ..Default::default() }).await.expect("connect");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_mib(pid);
+    let peak = std::sync::Arc::new(std::sync::Mutex::new(idle));
+    let sampler = {
+        let peak = std::sync::Arc::clone(&peak);
+        tokio::spawn(async move {
+            loop {
+                let now = rss_mib(pid);
+                {
+                    let mut p = peak.lock().unwrap();
+                    *p = p.max(now);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let start = Instant::now();
+    for chunk in (0..entries).collect::<Vec<_>>().chunks(50) {
+        let ids: Vec<usize> = chunk.to_vec();
+        config
+            .txn(|t| {
+                let ids = ids.clone();
+                async move {
+                    for i in ids {
+                        let id = format!("bench-{i:05}");
+                        let args = serde_json::json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": "example/bench:1"}});
+                        t.create_deployment(&sdp_config::Deployment { deploy_id: id, kind: "helm".into(), args }).await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await
+            .expect("create entries");
+    }
+    let created = start.elapsed();
+    let rendered = data.path().join("rendered");
+    loop {
+        let done = std::fs::read_dir(&rendered).map(|d| d.count()).unwrap_or(0);
+        if done >= entries {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_rendered = start.elapsed();
+    // Every state entry written.
+    loop {
+        let states = config
+            .txn(|t| async move { t.list_keys("/deploy/", 1).await })
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|k| k.ends_with("/state"))
+            .count();
+        if states >= entries {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_states = start.elapsed();
+    sampler.abort();
+    println!("deployer, render-only with helm {}, {entries} entries created in {:.1} s", helm_version(), created.as_secs_f64());
+    println!("  all rendered after {:.1} s, all states written after {:.1} s ({:.1} entries/s)",
+        all_rendered.as_secs_f64(), all_states.as_secs_f64(), entries as f64 / all_states.as_secs_f64());
+    let peak = *peak.lock().unwrap();
+    println!("  sdp up RSS: idle {idle:.1} MiB, peak under load {peak:.1} MiB, after {:.1} MiB", rss_mib(pid));
+}
+
+fn helm_version() -> String {
+    std::process::Command::new(sdp_testkit::helm())
+        .args(["version", "--short"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
