@@ -216,7 +216,7 @@ async fn pb_create_rate(config: &Config, clients: usize, duration: Duration) -> 
                     .await
                     .expect("pb create");
                 done += 1;
-                if done % 2000 == 0 {
+                if done.is_multiple_of(2000) {
                     // IDs are 4 digits per type and day: start a new type before they run out.
                     break;
                 }

@@ -34,7 +34,7 @@ pub(crate) enum Write {
 
 #[derive(Clone)]
 pub(crate) enum Backend {
-    Etcd { client: etcd::Client, endpoint: String },
+    Etcd { client: Arc<etcd::Client>, endpoint: String },
     Memory(Arc<kv::Store>),
 }
 
@@ -48,7 +48,7 @@ impl Backend {
         let client = etcd::Client::connect([format!("http://{endpoint}")], Some(options))
             .await
             .map_err(|e| Error::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
-        Ok(Backend::Etcd { client, endpoint })
+        Ok(Backend::Etcd { client: Arc::new(client), endpoint })
     }
 
     pub fn memory() -> Backend {

@@ -161,14 +161,14 @@ pub fn txn_response(t: kv::TxnResponse, header: &PbResponseHeader) -> PbTxnRespo
         .into_iter()
         .map(|r| PbResponseOp {
             response: Some(match r {
-                kv::ResponseOp::Range(r) => PbTxnOpResponse::ResponseRange(range_response(r, header.clone())),
-                kv::ResponseOp::Put(p) => PbTxnOpResponse::ResponsePut(put_response(p, header.clone())),
-                kv::ResponseOp::DeleteRange(d) => PbTxnOpResponse::ResponseDeleteRange(delete_response(d, header.clone())),
+                kv::ResponseOp::Range(r) => PbTxnOpResponse::ResponseRange(range_response(r, *header)),
+                kv::ResponseOp::Put(p) => PbTxnOpResponse::ResponsePut(put_response(p, *header)),
+                kv::ResponseOp::DeleteRange(d) => PbTxnOpResponse::ResponseDeleteRange(delete_response(d, *header)),
                 kv::ResponseOp::Txn(t) => PbTxnOpResponse::ResponseTxn(txn_response(t, header)),
             }),
         })
         .collect();
-    PbTxnResponse { header: Some(header.clone()), succeeded: t.succeeded, responses }
+    PbTxnResponse { header: Some(*header), succeeded: t.succeeded, responses }
 }
 
 /// Whether a request (or any nested op) writes: those need the journal flushed before the answer.

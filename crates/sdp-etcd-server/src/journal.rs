@@ -65,7 +65,8 @@ impl FileJournal {
         Ok(Recovered { journal, records, truncated: total - good_len })
     }
 
-    pub fn len(&self) -> u64 {
+    /// Bytes written to the journal so far.
+    pub fn size_bytes(&self) -> u64 {
         self.written.load(Ordering::SeqCst)
     }
 

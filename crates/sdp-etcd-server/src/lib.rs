@@ -121,9 +121,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             let journal = Arc::new(recovered.journal);
             let records = recovered.records.len();
             let store = Store::with_journal(Some(journal.clone()), recovered.records);
-            if journal.len() > SNAPSHOT_THRESHOLD {
+            if journal.size_bytes() > SNAPSHOT_THRESHOLD {
                 journal.rewrite(&store.snapshot()).map_err(data_err)?;
-                tracing::info!(bytes = journal.len(), "journal rewritten as a snapshot");
+                tracing::info!(bytes = journal.size_bytes(), "journal rewritten as a snapshot");
             }
             journal.start_syncer().map_err(data_err)?;
             tracing::info!(dir = %dir.display(), records, revision = store.revision(), keys = store.key_count(), "configuration database recovered");

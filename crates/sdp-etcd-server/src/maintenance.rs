@@ -22,7 +22,7 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn status(&self, _: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
         let revision = self.0.store.revision();
-        let size = self.0.journal.as_ref().map_or(0, |j| j.len() as i64);
+        let size = self.0.journal.as_ref().map_or(0, |j| j.size_bytes() as i64);
         Ok(Response::new(PbStatusResponse {
             header: Some(self.0.header(revision)),
             version: API_VERSION.into(),

@@ -250,7 +250,7 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
             .await;
             match outcome {
                 Ok(state) => {
-                    merge_state(&config, &id, state).await;
+                    merge_state(config, &id, state).await;
                     tracing::info!(deploy_id = id, chart = d.chart, "deployment applied");
                     Ok(Some(d.fingerprint()))
                 }
@@ -278,7 +278,7 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
             }
             tracing::info!(deploy_id = id, "deployment removed");
         }
-        Err(error) => merge_state(&config, &id, json!({"status": "failed", "error": error})).await,
+        Err(error) => merge_state(config, &id, json!({"status": "failed", "error": error})).await,
         Ok(Some(_)) => {}
     }
     result

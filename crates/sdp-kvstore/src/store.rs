@@ -31,12 +31,15 @@ struct Lease {
     keys: BTreeSet<Vec<u8>>,
 }
 
+/// Versions of one key, oldest first; `None` marks a deletion (tombstone).
+type Versions = Vec<(Revision, Option<KeyValue>)>;
+
 #[derive(Default)]
 struct State {
     revision: Revision,
     compact_revision: Revision,
-    /// Versions of each key, oldest first; `None` marks a deletion (tombstone).
-    history: BTreeMap<Vec<u8>, Vec<(Revision, Option<KeyValue>)>>,
+    /// Versions of each key.
+    history: BTreeMap<Vec<u8>, Versions>,
     /// Every event since the compaction revision, in order.
     log: VecDeque<(Revision, Event)>,
     leases: HashMap<LeaseId, Lease>,
@@ -339,7 +342,7 @@ impl State {
         revision: Revision,
         pending: &BTreeMap<Vec<u8>, Option<KeyValue>>,
     ) -> Vec<KeyValue> {
-        let in_range = |map_range: &mut dyn Iterator<Item = (&Vec<u8>, &Vec<(Revision, Option<KeyValue>)>)>| {
+        let in_range = |map_range: &mut dyn Iterator<Item = (&Vec<u8>, &Versions)>| {
             map_range
                 .filter_map(|(_, h)| {
                     if revision == 0 {
@@ -589,11 +592,10 @@ fn check_no_duplicate_writes(ops: &[RequestOp]) -> Result<(), Error> {
     let mut deletes: Vec<&KeyRange> = Vec::new();
     for op in ops {
         match op {
-            RequestOp::Put(p) => {
-                if !puts.insert(&p.key) {
+            RequestOp::Put(p)
+                if !puts.insert(&p.key) => {
                     return Err(Error::DuplicateKey);
                 }
-            }
             RequestOp::DeleteRange(d) => deletes.push(&d.range),
             _ => {}
         }

@@ -29,7 +29,7 @@ fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, St
     value.as_object().ok_or_else(|| at(path, format!("{value} is not of type 'object'")))
 }
 
-fn require<'a>(obj: &'a Map<String, Value>, path: &str, fields: &[&str]) -> Result<(), String> {
+fn require(obj: &Map<String, Value>, path: &str, fields: &[&str]) -> Result<(), String> {
     match fields.iter().find(|f| !obj.contains_key(**f)) {
         Some(missing) => Err(at(path, format!("'{missing}' is a required property"))),
         None => Ok(()),
