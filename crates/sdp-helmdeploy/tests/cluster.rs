@@ -1,0 +1,154 @@
+//! End to end on a real Kubernetes API (the local control plane of `scripts/k8s-testbed`, which
+//! `scripts/test` starts, or any cluster `KUBECONFIG` names): processing block → controller → deployer →
+//! real `helm install` → pods on (simulated) nodes → RUNNING in the deployment state; a failing pod shows
+//! FAILED; deleting the processing block uninstalls the release; labelled NetworkAttachmentDefinitions
+//! appear under /resource and go when unlabelled.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::Api;
+use serde_json::{json, Value};
+
+use sdp_helmdeploy::helm::Helm;
+use sdp_helmdeploy::{Deployer, Mode};
+
+fn cluster() -> bool {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        eprintln!("no KUBECONFIG: start the local control plane with scripts/k8s-testbed (scripts/test does)");
+        return false;
+    }
+    true
+}
+
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    sdp_testkit::eventually(what, Duration::from_secs(120), check).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn processing_block_to_running_pods_and_back() {
+    if !cluster() {
+        return;
+    }
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    let namespace = format!("sdp-e2e-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = vec![
+        tokio::spawn(sdp_processing::run(sdp_processing::Controller {
+            config: config.clone(),
+            scripts: sdp_processing::builtin_scripts(),
+            settings: sdp_processing::ControllerSettings { config_host: "etcd".into(), helm_namespace: namespace.clone() },
+            lease_ttl: 5,
+        })),
+        tokio::spawn(sdp_helmdeploy::run(Deployer {
+            config: config.clone(),
+            metrics: Default::default(),
+            helm: Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: Some(sdp_testkit::charts_dir()), repo: None },
+            mode: Mode::Cluster,
+            work_dir: dir.path().to_path_buf(),
+            max_backoff: Duration::from_secs(5),
+            max_parallel: 4,
+        })),
+        tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), namespace.clone(), config.clone(), Default::default())),
+    ];
+
+    let pb_id = config
+        .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, json!({})).await })
+        .await
+        .unwrap();
+    let deploy_id = format!("{pb_id}-workflow");
+    let state = || {
+        let (config, id) = (config.clone(), deploy_id.clone());
+        async move { config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap() }
+    };
+    let pod_statuses = |s: Option<Value>| -> Vec<String> {
+        s.and_then(|s| s["pods"].as_object().cloned())
+            .map(|pods| pods.values().filter_map(|p| p["status"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    eventually("the script's pod RUNNING in the deployment state", || async {
+        let s = state().await;
+        s.as_ref().is_some_and(|s| s["status"] == "deployed") && pod_statuses(s) == ["RUNNING"]
+    })
+    .await;
+
+    // A pod that fails shows FAILED.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pod = pods.list(&Default::default()).await.unwrap().items.into_iter().next().unwrap();
+    let failed = json!({"status": {"phase": "Failed", "conditions": [{"type": "Ready", "status": "False"}]}});
+    pods.patch_status(pod.metadata.name.as_deref().unwrap(), &PatchParams::default(), &Patch::Merge(&failed)).await.unwrap();
+    eventually("FAILED in the deployment state", || async { pod_statuses(state().await).contains(&"FAILED".to_string()) }).await;
+
+    // Deleting the processing block uninstalls the release and removes the state.
+    config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+    let helm = Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: None, repo: None };
+    eventually("release uninstalled", || async { helm.list().await.is_ok_and(|r| r.is_empty()) }).await;
+    eventually("state removed", || async { state().await.is_none() }).await;
+
+    for t in tasks {
+        t.abort();
+    }
+    Api::<Namespace>::all(client).delete(&namespace, &Default::default()).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labelled_network_definitions_are_published() {
+    if !cluster() {
+        return;
+    }
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "network-attachment-definitions.k8s.cni.cncf.io"},
+        "spec": {"group": "k8s.cni.cncf.io", "scope": "Namespaced",
+                 "names": {"plural": "network-attachment-definitions", "singular": "network-attachment-definition",
+                           "kind": "NetworkAttachmentDefinition", "shortNames": ["net-attach-def"]},
+                 "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": {"spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}
+    }))
+    .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(crd.metadata.name.as_deref().unwrap(), &PatchParams::apply("sdp-e2e").force(), &Patch::Apply(&crd)).await.unwrap();
+    eventually("the CRD established", || async {
+        crds.get(crd.metadata.name.as_deref().unwrap()).await.ok().and_then(|c| c.status).and_then(|s| s.conditions)
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+    })
+    .await;
+
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let monitor = tokio::spawn(sdp_helmdeploy::resources::monitor(client.clone(), config.clone(), Default::default()));
+    let nads: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &sdp_helmdeploy::resources::api_resource());
+    let name = format!("vis-{}", std::process::id());
+    let nad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": "default", "labels": {"sdp.skao.int/available-for-allocation": "true"}},
+        "spec": {"config": json!({"cniVersion": "0.3.1", "type": "macvlan", "ipam": {"type": "whereabouts", "range": "10.9.0.0/16"}}).to_string()}
+    }))
+    .unwrap();
+    nads.create(&PostParams::default(), &nad).await.unwrap();
+    let keys = || {
+        let config = config.clone();
+        async move { config.txn(|t| async move { t.list_keys("/resource/", 8).await }).await.unwrap() }
+    };
+    let expected = [format!("/resource/network-attachment-definition/default/{name}"), format!("/resource/supernet/default/{name}")];
+    eventually("entries published", || async { keys().await == expected }).await;
+    let unlabel = json!({"metadata": {"labels": {"sdp.skao.int/available-for-allocation": null}}});
+    nads.patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel)).await.unwrap();
+    eventually("entries removed", || async { keys().await.is_empty() }).await;
+    nads.delete(&name, &Default::default()).await.unwrap();
+    monitor.abort();
+    server.stop().await;
+}
