@@ -231,11 +231,19 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                 tokio::fs::write(&values_file, d.values.to_string()).await.map_err(|e| format!("cannot write {}: {e}", values_file.display()))?;
                 match &mode {
                     Mode::Cluster => {
-                        let args = match &action {
-                            HelmAction::Install(_) => helm.install_args(d, &values_file),
-                            _ => helm.upgrade_args(d, &values_file),
+                        let installed = match &action {
+                            HelmAction::Install(_) => ctx.helm(&helm.install_args(d, &values_file)).await,
+                            _ => ctx.helm(&helm.upgrade_args(d, &values_file)).await,
                         };
-                        ctx.helm(&args).await.map_err(|e| e.to_string())?;
+                        match installed {
+                            // A release of that name exists after all (made while the deployer was down): upgrade it.
+                            Err(e) if e.to_string().contains("cannot re-use a name that is still in use") => {
+                                ctx.helm(&helm.upgrade_args(d, &values_file)).await.map_err(|e| e.to_string())?;
+                            }
+                            other => {
+                                other.map_err(|e| e.to_string())?;
+                            }
+                        }
                         Ok(json!({"status": "deployed", "error": null}))
                     }
                     Mode::RenderOnly(dir) => {

@@ -82,8 +82,11 @@ impl Helm {
         vec!["uninstall".into(), deploy_id.into(), "--namespace".into(), self.namespace.clone()]
     }
 
+    /// Releases in every state that holds the name (helm 4 has no `--all`; these flags exist in 3 and 4).
     pub fn list_args(&self) -> Vec<String> {
-        vec!["list".into(), "--all".into(), "--namespace".into(), self.namespace.clone(), "--output".into(), "json".into()]
+        ["list", "--deployed", "--failed", "--pending", "--namespace", &self.namespace, "--output", "json"]
+            .map(String::from)
+            .to_vec()
     }
 
     pub fn get_values_args(&self, deploy_id: &str) -> Vec<String> {
@@ -160,6 +163,6 @@ mod tests {
         assert_eq!(helm.chart_ref("dask"), "ska/dask");
         assert_eq!(helm.chart_ref("stable/dask"), "stable/dask");
         assert_eq!(helm.uninstall_args("x"), ["uninstall", "x", "--namespace", "sdp"]);
-        assert_eq!(helm.list_args(), ["list", "--all", "--namespace", "sdp", "--output", "json"]);
+        assert_eq!(helm.list_args(), ["list", "--deployed", "--failed", "--pending", "--namespace", "sdp", "--output", "json"]);
     }
 }

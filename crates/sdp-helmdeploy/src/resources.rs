@@ -87,6 +87,8 @@ pub async fn monitor(client: Client, config: Config, metrics: crate::metrics::Me
     let mut events = watcher::watcher(api, watcher::Config::default().labels(&selector)).boxed();
     let mut objects: BTreeMap<(String, String), DynamicObject> = BTreeMap::new();
     let mut relist: Option<BTreeMap<(String, String), DynamicObject>> = None;
+    // Without the CRD the list fails until someone installs it: retry, ever more slowly (up to a minute).
+    let mut retry = std::time::Duration::from_secs(1);
     let key = |o: &DynamicObject| (o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap_or_default());
     loop {
         let publish_now = match events.next().await {
@@ -110,14 +112,17 @@ pub async fn monitor(client: Client, config: Config, metrics: crate::metrics::Me
                 true
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "NetworkAttachmentDefinition watch failed; retrying");
+                tracing::warn!(error = %e, retry_in = ?retry,
+                    "NetworkAttachmentDefinition watch failed (is the k8s.cni.cncf.io CRD installed?); retrying");
                 metrics.watch_restart("network-attachment-definitions");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(std::time::Duration::from_secs(60));
                 false
             }
             None => return,
         };
         if publish_now {
+            retry = std::time::Duration::from_secs(1);
             let desired: BTreeMap<String, Value> = objects.values().flat_map(resources_of).collect();
             if let Err(e) = publish(&config, &desired).await {
                 tracing::warn!(error = %e, "cannot publish network resources");

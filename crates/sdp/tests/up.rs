@@ -99,6 +99,7 @@ fn a_busy_port_is_a_clear_error() {
         .arg(dir.path())
         .args(["--lmc-listen", &format!("127.0.0.1:{}", free_port())])
         .env_remove("SDP_CONFIG_HOST")
+        .env_remove("KUBECONFIG")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -183,6 +184,7 @@ fn serves_the_devices_to_tango() {
         .arg(dir.path().join("data"))
         .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
         .env_remove("SDP_CONFIG_HOST")
+        .env_remove("KUBECONFIG")
         .env("TANGO_HOST", tango_db.tango_host())
         .env("HOME", dir.path())
         .stdout(Stdio::null())
