@@ -30,6 +30,10 @@ struct Args {
     /// Helm deployer) and measure the time until every state is written, and `sdp up`'s memory.
     #[arg(long)]
     deployer: Option<usize>,
+    /// Instead of the database figures: latency from a pod watch event (on kube-rs's mocked API service) to
+    /// the deployment state written, over this many events.
+    #[arg(long)]
+    pod_events: Option<usize>,
 }
 
 #[tokio::main]
@@ -37,6 +41,9 @@ async fn main() {
     let args = Args::parse();
     if let Some(entries) = args.deployer {
         return deployer_bench(entries).await;
+    }
+    if let Some(events) = args.pod_events {
+        return pod_event_bench(events).await;
     }
     let mut targets: Vec<(String, u16)> = Vec::new();
     let _etcd;
@@ -385,4 +392,50 @@ fn helm_version() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// Pod watch event → `/deploy/<id>/state` written, through the pod monitor, the API server mocked in-process
+/// (each event answers one watch request, as a watch that delivers one event and ends).
+async fn pod_event_bench(events: usize) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let d = sdp_config::Deployment { deploy_id: "d".into(), kind: "helm".into(), args: serde_json::json!({"chart": "c"}) };
+    config.txn(|t| { let d = d.clone(); async move { t.create_deployment(&d).await } }).await.expect("entry");
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "sdp");
+    let monitor = tokio::spawn(sdp_helmdeploy::pods::monitor(client, "sdp".into(), config.clone(), Default::default()));
+    let pod = |phase: &str, ready: bool, rv: usize| serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "d-0", "namespace": "sdp", "resourceVersion": rv.to_string(), "labels": {"app.kubernetes.io/instance": "d"}},
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+    });
+    let (_, send) = handle.next_request().await.expect("list");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []});
+    send.send_response(Response::builder().body(Body::from(list.to_string().into_bytes())).unwrap());
+    let mut watcher = config.watcher();
+    let read = |t: sdp_config::Txn| async move { t.get_deployment_state("d").await };
+    watcher.txn(read).await.expect("read state");
+    let mut latencies = Vec::with_capacity(events);
+    for i in 0..events {
+        let running = i % 2 == 0;
+        let event = serde_json::json!({"type": "MODIFIED", "object": pod(if running { "Running" } else { "Pending" }, running, i + 2)});
+        let (_, send) = handle.next_request().await.expect("watch");
+        let t0 = Instant::now();
+        send.send_response(Response::builder().body(Body::from(format!("{event}\n").into_bytes())).unwrap());
+        let expected = if running { "RUNNING" } else { "PENDING" };
+        loop {
+            let state = watcher.txn(read).await.expect("read state");
+            if state.is_some_and(|s| s["pods"]["d-0"]["status"] == expected) {
+                break;
+            }
+        }
+        latencies.push(t0.elapsed());
+    }
+    monitor.abort();
+    latencies.sort();
+    let p = |q: usize| ms(latencies[(latencies.len() * q / 100).min(latencies.len() - 1)]);
+    println!("pod event -> deployment state written, {events} events (embedded configuration database): p50 {:.2} ms, p99 {:.2} ms", p(50), p(99));
+    server.stop().await;
 }
