@@ -2,7 +2,6 @@
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `GET /health` | `ok` |
 //! | `GET /api/devices` | the devices (id, Tango name, class, server) |
 //! | `GET /api/devices/{device}` | every attribute of a device |
 //! | `GET /api/devices/{device}/attributes/{name}` | one attribute |
@@ -29,7 +28,6 @@ use crate::{DevError, ErrorKind, Lmc};
 
 pub fn router(lmc: Arc<Lmc>) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok" }))
         .route("/api/devices", get(devices))
         .route("/api/devices/{device}", get(device))
         .route("/api/devices/{device}/attributes/{name}", get(read_attribute).put(write_attribute))

@@ -173,7 +173,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 }
             }
         });
-        let app = sdp_lmc::http::router(lmc).route("/metrics", metrics);
+        let health_config = config.clone();
+        let health = axum::routing::get(move || {
+            let config = health_config.clone();
+            async move { health(&config).await }
+        });
+        let app = sdp_lmc::http::router(lmc).route("/metrics", metrics).route("/health", health);
         tokio::spawn(async move { axum::serve(listener, app).await })
     };
     tracing::info!(listen = %args.lmc_listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
@@ -199,6 +204,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `ok` while the configuration database answers (within two seconds), else 503 with the reason.
+async fn health(config: &Config) -> axum::response::Response {
+    let check = config.txn(|t| async move { t.list_keys("/", 0).await });
+    match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+        Ok(Ok(_)) => "ok".into_response(),
+        Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the configuration database did not answer within 2 s")
+            .into_response(),
+    }
 }
 
 /// Registers the SDP devices in the Tango database at `tango_host` (host:port) and serves them.

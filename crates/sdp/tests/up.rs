@@ -130,6 +130,11 @@ fn lmc_command_line() {
         .unwrap();
     let text = String::from_utf8_lossy(&metrics.stdout);
     assert!(text.contains("# TYPE sdp_helmdeploy_reconciles counter"), "{text}");
+    let health = Command::new("python3")
+        .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{lmc_port}/health').read().decode())")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "ok");
     let (ok, out) = lmc(&["devices"]);
     assert!(ok && out.contains("mid_sdp/elt/subarray_1") && out.contains("SDPMaster/1"), "{out}");
     let (ok, out) = lmc(&["run", "subarray_1", "AssignResources", ""]);
