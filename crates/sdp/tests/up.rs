@@ -213,3 +213,42 @@ fn serves_the_devices_to_tango() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.trim(), "<obsState.IDLE: 0> OFF");
 }
+
+/// With SDP_CONFIG_HOST set, `sdp up` uses that etcd and starts no embedded database.
+#[test]
+fn uses_the_etcd_named_by_sdp_config_host() {
+    let etcd = sdp_testkit::Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (unused_port, lmc_port) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
+        .args(["up", "--config-listen", &format!("127.0.0.1:{unused_port}"), "--data-dir"])
+        .arg(dir.path())
+        .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
+        .env("SDP_CONFIG_HOST", "127.0.0.1")
+        .env("SDP_CONFIG_PORT", etcd.port.to_string())
+        .env_remove("KUBECONFIG")
+        .env_remove("TANGO_HOST")
+        .env("HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = KillOnDrop(child);
+    wait_for_port(lmc_port, Duration::from_secs(30), "sdp up's LMC surface");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", unused_port)).is_err(), "an embedded database was started");
+    // The processing controller works on that etcd: a processing block gets its script deployment.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = etcd.config().await;
+        let pb_id = config
+            .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
+            .await
+            .unwrap();
+        let deploy_id = format!("{pb_id}-workflow");
+        sdp_testkit::eventually("the script deployment in etcd", Duration::from_secs(15), || async {
+            let id = deploy_id.clone();
+            config.txn(|t| { let id = id.clone(); async move { t.get_deployment(&id).await } }).await.unwrap().is_some()
+        })
+        .await;
+    });
+}
