@@ -50,6 +50,7 @@ async fn processing_block_to_running_pods_and_back() {
             scripts: sdp_processing::builtin_scripts(),
             settings: sdp_processing::ControllerSettings { config_host: "etcd".into(), helm_namespace: namespace.clone() },
             lease_ttl: 5,
+        metrics: Default::default(),
         })),
         tokio::spawn(sdp_helmdeploy::run(Deployer {
             config: config.clone(),

@@ -58,6 +58,7 @@ async fn flow(config: Config) {
         scripts: sdp_processing::builtin_scripts(),
         settings: sdp_processing::ControllerSettings { config_host: "etcd.example".into(), helm_namespace: "sdp".into() },
         lease_ttl: 3,
+        metrics: Default::default(),
     }));
 
     // sdpcfg process realtime:testdask:0.1.0

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use sdp_config::keys::paths;
@@ -15,6 +19,33 @@ pub struct Controller {
     pub settings: ControllerSettings,
     /// Lease TTL of the leadership entry, seconds.
     pub lease_ttl: i64,
+    pub metrics: Metrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionKind {
+    /// create_deployment, delete_deployment or update_state
+    pub action: String,
+}
+
+/// The controller's Prometheus metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub reconciles: Counter,
+    pub actions: Family<ActionKind, Counter>,
+    pub errors: Counter,
+}
+
+impl Metrics {
+    /// Metrics registered under `sdp_processing_` in `registry`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics::default();
+        let r = registry.sub_registry_with_prefix("sdp_processing");
+        r.register("reconciles", "passes over the processing blocks", m.reconciles.clone());
+        r.register("actions", "changes made, by kind", m.actions.clone());
+        r.register("errors", "passes that failed and were retried", m.errors.clone());
+        m
+    }
 }
 
 async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
@@ -58,6 +89,7 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
 pub async fn run(controller: Controller) {
     loop {
         if let Err(e) = lead_and_work(&controller).await {
+            controller.metrics.errors.inc();
             tracing::warn!(error = %e, "processing controller: retrying in 2 s");
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -105,12 +137,23 @@ async fn lead_and_work(c: &Controller) -> Result<(), Error> {
         match actions {
             None => return Err(Error::Invalid("lost the processing controller's leadership entry".into())),
             Some(actions) => {
+                c.metrics.reconciles.inc();
                 for action in actions {
-                    match action {
-                        Action::CreateDeployment(d) => tracing::info!(deploy_id = d.deploy_id, "deployment created"),
-                        Action::DeleteDeployment(id) => tracing::info!(deploy_id = id, "deployment deleted"),
-                        Action::UpdateState { pb_id, fields } => tracing::info!(pb_id, ?fields, "processing block state"),
-                    }
+                    let kind = match &action {
+                        Action::CreateDeployment(d) => {
+                            tracing::info!(deploy_id = d.deploy_id, "deployment created");
+                            "create_deployment"
+                        }
+                        Action::DeleteDeployment(id) => {
+                            tracing::info!(deploy_id = id, "deployment deleted");
+                            "delete_deployment"
+                        }
+                        Action::UpdateState { pb_id, fields } => {
+                            tracing::info!(pb_id, ?fields, "processing block state");
+                            "update_state"
+                        }
+                    };
+                    c.metrics.actions.get_or_create(&ActionKind { action: kind.into() }).inc();
                 }
             }
         }

@@ -133,4 +133,4 @@ fn script_deployment(deploy_id: &str, pb_id: &str, script: &ScriptDefinition, se
 }
 
 mod daemon;
-pub use daemon::{run, Controller};
+pub use daemon::{run, Controller, Metrics};

@@ -13,6 +13,7 @@ fn controller(config: &Config) -> Controller {
         scripts: builtin_scripts(),
         settings: ControllerSettings { config_host: "127.0.0.1".into(), helm_namespace: "sdp".into() },
         lease_ttl: 3,
+        metrics: Default::default(),
     }
 }
 

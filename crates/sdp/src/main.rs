@@ -113,6 +113,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         ),
         None => tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST"),
     }
+    let mut registry = prometheus_client::registry::Registry::default();
+    let controller_metrics = sdp_processing::Metrics::register(&mut registry);
     let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),
         scripts: sdp_processing::builtin_scripts(),
@@ -121,9 +123,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             helm_namespace: args.helm_namespace.clone(),
         },
         lease_ttl: 10,
+        metrics: controller_metrics,
     }));
     tracing::info!("processing controller started");
-    let mut registry = prometheus_client::registry::Registry::default();
     let deployer_metrics = sdp_helmdeploy::metrics::Metrics::register(&mut registry);
     let mode = sdp_helmdeploy::Mode::detect(args.data_dir.join("rendered"));
     let deployer = tokio::spawn(sdp_helmdeploy::run(sdp_helmdeploy::Deployer {

@@ -167,6 +167,13 @@ fn lmc_command_line() {
         assert!(start.elapsed() < Duration::from_secs(15), "no script deployment for the configured block");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The controller counted what it did.
+    let metrics = Command::new("python3")
+        .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{lmc_port}/metrics').read().decode())")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(text.contains("sdp_processing_actions_total{action=\"create_deployment\"} 1"), "{text}");
     // Without a cluster the deployer renders the script's chart.
     let manifest = dir.path().join("rendered/xyz-workflow.yaml");
     while !manifest.is_file() {
