@@ -11,8 +11,11 @@ fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
     start_up_with_lmc(port, free_port(), data_dir)
 }
 
-fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
-    let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
+/// `sdp up` on loopback ports with its own data directory, the repository's charts and the real helm, isolated
+/// from any cluster, external etcd or Tango database the environment names (callers add those they test).
+fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sdp"));
+    command
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
         .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
@@ -22,13 +25,24 @@ fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Ki
         .arg(sdp_testkit::helm())
         .env_remove("KUBECONFIG")
         .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("HOME", data_dir)
         .env_remove("SDP_CONFIG_HOST")
+        .env_remove("TANGO_HOST")
+        .env("HOME", data_dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = KillOnDrop(child);
+        .stderr(Stdio::null());
+    command
+}
+
+/// The body of an HTTP GET on loopback.
+fn http_get(port: u16, path: &str) -> String {
+    let script = format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}{path}').read().decode())");
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
+    let child = KillOnDrop(up_command(port, lmc_port, data_dir).spawn().unwrap());
     wait_for_port(port, Duration::from_secs(20), "sdp up");
     wait_for_port(lmc_port, Duration::from_secs(20), "sdp up's LMC surface");
     child
@@ -94,14 +108,7 @@ fn a_busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sdp"))
-        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path())
-        .args(["--lmc-listen", &format!("127.0.0.1:{}", free_port())])
-        .env_remove("SDP_CONFIG_HOST")
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap();
+    let out = up_command(port, free_port(), dir.path()).stderr(Stdio::piped()).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
@@ -124,17 +131,9 @@ fn lmc_command_line() {
     };
     let lmc = |args: &[&str]| lmc_at(&url, args);
     // Metrics of the platform's daemons, in Prometheus text format.
-    let metrics = Command::new("python3")
-        .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{lmc_port}/metrics').read().decode())")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.stdout);
+    let text = http_get(lmc_port, "/metrics");
     assert!(text.contains("# TYPE sdp_helmdeploy_reconciles counter"), "{text}");
-    let health = Command::new("python3")
-        .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{lmc_port}/health').read().decode())")])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "ok");
+    assert_eq!(http_get(lmc_port, "/health").trim(), "ok");
     let (ok, out) = lmc(&["devices"]);
     assert!(ok && out.contains("mid_sdp/elt/subarray_1") && out.contains("SDPMaster/1"), "{out}");
     let (ok, out) = lmc(&["run", "subarray_1", "AssignResources", ""]);
@@ -148,18 +147,13 @@ fn lmc_command_line() {
     assert!(ok && out.contains("\"label\": \"READY\"") && out.contains("\"value\": 2"), "{out}");
     // The processing block is in the configuration database.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pb = rt.block_on(async {
-        let config = sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap();
-        config.txn(|t| async move { t.get_processing_block("xyz").await }).await.unwrap()
-    });
+    let config = rt.block_on(sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() })).unwrap();
+    let pb = rt.block_on(config.txn(|t| async move { t.get_processing_block("xyz").await })).unwrap();
     assert_eq!(pb.unwrap().workflow.id, "vis_receive");
     // The processing controller deploys the block's script.
     let start = std::time::Instant::now();
     loop {
-        let deployed = rt.block_on(async {
-            let config = sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap();
-            config.txn(|t| async move { t.get_deployment("xyz-workflow").await }).await.unwrap()
-        });
+        let deployed = rt.block_on(config.txn(|t| async move { t.get_deployment("xyz-workflow").await })).unwrap();
         if let Some(d) = deployed {
             assert_eq!(d.args["values"]["pb_id"], "xyz");
             break;
@@ -168,11 +162,7 @@ fn lmc_command_line() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The controller counted what it did.
-    let metrics = Command::new("python3")
-        .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{lmc_port}/metrics').read().decode())")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&metrics.stdout);
+    let text = http_get(lmc_port, "/metrics");
     assert!(text.contains("sdp_processing_actions_total{action=\"create_deployment\"} 1"), "{text}");
     // Without a cluster the deployer renders the script's chart.
     let manifest = dir.path().join("rendered/xyz-workflow.yaml");
@@ -191,18 +181,7 @@ fn serves_the_devices_to_tango() {
     let dir = tempfile::tempdir().unwrap();
     let tango_db = sdp_testkit::TangoDatabase::start(dir.path());
     let (port, lmc_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
-        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
-        .env_remove("SDP_CONFIG_HOST")
-        .env_remove("KUBECONFIG")
-        .env("TANGO_HOST", tango_db.tango_host())
-        .env("HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = up_command(port, lmc_port, &dir.path().join("data")).env("TANGO_HOST", tango_db.tango_host()).spawn().unwrap();
     let _server = KillOnDrop(child);
     wait_for_port(lmc_port, Duration::from_secs(30), "sdp up");
     let script = "import tango, time\n\
@@ -227,17 +206,9 @@ fn uses_the_etcd_named_by_sdp_config_host() {
     let etcd = sdp_testkit::Etcd::start();
     let dir = tempfile::tempdir().unwrap();
     let (unused_port, lmc_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
-        .args(["up", "--config-listen", &format!("127.0.0.1:{unused_port}"), "--data-dir"])
-        .arg(dir.path())
-        .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
+    let child = up_command(unused_port, lmc_port, dir.path())
         .env("SDP_CONFIG_HOST", "127.0.0.1")
         .env("SDP_CONFIG_PORT", etcd.port.to_string())
-        .env_remove("KUBECONFIG")
-        .env_remove("TANGO_HOST")
-        .env("HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let _server = KillOnDrop(child);
