@@ -2,7 +2,7 @@
 //! (one at a time per deployment, independent ones in parallel), record the outcome in `/deploy/<id>/state`,
 //! retry failures with capped exponential backoff.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,7 +79,7 @@ pub async fn run(d: Deployer) {
     };
     let mut watcher = d.config.watcher();
     let mut workers: JoinSet<(String, Result<Option<String>, String>)> = JoinSet::new();
-    let mut in_flight: HashMap<String, ()> = HashMap::new();
+    let mut in_flight: HashSet<String> = HashSet::new();
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
     let mut entries: Option<(BTreeMap<String, Desired>, BTreeMap<String, String>)> = None;
     let helm_slots = Arc::new(Semaphore::new(d.max_parallel.max(1)));
@@ -93,10 +93,10 @@ pub async fn run(d: Deployer) {
             // takes deleting the entry, not breaking it.
             for action in plan(desired, &applied) {
                 let id = action.deploy_id().to_string();
-                if invalid.contains_key(&id) || in_flight.contains_key(&id) || backoff.get(&id).is_some_and(|b| b.retry_at > now) {
+                if invalid.contains_key(&id) || in_flight.contains(&id) || backoff.get(&id).is_some_and(|b| b.retry_at > now) {
                     continue;
                 }
-                in_flight.insert(id.clone(), ());
+                in_flight.insert(id.clone());
                 let ctx = Context {
                     config: d.config.clone(),
                     helm: d.helm.clone(),

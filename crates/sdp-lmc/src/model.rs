@@ -16,6 +16,11 @@ macro_rules! labelled_enum {
                 match self { $($name::$variant => stringify!($variant)),* }
             }
 
+            /// Every label, in numbering order (Tango's `enum_labels`).
+            pub fn labels() -> Vec<&'static str> {
+                Self::ALL.iter().map(|v| v.label()).collect()
+            }
+
             pub fn from_label(label: &str) -> Option<$name> {
                 Self::ALL.iter().copied().find(|v| v.label() == label)
             }

@@ -33,7 +33,7 @@ pub enum AttrValue {
 
 macro_rules! enum_value {
     ($ty:ty, $v:expr) => {
-        AttrValue::Enum { value: $v as i64, label: $v.label(), labels: <$ty>::ALL.iter().map(|x| x.label()).collect() }
+        AttrValue::Enum { value: $v as i64, label: $v.label(), labels: <$ty>::labels() }
     };
 }
 
@@ -181,7 +181,7 @@ impl Lmc {
         .ok_or_else(|| {
             DevError::bad_argument(format!(
                 "{value} is not an adminMode: use one of {:?} or its number",
-                AdminMode::ALL.iter().map(|m| m.label()).collect::<Vec<_>>()
+                AdminMode::labels()
             ))
         })?;
         let mut state = sub.state.lock().await;

@@ -126,10 +126,6 @@ impl Device {
     }
 }
 
-fn labels(all: &[&'static str]) -> Vec<String> {
-    all.iter().map(|s| s.to_string()).collect()
-}
-
 fn model_init(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> impl Fn(&Dev<Device>) -> Result<Device> + Send + Sync + 'static {
     move |dev: &Dev<Device>| Ok(Device { lmc: Arc::clone(&lmc), runtime: runtime.clone(), name: dev.name().to_string() })
 }
@@ -199,15 +195,15 @@ pub fn register(db: &DatabaseProxy, lmc: &Lmc) -> Result<()> {
     for device in lmc.devices() {
         db.add_server(&device.server, &[(device.name.as_str(), device.class)])?;
     }
-    let enum_labels = |class: &str, attribute: &str, values: Vec<String>| {
+    let enum_labels = |class: &str, attribute: &str, labels: Vec<&'static str>| {
+        let values: Vec<String> = labels.into_iter().map(String::from).collect();
         db.set_class_attr_prop(class, (attribute, ("enum_labels", values)))
     };
-    let names = |all: Vec<&'static str>| labels(&all);
-    enum_labels("SDPSubarray", "obsState", names(ObsState::ALL.iter().map(|v| v.label()).collect()))?;
-    enum_labels("SDPSubarray", "adminMode", names(AdminMode::ALL.iter().map(|v| v.label()).collect()))?;
-    enum_labels("SDPSubarray", "healthState", names(HealthState::ALL.iter().map(|v| v.label()).collect()))?;
-    enum_labels("SDPMaster", "OperatingState", names(OperatingState::ALL.iter().map(|v| v.label()).collect()))?;
-    enum_labels("SDPMaster", "healthState", names(HealthState::ALL.iter().map(|v| v.label()).collect()))?;
+    enum_labels("SDPSubarray", "obsState", ObsState::labels())?;
+    enum_labels("SDPSubarray", "adminMode", AdminMode::labels())?;
+    enum_labels("SDPSubarray", "healthState", HealthState::labels())?;
+    enum_labels("SDPMaster", "OperatingState", OperatingState::labels())?;
+    enum_labels("SDPMaster", "healthState", HealthState::labels())?;
     Ok(())
 }
 
