@@ -1,0 +1,47 @@
+{{/*
+Names and labels of the proccontrol chart. Objects are named <release>-COMP unless fullnameOverride is set.
+*/}}
+{{- define "proccontrol.name" -}}
+{{- .Values.nameOverride | default "proccontrol" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "proccontrol.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "proccontrol.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "proccontrol.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "proccontrol.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "proccontrol.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "proccontrol.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: processing-controller
+app.kubernetes.io/part-of: ska-sdp
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "proccontrol.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) -}}
+{{- end -}}
+
+{{/* Configuration database (etcd) client address: this chart's value, else global.configDb, else the
+configuration database chart of the same release. */}}
+{{- define "proccontrol.configHost" -}}
+{{- .Values.configDb.host | default (dig "configDb" "host" "" (.Values.global | default dict)) | default (printf "%s-etcd-client" .Release.Name) -}}
+{{- end -}}
+
+{{- define "proccontrol.configPort" -}}
+{{- .Values.configDb.port | default (dig "configDb" "port" 0 (.Values.global | default dict)) | default 2379 -}}
+{{- end -}}
+
+{{/* Namespace the processing scripts are deployed in: value, else global.processingNamespace, else <release namespace>-sdp. */}}
+{{- define "proccontrol.processingNamespace" -}}
+{{- .Values.processingNamespace | default (dig "processingNamespace" "" (.Values.global | default dict)) | default (printf "%s-sdp" .Release.Namespace) -}}
+{{- end -}}
