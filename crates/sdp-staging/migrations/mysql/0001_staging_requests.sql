@@ -1,0 +1,13 @@
+CREATE TABLE staging_requests (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    created_at VARCHAR(40) NOT NULL,
+    updated_at VARCHAR(40) NOT NULL,
+    method VARCHAR(32) NOT NULL,
+    username VARCHAR(80) NOT NULL,
+    source VARCHAR(1024) NOT NULL,
+    target VARCHAR(1024) NOT NULL,
+    status VARCHAR(16) NOT NULL,
+    message VARCHAR(2048) NOT NULL,
+    bytes_total BIGINT NOT NULL DEFAULT 0,
+    bytes_done BIGINT NOT NULL DEFAULT 0
+) CHARACTER SET utf8mb4;

@@ -1,0 +1,1 @@
+CREATE INDEX staging_requests_status ON staging_requests (status);

@@ -1,0 +1,359 @@
+//! The HTTP service: the route table, the handlers, the optional bearer check and the metrics.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method as HttpMethod, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::config::Settings;
+use crate::db::{Db, NewEntry, Status};
+use crate::error::Error;
+use crate::jupyter::{Hub, JupyterError};
+use crate::local::{self, Progress};
+use crate::method::{self, Method};
+use crate::paths::{self, Root, Source};
+use crate::rucio;
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const OPENAPI_JSON: &str = include_str!("../web/openapi.json");
+
+type Labels = Vec<(String, String)>;
+
+/// Prometheus metrics of the service.
+struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    bytes: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<Labels, Counter>::default();
+        let bytes = Family::<Labels, Counter>::default();
+        registry.register("sdp_staging_requests", "Staging requests by method and outcome", requests.clone());
+        registry.register("sdp_staging_bytes", "Bytes staged by method", bytes.clone());
+        Metrics { registry, requests, bytes }
+    }
+}
+
+/// What every handler shares.
+pub struct App {
+    settings: Settings,
+    db: Db,
+    http: reqwest::Client,
+    metrics: Metrics,
+}
+
+/// The service's routes over `settings` and `db`.
+pub fn router(settings: Settings, db: Db) -> Router {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("the HTTP client's TLS setup");
+    let app = Arc::new(App { settings, db, http, metrics: Metrics::new() });
+    Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
+        .route("/stage-data/", post(stage_data))
+        .route("/logs/", get(logs))
+        .route("/config/", get(config))
+        .route("/config/allowed-methods/", get(allowed_methods))
+        .route("/create-file/", post(create_file))
+        .layer(middleware::from_fn_with_state(app.clone(), bearer))
+        .with_state(app)
+}
+
+/// With `STAGING_API_TOKEN` set, everything but the page and `/health` needs the bearer token.
+async fn bearer(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let open = matches!(req.uri().path(), "/" | "/health");
+    if let (Some(token), false) = (&app.settings.api_token, open) {
+        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.as_bytes(), token.0.as_bytes())) {
+            return Error::Unauthorized.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Comparison whose time does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &app.metrics.registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+        Err(e) => Error::Io(format!("encoding metrics: {e}")).into_response(),
+    }
+}
+
+async fn config(State(app): State<Arc<App>>) -> Json<Value> {
+    let s = &app.settings;
+    Json(json!({
+        "source_storage_path": s.source_root,
+        "target_storage_path": s.target_root,
+        "allowed_methods": s.allowed_methods,
+        "jupyterhub_url": s.jupyterhub_url,
+        "rucio_base_url": s.rucio_base_url,
+        "database": app.db.backend(),
+        "api_token_required": s.api_token.is_some(),
+    }))
+}
+
+async fn allowed_methods(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({ "allowed_methods": app.settings.allowed_methods }))
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn logs(State(app): State<Arc<App>>, Query(page): Query<Page>) -> Result<Json<Value>, Error> {
+    let offset = page.offset.unwrap_or(0).max(0);
+    let limit = page.limit.unwrap_or(50).clamp(1, 1000);
+    let (entries, total) = app.db.list(offset, limit).await?;
+    Ok(Json(json!({ "total": total, "offset": offset, "limit": limit, "entries": entries })))
+}
+
+#[derive(Debug, Deserialize)]
+struct StageQuery {
+    method: String,
+    username: String,
+    jupyter_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DataItem {
+    local_path_on_storage: String,
+    #[serde(default)]
+    relative_path: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct StageBody {
+    data: DataItem,
+}
+
+/// `POST /stage-data/`: records the request, stages, records the outcome (and the progress meanwhile).
+async fn stage_data(
+    State(app): State<Arc<App>>,
+    Query(q): Query<StageQuery>,
+    headers: HeaderMap,
+    Json(body): Json<StageBody>,
+) -> Result<Response, Error> {
+    let d = &body.data;
+    tracing::info!(method = %q.method, username = %q.username, source = %d.local_path_on_storage,
+        target = %d.relative_path, "staging request");
+    let entry = NewEntry {
+        method: &q.method,
+        username: &q.username,
+        source: &d.local_path_on_storage,
+        target: &d.relative_path,
+        status: Status::Running,
+        message: "",
+    };
+    let id = app.db.insert(&entry).await?;
+    let progress = Arc::new(Progress::default());
+    let reporter = tokio::spawn(report_progress(app.clone(), id, progress.clone()));
+    let result = stage(&app, &q, d, &headers, &progress).await;
+    reporter.abort();
+    let (done, total) = progress.get();
+    let (status, outcome, message) = match &result {
+        Ok(staged) => (Status::Done, "done", staged.message.clone()),
+        Err(e) if e.status().is_client_error() => (Status::Rejected, "rejected", e.to_string()),
+        Err(e) => (Status::Failed, "failed", e.to_string()),
+    };
+    app.db.finish(id, status, &message, done, total).await?;
+    let method_label = q.method.parse::<Method>().map(Method::as_str).unwrap_or("unknown");
+    let labels = |extra: (&str, &str)| vec![("method".to_string(), method_label.to_string()), (extra.0.into(), extra.1.into())];
+    app.metrics.requests.get_or_create(&labels(("outcome", outcome))).inc();
+    let staged = result?;
+    app.metrics.bytes.get_or_create(&vec![("method".to_string(), method_label.to_string())]).inc_by(done.max(staged.served));
+    tracing::info!(id, method = method_label, username = %q.username, bytes = done, "{}", staged.message);
+    Ok(match staged.response {
+        Some(response) => response,
+        None => Json(json!({ "status": "success", "message": staged.message, "id": id })).into_response(),
+    })
+}
+
+async fn report_progress(app: Arc<App>, id: i64, progress: Arc<Progress>) {
+    let mut last = (0, 0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = progress.get();
+        if now != last {
+            if let Err(e) = app.db.progress(id, now.0, now.1).await {
+                tracing::warn!(id, error = %e, "cannot record progress");
+            }
+            last = now;
+        }
+    }
+}
+
+/// What a successful staging answers: a message, or (direct download) the file itself.
+struct Staged {
+    message: String,
+    response: Option<Response>,
+    served: u64,
+}
+
+impl Staged {
+    fn message(message: String) -> Staged {
+        Staged { message, response: None, served: 0 }
+    }
+}
+
+async fn stage(app: &App, q: &StageQuery, d: &DataItem, headers: &HeaderMap, progress: &Arc<Progress>) -> Result<Staged, Error> {
+    let s = &app.settings;
+    let method = method::select(&q.method, &s.allowed_methods)?;
+    let user = paths::check_username(&q.username)?;
+    let source_text = match paths::parse_did(&d.local_path_on_storage) {
+        Some(did) => {
+            let token = s.rucio_token.as_ref().map(|t| t.0.as_str());
+            rucio::resolve(&app.http, s.rucio_base_url.as_deref(), token, &did, &s.source_root).await?
+        }
+        None => d.local_path_on_storage.clone(),
+    };
+    let source_rel = paths::check_relative(&source_text, Root::Storage)?;
+    if source_rel.as_os_str().is_empty() {
+        return Err(paths::PathError::Empty { what: "local_path_on_storage", root: "storage root" }.into());
+    }
+    let source = match paths::resolve_source(&s.source_root, &source_rel, &source_text)? {
+        Source::Found(p) => p,
+        Source::Missing(_) => return Err(Error::SourceMissing(source_text)),
+    };
+    // The target's name defaults to the source's.
+    let target_rel = match paths::check_relative(&d.relative_path, Root::UserArea)? {
+        rel if rel.as_os_str().is_empty() => PathBuf::from(source.file_name().unwrap_or_default()),
+        rel => rel,
+    };
+    match method {
+        Method::DirectDownload => download(&source, headers).await,
+        Method::LocalCopy | Method::LocalSymlink => {
+            let target = paths::resolve_target(&s.target_root, user, &target_rel, &d.relative_path)?;
+            if target.symlink_metadata().is_ok() {
+                return Ok(Staged::message(format!("Data already available at {}", target_rel.display())));
+            }
+            let root = paths::canonical_root(&s.source_root);
+            let plan = if method == Method::LocalCopy { Some(local::plan(&source, &root)?) } else { None };
+            let progress = progress.clone();
+            let parent = target.parent().map(Path::to_path_buf);
+            tokio::task::spawn_blocking(move || {
+                if let Some(parent) = parent {
+                    std::fs::create_dir_all(parent)?;
+                }
+                match plan {
+                    Some(plan) => {
+                        progress.total.store(plan.total, std::sync::atomic::Ordering::Relaxed);
+                        local::copy(&plan, &target, &progress)
+                    }
+                    None => local::symlink(&source, &target),
+                }
+            })
+            .await
+            .map_err(|e| Error::Io(e.to_string()))?
+            .map_err(|e| Error::Io(format!("{e} (user area {})", s.target_root.display())))?;
+            Ok(Staged::message(format!("Data staged for user {user} with method {method}")))
+        }
+        Method::JupyterCopy => {
+            let url = s.jupyterhub_url.as_deref().ok_or(JupyterError::NotConfigured)?;
+            let token = q.jupyter_token.as_deref().filter(|t| !t.is_empty()).or(s.jupyterhub_token.as_ref().map(|t| t.0.as_str()));
+            let hub = Hub { http: &app.http, url, token: token.ok_or(JupyterError::NoToken)? };
+            let plan = local::plan(&source, &paths::canonical_root(&s.source_root))?;
+            progress.total.store(plan.total, std::sync::atomic::Ordering::Relaxed);
+            let server = hub.server_url(user).await?;
+            if hub.exists(&server, &target_rel).await? {
+                return Ok(Staged::message(format!("Data already available at {} in the Jupyter server", target_rel.display())));
+            }
+            hub.upload(&server, &plan, &target_rel, progress).await?;
+            Ok(Staged::message(format!("Data staged for user {user} with method {method}")))
+        }
+    }
+}
+
+/// Streams one file, with HTTP ranges, its content type and length, as an attachment.
+async fn download(source: &Path, headers: &HeaderMap) -> Result<Staged, Error> {
+    if !source.is_file() {
+        return Err(Error::BadRequest("direct_download serves single files: use local_copy for a folder".into()));
+    }
+    let mut req = Request::builder().method(HttpMethod::GET).uri("/");
+    for name in [header::RANGE, header::IF_RANGE, header::IF_MODIFIED_SINCE, header::IF_UNMODIFIED_SINCE] {
+        if let Some(v) = headers.get(&name) {
+            req = req.header(name, v);
+        }
+    }
+    let req = req.body(Body::empty()).map_err(|e| Error::Io(e.to_string()))?;
+    let resp = tower_http::services::ServeFile::new(source).oneshot(req).await.map_err(|e| Error::Io(e.to_string()))?;
+    let served = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut resp = resp.map(Body::new);
+    let name = source.file_name().unwrap_or_default().to_string_lossy().replace(['"', '\\'], "_");
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    let status = resp.status();
+    if !(status.is_success() || status == StatusCode::NOT_MODIFIED) {
+        return Ok(Staged { message: format!("download answered {status}"), response: Some(resp), served: 0 });
+    }
+    Ok(Staged { message: format!("Serving {name} ({served} bytes, {status})"), response: Some(resp), served })
+}
+
+#[derive(Debug, Deserialize)]
+struct NewFile {
+    filename: String,
+    content: String,
+}
+
+/// `POST /create-file/`: writes a file under the storage root (a helper for trying the service).
+async fn create_file(State(app): State<Arc<App>>, Json(f): Json<NewFile>) -> Result<Json<Value>, Error> {
+    let root = &app.settings.source_root;
+    let rel = paths::check_relative(&f.filename, Root::Storage)?;
+    if rel.as_os_str().is_empty() {
+        return Err(paths::PathError::Empty { what: "filename", root: "storage root" }.into());
+    }
+    let path = match paths::resolve_source(root, &rel, &f.filename)? {
+        Source::Found(p) if p.is_file() => p,
+        Source::Found(_) => return Err(Error::BadRequest(format!("`{}` is a folder: give a file name", f.filename))),
+        Source::Missing(p) => p,
+    };
+    let write = async {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&path, f.content.as_bytes()).await
+    };
+    write.await.map_err(|e| Error::Io(format!("cannot write {}: {e}", rel.display())))?;
+    tracing::info!(file = %rel.display(), bytes = f.content.len(), "file created in storage");
+    Ok(Json(json!({
+        "status": "success",
+        "message": format!("File '{}' created successfully in {}.", f.filename, path.display()),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn constant_time_compare() {
+        assert!(super::same(b"abc", b"abc"));
+        assert!(!super::same(b"abc", b"abd"));
+        assert!(!super::same(b"abc", b"ab"));
+    }
+}

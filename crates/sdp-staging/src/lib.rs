@@ -1,0 +1,72 @@
+//! The staging service: makes data on the storage available to users by a read-only copy, a symbolic link, a
+//! direct download or an upload into their JupyterHub server, with every request recorded in a metadata
+//! database (MySQL/MariaDB, or embedded SQLite).
+//!
+//! Decisions are pure functions ([`paths`] confinement, [`method::select`], [`jupyter::chunk_plan`],
+//! [`rucio::pfns_of`]); [`api`] is the HTTP edge, [`local`], [`jupyter`], [`rucio`] and [`db`] the I/O.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod jupyter;
+pub mod local;
+pub mod method;
+pub mod paths;
+pub mod rucio;
+
+use std::net::SocketAddr;
+
+pub use config::{Settings, UpArgs};
+
+/// A failure to start the service.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("cannot listen on {addr}: {source}; set STAGING_LISTEN to a free address")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running service.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, and returns.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Runs until `signal` completes, then stops.
+    pub async fn until(self, signal: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        signal.await;
+        self.stop().await
+    }
+}
+
+/// Opens the metadata database (migrating it), binds `settings.listen` and serves.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    // The HTTP client's TLS (JupyterHub, Rucio over https) uses ring; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = db::Db::connect(&settings.database_url.0).await?;
+    let addr = settings.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    tracing::info!(%addr, database = ?db.backend(), source = %settings.source_root.display(),
+        target = %settings.target_root.display(), methods = ?settings.allowed_methods, "staging service listening");
+    let app = api::router(settings, db);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(Running { addr, stop, task })
+}
