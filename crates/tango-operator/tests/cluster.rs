@@ -1,0 +1,156 @@
+//! End to end on a real Kubernetes API (the local control plane of `scripts/k8s-testbed`, which `scripts/test`
+//! starts, or any cluster `KUBECONFIG` names): the chart's generated CRDs are accepted and established, the
+//! sample manifests pass the server's validation and a malformed one does not, a DatabaseDS and two
+//! DeviceServers (one depending on the other) reach Running with owned StatefulSets, Services and ConfigMaps,
+//! and deleting a resource garbage-collects what it made.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tango_operator::controller::{self, Context};
+use tango_operator::crd::{DatabaseDS, DeviceServer};
+use tango_operator::metrics::Metrics;
+use tango_operator::objects::Settings;
+
+fn cluster() -> bool {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        eprintln!("no KUBECONFIG: start the local control plane with scripts/k8s-testbed (scripts/test does)");
+        return false;
+    }
+    true
+}
+
+fn documents(file: &str) -> Vec<Value> {
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()).collect()
+}
+
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    sdp_testkit::eventually(what, Duration::from_secs(120), check).await
+}
+
+/// Applies the CRDs of the operator's chart (what `helm install` would) and waits until they are served.
+async fn install_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for file in ["tango.tango-controls.org_databaseds.yaml", "tango.tango-controls.org_deviceservers.yaml"] {
+        let crd = &documents(&format!("../../charts/ska-tango-operator/crds/{file}"))[0];
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        crds.patch(name, &PatchParams::apply("tango-operator-test").force(), &Patch::Apply(crd)).await.unwrap();
+        eventually(&format!("CRD {name} established"), || async {
+            let crd = crds.get(name).await.unwrap();
+            crd.status.and_then(|s| s.conditions).into_iter().flatten().any(|c| c.type_ == "Established" && c.status == "True")
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn samples_reach_running_and_are_garbage_collected() {
+    if !cluster() {
+        return;
+    }
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    install_crds(&client).await;
+    let namespace = format!("tango-e2e-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let servers: Api<DeviceServer> = Api::namespaced(client.clone(), &namespace);
+    let databases: Api<DatabaseDS> = Api::namespaced(client.clone(), &namespace);
+
+    // The server validates against the generated schema: the samples pass, the malformed one names its faults.
+    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    for sample in documents("tests/fixtures/all-in-one.yaml") {
+        match sample["kind"].as_str() {
+            Some("DatabaseDS") => drop(databases.create(&dry_run, &serde_json::from_value(sample).unwrap()).await.unwrap()),
+            _ => drop(servers.create(&dry_run, &serde_json::from_value(sample).unwrap()).await.unwrap()),
+        }
+    }
+    let malformed = &documents("tests/fixtures/malformed.yaml")[0];
+    let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &kube::api::ApiResource::erase::<DeviceServer>(&()),
+    );
+    let error = dynamic.create(&dry_run, &serde_json::from_value(malformed.clone()).unwrap()).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("spec.dsname: Required value"), "{message}");
+    assert!(message.contains("spec.dependsOn: Invalid value: \"string\""), "{message}");
+
+    let mut registry = Registry::default();
+    let mut ctx = Context::new(client.clone(), Settings::default(), Metrics::new(&mut registry));
+    ctx.retry = Duration::from_secs(1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(controller::run(Arc::new(ctx), Some(namespace.clone()), async {
+        stopped.await.ok();
+    }));
+
+    // The dependent server first: it waits for its dependency, which waits for the database.
+    for sample in documents("tests/fixtures/all-in-one.yaml").into_iter().rev() {
+        let mut sample = sample;
+        if sample["kind"] == "DatabaseDS" {
+            sample["spec"]["usePV"] = json!(false); // no storage provisioner on the local control plane
+            databases.create(&PostParams::default(), &serde_json::from_value(sample).unwrap()).await.unwrap();
+        } else {
+            servers.create(&PostParams::default(), &serde_json::from_value(sample).unwrap()).await.unwrap();
+        }
+    }
+    eventually("eventreceiver-test Waiting for sys/tg_test/1", || async {
+        let state = servers.get_status("eventreceiver-test").await.unwrap().status.map(|s| s.state).unwrap_or_default();
+        state.starts_with("Waiting(sys/tg_test/1")
+    })
+    .await;
+    eventually("the DatabaseDS Running", || async {
+        databases.get_status("databaseds-tango-base").await.unwrap().status.is_some_and(|s| s.state == "Running")
+    })
+    .await;
+    for name in ["tangotest-test", "eventreceiver-test"] {
+        eventually(&format!("{name} Running"), || async {
+            servers.get_status(name).await.unwrap().status.is_some_and(|s| s.state == "Running")
+        })
+        .await;
+    }
+    let receiver = servers.get("eventreceiver-test").await.unwrap();
+    assert_eq!(receiver.status.as_ref().unwrap().devicereadycount, 1);
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let owner_uid = |o: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        o.owner_references.as_ref().and_then(|r| r.first()).map(|r| r.uid.clone())
+    };
+    let object = "deviceserver-eventreceiver-test";
+    assert_eq!(owner_uid(&statefulsets.get(object).await.unwrap().metadata), receiver.uid());
+    assert_eq!(owner_uid(&services.get(object).await.unwrap().metadata), receiver.uid());
+    assert_eq!(owner_uid(&config_maps.get(object).await.unwrap().metadata), receiver.uid());
+    let database = databases.get("databaseds-tango-base").await.unwrap();
+    for name in ["databaseds-tangodb-databaseds-tango-base", "databaseds-ds-databaseds-tango-base"] {
+        assert_eq!(owner_uid(&statefulsets.get(name).await.unwrap().metadata), database.uid());
+    }
+    assert_eq!(owner_uid(&services.get("databaseds-tango-base").await.unwrap().metadata), database.uid());
+
+    servers.delete("eventreceiver-test", &DeleteParams::default()).await.unwrap();
+    eventually("the deleted DeviceServer's objects garbage-collected", || async {
+        statefulsets.get_opt(object).await.unwrap().is_none()
+            && services.get_opt(object).await.unwrap().is_none()
+            && config_maps.get_opt(object).await.unwrap().is_none()
+    })
+    .await;
+    assert!(statefulsets.get_opt("deviceserver-tangotest-test").await.unwrap().is_some(), "the other server stays");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), operator).await.expect("the operator stops").unwrap();
+    Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
+}
