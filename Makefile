@@ -1,0 +1,93 @@
+# Lifecycle of the SDP platform: build, test, lint, container images, and the umbrella chart on a cluster
+# (install, wait, watch, test, uninstall, template). `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# helm and kubectl from PATH, else from the tool cache scripts/setup fills.
+TOOLS_BIN ?= $(or $(SDP_TOOLS_DIR),$(HOME)/.cache/sdp/tools)/bin
+export PATH := $(PATH):$(TOOLS_BIN)
+HELM ?= helm
+KUBECTL ?= kubectl
+
+KUBE_NAMESPACE ?= ska-sdp
+HELM_RELEASE ?= ska-sdp
+UMBRELLA ?= charts/ska-sdp
+# Extra helm flags of install and template, e.g. K8S_CHART_PARAMS="--set staging.enabled=false -f my.yaml".
+K8S_CHART_PARAMS ?=
+# How long k8s-install-chart, k8s-wait and k8s-uninstall-chart wait (kubectl/helm duration).
+K8S_TIMEOUT ?= 300s
+MANIFESTS ?= manifests.yaml
+
+CHARTS := $(sort $(patsubst %/Chart.yaml,%,$(wildcard charts/*/Chart.yaml)))
+
+# Images: one target of images/Dockerfile each (name = image name).
+IMAGE_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+IMAGE_REGISTRY ?=
+IMAGE_TAG ?= 0.1.0
+IMAGES := sdp:ska-sdp helmdeploy:ska-sdp-helmdeploy tango-operator:ska-tango-operator staging:ska-sdp-staging
+
+.PHONY: help build images test lint lint-charts k8s-dep-build k8s-template-chart k8s-install-chart k8s-wait \
+	k8s-watch k8s-test k8s-uninstall-chart
+
+help: ## this list
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-22s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo "  variables: KUBE_NAMESPACE=$(KUBE_NAMESPACE) HELM_RELEASE=$(HELM_RELEASE) K8S_TIMEOUT=$(K8S_TIMEOUT)"
+	@echo "             K8S_CHART_PARAMS='$(K8S_CHART_PARAMS)' IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG)"
+
+build: ## build the release binaries (cargo build --release)
+	cargo build --release --locked
+
+images: ## build the container images (docker or podman) from images/Dockerfile
+	@[ -n "$(IMAGE_TOOL)" ] || { echo "make images: neither docker nor podman is installed" >&2; exit 1; }
+	@for pair in $(IMAGES); do \
+	  target=$${pair%%:*}; name=$${pair#*:}; \
+	  echo "building $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) (target $$target)"; \
+	  $(IMAGE_TOOL) build -f images/Dockerfile --target $$target -t $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) .; \
+	done
+
+test: ## the whole test suite (scripts/test: clippy, chart tests, cargo test)
+	scripts/test
+
+lint: lint-charts ## helm lint --strict of every chart, and clippy
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+lint-charts: k8s-dep-build ## helm lint --strict of every chart (and the staging chart with its ci/ values)
+	@for chart in $(CHARTS); do $(HELM) lint --strict --quiet $$chart; done
+	@for values in charts/*/ci/*.yaml; do $(HELM) lint --strict --quiet $${values%/ci/*} -f $$values; done
+
+k8s-dep-build: ## vendor the umbrella chart's subcharts (charts/ska-sdp/charts/, not committed)
+	@$(HELM) dependency update $(UMBRELLA) >/dev/null
+
+k8s-template-chart: k8s-dep-build ## render the umbrella chart into manifests.yaml (MANIFESTS=)
+	$(HELM) template $(HELM_RELEASE) $(UMBRELLA) --namespace $(KUBE_NAMESPACE) $(K8S_CHART_PARAMS) > $(MANIFESTS)
+	@echo "wrote $(MANIFESTS): $$(grep -c '^kind:' $(MANIFESTS)) objects"
+
+k8s-install-chart: k8s-dep-build ## helm upgrade --install the umbrella chart into $(KUBE_NAMESPACE)
+	$(HELM) upgrade --install $(HELM_RELEASE) $(UMBRELLA) --namespace $(KUBE_NAMESPACE) --create-namespace \
+	  --timeout $(K8S_TIMEOUT) $(K8S_CHART_PARAMS)
+
+k8s-wait: ## wait until the release's workloads are rolled out, its pods Ready and its jobs complete
+	@sel=app.kubernetes.io/instance=$(HELM_RELEASE); ns=$(KUBE_NAMESPACE); start=$$(date +%s); \
+	for w in $$($(KUBECTL) get deployments,statefulsets -n $$ns -l $$sel -o name); do \
+	  $(KUBECTL) rollout status -n $$ns $$w --timeout=$(K8S_TIMEOUT); \
+	done; \
+	if [ -n "$$($(KUBECTL) get jobs -n $$ns -l $$sel -o name)" ]; then \
+	  $(KUBECTL) wait -n $$ns --for=condition=complete jobs -l $$sel --timeout=$(K8S_TIMEOUT); \
+	fi; \
+	if [ -n "$$($(KUBECTL) get pods -n $$ns -l $$sel --field-selector=status.phase!=Succeeded -o name)" ]; then \
+	  $(KUBECTL) wait -n $$ns --for=condition=Ready pods -l $$sel --field-selector=status.phase!=Succeeded \
+	    --timeout=$(K8S_TIMEOUT); \
+	fi; \
+	echo "k8s-wait: $(HELM_RELEASE) ready in $$(( $$(date +%s) - start ))s"; \
+	$(KUBECTL) get pods -n $$ns -l $$sel -o wide
+
+k8s-watch: ## watch the pods, services and claims of the namespace
+	$(KUBECTL) get pods,services,persistentvolumeclaims -n $(KUBE_NAMESPACE) -o wide --watch
+
+k8s-test: ## check the installed release in the cluster (tests/charts/k8s-test)
+	KUBECTL=$(KUBECTL) HELM=$(HELM) tests/charts/k8s-test $(KUBE_NAMESPACE) $(HELM_RELEASE)
+
+k8s-uninstall-chart: ## helm uninstall the release and check that nothing of it is left
+	$(HELM) uninstall $(HELM_RELEASE) --namespace $(KUBE_NAMESPACE) --wait --timeout $(K8S_TIMEOUT)
+	KUBECTL=$(KUBECTL) K8S_TIMEOUT=$(K8S_TIMEOUT) tests/charts/k8s-leftovers $(KUBE_NAMESPACE) $(HELM_RELEASE)
