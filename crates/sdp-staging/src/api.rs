@@ -253,8 +253,9 @@ async fn stage(app: &App, q: &StageQuery, d: &DataItem, headers: &HeaderMap, pro
             if target.symlink_metadata().is_ok() {
                 return Ok(Staged::message(format!("Data already available at {}", target_rel.display())));
             }
-            let root = paths::canonical_root(&s.source_root);
-            let plan = if method == Method::LocalCopy { Some(local::plan(&source, &root)?) } else { None };
+            // The plan also refuses a source holding links that lead out, for a symbolic link as for a copy.
+            let plan = local::plan(&source, &paths::canonical_root(&s.source_root))?;
+            let plan = (method == Method::LocalCopy).then_some(plan);
             let progress = progress.clone();
             let parent = target.parent().map(Path::to_path_buf);
             tokio::task::spawn_blocking(move || {
