@@ -63,7 +63,7 @@ pub fn router(settings: Settings, db: Db) -> Router {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()
-        .expect("the HTTP client's TLS setup");
+        .expect("an HTTP client without TLS always builds");
     let app = Arc::new(App { settings, db, http, metrics: Metrics::new() });
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
@@ -277,6 +277,9 @@ async fn stage(app: &App, q: &StageQuery, d: &DataItem, headers: &HeaderMap, pro
         }
         Method::JupyterCopy => {
             let url = s.jupyterhub_url.as_deref().ok_or(JupyterError::NotConfigured)?;
+            if url.starts_with("https://") {
+                return Err(JupyterError::Https(url.to_string()).into());
+            }
             let token = q.jupyter_token.as_deref().filter(|t| !t.is_empty()).or(s.jupyterhub_token.as_ref().map(|t| t.0.as_str()));
             let hub = Hub { http: &app.http, url, token: token.ok_or(JupyterError::NoToken)? };
             let plan = local::plan(&source, &paths::canonical_root(&s.source_root))?;

@@ -46,7 +46,7 @@ impl Error {
             Error::SourceMissing(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Jupyter(e) => match e {
-                JupyterError::NotConfigured | JupyterError::NoToken => StatusCode::BAD_REQUEST,
+                JupyterError::NotConfigured | JupyterError::NoToken | JupyterError::Https(_) => StatusCode::BAD_REQUEST,
                 JupyterError::Refused { .. } => StatusCode::FORBIDDEN,
                 JupyterError::NoUser(_) => StatusCode::NOT_FOUND,
                 JupyterError::NotReady { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -54,7 +54,7 @@ impl Error {
                 JupyterError::Read { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::Rucio(e) => match e {
-                RucioError::NotConfigured(_) => StatusCode::BAD_REQUEST,
+                RucioError::NotConfigured(_) | RucioError::Https(_) => StatusCode::BAD_REQUEST,
                 RucioError::NotFound(_) | RucioError::NotOnStorage { .. } => StatusCode::NOT_FOUND,
                 RucioError::Refused(_) | RucioError::Unreachable { .. } | RucioError::Failed { .. } => {
                     StatusCode::BAD_GATEWAY

@@ -20,6 +20,8 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 pub enum JupyterError {
     #[error("jupyter_copy needs JupyterHub: set JUPYTERHUB_URL")]
     NotConfigured,
+    #[error("JUPYTERHUB_URL {0} uses https, which this service does not speak: use the Hub's in-cluster http URL (e.g. http://hub:8081) or a proxy")]
+    Https(String),
     #[error("jupyter_copy needs a JupyterHub token: pass jupyter_token or set JUPYTERHUB_API_TOKEN")]
     NoToken,
     #[error(

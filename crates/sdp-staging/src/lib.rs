@@ -51,12 +51,15 @@ impl Running {
 
 /// Opens the metadata database (migrating it), binds `settings.listen` and serves.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
-    // The HTTP client's TLS (JupyterHub, Rucio over https) uses ring; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = db::Db::connect(&settings.database_url.0).await?;
     let addr = settings.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    for url in [&settings.jupyterhub_url, &settings.rucio_base_url].into_iter().flatten() {
+        if url.starts_with("https://") {
+            tracing::warn!(url, "https is not supported for JupyterHub and Rucio: use their in-cluster http URLs");
+        }
+    }
     tracing::info!(%addr, database = ?db.backend(), source = %settings.source_root.display(),
         target = %settings.target_root.display(), methods = ?settings.allowed_methods, "staging service listening");
     let app = api::router(settings, db);

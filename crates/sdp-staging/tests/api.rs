@@ -136,7 +136,8 @@ async fn direct_download_streams_with_ranges_type_and_length() {
 #[tokio::test]
 async fn path_attacks_are_refused_and_change_nothing() {
     let s = start_service(|_| {}).await;
-    let outside = s.dir.path().join("outside");
+    let outside_dir = tempfile::tempdir().unwrap();
+    let outside = outside_dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret"), b"secret").unwrap();
     std::fs::write(s.storage.join("ok.dat"), b"ok").unwrap();

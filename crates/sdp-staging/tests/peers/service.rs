@@ -9,7 +9,7 @@ pub struct Service {
     pub base: String,
     pub storage: PathBuf,
     pub users: PathBuf,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     _running: sdp_staging::Running,
 }
 
@@ -29,5 +29,5 @@ pub async fn start_service(edit: impl FnOnce(&mut Settings)) -> Service {
     let mut settings = args.settings().expect("test settings");
     edit(&mut settings);
     let running = sdp_staging::start(settings).await.expect("start the staging service");
-    Service { base: format!("http://{}", running.addr), storage, users, dir, _running: running }
+    Service { base: format!("http://{}", running.addr), storage, users, _dir: dir, _running: running }
 }
