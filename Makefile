@@ -52,8 +52,11 @@ test: ## the whole test suite (scripts/test: clippy, chart tests, cargo test)
 lint: lint-charts ## helm lint --strict of every chart, and clippy
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-lint-charts: k8s-dep-build ## helm lint --strict of every chart (and the staging chart with its ci/ values)
-	@for chart in $(CHARTS); do $(HELM) lint --strict --quiet $$chart; done
+lint-charts: k8s-dep-build ## helm lint --strict of every chart (and with its ci/ values, tests/charts/<chart>-values.yaml)
+	@for chart in $(CHARTS); do \
+	  values=tests/charts/$${chart#charts/}-values.yaml; \
+	  $(HELM) lint --strict --quiet $$chart $$( [ ! -f $$values ] || echo "-f $$values" ); \
+	done
 	@for values in charts/*/ci/*.yaml; do $(HELM) lint --strict --quiet $${values%/ci/*} -f $$values; done
 
 k8s-dep-build: ## vendor the umbrella chart's subcharts (charts/ska-sdp/charts/, not committed)
