@@ -25,7 +25,10 @@ pub enum StartError {
     #[error(transparent)]
     Db(#[from] db::DbError),
     #[error("cannot listen on {addr}: {source}; set STAGING_LISTEN to a free address")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running service.
@@ -39,7 +42,9 @@ impl Running {
     /// Stops accepting, lets requests in flight finish, and returns.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(());
-        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     /// Runs until `signal` completes, then stops.
@@ -53,11 +58,21 @@ impl Running {
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let db = db::Db::connect(&settings.database_url.0).await?;
     let addr = settings.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
-    for url in [&settings.jupyterhub_url, &settings.rucio_base_url].into_iter().flatten() {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    for url in [&settings.jupyterhub_url, &settings.rucio_base_url]
+        .into_iter()
+        .flatten()
+    {
         if url.starts_with("https://") {
-            tracing::warn!(url, "https is not supported for JupyterHub and Rucio: use their in-cluster http URLs");
+            tracing::warn!(
+                url,
+                "https is not supported for JupyterHub and Rucio: use their in-cluster http URLs"
+            );
         }
     }
     tracing::info!(%addr, database = ?db.backend(), source = %settings.source_root.display(),

@@ -8,7 +8,13 @@ mod peers;
 
 use serde_json::{json, Value};
 
-async fn jupyter_copy(base: &str, user: &str, token: Option<&str>, source: &str, target: &str) -> (u16, Value) {
+async fn jupyter_copy(
+    base: &str,
+    user: &str,
+    token: Option<&str>,
+    source: &str,
+    target: &str,
+) -> (u16, Value) {
     let mut params = vec![("method", "jupyter_copy"), ("username", user)];
     if let Some(t) = token {
         params.push(("jupyter_token", t));
@@ -54,29 +60,70 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     std::fs::write(s.storage.join("set/sub/b.bin"), pattern(1000)).unwrap();
 
     // The server is not running: the service starts it, then uploads.
-    let (status, body) = jupyter_copy(&s.base, "alice", None, "small.txt", "staged/small.txt").await;
+    let (status, body) =
+        jupyter_copy(&s.base, "alice", None, "small.txt", "staged/small.txt").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(std::fs::read(hub.home("alice").join("staged/small.txt")).unwrap(), b"small file\n");
+    assert_eq!(
+        std::fs::read(hub.home("alice").join("staged/small.txt")).unwrap(),
+        b"small file\n"
+    );
 
     // The request's token wins over the configured one.
-    let (status, body) = jupyter_copy(&s.base, "alice", Some(&hub.token), "big.bin", "deep/er/big.bin").await;
+    let (status, body) = jupyter_copy(
+        &s.base,
+        "alice",
+        Some(&hub.token),
+        "big.bin",
+        "deep/er/big.bin",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let uploaded = std::fs::read(hub.home("alice").join("deep/er/big.bin")).unwrap();
-    assert!(uploaded == big, "the chunked upload differs ({} bytes vs {})", uploaded.len(), big.len());
+    assert!(
+        uploaded == big,
+        "the chunked upload differs ({} bytes vs {})",
+        uploaded.len(),
+        big.len()
+    );
 
     let (status, body) = jupyter_copy(&s.base, "alice", None, "set", "").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(std::fs::read(hub.home("alice").join("set/sub/b.bin")).unwrap(), pattern(1000));
+    assert_eq!(
+        std::fs::read(hub.home("alice").join("set/sub/b.bin")).unwrap(),
+        pattern(1000)
+    );
 
-    let log: Value = reqwest::get(format!("{}/logs/", s.base)).await.unwrap().json().await.unwrap();
+    let log: Value = reqwest::get(format!("{}/logs/", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let big_entry = &log["entries"][1];
-    assert_eq!(big_entry["bytes_done"].as_u64(), Some(big.len() as u64), "{big_entry}");
-    assert!(!log.to_string().contains(&hub.token), "a token reached the log");
+    assert_eq!(
+        big_entry["bytes_done"].as_u64(),
+        Some(big.len() as u64),
+        "{big_entry}"
+    );
+    assert!(
+        !log.to_string().contains(&hub.token),
+        "a token reached the log"
+    );
 
-    let (status, body) = jupyter_copy(&s.base, "alice", Some("not-a-valid-token"), "small.txt", "other.txt").await;
+    let (status, body) = jupyter_copy(
+        &s.base,
+        "alice",
+        Some("not-a-valid-token"),
+        "small.txt",
+        "other.txt",
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("JupyterHub refused the token (403)") && detail.contains("jupyter_token"), "{detail}");
+    assert!(
+        detail.contains("JupyterHub refused the token (403)") && detail.contains("jupyter_token"),
+        "{detail}"
+    );
     assert!(!detail.contains("not-a-valid-token"));
     assert!(!hub.home("alice").join("other.txt").exists());
 
