@@ -6,6 +6,8 @@
 //! Starts its own etcd (Debian's) and embedded server on free loopback ports, unless `--port` names a
 //! running server to measure alone.
 
+mod operator;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,10 @@ struct Args {
     /// the deployment state written, over this many events.
     #[arg(long)]
     pod_events: Option<usize>,
+    /// Instead of the database figures: reconcile throughput of the Tango operator for this many DeviceServers
+    /// on an in-memory Kubernetes API, and memory idle and under load.
+    #[arg(long)]
+    operator: Option<usize>,
 }
 
 #[tokio::main]
@@ -44,6 +50,9 @@ async fn main() {
     }
     if let Some(events) = args.pod_events {
         return pod_event_bench(events).await;
+    }
+    if let Some(servers) = args.operator {
+        return operator::operator_bench(servers).await;
     }
     let mut targets: Vec<(String, u16)> = Vec::new();
     let _etcd;

@@ -154,3 +154,33 @@ async fn samples_reach_running_and_are_garbage_collected() {
     tokio::time::timeout(Duration::from_secs(30), operator).await.expect("the operator stops").unwrap();
     Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_leads_and_another_takes_over_when_it_stops() {
+    if !cluster() {
+        return;
+    }
+    use tango_operator::leader::LeaderElection;
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    let namespace = format!("tango-lease-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let replica = |id: &str| LeaderElection::new(client.clone(), &namespace, "ska-tango-operator", id.into(), Duration::from_secs(3));
+    let (first, second) = (replica("first"), replica("second"));
+    first.acquire().await;
+    let leading = tokio::spawn(async move { first.hold().await });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), second.acquire()).await.is_err(),
+        "the second replica must not lead while the first renews"
+    );
+    leading.abort();
+    tokio::time::timeout(Duration::from_secs(15), second.acquire()).await.expect("the second replica takes over");
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &namespace)
+        .get("ska-tango-operator")
+        .await
+        .unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("second"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
+}
