@@ -45,3 +45,16 @@ configuration database chart of the same release. */}}
 {{- define "proccontrol.processingNamespace" -}}
 {{- .Values.processingNamespace | default (dig "processingNamespace" "" (.Values.global | default dict)) | default (printf "%s-sdp" .Release.Namespace) -}}
 {{- end -}}
+
+{{/* The configuration database as processing scripts see it from the processing namespace: a bare Service name
+is qualified with the release namespace. */}}
+{{- define "proccontrol.scriptConfigHost" -}}
+{{- $host := include "proccontrol.configHost" . -}}
+{{- if .Values.scriptConfigHost -}}
+{{- .Values.scriptConfigHost -}}
+{{- else if contains "." $host -}}
+{{- $host -}}
+{{- else -}}
+{{- printf "%s.%s.svc" $host .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
