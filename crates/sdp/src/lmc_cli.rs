@@ -6,7 +6,7 @@ use serde_json::Value;
 
 #[derive(Args)]
 pub struct LmcArgs {
-    /// The LMC surface of `sdp up`.
+    /// The LMC surface of `sdp up` (or `sdp lmc serve`).
     #[arg(long, env = "SDP_LMC_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     #[command(subcommand)]
@@ -25,6 +25,29 @@ enum Action {
     Run { device: String, command: String, argument: Option<String> },
     /// Print change events as they happen.
     Events,
+    /// Serve the LMC devices (HTTP surface with /health and /metrics; Tango too when TANGO_HOST is set) on the
+    /// configuration database at SDP_CONFIG_HOST, until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the LMC devices' HTTP/JSON surface listens.
+    #[arg(long, env = "SDP_LMC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub lmc_listen: std::net::SocketAddr,
+    /// Number of subarray devices.
+    #[arg(long, env = "SDP_SUBARRAYS", default_value_t = 1)]
+    pub subarrays: usize,
+}
+
+impl LmcArgs {
+    /// The arguments of `sdp lmc serve`, which runs the devices instead of talking to them.
+    pub fn serve_args(&self) -> Option<&ServeArgs> {
+        match &self.action {
+            Action::Serve(args) => Some(args),
+            _ => None,
+        }
+    }
 }
 
 pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
@@ -45,6 +68,7 @@ pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
             http.post(format!("{url}/api/devices/{device}/commands/{command}")).body(body).send().await
         }
         Action::Events => http.get(format!("{url}/api/events")).send().await,
+        Action::Serve(_) => unreachable!("`sdp lmc serve` runs the devices (see main)"),
     }
     .with_context(unreachable)?;
     let status = response.status();

@@ -1,8 +1,9 @@
 //! `sdp`: the platform's main command.
 //!
 //! `sdp up` starts the embedded configuration database (etcd v3 API) with its data directory, or uses the
-//! etcd named by `SDP_CONFIG_HOST`, and the LMC devices' HTTP surface, and runs until Ctrl-C.
-//! `sdp lmc …` talks to those devices.
+//! etcd named by `SDP_CONFIG_HOST`, the processing controller, the Helm deployer and the LMC devices' HTTP
+//! surface, and runs until Ctrl-C. `sdp lmc …` talks to those devices. `sdp processing-controller`,
+//! `sdp helm-deployer` and `sdp lmc serve` run one component each (as the charts deploy them).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::response::IntoResponse;
 use clap::{Parser, Subcommand};
+use prometheus_client::registry::Registry;
 use sdp_config::{Config, Settings};
+use tokio::task::JoinHandle;
 
 mod lmc_cli;
 
@@ -26,8 +29,13 @@ struct Cli {
 enum Command {
     /// Run the platform on this machine until Ctrl-C.
     Up(UpArgs),
-    /// Read and write the SDP devices' attributes and run their commands (through `sdp up`'s LMC surface).
+    /// Read and write the SDP devices' attributes and run their commands (through `sdp up`'s LMC surface);
+    /// `sdp lmc serve` runs the LMC devices alone.
     Lmc(lmc_cli::LmcArgs),
+    /// Run the processing controller alone, on the configuration database at SDP_CONFIG_HOST.
+    ProcessingController(ProcessingControllerArgs),
+    /// Run the Helm deployer alone, on the configuration database at SDP_CONFIG_HOST.
+    HelmDeployer(HelmDeployerArgs),
 }
 
 #[derive(clap::Args)]
@@ -35,21 +43,35 @@ struct UpArgs {
     /// Where the embedded configuration database listens (ignored when SDP_CONFIG_HOST is set).
     #[arg(long, env = "SDP_CONFIG_LISTEN", default_value = "127.0.0.1:2379")]
     config_listen: SocketAddr,
-    /// Data directory of the embedded configuration database.
+    /// Data directory of the embedded configuration database (and of the Helm deployer's files).
     #[arg(long, env = "SDP_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
-    /// Where the LMC devices' HTTP/JSON surface listens.
-    #[arg(long, env = "SDP_LMC_LISTEN", default_value = "127.0.0.1:8080")]
-    lmc_listen: SocketAddr,
-    /// Number of subarray devices.
-    #[arg(long, default_value_t = 1)]
-    subarrays: usize,
+    #[command(flatten)]
+    lmc: lmc_cli::ServeArgs,
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    #[command(flatten)]
+    scripts: ScriptArgs,
+    #[command(flatten)]
+    helm: HelmArgs,
+}
+
+#[derive(clap::Args)]
+struct NamespaceArgs {
     /// Namespace processing scripts deploy into (passed to them as env.SDP_HELM_NAMESPACE).
     #[arg(long, env = "SDP_HELM_NAMESPACE", default_value = "sdp")]
     helm_namespace: String,
+}
+
+#[derive(clap::Args)]
+struct ScriptArgs {
     /// Configuration-database host given to processing scripts (default: the one this process uses).
     #[arg(long, env = "SDP_SCRIPT_CONFIG_HOST")]
     script_config_host: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct HelmArgs {
     /// Local charts that deployments name (`workflow` → `<dir>/workflow`).
     #[arg(long, env = "SDP_CHARTS_DIR", default_value = "charts")]
     charts_dir: PathBuf,
@@ -59,6 +81,36 @@ struct UpArgs {
     /// The helm program.
     #[arg(long, env = "SDP_HELM", default_value = "helm")]
     helm: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct OpsArgs {
+    /// Where /health (the configuration database answers) and /metrics are served.
+    #[arg(long, env = "SDP_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+}
+
+#[derive(clap::Args)]
+struct ProcessingControllerArgs {
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    #[command(flatten)]
+    scripts: ScriptArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
+}
+
+#[derive(clap::Args)]
+struct HelmDeployerArgs {
+    #[command(flatten)]
+    namespace: NamespaceArgs,
+    #[command(flatten)]
+    helm: HelmArgs,
+    /// Where values files (and, without a cluster, rendered manifests) are written.
+    #[arg(long, env = "SDP_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -80,7 +132,179 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up(args)),
-        Command::Lmc(args) => runtime.block_on(lmc_cli::run(args)),
+        Command::Lmc(args) => match args.serve_args() {
+            Some(serve) => runtime.block_on(lmc_serve(serve)),
+            None => runtime.block_on(lmc_cli::run(args)),
+        },
+        Command::ProcessingController(args) => runtime.block_on(processing_controller(args)),
+        Command::HelmDeployer(args) => runtime.block_on(helm_deployer(args)),
+    }
+}
+
+/// Connects to the configuration database SDP_CONFIG_HOST/SDP_CONFIG_PORT name and checks that it answers.
+async fn connect(settings: &Settings) -> anyhow::Result<Config> {
+    let config = Config::connect(settings).await?;
+    // Fail early, with a clear message, if the database cannot be used.
+    config.txn(|t| async move { t.list_keys("/", 0).await }).await?;
+    Ok(config)
+}
+
+fn start_processing_controller(
+    config: &Config,
+    settings: &Settings,
+    namespace: &NamespaceArgs,
+    scripts: &ScriptArgs,
+    registry: &mut Registry,
+) -> JoinHandle<()> {
+    let metrics = sdp_processing::Metrics::register(registry);
+    let handle = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
+        config: config.clone(),
+        scripts: sdp_processing::builtin_scripts(),
+        settings: sdp_processing::ControllerSettings {
+            config_host: scripts.script_config_host.clone().unwrap_or_else(|| settings.host.clone()),
+            helm_namespace: namespace.helm_namespace.clone(),
+        },
+        lease_ttl: 10,
+        metrics,
+    }));
+    tracing::info!("processing controller started");
+    handle
+}
+
+/// The Helm deployer and, with a cluster, its pod and network-resource monitors.
+async fn start_helm_deployer(
+    config: &Config,
+    namespace: &NamespaceArgs,
+    helm: &HelmArgs,
+    data_dir: &std::path::Path,
+    registry: &mut Registry,
+) -> Vec<JoinHandle<()>> {
+    let metrics = sdp_helmdeploy::metrics::Metrics::register(registry);
+    let namespace = namespace.helm_namespace.clone();
+    let mode = sdp_helmdeploy::Mode::detect(data_dir.join("rendered"));
+    let mut tasks = vec![tokio::spawn(sdp_helmdeploy::run(sdp_helmdeploy::Deployer {
+        config: config.clone(),
+        metrics: metrics.clone(),
+        helm: sdp_helmdeploy::helm::Helm {
+            bin: helm.helm.clone(),
+            namespace: namespace.clone(),
+            charts_dir: Some(helm.charts_dir.clone()),
+            repo: helm.chart_repo_url.clone().map(|url| ("helmdeploy".to_string(), url)),
+        },
+        mode: mode.clone(),
+        work_dir: data_dir.join("helm-values"),
+        max_backoff: std::time::Duration::from_secs(300),
+        max_parallel: 8,
+    }))];
+    match &mode {
+        sdp_helmdeploy::Mode::Cluster => match kube::Client::try_default().await {
+            Ok(client) => {
+                tasks.push(tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), namespace.clone(), config.clone(), metrics.clone())));
+                tasks.push(tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone(), metrics)));
+                tracing::info!(namespace, "helm deployer started");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach Kubernetes: pods and network resources are not monitored"),
+        },
+        sdp_helmdeploy::Mode::RenderOnly(dir) => {
+            tracing::info!(dir = %dir.display(), "helm deployer started in render-only mode (no cluster)")
+        }
+    }
+    tasks
+}
+
+/// `/metrics` (Prometheus text) and `/health` (the configuration database answers).
+fn ops_router(registry: Registry, config: Config) -> axum::Router {
+    let registry = Arc::new(registry);
+    let metrics = axum::routing::get(move || {
+        let registry = Arc::clone(&registry);
+        async move {
+            let mut text = String::new();
+            match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                Ok(()) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+                Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
+    });
+    let health = axum::routing::get(move || {
+        let config = config.clone();
+        async move { health(&config).await }
+    });
+    axum::Router::new().route("/metrics", metrics).route("/health", health)
+}
+
+async fn serve_http(listen: SocketAddr, app: axum::Router, what: &str) -> anyhow::Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for {what}: choose another address"))?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }))
+}
+
+/// Runs until Ctrl-C/SIGTERM, then stops the tasks.
+async fn until_stopped(tasks: Vec<JoinHandle<()>>) {
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    tasks.iter().for_each(|t| t.abort());
+}
+
+async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let config = connect(&settings).await?;
+    let mut registry = Registry::default();
+    let controller = start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry);
+    let http = serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)").await?;
+    until_stopped(vec![controller, http]).await;
+    Ok(())
+}
+
+async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let config = connect(&settings).await?;
+    let mut registry = Registry::default();
+    let mut tasks = start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await;
+    tasks.push(serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)").await?);
+    until_stopped(tasks).await;
+    Ok(())
+}
+
+async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let config = connect(&settings).await?;
+    let (lmc, http) = start_lmc(&config, args, Registry::default()).await?;
+    let tango = start_tango_if_configured(&lmc).await?;
+    until_stopped(vec![http]).await;
+    stop_tango(tango).await;
+    Ok(())
+}
+
+async fn start_lmc(
+    config: &Config,
+    args: &lmc_cli::ServeArgs,
+    registry: Registry,
+) -> anyhow::Result<(Arc<sdp_lmc::Lmc>, JoinHandle<()>)> {
+    let lmc = sdp_lmc::Lmc::start(config.clone(), args.subarrays);
+    let app = sdp_lmc::http::router(Arc::clone(&lmc)).merge(ops_router(registry, config.clone()));
+    let http = serve_http(args.lmc_listen, app, "the LMC surface (--lmc-listen)").await?;
+    tracing::info!(listen = %args.lmc_listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
+    Ok((lmc, http))
+}
+
+async fn start_tango_if_configured(lmc: &Arc<sdp_lmc::Lmc>) -> anyhow::Result<Option<sdp_tango::TangoServers>> {
+    match std::env::var("TANGO_HOST") {
+        Ok(tango_host) => Ok(Some(start_tango(&tango_host, Arc::clone(lmc)).await?)),
+        Err(_) => {
+            tracing::info!("TANGO_HOST not set: the SDP devices are served over HTTP only");
+            Ok(None)
+        }
+    }
+}
+
+async fn stop_tango(tango: Option<sdp_tango::TangoServers>) {
+    if let Some(tango) = tango {
+        let _ = tokio::task::spawn_blocking(move || tango.stop()).await;
     }
 }
 
@@ -100,9 +324,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(server) => Settings { host: server.addr.ip().to_string(), port: server.addr.port(), ..Settings::from_env()? },
         None => Settings::from_env()?,
     };
-    // Fail early, with a clear message, if the database cannot be used.
-    let config = Config::connect(&settings).await?;
-    config.txn(|t| async move { t.list_keys("/", 0).await }).await?;
+    let config = connect(&settings).await?;
     match &embedded {
         Some(server) => tracing::info!(
             listen = %server.addr,
@@ -113,94 +335,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         ),
         None => tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST"),
     }
-    let mut registry = prometheus_client::registry::Registry::default();
-    let controller_metrics = sdp_processing::Metrics::register(&mut registry);
-    let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
-        config: config.clone(),
-        scripts: sdp_processing::builtin_scripts(),
-        settings: sdp_processing::ControllerSettings {
-            config_host: args.script_config_host.clone().unwrap_or_else(|| settings.host.clone()),
-            helm_namespace: args.helm_namespace.clone(),
-        },
-        lease_ttl: 10,
-        metrics: controller_metrics,
-    }));
-    tracing::info!("processing controller started");
-    let deployer_metrics = sdp_helmdeploy::metrics::Metrics::register(&mut registry);
-    let mode = sdp_helmdeploy::Mode::detect(args.data_dir.join("rendered"));
-    let deployer = tokio::spawn(sdp_helmdeploy::run(sdp_helmdeploy::Deployer {
-        config: config.clone(),
-        metrics: deployer_metrics.clone(),
-        helm: sdp_helmdeploy::helm::Helm {
-            bin: args.helm.clone(),
-            namespace: args.helm_namespace.clone(),
-            charts_dir: Some(args.charts_dir.clone()),
-            repo: args.chart_repo_url.clone().map(|url| ("helmdeploy".to_string(), url)),
-        },
-        mode: mode.clone(),
-        work_dir: args.data_dir.join("helm-values"),
-        max_backoff: std::time::Duration::from_secs(300),
-        max_parallel: 8,
-    }));
-    let mut monitors = Vec::new();
-    if mode == sdp_helmdeploy::Mode::Cluster {
-        match kube::Client::try_default().await {
-            Ok(client) => {
-                monitors.push(tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), args.helm_namespace.clone(), config.clone(), deployer_metrics.clone())));
-                monitors.push(tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone(), deployer_metrics.clone())));
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot reach Kubernetes: pods and network resources are not monitored"),
-        }
-    }
-    match &mode {
-        sdp_helmdeploy::Mode::Cluster => tracing::info!(namespace = args.helm_namespace, "helm deployer started"),
-        sdp_helmdeploy::Mode::RenderOnly(dir) => {
-            tracing::info!(dir = %dir.display(), "helm deployer started in render-only mode (no cluster)")
-        }
-    }
-    let lmc = sdp_lmc::Lmc::start(config.clone(), args.subarrays);
-    let listener = tokio::net::TcpListener::bind(args.lmc_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for the LMC surface: choose another with --lmc-listen", args.lmc_listen))?;
-    let lmc_server = {
-        let lmc = Arc::clone(&lmc);
-        let registry = Arc::new(registry);
-        let metrics = axum::routing::get(move || {
-            let registry = Arc::clone(&registry);
-            async move {
-                let mut text = String::new();
-                match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                    Ok(()) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
-                    Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-                }
-            }
-        });
-        let health_config = config.clone();
-        let health = axum::routing::get(move || {
-            let config = health_config.clone();
-            async move { health(&config).await }
-        });
-        let app = sdp_lmc::http::router(lmc).route("/metrics", metrics).route("/health", health);
-        tokio::spawn(async move { axum::serve(listener, app).await })
-    };
-    tracing::info!(listen = %args.lmc_listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
-    let tango = match std::env::var("TANGO_HOST") {
-        Ok(tango_host) => Some(start_tango(&tango_host, Arc::clone(&lmc)).await?),
-        Err(_) => {
-            tracing::info!("TANGO_HOST not set: the SDP devices are served over HTTP only");
-            None
-        }
-    };
+    let mut registry = Registry::default();
+    let mut tasks = vec![start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry)];
+    tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await);
+    let (lmc, http) = start_lmc(&config, &args.lmc, registry).await?;
+    tasks.push(http);
+    let tango = start_tango_if_configured(&lmc).await?;
     tracing::info!("platform up; press Ctrl-C to stop");
-    shutdown_signal().await;
-    tracing::info!("stopping");
-    if let Some(tango) = tango {
-        let _ = tokio::task::spawn_blocking(move || tango.stop()).await;
-    }
-    lmc_server.abort();
-    controller.abort();
-    deployer.abort();
-    monitors.iter().for_each(|m| m.abort());
+    until_stopped(tasks).await;
+    stop_tango(tango).await;
     if let Some(server) = embedded {
         server.stop().await;
     }

@@ -230,3 +230,58 @@ fn uses_the_etcd_named_by_sdp_config_host() {
         .await;
     });
 }
+
+/// The components the charts deploy one per pod: `sdp processing-controller`, `sdp helm-deployer` and
+/// `sdp lmc serve`, each on the etcd at SDP_CONFIG_HOST with /health and /metrics, working together.
+#[test]
+fn components_run_alone_on_one_etcd() {
+    let etcd = sdp_testkit::Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let component = |args: &[&str], port: u16| {
+        let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
+            .args(args)
+            .env("SDP_CONFIG_HOST", "127.0.0.1")
+            .env("SDP_CONFIG_PORT", etcd.port.to_string())
+            .env("SDP_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SDP_LMC_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SDP_CHARTS_DIR", sdp_testkit::charts_dir())
+            .env("SDP_HELM", sdp_testkit::helm())
+            .env("SDP_DATA_DIR", dir.path())
+            .env("HOME", dir.path())
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("TANGO_HOST")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let running = KillOnDrop(child);
+        wait_for_port(port, Duration::from_secs(30), args[0]);
+        running
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let _controller = component(&["processing-controller"], ports[0]);
+    let _deployer = component(&["helm-deployer"], ports[1]);
+    let _lmc = component(&["lmc", "serve", "--subarrays", "2"], ports[2]);
+    for port in ports {
+        assert_eq!(http_get(port, "/health").trim(), "ok");
+    }
+    assert!(http_get(ports[0], "/metrics").contains("sdp_processing_"), "processing controller metrics");
+    assert!(http_get(ports[1], "/metrics").contains("# EOF"), "deployer metrics");
+    assert!(http_get(ports[2], "/api/devices").contains("mid_sdp/elt/subarray_2"));
+
+    // A processing block → the controller's deployment → the deployer renders it (no cluster).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = etcd.config().await;
+        let pb_id = config
+            .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
+            .await
+            .unwrap();
+        let manifest = dir.path().join(format!("rendered/{pb_id}-workflow.yaml"));
+        sdp_testkit::eventually("the deployment rendered by the deployer", Duration::from_secs(30), || async {
+            std::fs::read_to_string(&manifest).is_ok_and(|m| m.contains("kind: Deployment"))
+        })
+        .await;
+    });
+}
