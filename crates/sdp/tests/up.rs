@@ -41,6 +41,14 @@ fn http_get(port: u16, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A batch processing block running the testdask script; returns its ID.
+async fn create_batch_processing_block(config: &sdp_config::Config) -> String {
+    config
+        .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
+        .await
+        .unwrap()
+}
+
 fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
     let child = KillOnDrop(up_command(port, lmc_port, data_dir).spawn().unwrap());
     wait_for_port(port, Duration::from_secs(20), "sdp up");
@@ -218,10 +226,7 @@ fn uses_the_etcd_named_by_sdp_config_host() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let config = etcd.config().await;
-        let pb_id = config
-            .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
-            .await
-            .unwrap();
+        let pb_id = create_batch_processing_block(&config).await;
         let deploy_id = format!("{pb_id}-workflow");
         sdp_testkit::eventually("the script deployment in etcd", Duration::from_secs(15), || async {
             let id = deploy_id.clone();
@@ -274,10 +279,7 @@ fn components_run_alone_on_one_etcd() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let config = etcd.config().await;
-        let pb_id = config
-            .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
-            .await
-            .unwrap();
+        let pb_id = create_batch_processing_block(&config).await;
         let manifest = dir.path().join(format!("rendered/{pb_id}-workflow.yaml"));
         sdp_testkit::eventually("the deployment rendered by the deployer", Duration::from_secs(30), || async {
             std::fs::read_to_string(&manifest).is_ok_and(|m| m.contains("kind: Deployment"))
