@@ -184,3 +184,56 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     assert_eq!(spec.lease_transitions, Some(1));
     Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
 }
+
+/// The binary as the chart runs it: leader election on, one namespace, probes and metrics over HTTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_binary_serves_probes_and_metrics() {
+    if !cluster() {
+        return;
+    }
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    install_crds(&client).await;
+    let namespace = format!("tango-bin-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let port = sdp_testkit::free_port();
+    let _operator = sdp_testkit::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ska-tango-operator"))
+            .arg("run")
+            .env("OPERATOR_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+            .env("WATCH_NAMESPACE", &namespace)
+            .env("POD_NAMESPACE", &namespace)
+            .env("LEADER_ELECT", "true")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    sdp_testkit::wait_for_port(port, Duration::from_secs(20), "the operator's HTTP endpoints");
+    let get = |path: &str| {
+        let path = path.to_owned();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
+            response
+        }
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    eventually("/readyz 200 once leading", || async { get("/readyz").await.starts_with("HTTP/1.1 200") }).await;
+
+    let servers: Api<DeviceServer> = Api::namespaced(client.clone(), &namespace);
+    let sample = documents("tests/fixtures/all-in-one.yaml").into_iter().find(|d| d["metadata"]["name"] == "tangotest-test");
+    servers.create(&PostParams::default(), &serde_json::from_value(sample.unwrap()).unwrap()).await.unwrap();
+    eventually("tangotest-test Running under the binary", || async {
+        servers.get_status("tangotest-test").await.unwrap().status.is_some_and(|s| s.state == "Running")
+    })
+    .await;
+    let metrics = get("/metrics").await;
+    assert!(metrics.contains("controller_runtime_reconcile_total{controller=\"deviceserver\""), "{metrics}");
+    assert!(metrics.contains("tango_operator_state_transitions_total{controller=\"deviceserver\",state=\"Running\"} 1"), "{metrics}");
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &namespace);
+    assert!(lease.get("ska-tango-operator").await.unwrap().spec.unwrap().holder_identity.is_some());
+    Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
+}
