@@ -78,7 +78,19 @@ pub fn router(settings: Settings, db: Db) -> Router {
         http,
         metrics: Metrics::new(),
     });
-    Router::new()
+    let api = [
+        ("/stage-data/", post(stage_data)),
+        ("/logs/", get(logs)),
+        ("/config/", get(config)),
+        ("/config/allowed-methods/", get(allowed_methods)),
+        ("/create-file/", post(create_file)),
+    ];
+    // Each API route also answers without its trailing slash (the original redirected those).
+    let router = api.into_iter().fold(Router::new(), |r, (path, route)| {
+        r.route(path, route.clone())
+            .route(path.trim_end_matches('/'), route)
+    });
+    router
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -86,11 +98,6 @@ pub fn router(settings: Settings, db: Db) -> Router {
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
-        .route("/stage-data/", post(stage_data))
-        .route("/logs/", get(logs))
-        .route("/config/", get(config))
-        .route("/config/allowed-methods/", get(allowed_methods))
-        .route("/create-file/", post(create_file))
         .layer(middleware::from_fn_with_state(app.clone(), bearer))
         .with_state(app)
 }

@@ -174,9 +174,10 @@ pub fn resolve_source(root: &Path, relative: &Path, input: &str) -> Result<Sourc
     }
 }
 
-/// Resolves where `relative` (already checked) goes in `<root>/<username>`: the parent folders that already exist
-/// must resolve inside that user's area, and the final name must not be a symbolic link. Returns the target path
-/// (its parent folders may still have to be created).
+/// Resolves where `relative` (already checked) goes in `<root>/<username>`: the user's area must not be a
+/// symbolic link, and every symbolic link met on the way (the final name included) must resolve inside the
+/// user's area; a dangling one is refused too. Returns the target path (its parent folders may still have to be
+/// created).
 pub fn resolve_target(
     root: &Path,
     username: &str,
@@ -189,35 +190,31 @@ pub fn resolve_target(
         path: input.to_string(),
         root: "user's area",
     };
-    if area
-        .symlink_metadata()
-        .map(|m| m.file_type().is_symlink())
-        .unwrap_or(false)
-    {
+    if relative.as_os_str().is_empty() {
+        return Err(PathError::Empty {
+            what: "relative_path",
+            root: "user's area",
+        });
+    }
+    let is_link = |p: &Path| {
+        p.symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    };
+    if is_link(&area) {
         return Err(escapes());
     }
-    let target = area.join(relative);
-    if let Some(existing) = deepest_existing(target.parent().unwrap_or(&area)) {
-        // The user's area itself may not exist yet: then the deepest existing folder is the root.
-        let root_c = canonical_root(root);
-        if !(existing.starts_with(&area) || (existing == root_c && !area.exists())) {
-            return Err(escapes());
+    let mut at = area.clone();
+    for part in relative.components() {
+        at.push(part);
+        if is_link(&at) {
+            if !at.canonicalize().is_ok_and(|c| c.starts_with(&area)) {
+                return Err(escapes());
+            }
+        } else if at.symlink_metadata().is_err() {
+            break;
         }
     }
-    if target
-        .symlink_metadata()
-        .map(|m| m.file_type().is_symlink())
-        .unwrap_or(false)
-    {
-        let inside = target
-            .canonicalize()
-            .map(|c| c.starts_with(&area))
-            .unwrap_or(false);
-        if !inside {
-            return Err(escapes());
-        }
-    }
-    Ok(target)
+    Ok(area.join(relative))
 }
 
 /// The canonical form of a configured root (as given, when it does not exist).
@@ -418,5 +415,13 @@ mod tests {
             resolve_target(&root, "alice", Path::new("out"), "x"),
             Err(PathError::Escapes { .. })
         ));
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), root.join("alice/dangling"))
+            .unwrap();
+        assert!(matches!(
+            resolve_target(&root, "alice", Path::new("dangling/f"), "x"),
+            Err(PathError::Escapes { .. })
+        ));
+        std::os::unix::fs::symlink(root.join("alice"), root.join("alice/self")).unwrap();
+        assert!(resolve_target(&root, "alice", Path::new("self/f"), "x").is_ok());
     }
 }

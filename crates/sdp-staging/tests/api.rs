@@ -323,6 +323,10 @@ async fn methods_config_logs_and_helpers() {
         get(&s, "/config/allowed-methods/").await,
         json!({"allowed_methods": ["local_copy"]})
     );
+    assert_eq!(
+        get(&s, "/config/allowed-methods").await,
+        json!({"allowed_methods": ["local_copy"]})
+    );
     let config = get(&s, "/config/").await;
     assert_eq!(config["source_storage_path"], json!(s.storage));
     assert_eq!(config["database"], "sqlite");
@@ -395,6 +399,40 @@ async fn methods_config_logs_and_helpers() {
     assert!(
         metrics.contains("sdp_staging_requests_total{method=\"local_copy\",outcome=\"done\"} 5"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn jupyter_copy_explains_what_is_missing() {
+    let s = start_service(|_| {}).await;
+    std::fs::write(s.storage.join("f"), b"f").unwrap();
+    let (status, body) = stage(&s, "jupyter_copy", "alice", "f", "f").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("set JUPYTERHUB_URL"),
+        "{body}"
+    );
+    let https = start_service(|st| st.jupyterhub_url = Some("https://hub.example".into())).await;
+    std::fs::write(https.storage.join("f"), b"f").unwrap();
+    let (status, body) = stage(&https, "jupyter_copy", "alice", "f", "f").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("in-cluster http URL"),
+        "{body}"
+    );
+    let no_token = start_service(|st| st.jupyterhub_url = Some("http://127.0.0.1:9".into())).await;
+    std::fs::write(no_token.storage.join("f"), b"f").unwrap();
+    let (status, body) = stage(&no_token, "jupyter_copy", "alice", "f", "f").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"].as_str().unwrap().contains("jupyter_token"),
+        "{body}"
     );
 }
 
