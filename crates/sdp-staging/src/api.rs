@@ -189,7 +189,8 @@ struct StageBody {
     data: DataItem,
 }
 
-/// `POST /stage-data/`: records the request, stages, records the outcome (and the progress meanwhile).
+/// `POST /stage-data/`: records the request, stages, records the outcome (and the progress meanwhile). The work
+/// runs in its own task, so a client that goes away does not leave a copy half done or its record `running`.
 async fn stage_data(
     State(app): State<Arc<App>>,
     Query(q): Query<StageQuery>,
@@ -208,9 +209,21 @@ async fn stage_data(
         message: "",
     };
     let id = app.db.insert(&entry).await?;
+    let job = tokio::spawn(async move { stage_and_record(app, id, q, body.data, headers).await });
+    job.await
+        .map_err(|e| Error::Io(format!("the staging task ended abnormally: {e}")))?
+}
+
+async fn stage_and_record(
+    app: Arc<App>,
+    id: i64,
+    q: StageQuery,
+    d: DataItem,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report_progress(app.clone(), id, progress.clone()));
-    let result = stage(&app, &q, d, &headers, &progress).await;
+    let result = stage(&app, &q, &d, &headers, &progress).await;
     reporter.abort();
     let (done, total) = progress.get();
     let (status, outcome, message) = match &result {

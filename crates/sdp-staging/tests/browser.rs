@@ -56,7 +56,10 @@ async fn the_page_stages_data_and_shows_it_in_the_log() {
         .split("<tr class=\"entry\"")
         .nth(1)
         .unwrap_or_else(|| panic!("no log row in the page; DOM:\n{dom}"));
+    // The progress column shows a bar, at 100% once the copy is done.
     for want in [
+        "<progress",
+        "100%",
         "local_copy",
         "webuser",
         "from-the-page.dat",
