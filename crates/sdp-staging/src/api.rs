@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use crate::db::{Db, NewEntry, Status};
@@ -99,6 +100,10 @@ pub fn router(settings: Settings, db: Db) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
         )
         .layer(middleware::from_fn_with_state(app.clone(), bearer))
+        // One span per request naming the path only: the query may carry a JupyterHub token.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
         .with_state(app)
 }
 
@@ -301,6 +306,9 @@ async fn stage(
     let s = &app.settings;
     let method = method::select(&q.method, &s.allowed_methods)?;
     let user = paths::check_username(&q.username)?;
+    if !s.source_root.is_dir() {
+        return Err(Error::NoStorage(s.source_root.display().to_string()));
+    }
     let source_text = match paths::parse_did(&d.local_path_on_storage) {
         Some(did) => {
             let token = s.rucio_token.as_ref().map(|t| t.0.as_str());

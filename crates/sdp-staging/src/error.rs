@@ -30,6 +30,8 @@ pub enum Error {
     Jupyter(#[from] JupyterError),
     #[error(transparent)]
     Rucio(#[from] RucioError),
+    #[error("the storage root {0} is not a folder here: check SOURCE_STORAGE_PATH and the volume mounted there")]
+    NoStorage(String),
     #[error("staging failed: {0}")]
     Io(String),
     #[error(transparent)]
@@ -64,9 +66,10 @@ impl Error {
                 | RucioError::Unreachable { .. }
                 | RucioError::Failed { .. } => StatusCode::BAD_GATEWAY,
             },
-            Error::Plan(PlanError::Io { .. }) | Error::Io(_) | Error::Db(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::Plan(PlanError::Io { .. })
+            | Error::NoStorage(_)
+            | Error::Io(_)
+            | Error::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

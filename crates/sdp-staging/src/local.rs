@@ -135,10 +135,13 @@ pub fn copy(plan: &Plan, dest: &Path, progress: &Progress) -> io::Result<()> {
     let name = dest
         .file_name()
         .ok_or_else(|| io::Error::other("target has no file name"))?;
+    // Unique per copy: two requests for one target never share (or clean up) each other's files.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let tmp = dest.with_file_name(format!(
-        ".{}.staging-{}",
+        ".{}.staging-{}-{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let result = copy_into(plan, &tmp, progress).and_then(|()| fs::rename(&tmp, dest));
     if result.is_err() {

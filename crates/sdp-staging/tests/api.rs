@@ -437,6 +437,20 @@ async fn jupyter_copy_explains_what_is_missing() {
 }
 
 #[tokio::test]
+async fn a_missing_storage_root_is_named() {
+    let s = start_service(|st| st.source_root = "/nonexistent/storage".into()).await;
+    let (status, body) = stage(&s, "local_copy", "alice", "f", "f").await;
+    assert_eq!(status, 500);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SOURCE_STORAGE_PATH"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn bearer_token_guards_everything_but_health() {
     let s =
         start_service(|st| st.api_token = Some(sdp_staging::config::Secret("s3cret".into()))).await;
@@ -568,9 +582,14 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let port = sdp_testkit::free_port();
     let file = dir.path().join("config.yaml");
+    let storage = dir.path().join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
     std::fs::write(
         &file,
-        "allowedMethods: [local_copy]\nsourceStoragePath: /from/file\nloggingLevel: WARNING\n",
+        format!(
+            "allowedMethods: [local_copy]\nsourceStoragePath: {}\nloggingLevel: WARNING\n",
+            storage.display()
+        ),
     )
     .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_sdp-staging"))
@@ -580,7 +599,8 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         .env("ALLOWED_METHODS", r#"["local_symlink", "jupyter_copy"]"#)
         .env("TARGET_STORAGE_PATH", dir.path().join("users"))
         .env("STAGING_DATA_DIR", dir.path().join("data"))
-        .env("JUPYTERHUB_URL", "http://hub.example:8081/")
+        .env("JUPYTERHUB_URL", "http://127.0.0.1:1/")
+        .env("LOGGING_LEVEL", "DEBUG")
         .env("JUPYTERHUB_API_TOKEN", "hub-token-never-shown")
         .env_remove("DATABASE_URL")
         .env_remove("MYSQL_HOST")
@@ -589,7 +609,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let _child = sdp_testkit::KillOnDrop(child);
+    let mut child = sdp_testkit::KillOnDrop(child);
     sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp-staging up");
     let config: Value = reqwest::get(format!("http://127.0.0.1:{port}/config/"))
         .await
@@ -601,12 +621,40 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         config["allowed_methods"],
         json!(["local_symlink", "jupyter_copy"])
     );
-    assert_eq!(config["source_storage_path"], "/from/file");
+    assert_eq!(config["source_storage_path"], json!(storage));
     assert_eq!(
         config["target_storage_path"],
         json!(dir.path().join("users"))
     );
-    assert_eq!(config["jupyterhub_url"], "http://hub.example:8081");
+    assert_eq!(config["jupyterhub_url"], "http://127.0.0.1:1");
     assert!(!config.to_string().contains("hub-token-never-shown"));
     assert!(dir.path().join("data/staging.db").exists());
+
+    // At DEBUG (the environment wins over the file's WARNING) requests are logged, tokens never.
+    let url = reqwest::Url::parse_with_params(
+        &format!("http://127.0.0.1:{port}/stage-data/"),
+        [
+            ("method", "jupyter_copy"),
+            ("username", "alice"),
+            ("jupyter_token", "request-token-never-shown"),
+        ],
+    )
+    .unwrap();
+    let resp = reqwest::Client::new()
+        .post(url)
+        .json(&json!({"data": {"local_path_on_storage": "nothing-here", "relative_path": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    child.0.kill().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(
+        out.contains("staging request") && out.contains("DEBUG"),
+        "{out}"
+    );
+    for secret in ["request-token-never-shown", "hub-token-never-shown"] {
+        assert!(!out.contains(secret), "a token was logged:\n{out}");
+    }
 }
