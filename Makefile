@@ -40,7 +40,8 @@ build: ## build the release binaries (cargo build --release)
 
 images: ## build the container images (docker or podman) from images/Dockerfile
 	@[ -n "$(IMAGE_TOOL)" ] || { echo "make images: neither docker nor podman is installed" >&2; exit 1; }
-	@for pair in $(IMAGES); do \
+	@$(IMAGE_TOOL) info >/dev/null 2>&1 || { echo "make images: $(IMAGE_TOOL) cannot reach its daemon/engine ($(IMAGE_TOOL) info fails)" >&2; exit 1; }
+	@export DOCKER_BUILDKIT=1; for pair in $(IMAGES); do \
 	  target=$${pair%%:*}; name=$${pair#*:}; \
 	  echo "building $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) (target $$target)"; \
 	  $(IMAGE_TOOL) build -f images/Dockerfile --target $$target -t $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) .; \
