@@ -268,7 +268,7 @@ async fn stage_and_record(
 async fn report_progress(app: Arc<App>, id: i64, progress: Arc<Progress>) {
     let mut last = (0, 0);
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let now = progress.get();
         if now != last {
             if let Err(e) = app.db.progress(id, now.0, now.1).await {

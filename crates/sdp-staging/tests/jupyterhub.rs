@@ -53,7 +53,7 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     })
     .await;
     std::fs::write(s.storage.join("small.txt"), b"small file\n").unwrap();
-    let big = pattern((sdp_staging::jupyter::CHUNK_BYTES * 2 + 12345) as usize);
+    let big = pattern((sdp_staging::jupyter::CHUNK_BYTES * 6 + 12345) as usize);
     std::fs::write(s.storage.join("big.bin"), &big).unwrap();
     std::fs::create_dir_all(s.storage.join("set/sub")).unwrap();
     std::fs::write(s.storage.join("set/a.txt"), b"a").unwrap();
@@ -68,16 +68,37 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
         b"small file\n"
     );
 
-    // The request's token wins over the configured one.
-    let (status, body) = jupyter_copy(
-        &s.base,
-        "alice",
-        Some(&hub.token),
-        "big.bin",
-        "deep/er/big.bin",
-    )
-    .await;
+    // The request's token wins over the configured one. While the 7 chunks go, the log shows the request
+    // running with its size and the bytes sent so far.
+    let upload = tokio::spawn({
+        let (base, token) = (s.base.clone(), hub.token.clone());
+        async move { jupyter_copy(&base, "alice", Some(&token), "big.bin", "deep/er/big.bin").await }
+    });
+    let mut seen_running = Vec::new();
+    while !upload.is_finished() {
+        let log: Value = reqwest::get(format!("{}/logs/?limit=1", s.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let e = &log["entries"][0];
+        if e["status"] == "running" && e["target"] == "deep/er/big.bin" {
+            seen_running.push((
+                e["bytes_done"].as_u64().unwrap(),
+                e["bytes_total"].as_u64().unwrap(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, body) = upload.await.unwrap();
     assert_eq!(status, 200, "{body}");
+    assert!(
+        seen_running
+            .iter()
+            .any(|&(done, total)| total == big.len() as u64 && done < total),
+        "no progress seen while uploading: {seen_running:?}"
+    );
     let uploaded = std::fs::read(hub.home("alice").join("deep/er/big.bin")).unwrap();
     assert!(
         uploaded == big,
