@@ -345,73 +345,96 @@ async fn stage(
         Method::LocalCopy | Method::LocalSymlink => {
             let target =
                 paths::resolve_target(&s.target_root, user, &target_rel, &d.relative_path)?;
-            if target.symlink_metadata().is_ok() {
-                return Ok(Staged::message(format!(
-                    "Data already available at {}",
-                    target_rel.display()
-                )));
-            }
-            // The plan also refuses a source holding links that lead out, for a symbolic link as for a copy.
-            let plan = local::plan(&source, &paths::canonical_root(&s.source_root))?;
-            let plan = (method == Method::LocalCopy).then_some(plan);
-            let progress = progress.clone();
-            let parent = target.parent().map(Path::to_path_buf);
-            tokio::task::spawn_blocking(move || {
-                if let Some(parent) = parent {
-                    std::fs::create_dir_all(parent)?;
-                }
-                match plan {
-                    Some(plan) => {
-                        progress
-                            .total
-                            .store(plan.total, std::sync::atomic::Ordering::Relaxed);
-                        local::copy(&plan, &target, &progress)
-                    }
-                    None => local::symlink(&source, &target),
-                }
-            })
-            .await
-            .map_err(|e| Error::Io(e.to_string()))?
-            .map_err(|e| Error::Io(format!("{e} (user area {})", s.target_root.display())))?;
-            Ok(Staged::message(format!(
-                "Data staged for user {user} with method {method}"
-            )))
+            stage_local(s, method, user, source, target, progress.clone()).await
         }
         Method::JupyterCopy => {
-            let url = s
-                .jupyterhub_url
-                .as_deref()
-                .ok_or(JupyterError::NotConfigured)?;
-            if url.starts_with("https://") {
-                return Err(JupyterError::Https(url.to_string()).into());
-            }
-            let token = q
-                .jupyter_token
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .or(s.jupyterhub_token.as_ref().map(|t| t.0.as_str()));
-            let hub = Hub {
-                http: &app.http,
-                url,
-                token: token.ok_or(JupyterError::NoToken)?,
-            };
-            let plan = local::plan(&source, &paths::canonical_root(&s.source_root))?;
-            progress
-                .total
-                .store(plan.total, std::sync::atomic::Ordering::Relaxed);
-            let server = hub.server_url(user).await?;
-            if hub.exists(&server, &target_rel).await? {
-                return Ok(Staged::message(format!(
-                    "Data already available at {} in the Jupyter server",
-                    target_rel.display()
-                )));
-            }
-            hub.upload(&server, &plan, &target_rel, progress).await?;
-            Ok(Staged::message(format!(
-                "Data staged for user {user} with method {method}"
-            )))
+            let token = q.jupyter_token.as_deref().filter(|t| !t.is_empty());
+            stage_jupyter(app, token, user, source, &target_rel, progress).await
         }
     }
+}
+
+/// Walks the source off the async workers (a tree may be large).
+async fn plan(source: PathBuf, root: &Path) -> Result<local::Plan, Error> {
+    let root = paths::canonical_root(root);
+    tokio::task::spawn_blocking(move || local::plan(&source, &root))
+        .await
+        .map_err(|e| Error::Io(e.to_string()))?
+        .map_err(Error::from)
+}
+
+/// `local_copy` and `local_symlink` into `target` (already confined to the user's area).
+async fn stage_local(
+    s: &Settings,
+    method: Method,
+    user: &str,
+    source: PathBuf,
+    target: PathBuf,
+    progress: Arc<Progress>,
+) -> Result<Staged, Error> {
+    if target.symlink_metadata().is_ok() {
+        let rel = target.strip_prefix(paths::canonical_root(&s.target_root).join(user));
+        let shown = rel.unwrap_or(&target).display();
+        return Ok(Staged::message(format!(
+            "Data already available at {shown}"
+        )));
+    }
+    // The plan also refuses a source holding links that lead out, for a symbolic link as for a copy.
+    let plan = plan(source.clone(), &s.source_root).await?;
+    progress.set_total(plan.total);
+    tokio::task::spawn_blocking(move || {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match method {
+            Method::LocalCopy => local::copy(&plan, &target, &progress),
+            _ => local::symlink(&source, &target),
+        }
+    })
+    .await
+    .map_err(|e| Error::Io(e.to_string()))?
+    .map_err(|e| Error::Io(format!("{e} (user area {})", s.target_root.display())))?;
+    Ok(Staged::message(format!(
+        "Data staged for user {user} with method {method}"
+    )))
+}
+
+/// `jupyter_copy`: the request's token, else the configured one.
+async fn stage_jupyter(
+    app: &App,
+    token: Option<&str>,
+    user: &str,
+    source: PathBuf,
+    target_rel: &Path,
+    progress: &Progress,
+) -> Result<Staged, Error> {
+    let s = &app.settings;
+    let url = s
+        .jupyterhub_url
+        .as_deref()
+        .ok_or(JupyterError::NotConfigured)?;
+    if url.starts_with("https://") {
+        return Err(JupyterError::Https(url.to_string()).into());
+    }
+    let token = token.or(s.jupyterhub_token.as_ref().map(|t| t.0.as_str()));
+    let hub = Hub {
+        http: &app.http,
+        url,
+        token: token.ok_or(JupyterError::NoToken)?,
+    };
+    let plan = plan(source, &s.source_root).await?;
+    progress.set_total(plan.total);
+    let server = hub.server_url(user).await?;
+    if hub.exists(&server, target_rel).await? {
+        return Ok(Staged::message(format!(
+            "Data already available at {} in the Jupyter server",
+            target_rel.display()
+        )));
+    }
+    hub.upload(&server, &plan, target_rel, progress).await?;
+    Ok(Staged::message(format!(
+        "Data staged for user {user} with method jupyter_copy"
+    )))
 }
 
 /// Streams one file, with HTTP ranges, its content type and length, as an attachment.

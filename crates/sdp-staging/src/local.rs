@@ -15,11 +15,14 @@ const STEP: u64 = 64 << 20;
 /// Bytes done out of bytes to do, shared with whoever reports progress.
 #[derive(Debug, Default)]
 pub struct Progress {
-    pub done: AtomicU64,
-    pub total: AtomicU64,
+    done: AtomicU64,
+    total: AtomicU64,
 }
 
 impl Progress {
+    pub fn set_total(&self, n: u64) {
+        self.total.store(n, Ordering::Relaxed);
+    }
     pub fn add(&self, n: u64) {
         self.done.fetch_add(n, Ordering::Relaxed);
     }
