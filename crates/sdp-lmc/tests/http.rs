@@ -20,6 +20,7 @@ impl Surface {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await.unwrap() });
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Surface { http: reqwest::Client::new(), base }
     }
 

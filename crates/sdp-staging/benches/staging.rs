@@ -49,7 +49,7 @@ async fn stage(base: &str, method: &str, source: &str, target: &str) -> Duration
     )
     .unwrap();
     let start = Instant::now();
-    let resp = reqwest::Client::new()
+    let resp = sdp_staging::http_client().build().unwrap()
         .post(url)
         .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
         .send()

@@ -11,6 +11,21 @@ use crate::method::MethodError;
 use crate::paths::PathError;
 use crate::rucio::RucioError;
 
+/// An error with its causes (`error sending request: ... : invalid peer certificate: UnknownIssuer`), so that
+/// connection and TLS failures say what went wrong.
+pub(crate) fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Why a request failed. The message says what to do; the answer is `{"detail": message}` as the original's.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -48,7 +63,7 @@ impl Error {
             Error::SourceMissing(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Jupyter(e) => match e {
-                JupyterError::NotConfigured | JupyterError::NoToken | JupyterError::Https(_) => {
+                JupyterError::NotConfigured | JupyterError::NoToken => {
                     StatusCode::BAD_REQUEST
                 }
                 JupyterError::Refused { .. } => StatusCode::FORBIDDEN,
@@ -60,7 +75,7 @@ impl Error {
                 JupyterError::Read { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::Rucio(e) => match e {
-                RucioError::NotConfigured(_) | RucioError::Https(_) => StatusCode::BAD_REQUEST,
+                RucioError::NotConfigured(_) => StatusCode::BAD_REQUEST,
                 RucioError::NotFound(_) | RucioError::NotOnStorage { .. } => StatusCode::NOT_FOUND,
                 RucioError::Refused(_)
                 | RucioError::Unreachable { .. }

@@ -20,8 +20,6 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 pub enum JupyterError {
     #[error("jupyter_copy needs JupyterHub: set JUPYTERHUB_URL")]
     NotConfigured,
-    #[error("JUPYTERHUB_URL {0} uses https, which this service does not speak: use the Hub's in-cluster http URL (e.g. http://hub:8081) or a proxy")]
-    Https(String),
     #[error(
         "jupyter_copy needs a JupyterHub token: pass jupyter_token or set JUPYTERHUB_API_TOKEN"
     )]
@@ -37,7 +35,7 @@ pub enum JupyterError {
     },
     #[error("JupyterHub has no user `{0}`: the user must log in to JupyterHub once (or be created by an admin)")]
     NoUser(String),
-    #[error("cannot reach JupyterHub at {url}: {source}; check JUPYTERHUB_URL")]
+    #[error("cannot reach JupyterHub at {url}: {}; check JUPYTERHUB_URL", crate::error::causes(.source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("JupyterHub answered {status} when {action}: {detail}")]
     Failed {

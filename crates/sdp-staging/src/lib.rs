@@ -54,6 +54,13 @@ impl Running {
     }
 }
 
+/// An HTTP(S) client. HTTPS uses rustls with ring, installed here as the process's default crypto provider
+/// (reqwest is built without one of its own, to keep a single TLS stack).
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// Opens the metadata database (migrating it), binds `settings.listen` and serves.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let db = db::Db::connect(&settings.database_url.0).await?;
@@ -64,17 +71,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
-    for url in [&settings.jupyterhub_url, &settings.rucio_base_url]
-        .into_iter()
-        .flatten()
-    {
-        if url.starts_with("https://") {
-            tracing::warn!(
-                url,
-                "https is not supported for JupyterHub and Rucio: use their in-cluster http URLs"
-            );
-        }
-    }
     tracing::info!(%addr, database = ?db.backend(), source = %settings.source_root.display(),
         target = %settings.target_root.display(), methods = ?settings.allowed_methods, "staging service listening");
     let app = api::router(settings, db);

@@ -11,9 +11,7 @@ use crate::paths::{replica_on_storage, Did};
 pub enum RucioError {
     #[error("`{0}` is a Rucio identifier (scope:name) but RUCIO_BASE_URL is not set: set it, or give a path")]
     NotConfigured(String),
-    #[error("RUCIO_BASE_URL {0} uses https, which this service does not speak: use Rucio's in-cluster http URL or a proxy")]
-    Https(String),
-    #[error("cannot reach Rucio at {url}: {source}; check RUCIO_BASE_URL")]
+    #[error("cannot reach Rucio at {url}: {}; check RUCIO_BASE_URL", crate::error::causes(.source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("Rucio refused the token ({0}): set a valid RUCIO_AUTH_TOKEN")]
     Refused(u16),
@@ -73,9 +71,6 @@ pub async fn resolve(
 ) -> Result<String, RucioError> {
     let text = format!("{}:{}", did.scope, did.name);
     let base = base.ok_or_else(|| RucioError::NotConfigured(text.clone()))?;
-    if base.starts_with("https://") {
-        return Err(RucioError::Https(base.to_string()));
-    }
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };

@@ -22,7 +22,7 @@ fn stage_url(s: &Service, method: &str, user: &str) -> reqwest::Url {
 }
 
 async fn stage(s: &Service, method: &str, user: &str, source: &str, target: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
+    let resp = sdp_staging::http_client().build().unwrap()
         .post(stage_url(s, method, user))
         .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
         .send()
@@ -33,7 +33,7 @@ async fn stage(s: &Service, method: &str, user: &str, source: &str, target: &str
 }
 
 async fn get(s: &Service, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", s.base))
+    sdp_staging::http_client().build().unwrap().get(format!("{}{path}", s.base)).send()
         .await
         .unwrap()
         .json()
@@ -169,7 +169,7 @@ async fn local_symlink_points_at_the_source_and_never_changes_its_permissions() 
 async fn direct_download_streams_with_ranges_type_and_length() {
     let s = start_service(|_| {}).await;
     std::fs::write(s.storage.join("notes.txt"), b"hello staging world").unwrap();
-    let client = reqwest::Client::new();
+    let client = sdp_staging::http_client().build().unwrap();
     let req = |range: Option<&str>| {
         let mut r = client
             .post(stage_url(&s, "direct_download", "carol"))
@@ -283,7 +283,7 @@ async fn path_attacks_are_refused_and_change_nothing() {
     }
     // The encoded and traversal forms through the file helper too.
     for name in ["../outside/new", "escape/new", "%2e%2e/new", "/tmp/new"] {
-        let resp = reqwest::Client::new()
+        let resp = sdp_staging::http_client().build().unwrap()
             .post(format!("{}/create-file/", s.base))
             .json(&json!({"filename": name, "content": "x"}))
             .send()
@@ -314,7 +314,7 @@ async fn path_attacks_are_refused_and_change_nothing() {
 async fn methods_config_logs_and_helpers() {
     let s =
         start_service(|st| st.allowed_methods = vec![sdp_staging::method::Method::LocalCopy]).await;
-    let health = reqwest::get(format!("{}/health", s.base)).await.unwrap();
+    let health = sdp_staging::http_client().build().unwrap().get(format!("{}/health", s.base)).send().await.unwrap();
     assert_eq!(
         (health.status().as_u16(), health.text().await.unwrap()),
         (200, "ok".to_string())
@@ -332,10 +332,10 @@ async fn methods_config_logs_and_helpers() {
     assert_eq!(config["database"], "sqlite");
     let openapi = get(&s, "/openapi.json").await;
     assert!(openapi["paths"]["/stage-data/"]["post"].is_object());
-    let page = reqwest::get(&s.base).await.unwrap().text().await.unwrap();
+    let page = sdp_staging::http_client().build().unwrap().get(&s.base).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<form id=\"stage\""));
 
-    let created = reqwest::Client::new()
+    let created = sdp_staging::http_client().build().unwrap()
         .post(format!("{}/create-file/", s.base))
         .json(&json!({"filename": "made/by/helper.txt", "content": "made"}))
         .send()
@@ -390,7 +390,7 @@ async fn methods_config_logs_and_helpers() {
         .map(|e| e["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, all_ids[2..5]);
-    let metrics = reqwest::get(format!("{}/metrics", s.base))
+    let metrics = sdp_staging::http_client().build().unwrap().get(format!("{}/metrics", s.base)).send()
         .await
         .unwrap()
         .text()
@@ -413,17 +413,6 @@ async fn jupyter_copy_explains_what_is_missing() {
             .as_str()
             .unwrap()
             .contains("set JUPYTERHUB_URL"),
-        "{body}"
-    );
-    let https = start_service(|st| st.jupyterhub_url = Some("https://hub.example".into())).await;
-    std::fs::write(https.storage.join("f"), b"f").unwrap();
-    let (status, body) = stage(&https, "jupyter_copy", "alice", "f", "f").await;
-    assert_eq!(status, 400);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("in-cluster http URL"),
         "{body}"
     );
     let no_token = start_service(|st| st.jupyterhub_url = Some("http://127.0.0.1:9".into())).await;
@@ -454,7 +443,7 @@ async fn a_missing_storage_root_is_named() {
 async fn bearer_token_guards_everything_but_health() {
     let s =
         start_service(|st| st.api_token = Some(sdp_staging::config::Secret("s3cret".into()))).await;
-    let client = reqwest::Client::new();
+    let client = sdp_staging::http_client().build().unwrap();
     assert_eq!(
         client
             .get(format!("{}/health", s.base))
@@ -611,7 +600,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         .unwrap();
     let mut child = sdp_testkit::KillOnDrop(child);
     sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp-staging up");
-    let config: Value = reqwest::get(format!("http://127.0.0.1:{port}/config/"))
+    let config: Value = sdp_staging::http_client().build().unwrap().get(format!("http://127.0.0.1:{port}/config/")).send()
         .await
         .unwrap()
         .json()
@@ -640,7 +629,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         ],
     )
     .unwrap();
-    let resp = reqwest::Client::new()
+    let resp = sdp_staging::http_client().build().unwrap()
         .post(url)
         .json(&json!({"data": {"local_path_on_storage": "nothing-here", "relative_path": "x"}}))
         .send()
@@ -657,4 +646,101 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     for secret in ["request-token-never-shown", "hub-token-never-shown"] {
         assert!(!out.contains(secret), "a token was logged:\n{out}");
     }
+}
+
+/// A Rucio stand-in over HTTPS (Python's ssl module, a certificate from a private CA made with openssl): the
+/// service resolves a DID through it when the CA is trusted (SSL_CERT_FILE) and refuses an unknown issuer.
+#[tokio::test]
+async fn rucio_over_https_checks_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=staging test CA"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&["x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem", "-days", "1", "-extfile", "ext"]);
+    let storage = d.join("storage");
+    std::fs::create_dir_all(storage.join("ska")).unwrap();
+    std::fs::write(storage.join("ska/obs2.ms"), b"over tls").unwrap();
+    let server = r#"
+import http.server, json, ssl, sys, urllib.parse
+cert, key, root, token = sys.argv[1:5]
+class Replicas(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("X-Rucio-Auth-Token") != token:
+            self.send_response(401); self.end_headers(); return
+        _, _, scope, name = map(urllib.parse.unquote, self.path.split("/"))
+        body = (json.dumps({"scope": scope, "name": name, "rses": {"SITE": [f"root://xrd:1094/{root}/{scope}/{name}"]}}) + "\n").encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *args): pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Replicas)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let mut rucio = sdp_testkit::KillOnDrop(
+        std::process::Command::new("python3")
+            .args(["-c", server, "cert.pem", "key.pem"])
+            .arg(&storage)
+            .arg("rucio-token")
+            .current_dir(d)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(rucio.0.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let rucio_port: u16 = line.trim().parse().expect("the stand-in's port");
+
+    let start = |trusted: bool| {
+        let port = sdp_testkit::free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sdp-staging"));
+        command
+            .arg("up")
+            .env("STAGING_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SOURCE_STORAGE_PATH", &storage)
+            .env("TARGET_STORAGE_PATH", d.join("users"))
+            .env("STAGING_DATA_DIR", d.join(format!("data-{trusted}")))
+            .env("RUCIO_BASE_URL", format!("https://127.0.0.1:{rucio_port}"))
+            .env("RUCIO_AUTH_TOKEN", "rucio-token")
+            .env("ALLOWED_METHODS", "local_copy")
+            .env_remove("DATABASE_URL")
+            .env_remove("MYSQL_HOST")
+            .env_remove("STAGING_API_TOKEN")
+            .stdout(std::process::Stdio::null());
+        if trusted {
+            command.env("SSL_CERT_FILE", d.join("ca.pem"));
+        }
+        let child = sdp_testkit::KillOnDrop(command.spawn().unwrap());
+        sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp-staging up");
+        (child, port)
+    };
+    let stage_did = |port: u16, target: &'static str| async move {
+        let url = reqwest::Url::parse_with_params(
+            &format!("http://127.0.0.1:{port}/stage-data/"),
+            [("method", "local_copy"), ("username", "alice")],
+        )
+        .unwrap();
+        let resp = sdp_staging::http_client().build().unwrap()
+            .post(url)
+            .json(&json!({"data": {"local_path_on_storage": "ska:obs2.ms", "relative_path": target}}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    let (_trusting, port) = start(true);
+    let (status, body) = stage_did(port, "tls.ms").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(std::fs::read(d.join("users/alice/tls.ms")).unwrap(), b"over tls");
+
+    let (_untrusting, port) = start(false);
+    let (status, body) = stage_did(port, "untrusted.ms").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("certificate"), "{body}");
+    assert!(!d.join("users/alice/untrusted.ms").exists());
 }

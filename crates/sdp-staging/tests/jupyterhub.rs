@@ -20,7 +20,7 @@ async fn jupyter_copy(
         params.push(("jupyter_token", t));
     }
     let url = reqwest::Url::parse_with_params(&format!("{base}/stage-data/"), params).unwrap();
-    let resp = reqwest::Client::new()
+    let resp = sdp_staging::http_client().build().unwrap()
         .post(url)
         .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
         .send()
@@ -76,7 +76,7 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     });
     let mut seen_running = Vec::new();
     while !upload.is_finished() {
-        let log: Value = reqwest::get(format!("{}/logs/?limit=1", s.base))
+        let log: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/logs/?limit=1", s.base)).send()
             .await
             .unwrap()
             .json()
@@ -114,7 +114,7 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
         pattern(1000)
     );
 
-    let log: Value = reqwest::get(format!("{}/logs/", s.base))
+    let log: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/logs/", s.base)).send()
         .await
         .unwrap()
         .json()

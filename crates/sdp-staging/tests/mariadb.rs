@@ -181,7 +181,7 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
             [("method", "local_copy"), ("username", "alice")],
         )
         .unwrap();
-        let resp = reqwest::Client::new()
+        let resp = sdp_staging::http_client().build().unwrap()
             .post(url)
             .json(&json!({"data": {"local_path_on_storage": source, "relative_path": "in/f.dat"}}))
             .send()
@@ -193,7 +193,7 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
         std::fs::read(s.users.join("alice/in/f.dat")).unwrap(),
         b"data"
     );
-    let log: Value = reqwest::get(format!("{}/logs/", s.base))
+    let log: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/logs/", s.base)).send()
         .await
         .unwrap()
         .json()
@@ -206,7 +206,7 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
         .map(|e| e["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, vec!["rejected", "done"]);
-    let config: Value = reqwest::get(format!("{}/config/", s.base))
+    let config: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/config/", s.base)).send()
         .await
         .unwrap()
         .json()

@@ -51,6 +51,8 @@ impl LmcArgs {
 }
 
 pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
+    // reqwest has no crypto provider of its own here (one TLS stack: rustls with ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let url = args.url.trim_end_matches('/');
     let unreachable = || format!("cannot reach the LMC surface at {url}: is `sdp up` running? (set --url or SDP_LMC_URL)");

@@ -95,7 +95,7 @@ c.JupyterHub.load_roles = [{{"name": "staging", "scopes": ["admin:users", "serve
             dir,
         };
         let start = Instant::now();
-        let client = reqwest::Client::new();
+        let client = sdp_staging::http_client().build().unwrap();
         loop {
             let ready = client
                 .get(format!("{}/hub/api/users", hub.url))
