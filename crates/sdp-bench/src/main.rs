@@ -69,7 +69,7 @@ async fn main() {
             let sdp = sibling("sdp");
             _embedded = sdp_testkit::KillOnDrop(
                 std::process::Command::new(&sdp)
-                    .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+                    .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--staging-listen", &format!("127.0.0.1:{}", sdp_testkit::free_port()), "--data-dir"])
                     .arg(_data.path())
                     .env_remove("SDP_CONFIG_HOST")
                     .env("RUST_LOG", "warn")
@@ -311,7 +311,8 @@ async fn deployer_bench(entries: usize) {
     let data = tempfile::tempdir().expect("temp dir");
     let (port, lmc_port) = (sdp_testkit::free_port(), sdp_testkit::free_port());
     let child = std::process::Command::new(sibling("sdp"))
-        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--lmc-listen", &format!("127.0.0.1:{lmc_port}"), "--data-dir"])
+        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
+        .args(["--staging-listen", &format!("127.0.0.1:{}", sdp_testkit::free_port()), "--data-dir"])
         .arg(data.path())
         .arg("--charts-dir")
         .arg(sdp_testkit::charts_dir())

@@ -54,6 +54,17 @@ struct UpArgs {
     scripts: ScriptArgs,
     #[command(flatten)]
     helm: HelmArgs,
+    /// Where the staging service (API and web page) listens; its other settings come from the environment
+    /// variables of `sdp-staging up`, its storage and user areas default to `<data dir>/staging`.
+    #[arg(long, env = "SDP_STAGING_LISTEN", default_value = "127.0.0.1:8000")]
+    staging_listen: SocketAddr,
+}
+
+/// The staging service's settings from its own environment variables (`sdp-staging up`'s).
+#[derive(Parser)]
+struct StagingEnv {
+    #[command(flatten)]
+    args: sdp_staging::UpArgs,
 }
 
 #[derive(clap::Args)]
@@ -308,6 +319,25 @@ async fn stop_tango(tango: Option<sdp_tango::TangoServers>) {
     }
 }
 
+/// The staging service on `--staging-listen`, storage and user areas under the data directory unless
+/// SOURCE_STORAGE_PATH/TARGET_STORAGE_PATH (or the other `sdp-staging up` variables) say otherwise.
+async fn start_staging(args: &UpArgs) -> anyhow::Result<sdp_staging::Running> {
+    let mut staging = StagingEnv::try_parse_from(["sdp up"]).context("staging service environment")?.args;
+    let root = args.data_dir.join("staging");
+    staging.listen = Some(args.staging_listen.to_string());
+    let source = staging.source_storage_path.get_or_insert_with(|| root.join("storage")).clone();
+    let target = staging.target_storage_path.get_or_insert_with(|| root.join("user_areas")).clone();
+    staging.data_dir.get_or_insert(root);
+    for dir in [&source, &target] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let running = sdp_staging::start(staging.settings()?)
+        .await
+        .with_context(|| format!("cannot start the staging service on {}: choose another with --staging-listen", args.staging_listen))?;
+    tracing::info!(listen = %running.addr, storage = %source.display(), user_areas = %target.display(), "staging service (API and web page) up");
+    Ok(running)
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let external = std::env::var("SDP_CONFIG_HOST").is_ok();
     let embedded = if external {
@@ -341,9 +371,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (lmc, http) = start_lmc(&config, &args.lmc, registry).await?;
     tasks.push(http);
     let tango = start_tango_if_configured(&lmc).await?;
+    let staging = start_staging(&args).await?;
     tracing::info!("platform up; press Ctrl-C to stop");
     until_stopped(tasks).await;
     stop_tango(tango).await;
+    if let Err(e) = staging.stop().await {
+        tracing::warn!(error = %e, "the staging service did not stop cleanly");
+    }
     if let Some(server) = embedded {
         server.stop().await;
     }

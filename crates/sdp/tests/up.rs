@@ -19,6 +19,7 @@ fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Command {
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
         .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
+        .env("SDP_STAGING_LISTEN", format!("127.0.0.1:{}", free_port()))
         .arg("--charts-dir")
         .arg(sdp_testkit::charts_dir())
         .arg("--helm")
@@ -286,4 +287,32 @@ fn components_run_alone_on_one_etcd() {
         })
         .await;
     });
+}
+
+/// `sdp up` runs the staging service too: storage and user areas under its data directory.
+#[test]
+fn up_stages_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, lmc_port, staging_port) = (free_port(), free_port(), free_port());
+    let child = up_command(port, lmc_port, dir.path())
+        .env("SDP_STAGING_LISTEN", format!("127.0.0.1:{staging_port}"))
+        .env_remove("SOURCE_STORAGE_PATH")
+        .env_remove("TARGET_STORAGE_PATH")
+        .env_remove("DATABASE_URL")
+        .env_remove("MYSQL_HOST")
+        .spawn()
+        .unwrap();
+    let _up = KillOnDrop(child);
+    wait_for_port(staging_port, Duration::from_secs(30), "sdp up's staging service");
+    assert_eq!(http_get(staging_port, "/health").trim(), "ok");
+    std::fs::write(dir.path().join("staging/storage/obs.ms"), b"visibilities").unwrap();
+    let script = format!(
+        "import urllib.request; r = urllib.request.Request('http://127.0.0.1:{staging_port}/stage-data/?method=local_copy&username=alice', \
+         data=b'{{\"data\": {{\"local_path_on_storage\": \"obs.ms\", \"relative_path\": \"mine.ms\"}}}}', \
+         headers={{'Content-Type': 'application/json'}}); print(urllib.request.urlopen(r).status)"
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dir.path().join("staging/user_areas/alice/mine.ms")).unwrap(), b"visibilities");
+    assert!(http_get(staging_port, "/logs/").contains("mine.ms"));
 }
