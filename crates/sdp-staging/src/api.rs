@@ -85,6 +85,8 @@ pub fn router(settings: Settings, db: Db) -> Router {
         ("/config/", get(config)),
         ("/config/allowed-methods/", get(allowed_methods)),
         ("/create-file/", post(create_file)),
+        // The chart's ingress routes `/stage_data` (underscore) as the original's did; answer there too.
+        ("/stage_data/", post(stage_data)),
     ];
     // Each API route also answers without its trailing slash (the original redirected those).
     let router = api.into_iter().fold(Router::new(), |r, (path, route)| {

@@ -744,3 +744,23 @@ server.serve_forever()
     assert!(body.contains("certificate"), "{body}");
     assert!(!d.join("users/alice/untrusted.ms").exists());
 }
+
+/// The chart's ingress path `/stage_data` (underscore, as the original chart routed it) stages too.
+#[tokio::test]
+async fn the_ingress_path_with_an_underscore_stages() {
+    let s = start_service(|_| {}).await;
+    std::fs::write(s.storage.join("obs.ms"), b"vis").unwrap();
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/stage_data", s.base),
+        [("method", "local_copy"), ("username", "dave")],
+    )
+    .unwrap();
+    let resp = sdp_staging::http_client().build().unwrap()
+        .post(url)
+        .json(&json!({"data": {"local_path_on_storage": "obs.ms", "relative_path": "obs.ms"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(std::fs::read(s.users.join("dave/obs.ms")).unwrap(), b"vis");
+}
