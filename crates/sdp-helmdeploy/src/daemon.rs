@@ -237,7 +237,7 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                         };
                         match installed {
                             // A release of that name exists after all (made while the deployer was down): upgrade it.
-                            Err(e) if e.to_string().contains("cannot re-use a name that is still in use") => {
+                            Err(crate::helm::HelmError::NameInUse { .. }) => {
                                 ctx.helm(&helm.upgrade_args(d, &values_file)).await.map_err(|e| e.to_string())?;
                             }
                             other => {
@@ -267,7 +267,7 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
         }
         (HelmAction::Uninstall(_), Mode::Cluster) => match ctx.helm(&helm.uninstall_args(&id)).await {
             Ok(_) => Ok(None),
-            Err(e) if e.to_string().contains("not found") => Ok(None),
+            Err(crate::helm::HelmError::ReleaseNotFound { .. }) => Ok(None),
             Err(e) => Err(e.to_string()),
         },
         (HelmAction::Uninstall(_), Mode::RenderOnly(dir)) => match tokio::fs::remove_file(dir.join(format!("{id}.yaml"))).await {

@@ -14,6 +14,16 @@ pub enum HelmError {
     Spawn { bin: String, source: std::io::Error },
     #[error("`helm {command}` failed: {stderr}")]
     Failed { command: String, stderr: String },
+    /// Install of a release whose name is taken (made while the deployer was down, say).
+    #[error("`helm {command}`: a release of that name exists: {stderr}")]
+    NameInUse { command: String, stderr: String },
+    #[error("`helm {command}`: no such release: {stderr}")]
+    ReleaseNotFound { command: String, stderr: String },
+    #[error(
+        "`helm {command}`: the namespace {namespace} does not exist: create it (`kubectl create namespace {namespace}`), \
+         let the deployer create it (it tries at start when it may), or set SDP_HELM_NAMESPACE to an existing one"
+    )]
+    NamespaceMissing { command: String, namespace: String },
     #[error("`helm {command}` printed something unexpected: {detail}")]
     Output { command: String, detail: String },
 }
@@ -102,8 +112,7 @@ impl Helm {
             .await
             .map_err(|source| HelmError::Spawn { bin: self.bin.display().to_string(), source })?;
         if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(HelmError::Failed { command: args.join(" "), stderr });
+            return Err(failure(args.join(" "), String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -137,6 +146,21 @@ impl Helm {
     }
 }
 
+/// The kind of a helm failure, from its message (helm has no machine-readable errors).
+pub fn failure(command: String, stderr: String) -> HelmError {
+    if stderr.contains("cannot re-use a name that is still in use") {
+        return HelmError::NameInUse { command, stderr };
+    }
+    if stderr.contains("release: not found") {
+        return HelmError::ReleaseNotFound { command, stderr };
+    }
+    // e.g. `create: failed to create: namespaces "sdp" not found`
+    if let Some(namespace) = stderr.split("namespaces \"").nth(1).and_then(|rest| rest.split_once("\" not found")).map(|(ns, _)| ns) {
+        return HelmError::NamespaceMissing { command, namespace: namespace.to_string() };
+    }
+    HelmError::Failed { command, stderr }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +188,16 @@ mod tests {
         assert_eq!(helm.chart_ref("stable/dask"), "stable/dask");
         assert_eq!(helm.uninstall_args("x"), ["uninstall", "x", "--namespace", "sdp"]);
         assert_eq!(helm.list_args(), ["list", "--deployed", "--failed", "--pending", "--namespace", "sdp", "--output", "json"]);
+    }
+
+    #[test]
+    fn failures_by_kind() {
+        let kind = |stderr: &str| failure("install x".into(), stderr.into());
+        assert!(matches!(kind("Error: INSTALLATION FAILED: cannot re-use a name that is still in use"), HelmError::NameInUse { .. }));
+        assert!(matches!(kind("Error: uninstall: Release not loaded: x: release: not found"), HelmError::ReleaseNotFound { .. }));
+        let missing = kind("Error: INSTALLATION FAILED: create: failed to create: namespaces \"sdp\" not found");
+        assert!(matches!(&missing, HelmError::NamespaceMissing { namespace, .. } if namespace == "sdp"), "{missing:?}");
+        assert!(missing.to_string().contains("kubectl create namespace sdp"), "{missing}");
+        assert!(matches!(kind("Error: chart \"nope\" not found"), HelmError::Failed { .. }));
     }
 }

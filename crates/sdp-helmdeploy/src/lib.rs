@@ -4,9 +4,11 @@
 //! charts with `helm template` instead (render-only mode). With one, it also follows the pods of each
 //! deployment ([`pods`]) and publishes network resources ([`resources`]).
 
+pub mod bundled;
 mod daemon;
 pub mod helm;
 pub mod metrics;
+pub mod namespace;
 pub mod plan;
 pub mod pods;
 pub mod resources;

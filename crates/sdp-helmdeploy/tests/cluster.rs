@@ -15,13 +15,6 @@ use serde_json::{json, Value};
 use sdp_helmdeploy::helm::Helm;
 use sdp_helmdeploy::{Deployer, Mode};
 
-fn cluster() -> bool {
-    if std::env::var_os("KUBECONFIG").is_none() {
-        eprintln!("no KUBECONFIG: start the local control plane with scripts/k8s-testbed (scripts/test does)");
-        return false;
-    }
-    true
-}
 
 async fn eventually<F, Fut>(what: &str, check: F)
 where
@@ -31,11 +24,10 @@ where
     sdp_testkit::eventually(what, Duration::from_secs(120), check).await
 }
 
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn processing_block_to_running_pods_and_back() {
-    if !cluster() {
-        return;
-    }
+    sdp_testkit::require_cluster();
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     let namespace = format!("sdp-e2e-{}", std::process::id());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
@@ -104,11 +96,10 @@ async fn processing_block_to_running_pods_and_back() {
     server.stop().await;
 }
 
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn labelled_network_definitions_are_published() {
-    if !cluster() {
-        return;
-    }
+    sdp_testkit::require_cluster();
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     let crd: CustomResourceDefinition = serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

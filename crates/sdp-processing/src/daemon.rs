@@ -24,7 +24,7 @@ pub struct Controller {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionKind {
-    /// create_deployment, delete_deployment or update_state
+    /// create_deployment, delete_deployment, update_state or delete_state
     pub action: String,
 }
 
@@ -63,6 +63,21 @@ async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
         snapshot.processing_blocks.insert(pb_id, pb);
     }
     snapshot.deployments = t.list_deployments().await?.into_iter().collect();
+    // Entries one level below a block (`/pb/<id>/state`, `/pb/<id>/owner`) whose block is gone.
+    for path in t.list_keys(&format!("{}/", paths::PB), 1).await? {
+        let Some((pb_id, entry)) = path.strip_prefix(&format!("{}/", paths::PB)).and_then(|rest| rest.split_once('/')) else {
+            continue;
+        };
+        if snapshot.processing_blocks.contains_key(pb_id) {
+            continue;
+        }
+        let leftover = snapshot.leftovers.entry(pb_id.to_string()).or_default();
+        match entry {
+            "state" => leftover.state = true,
+            "owner" => leftover.owner = true,
+            _ => {}
+        }
+    }
     Ok(snapshot)
 }
 
@@ -80,6 +95,7 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
                 state.extend(fields.clone());
                 t.put_processing_block_state(pb_id, &Value::Object(state)).await?;
             }
+            Action::DeleteState(pb_id) => t.delete(&paths::pb_state(pb_id), false, false).await.map(|_| ())?,
         }
     }
     Ok(())
@@ -151,6 +167,10 @@ async fn lead_and_work(c: &Controller) -> Result<(), Error> {
                         Action::UpdateState { pb_id, fields } => {
                             tracing::info!(pb_id, ?fields, "processing block state");
                             "update_state"
+                        }
+                        Action::DeleteState(pb_id) => {
+                            tracing::info!(pb_id, "deleted processing block's state removed");
+                            "delete_state"
                         }
                     };
                     c.metrics.actions.get_or_create(&ActionKind { action: kind.into() }).inc();

@@ -3,7 +3,9 @@
 //! For every processing block it deploys the block's processing script: `/deploy/<pb_id>-workflow`, a Helm
 //! deployment of the `workflow` chart with the values the original passes (`env.SDP_CONFIG_HOST`,
 //! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`), and records progress in `/pb/<pb_id>/state`. When a
-//! processing block is deleted, every deployment whose ID starts with `<pb_id>-` goes too.
+//! processing block is deleted, every deployment whose ID starts with `<pb_id>-` goes too, and so does
+//! `/pb/<pb_id>/state` once no script owns the block (`/pb/<pb_id>/owner` lives on the script's lease: it goes
+//! when the script lets go or its lease expires).
 //!
 //! The decision is [`plan`], a pure function of what the database holds; [`run`] applies it in the same
 //! transaction that read it, so two controllers (or one restarted midway) can never create a deployment twice.
@@ -54,6 +56,15 @@ pub struct Snapshot {
     /// Processing block states by ID.
     pub states: BTreeMap<String, Value>,
     pub deployments: BTreeSet<String>,
+    /// Blocks that are gone but left entries below `/pb/<pb_id>/`: whether an owner entry is among them.
+    pub leftovers: BTreeMap<String, Leftover>,
+}
+
+/// What a deleted processing block left behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leftover {
+    pub state: bool,
+    pub owner: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +73,8 @@ pub enum Action {
     DeleteDeployment(String),
     /// Merge these fields into `/pb/<pb_id>/state`.
     UpdateState { pb_id: String, fields: Map<String, Value> },
+    /// Remove `/pb/<pb_id>/state` of a deleted block.
+    DeleteState(String),
 }
 
 fn find_script<'a>(scripts: &'a [ScriptDefinition], w: &Workflow) -> Option<&'a ScriptDefinition> {
@@ -111,6 +124,12 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
     for deployment in &snapshot.deployments {
         if gone.iter().any(|pb_id| deployment.starts_with(&format!("{pb_id}-"))) {
             actions.push(Action::DeleteDeployment(deployment.clone()));
+        }
+    }
+    // A deleted block's state goes once its script has let go: a script still winding down may yet write it.
+    for (pb_id, leftover) in &snapshot.leftovers {
+        if leftover.state && !leftover.owner && !snapshot.processing_blocks.contains_key(pb_id) {
+            actions.push(Action::DeleteState(pb_id.clone()));
         }
     }
     actions

@@ -53,9 +53,16 @@ async fn seed_flow(config: Config) {
     })
     .await;
     assert_eq!(config.txn(|t| async move { t.get("/pb/broken").await }).await.unwrap().as_deref(), Some("{oops"));
-    // Deleting the processing block undoes its deployments.
-    config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+    // Deleting the processing block alone (as `sdpcfg delete /pb/<id>` does) undoes its deployments and
+    // leaves nothing of it below /pb.
+    let pb_path = format!("/pb/{pb_id}");
+    config.txn(|t| { let p = pb_path.clone(); async move { t.delete(&p, true, false).await } }).await.unwrap();
     eventually("deployments removed", || async { deployments(&config).await.is_empty() }).await;
+    eventually("the state removed", || async {
+        let below = config.txn(|t| { let p = format!("{pb_path}/"); async move { t.list_keys(&p, 1).await } }).await.unwrap();
+        below.is_empty()
+    })
+    .await;
     running.abort();
 }
 

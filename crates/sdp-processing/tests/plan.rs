@@ -1,7 +1,7 @@
 //! The controller's decisions, table by table.
 
 use sdp_config::{Deployment, ProcessingBlock};
-use sdp_processing::{builtin_scripts, plan, Action, ControllerSettings, Snapshot};
+use sdp_processing::{builtin_scripts, plan, Action, ControllerSettings, Leftover, Snapshot};
 use serde_json::json;
 
 fn settings() -> ControllerSettings {
@@ -24,6 +24,7 @@ fn apply(snapshot: &mut Snapshot, actions: &[Action]) {
                     state[k] = v.clone();
                 }
             }
+            Action::DeleteState(pb_id) => assert!(snapshot.leftovers.remove(pb_id).is_some_and(|l| l.state)),
         }
     }
 }
@@ -97,4 +98,20 @@ fn a_malformed_processing_block_is_reported_not_fatal() {
     assert!(actions.iter().any(|a| matches!(a, Action::UpdateState { pb_id, fields }
         if pb_id == "bad" && fields["state"] == "failed" && fields["error"].as_str().unwrap().contains("missing field"))));
     assert!(actions.iter().any(|a| matches!(a, Action::CreateDeployment(d) if d.deploy_id == "ok-workflow")));
+}
+
+#[test]
+fn a_deleted_blocks_state_goes_once_no_script_owns_it() {
+    let mut snapshot = Snapshot { processing_blocks: [pb("live", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    snapshot.deployments.insert("live-workflow".into());
+    snapshot.states.insert("live".into(), json!({"state": "executing", "deployments": ["live-workflow"]}));
+    snapshot.leftovers.insert("released".into(), Leftover { state: true, owner: false });
+    snapshot.leftovers.insert("winding-down".into(), Leftover { state: true, owner: true });
+    snapshot.leftovers.insert("owner-only".into(), Leftover { state: false, owner: true });
+    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    assert_eq!(actions, [Action::DeleteState("released".into())]);
+    apply(&mut snapshot, &actions);
+    // The script lets go: its lease takes the owner entry, then the state goes.
+    snapshot.leftovers.insert("winding-down".into(), Leftover { state: true, owner: false });
+    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), [Action::DeleteState("winding-down".into())]);
 }

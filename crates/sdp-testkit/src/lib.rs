@@ -149,6 +149,15 @@ where
     }
 }
 
+/// The kubeconfig of the Kubernetes API a cluster test runs against. Such tests are `#[ignore]`d, so that a plain
+/// `cargo test` reports them as not run; run with `--include-ignored` and no cluster, they fail here.
+pub fn require_cluster() -> std::ffi::OsString {
+    std::env::var_os("KUBECONFIG").expect(
+        "no KUBECONFIG: this test needs a Kubernetes API; scripts/test starts the local control plane \
+         (scripts/k8s-testbed) and runs the cluster tests with --include-ignored",
+    )
+}
+
 /// The Python of the virtual environment `scripts/setup` installs PyTango into.
 pub fn pytango_python() -> PathBuf {
     let venv = std::env::var_os("SDP_TOOLS_DIR")

@@ -83,9 +83,10 @@ struct ScriptArgs {
 
 #[derive(clap::Args)]
 struct HelmArgs {
-    /// Local charts that deployments name (`workflow` → `<dir>/workflow`).
-    #[arg(long, env = "SDP_CHARTS_DIR", default_value = "charts")]
-    charts_dir: PathBuf,
+    /// Local charts that deployments name (`workflow` → `<dir>/workflow`). Default: the charts carried in
+    /// this binary, unpacked into `<data dir>/charts`.
+    #[arg(long, env = "SDP_CHARTS_DIR")]
+    charts_dir: Option<PathBuf>,
     /// Chart repository for charts not found locally (added as `helmdeploy`).
     #[arg(long, env = "SDP_CHART_REPO_URL")]
     chart_repo_url: Option<String>,
@@ -189,17 +190,26 @@ async fn start_helm_deployer(
     helm: &HelmArgs,
     data_dir: &std::path::Path,
     registry: &mut Registry,
-) -> Vec<JoinHandle<()>> {
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let metrics = sdp_helmdeploy::metrics::Metrics::register(registry);
     let namespace = namespace.helm_namespace.clone();
     let mode = sdp_helmdeploy::Mode::detect(data_dir.join("rendered"));
+    let charts_dir = match &helm.charts_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = data_dir.join("charts");
+            sdp_helmdeploy::bundled::unpack(&dir)
+                .with_context(|| format!("cannot unpack the bundled charts into {}: check its permissions or set --charts-dir", dir.display()))?
+        }
+    };
+    tracing::info!(dir = %charts_dir.display(), "local charts");
     let mut tasks = vec![tokio::spawn(sdp_helmdeploy::run(sdp_helmdeploy::Deployer {
         config: config.clone(),
         metrics: metrics.clone(),
         helm: sdp_helmdeploy::helm::Helm {
             bin: helm.helm.clone(),
             namespace: namespace.clone(),
-            charts_dir: Some(helm.charts_dir.clone()),
+            charts_dir: Some(charts_dir),
             repo: helm.chart_repo_url.clone().map(|url| ("helmdeploy".to_string(), url)),
         },
         mode: mode.clone(),
@@ -210,6 +220,11 @@ async fn start_helm_deployer(
     match &mode {
         sdp_helmdeploy::Mode::Cluster => match kube::Client::try_default().await {
             Ok(client) => {
+                match sdp_helmdeploy::namespace::ensure(client.clone(), &namespace).await {
+                    Ok(sdp_helmdeploy::namespace::Ensured::Created) => tracing::info!(namespace, "processing namespace created"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "deployments will fail until the processing namespace exists"),
+                }
                 tasks.push(tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), namespace.clone(), config.clone(), metrics.clone())));
                 tasks.push(tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone(), metrics)));
                 tracing::info!(namespace, "helm deployer started");
@@ -220,7 +235,7 @@ async fn start_helm_deployer(
             tracing::info!(dir = %dir.display(), "helm deployer started in render-only mode (no cluster)")
         }
     }
-    tasks
+    Ok(tasks)
 }
 
 /// `/metrics` (Prometheus text) and `/health` (the configuration database answers).
@@ -275,7 +290,7 @@ async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
-    let mut tasks = start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await;
+    let mut tasks = start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?;
     tasks.push(serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)").await?);
     until_stopped(tasks).await;
     Ok(())
@@ -367,7 +382,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let mut registry = Registry::default();
     let mut tasks = vec![start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry)];
-    tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await);
+    tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?);
     let (lmc, http) = start_lmc(&config, &args.lmc, registry).await?;
     tasks.push(http);
     let tango = start_tango_if_configured(&lmc).await?;

@@ -11,17 +11,18 @@ fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
     start_up_with_lmc(port, free_port(), data_dir)
 }
 
-/// `sdp up` on loopback ports with its own data directory, the repository's charts and the real helm, isolated
-/// from any cluster, external etcd or Tango database the environment names (callers add those they test).
+/// `sdp up` on loopback ports with its own data directory, started there (outside the repository: the charts it
+/// deploys are its own), with the real helm, isolated from any cluster, external etcd or Tango database the
+/// environment names (callers add those they test).
 fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sdp"));
     command
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
+        .current_dir(data_dir)
         .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
         .env("SDP_STAGING_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .arg("--charts-dir")
-        .arg(sdp_testkit::charts_dir())
+        .env_remove("SDP_CHARTS_DIR")
         .arg("--helm")
         .arg(sdp_testkit::helm())
         .env_remove("KUBECONFIG")
@@ -234,6 +235,53 @@ fn uses_the_etcd_named_by_sdp_config_host() {
             config.txn(|t| { let id = id.clone(); async move { t.get_deployment(&id).await } }).await.unwrap().is_some()
         })
         .await;
+    });
+}
+
+/// With a cluster, from a folder that is not the repository: `sdp up` creates its missing processing namespace
+/// and installs a processing block's script with the chart it carries, up to a RUNNING pod.
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
+#[test]
+fn up_with_a_cluster_runs_a_script_pod_from_anywhere() {
+    let kubeconfig = sdp_testkit::require_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let namespace = format!("sdp-up-{}", std::process::id());
+    let (port, lmc_port) = (free_port(), free_port());
+    let child = up_command(port, lmc_port, dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SDP_HELM_NAMESPACE", &namespace)
+        .spawn()
+        .unwrap();
+    let _server = KillOnDrop(child);
+    wait_for_port(lmc_port, Duration::from_secs(30), "sdp up");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap();
+        let pb_id = config
+            .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, serde_json::json!({})).await })
+            .await
+            .unwrap();
+        let deploy_id = format!("{pb_id}-workflow");
+        sdp_testkit::eventually("the script's pod RUNNING in its deployment state", Duration::from_secs(120), || async {
+            let id = deploy_id.clone();
+            let state = config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap();
+            state.is_some_and(|s| {
+                s["status"] == "deployed"
+                    && s["pods"].as_object().is_some_and(|pods| !pods.is_empty() && pods.values().all(|p| p["status"] == "RUNNING"))
+            })
+        })
+        .await;
+        let client = kube::Client::try_default().await.unwrap();
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        let ns = namespaces.get(&namespace).await.expect("the processing namespace sdp up created");
+        assert_eq!(ns.metadata.labels.unwrap_or_default()["app.kubernetes.io/managed-by"], "sdp-helmdeploy");
+        config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+        sdp_testkit::eventually("the script's deployment state removed", Duration::from_secs(60), || async {
+            let id = deploy_id.clone();
+            config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap().is_none()
+        })
+        .await;
+        namespaces.delete(&namespace, &Default::default()).await.unwrap();
     });
 }
 

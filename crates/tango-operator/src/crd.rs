@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
     kind = "DeviceServer",
     plural = "deviceservers",
     singular = "deviceserver",
-    shortname = "ds",
+    shortname = "tangods",
     namespaced,
     status = "DeviceServerStatus",
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,

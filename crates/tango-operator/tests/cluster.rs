@@ -20,13 +20,6 @@ use tango_operator::crd::{DatabaseDS, DeviceServer};
 use tango_operator::metrics::Metrics;
 use tango_operator::objects::Settings;
 
-fn cluster() -> bool {
-    if std::env::var_os("KUBECONFIG").is_none() {
-        eprintln!("no KUBECONFIG: start the local control plane with scripts/k8s-testbed (scripts/test does)");
-        return false;
-    }
-    true
-}
 
 fn documents(file: &str) -> Vec<Value> {
     let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -57,11 +50,10 @@ async fn install_crds(client: &kube::Client) {
     }
 }
 
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn samples_reach_running_and_are_garbage_collected() {
-    if !cluster() {
-        return;
-    }
+    sdp_testkit::require_cluster();
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     install_crds(&client).await;
     let namespace = format!("tango-e2e-{}", std::process::id());
@@ -155,11 +147,10 @@ async fn samples_reach_running_and_are_garbage_collected() {
     Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
 }
 
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn one_replica_leads_and_another_takes_over_when_it_stops() {
-    if !cluster() {
-        return;
-    }
+    sdp_testkit::require_cluster();
     use tango_operator::leader::LeaderElection;
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     let namespace = format!("tango-lease-{}", std::process::id());
@@ -186,11 +177,10 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
 }
 
 /// The binary as the chart runs it: leader election on, one namespace, probes and metrics over HTTP.
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_binary_serves_probes_and_metrics() {
-    if !cluster() {
-        return;
-    }
+    sdp_testkit::require_cluster();
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     install_crds(&client).await;
     let namespace = format!("tango-bin-{}", std::process::id());
@@ -236,4 +226,40 @@ async fn the_operator_binary_serves_probes_and_metrics() {
     let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &namespace);
     assert!(lease.get("ska-tango-operator").await.unwrap().spec.unwrap().holder_identity.is_some());
     Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
+}
+
+/// `kubectl get <short name>` must reach our resources and hide nothing built in: no short name of the CRDs
+/// may equal one that a built-in resource of the API server declares (as `ds` is DaemonSets').
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
+#[tokio::test(flavor = "multi_thread")]
+async fn short_names_clash_with_no_built_in_resource() {
+    use kube::CustomResourceExt;
+    sdp_testkit::require_cluster();
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    let mut lists = vec![client.list_core_api_resources("v1").await.unwrap()];
+    for group in client.list_api_groups().await.unwrap().groups {
+        // Built-in groups only: a group served by a CRD (ours, or another project's) is not built in.
+        if group.name.contains('.') && !group.name.ends_with(".k8s.io") {
+            continue;
+        }
+        for version in &group.versions {
+            lists.push(client.list_api_group_resources(&version.group_version).await.unwrap());
+        }
+    }
+    let built_in: std::collections::BTreeMap<String, String> = lists
+        .iter()
+        .flat_map(|list| list.resources.iter())
+        .flat_map(|r| r.short_names.iter().flatten().map(move |s| (s.clone(), r.name.clone())))
+        .collect();
+    assert!(built_in.get("ds").is_some_and(|r| r == "daemonsets"), "discovery lists DaemonSets' `ds`: {built_in:?}");
+    for crd in [DeviceServer::crd(), DatabaseDS::crd()] {
+        for short in crd.spec.names.short_names.iter().flatten() {
+            assert!(
+                !built_in.contains_key(short),
+                "short name {short:?} of {} is also {}'s",
+                crd.spec.names.plural,
+                built_in[short]
+            );
+        }
+    }
 }
