@@ -81,6 +81,10 @@ pub mod paths {
     pub fn resource(kind: &str, name: &str) -> String {
         format!("{RESOURCE}/{kind}/{name}")
     }
+    /// The leadership entry of a component (`processing`, `helmdeploy`): the owner of the leading replica.
+    pub fn leader(component: &str) -> String {
+        format!("/controller/{component}")
+    }
 }
 
 #[cfg(test)]

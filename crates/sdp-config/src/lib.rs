@@ -23,6 +23,7 @@ pub mod entity;
 pub mod json;
 pub mod keys;
 mod lease;
+pub mod leadership;
 mod txn;
 
 use std::future::Future;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
 pub use lease::Lease;
+pub use leadership::{run_while_leading, Leadership};
 pub use txn::{Txn, Watcher, MAX_RECURSION};
 
 use backend::Backend;

@@ -15,7 +15,10 @@ use sdp_config::keys::paths;
 use sdp_config::{Config, Error};
 
 use crate::helm::Helm;
-use crate::plan::{plan, Desired, HelmAction};
+use crate::plan::{plan, release_state, Desired, HelmAction, Observed, ReleaseState, ReleaseStatus};
+
+/// The component name of the leadership entry (`/controller/helmdeploy`): one replica deploys at a time.
+pub const LEADER: &str = "helmdeploy";
 
 /// Whether there is a cluster to install into.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct Deployer {
     pub max_backoff: Duration,
     /// Helm commands running at once, at most (each is a process of its own).
     pub max_parallel: usize,
+    /// Lease TTL of the leadership entry, seconds: how long a standby waits after the leader died.
+    pub lease_ttl: i64,
 }
 
 struct Backoff {
@@ -57,8 +62,13 @@ struct Backoff {
     retry_at: Instant,
 }
 
-/// Runs until dropped; one bad entry or failing release never stops it.
+/// Runs until dropped, deploying whenever this replica leads; one bad entry or failing release never stops it.
 pub async fn run(d: Deployer) {
+    sdp_config::run_while_leading(&d.config, LEADER, d.lease_ttl, Duration::from_secs(2), || deploy(&d)).await
+}
+
+/// Reconciles while leading; it starts from the releases as they are, since another replica may have led.
+async fn deploy(d: &Deployer) -> Result<(), Error> {
     if let Err(e) = tokio::fs::create_dir_all(&d.work_dir).await {
         tracing::error!(dir = %d.work_dir.display(), error = %e, "cannot create the deployer's work directory");
     }
@@ -68,9 +78,9 @@ pub async fn run(d: Deployer) {
     } else if let Err(e) = d.helm.add_repo().await {
         tracing::warn!(error = %e, "cannot add the chart repository; charts from it will fail until it is reachable");
     }
-    let mut applied = loop {
-        match initial_applied(&d).await {
-            Ok(applied) => break applied,
+    let mut observed = loop {
+        match initial_observed(d).await {
+            Ok(observed) => break observed,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list existing releases; retrying in 5 s");
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -88,10 +98,15 @@ pub async fn run(d: Deployer) {
             for (id, error) in invalid {
                 merge_state(&d.config, id, json!({"status": "failed", "error": error})).await;
             }
+            for (id, entry) in desired {
+                if let ReleaseState::Locked(reason) = release_state(entry, observed.get(id)) {
+                    merge_state(&d.config, id, json!({"status": "locked", "error": reason})).await;
+                }
+            }
             let now = Instant::now();
             // An invalid entry keeps whatever was released for it (its actions are skipped): removing a release
             // takes deleting the entry, not breaking it.
-            for action in plan(desired, &applied) {
+            for action in plan(desired, &observed) {
                 let id = action.deploy_id().to_string();
                 if invalid.contains_key(&id) || in_flight.contains(&id) || backoff.get(&id).is_some_and(|b| b.retry_at > now) {
                     continue;
@@ -129,11 +144,11 @@ pub async fn run(d: Deployer) {
                 in_flight.remove(&id);
                 match result {
                     Ok(Some(fingerprint)) => {
-                        applied.insert(id.clone(), fingerprint);
+                        observed.insert(id.clone(), Observed { fingerprint, status: ReleaseStatus::Deployed });
                         backoff.remove(&id);
                     }
                     Ok(None) => {
-                        applied.remove(&id);
+                        observed.remove(&id);
                         backoff.remove(&id);
                     }
                     Err(error) => {
@@ -174,9 +189,9 @@ async fn read_entries(t: sdp_config::Txn) -> Result<(BTreeMap<String, Desired>, 
     Ok((desired, invalid))
 }
 
-/// What is already applied: releases in the namespace with their values (cluster), or rendered manifests.
-async fn initial_applied(d: &Deployer) -> Result<BTreeMap<String, String>, String> {
-    let mut applied = BTreeMap::new();
+/// The releases as they are: in the namespace with their values and status (cluster), or rendered manifests.
+async fn initial_observed(d: &Deployer) -> Result<BTreeMap<String, Observed>, String> {
+    let mut observed = BTreeMap::new();
     match &d.mode {
         Mode::Cluster => {
             for release in d.helm.list().await.map_err(|e| e.to_string())? {
@@ -184,7 +199,7 @@ async fn initial_applied(d: &Deployer) -> Result<BTreeMap<String, String>, Strin
                 // `chart` is `<name>-<version>`: compare by name, as entries name charts.
                 let name = release.chart.rsplit_once('-').map_or(release.chart.as_str(), |(n, _)| n).to_string();
                 let fingerprint = Desired { deploy_id: release.name.clone(), chart: name, values }.fingerprint();
-                applied.insert(release.name, fingerprint);
+                observed.insert(release.name, Observed { fingerprint, status: ReleaseStatus::from_helm(&release.status) });
             }
         }
         Mode::RenderOnly(dir) => {
@@ -192,13 +207,13 @@ async fn initial_applied(d: &Deployer) -> Result<BTreeMap<String, String>, Strin
                 while let Ok(Some(f)) = files.next_entry().await {
                     if let Some(id) = f.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")) {
                         // Unknown content: re-rendered if its entry exists, removed if not.
-                        applied.insert(id.to_string(), String::new());
+                        observed.insert(id.to_string(), Observed { fingerprint: String::new(), status: ReleaseStatus::Deployed });
                     }
                 }
             }
         }
     }
-    Ok(applied)
+    Ok(observed)
 }
 
 struct Context {

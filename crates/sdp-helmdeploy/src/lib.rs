@@ -14,4 +14,4 @@ pub mod pods;
 pub mod resources;
 pub mod values;
 
-pub use daemon::{run, Deployer, Mode};
+pub use daemon::{run, Deployer, Mode, LEADER};

@@ -39,12 +39,68 @@ impl Desired {
     }
 }
 
+/// How the last helm operation on a release ended, from `helm list`'s `status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReleaseStatus {
+    Deployed,
+    Failed,
+    /// `pending-install`, `pending-upgrade`, `pending-rollback` or `uninstalling`: an operation has not finished.
+    Pending(String),
+}
+
+impl ReleaseStatus {
+    pub fn from_helm(status: &str) -> ReleaseStatus {
+        match status {
+            "deployed" | "superseded" => ReleaseStatus::Deployed,
+            "failed" => ReleaseStatus::Failed,
+            other => ReleaseStatus::Pending(other.to_string()),
+        }
+    }
+}
+
+/// A release as observed: what it was applied with (chart and values) and how that went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub fingerprint: String,
+    pub status: ReleaseStatus,
+}
+
+/// Where a deployment stands, named as Flux's helm-controller names them, each with its reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReleaseState {
+    /// No release: install it.
+    Absent,
+    /// Released with another chart or other values: upgrade.
+    OutOfSync(String),
+    /// The last operation failed (also one made before a restart): upgrade again.
+    Failed(String),
+    /// An operation did not finish (helm holds the release): nothing can run on it.
+    Locked(String),
+    InSync,
+}
+
+/// The state of one deployment, from its entry and the release observed for it.
+pub fn release_state(desired: &Desired, observed: Option<&Observed>) -> ReleaseState {
+    let Some(observed) = observed else { return ReleaseState::Absent };
+    match &observed.status {
+        ReleaseStatus::Pending(status) => ReleaseState::Locked(format!(
+            "release is {status}: a helm operation on it did not finish; uninstall it (helm uninstall {}) to start afresh",
+            desired.deploy_id
+        )),
+        ReleaseStatus::Failed => ReleaseState::Failed("the last helm operation on the release failed".into()),
+        ReleaseStatus::Deployed if observed.fingerprint != desired.fingerprint() => {
+            ReleaseState::OutOfSync("the entry names another chart or other values".into())
+        }
+        ReleaseStatus::Deployed => ReleaseState::InSync,
+    }
+}
+
 /// A decision, with the reason it was taken (for logs and state).
 #[derive(Clone, Debug, PartialEq)]
 pub enum HelmAction {
     /// No release yet.
     Install(Desired),
-    /// Released with other chart or values.
+    /// Released with other chart or values, or failed.
     Upgrade(Desired),
     /// A release whose entry is gone.
     Uninstall(String),
@@ -59,19 +115,19 @@ impl HelmAction {
     }
 }
 
-/// Compares entries (by deploy ID; invalid ones are skipped here and reported by the caller) with applied
-/// releases (deploy ID → fingerprint of what was applied).
-pub fn plan(desired: &BTreeMap<String, Desired>, applied: &BTreeMap<String, String>) -> Vec<HelmAction> {
+/// Compares entries (by deploy ID; invalid ones are skipped here and reported by the caller) with the releases
+/// observed (by deploy ID).
+pub fn plan(desired: &BTreeMap<String, Desired>, observed: &BTreeMap<String, Observed>) -> Vec<HelmAction> {
     let mut actions = Vec::new();
     for (id, d) in desired {
-        match applied.get(id) {
-            None => actions.push(HelmAction::Install(d.clone())),
-            Some(fp) if *fp != d.fingerprint() => actions.push(HelmAction::Upgrade(d.clone())),
-            Some(_) => {}
+        match release_state(d, observed.get(id)) {
+            ReleaseState::Absent => actions.push(HelmAction::Install(d.clone())),
+            ReleaseState::OutOfSync(_) | ReleaseState::Failed(_) => actions.push(HelmAction::Upgrade(d.clone())),
+            ReleaseState::Locked(_) | ReleaseState::InSync => {}
         }
     }
     let wanted: BTreeSet<&String> = desired.keys().collect();
-    for id in applied.keys().filter(|id| !wanted.contains(id)) {
+    for id in observed.keys().filter(|id| !wanted.contains(id)) {
         actions.push(HelmAction::Uninstall(id.clone()));
     }
     actions
@@ -86,25 +142,44 @@ mod tests {
         Desired { deploy_id: id.into(), chart: chart.into(), values }
     }
 
+    fn deployed(d: &Desired) -> Observed {
+        Observed { fingerprint: d.fingerprint(), status: ReleaseStatus::Deployed }
+    }
+
     #[test]
     fn install_upgrade_uninstall_or_nothing() {
         let a = desired("a", "workflow", json!({"x": 1}));
         let b = desired("b", "workflow", json!({"x": 2}));
         let entries: BTreeMap<String, Desired> = [("a".to_string(), a.clone()), ("b".to_string(), b.clone())].into();
-        let applied: BTreeMap<String, String> = [
-            ("b".to_string(), desired("b", "workflow", json!({"x": 1})).fingerprint()),
-            ("c".to_string(), "old".to_string()),
+        let observed: BTreeMap<String, Observed> = [
+            ("b".to_string(), deployed(&desired("b", "workflow", json!({"x": 1})))),
+            ("c".to_string(), Observed { fingerprint: "old".into(), status: ReleaseStatus::Deployed }),
         ]
         .into();
         assert_eq!(
-            plan(&entries, &applied),
+            plan(&entries, &observed),
             vec![HelmAction::Install(a.clone()), HelmAction::Upgrade(b.clone()), HelmAction::Uninstall("c".into())]
         );
-        let applied: BTreeMap<String, String> = [("a".to_string(), a.fingerprint()), ("b".to_string(), b.fingerprint())].into();
-        assert!(plan(&entries, &applied).is_empty());
+        let observed: BTreeMap<String, Observed> = [("a".to_string(), deployed(&a)), ("b".to_string(), deployed(&b))].into();
+        assert!(plan(&entries, &observed).is_empty());
         // A different chart is an upgrade too.
         let moved: BTreeMap<String, Desired> = [("a".to_string(), desired("a", "other", json!({"x": 1})))].into();
-        assert!(matches!(plan(&moved, &[("a".to_string(), a.fingerprint())].into())[0], HelmAction::Upgrade(_)));
+        assert!(matches!(plan(&moved, &[("a".to_string(), deployed(&a))].into())[0], HelmAction::Upgrade(_)));
+    }
+
+    #[test]
+    fn states_by_entry_and_release() {
+        let a = desired("a", "workflow", json!({"x": 1}));
+        let with = |status: &str| Observed { fingerprint: a.fingerprint(), status: ReleaseStatus::from_helm(status) };
+        assert_eq!(release_state(&a, None), ReleaseState::Absent);
+        assert_eq!(release_state(&a, Some(&with("deployed"))), ReleaseState::InSync);
+        assert!(matches!(release_state(&desired("a", "workflow", json!({})), Some(&with("deployed"))), ReleaseState::OutOfSync(_)));
+        // A release that failed is retried though its entry did not change (say, after a restart).
+        assert!(matches!(release_state(&a, Some(&with("failed"))), ReleaseState::Failed(_)));
+        assert_eq!(plan(&[("a".to_string(), a.clone())].into(), &[("a".to_string(), with("failed"))].into()), [HelmAction::Upgrade(a.clone())]);
+        let ReleaseState::Locked(reason) = release_state(&a, Some(&with("pending-install"))) else { panic!("not locked") };
+        assert!(reason.contains("pending-install") && reason.contains("helm uninstall a"), "{reason}");
+        assert!(plan(&[("a".to_string(), a.clone())].into(), &[("a".to_string(), with("pending-upgrade"))].into()).is_empty());
     }
 
     #[test]

@@ -52,6 +52,7 @@ async fn processing_block_to_running_pods_and_back() {
             work_dir: dir.path().to_path_buf(),
             max_backoff: Duration::from_secs(5),
             max_parallel: 4,
+            lease_ttl: 3,
         })),
         tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), namespace.clone(), config.clone(), Default::default())),
     ];
@@ -142,5 +143,67 @@ async fn labelled_network_definitions_are_published() {
     eventually("entries removed", || async { keys().await.is_empty() }).await;
     nads.delete(&name, &Default::default()).await.unwrap();
     monitor.abort();
+    server.stop().await;
+}
+
+/// A release that failed is retried after a restart although its entry did not change: a quota makes the
+/// install fail, the deployer stops, the quota goes, and the restarted deployer deploys.
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_release_is_retried_after_a_restart() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    sdp_testkit::require_cluster();
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    let namespace = format!("sdp-retry-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &namespace);
+    let quota: ResourceQuota =
+        serde_json::from_value(json!({"metadata": {"name": "no-deployments"}, "spec": {"hard": {"count/deployments.apps": "0"}}})).unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        tokio::spawn(sdp_helmdeploy::run(Deployer {
+            config: config.clone(),
+            metrics: Default::default(),
+            helm: Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: Some(sdp_testkit::charts_dir()), repo: None },
+            mode: Mode::Cluster,
+            work_dir: dir.path().to_path_buf(),
+            max_backoff: Duration::from_secs(60),
+            max_parallel: 4,
+            lease_ttl: 2,
+        }))
+    };
+    let entry = sdp_config::Deployment {
+        deploy_id: "retry-workflow".into(),
+        kind: "helm".into(),
+        args: json!({"chart": "workflow", "values": {"pb_id": "retry", "wf_image": "img:1"}}),
+    };
+    config.txn(|t| { let d = entry.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    let status = || {
+        let config = config.clone();
+        async move {
+            let s = config.txn(|t| async move { t.get_deployment_state("retry-workflow").await }).await.unwrap();
+            s.and_then(|s| s["status"].as_str().map(str::to_string)).unwrap_or_default()
+        }
+    };
+    let deployer = start();
+    eventually("the install failed on the quota", || async { status().await == "failed" }).await;
+    let helm = Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: None, repo: None };
+    eventually("helm holds a failed release", || async {
+        helm.list().await.is_ok_and(|r| r.iter().any(|r| r.name == "retry-workflow" && r.status == "failed"))
+    })
+    .await;
+    deployer.abort();
+    let _ = deployer.await;
+
+    quotas.delete("no-deployments", &Default::default()).await.unwrap();
+    let restarted = start();
+    eventually("deployed after the restart", || async { status().await == "deployed" }).await;
+    restarted.abort();
+    Api::<Namespace>::all(client).delete(&namespace, &Default::default()).await.unwrap();
     server.stop().await;
 }

@@ -52,6 +52,7 @@ async fn flow(config: Config) {
         work_dir: dir.path().join("work"),
         max_backoff: Duration::from_secs(2),
         max_parallel: 4,
+        lease_ttl: 3,
     }));
     let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),
@@ -169,6 +170,7 @@ async fn converges_after_a_restart() {
             work_dir: dir.path().join("work"),
             max_backoff: Duration::from_secs(2),
             max_parallel: 4,
+            lease_ttl: 3,
         }))
     };
     let put = |id: &'static str, image: &'static str| {
@@ -205,5 +207,60 @@ async fn converges_after_a_restart() {
     }
     assert!(state(&config, "drop").await.is_none());
     restarted.abort();
+    server.stop().await;
+}
+
+/// Two deployers on one database do the work of one: helm runs once per change, by the leader only, and the
+/// standby takes over when the leader dies.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deployers_do_the_work_of_one() {
+    use sdp_helmdeploy::metrics::{HelmCall, Metrics};
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered");
+    let charts = charts(dir.path());
+    let start = |metrics: Metrics| {
+        tokio::spawn(sdp_helmdeploy::run(Deployer {
+            config: config.clone(),
+            metrics,
+            helm: helm(&charts),
+            mode: Mode::RenderOnly(rendered.clone()),
+            work_dir: dir.path().join("work"),
+            max_backoff: Duration::from_secs(2),
+            max_parallel: 4,
+            lease_ttl: 2,
+        }))
+    };
+    let put = |id: &'static str, image: &'static str| {
+        let config = config.clone();
+        async move {
+            let d = Deployment { deploy_id: id.into(), kind: "helm".into(), args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}) };
+            config.txn(|t| { let d = d.clone(); async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await } }).await.unwrap();
+        }
+    };
+    let renders = |m: &Metrics| m.helm_calls.get_or_create(&HelmCall { verb: "template".into(), result: "ok".into() }).get();
+    let rendered_with = |id: &str, image: &str| std::fs::read_to_string(rendered.join(format!("{id}.yaml"))).is_ok_and(|t| t.contains(image));
+
+    let (first_metrics, second_metrics) = (Metrics::default(), Metrics::default());
+    let first = start(first_metrics.clone());
+    let second = start(second_metrics.clone());
+    put("one", "img:1").await;
+    eventually("rendered", || async { rendered_with("one", "img:1") }).await;
+    put("one", "img:2").await;
+    eventually("rendered again", || async { rendered_with("one", "img:2") }).await;
+    // Time for a second deployer to act, were it acting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (first_renders, second_renders) = (renders(&first_metrics), renders(&second_metrics));
+    assert_eq!((first_renders + second_renders, first_renders.min(second_renders)), (2, 0), "helm ran once per change, by one deployer");
+
+    let (leader, standby, standby_metrics) =
+        if first_renders > 0 { (first, second, second_metrics) } else { (second, first, first_metrics) };
+    leader.abort();
+    let _ = leader.await;
+    put("two", "img:1").await;
+    eventually("rendered by the standby", || async { rendered_with("two", "img:1") }).await;
+    assert!(renders(&standby_metrics) >= 1);
+    standby.abort();
     server.stop().await;
 }

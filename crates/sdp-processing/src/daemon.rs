@@ -9,9 +9,9 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use sdp_config::keys::paths;
-use sdp_config::{Config, Error, Owner, Txn};
+use sdp_config::{Config, Error, Txn};
 
-use crate::{plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER_PATH};
+use crate::{plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
 
 pub struct Controller {
     pub config: Config,
@@ -101,57 +101,41 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs the controller until the future is dropped. Errors are logged and retried; it never gives up.
+/// Runs the controller until the future is dropped: whenever this replica leads, it works. Errors are logged
+/// and retried; it never gives up.
 pub async fn run(controller: Controller) {
-    loop {
-        if let Err(e) = lead_and_work(&controller).await {
+    sdp_config::run_while_leading(&controller.config, LEADER, controller.lease_ttl, Duration::from_secs(2), || async {
+        let worked = work(&controller).await;
+        if worked.is_err() {
             controller.metrics.errors.inc();
-            tracing::warn!(error = %e, "processing controller: retrying in 2 s");
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-    }
+        worked
+    })
+    .await
 }
 
-async fn lead_and_work(c: &Controller) -> Result<(), Error> {
-    let lease = c.config.lease(c.lease_ttl).await?;
-    // Wait until no other controller leads, then take the lead.
-    let mut leader_watch = c.config.watcher();
+/// Reconciles on every change while leading. Each pass checks the leadership entry in its own transaction, so
+/// a replica that has just lost the lead writes nothing.
+async fn work(c: &Controller) -> Result<(), Error> {
+    let leader = paths::leader(LEADER);
+    let mut watcher = c.config.watcher().with_timeout(Duration::from_secs(30));
     loop {
-        let took = leader_watch
+        let actions = watcher
             .txn(|t| {
-                let lease = &lease;
+                let leader = &leader;
                 async move {
-                    match t.create_json(LEADER_PATH, &Owner::this_process(), Some(lease)).await {
-                        Ok(()) => Ok(true),
-                        Err(Error::Collision(_)) => Ok(false),
-                        Err(e) => Err(e),
+                    if !t.is_owner_of(leader).await? {
+                        return Ok(None);
                     }
+                    let snapshot = read_snapshot(&t).await?;
+                    let actions = plan(&snapshot, &c.scripts, &c.settings);
+                    apply(&t, &actions).await?;
+                    Ok(Some(actions))
                 }
             })
             .await?;
-        if took {
-            break;
-        }
-        tracing::info!("another processing controller leads; waiting");
-    }
-    tracing::info!("processing controller leading");
-    let mut watcher = c.config.watcher().with_timeout(Duration::from_secs(30));
-    loop {
-        let work = watcher.txn(|t| async move {
-            if !t.is_owner_of(LEADER_PATH).await? {
-                return Ok(None);
-            }
-            let snapshot = read_snapshot(&t).await?;
-            let actions = plan(&snapshot, &c.scripts, &c.settings);
-            apply(&t, &actions).await?;
-            Ok(Some(actions))
-        });
-        let actions = tokio::select! {
-            actions = work => actions?,
-            _ = lease.lost() => return Err(Error::LeaseLost(lease.id())),
-        };
         match actions {
-            None => return Err(Error::Invalid("lost the processing controller's leadership entry".into())),
+            None => return Err(Error::Invalid(format!("{leader} no longer names this process"))),
             Some(actions) => {
                 c.metrics.reconciles.inc();
                 for action in actions {

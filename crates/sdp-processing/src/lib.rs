@@ -22,8 +22,8 @@ use sdp_config::{Deployment, ProcessingBlock, Workflow};
 pub const SCRIPT_DEPLOYMENT_SUFFIX: &str = "-workflow";
 /// The chart deploying a processing script.
 pub const SCRIPT_CHART: &str = "workflow";
-/// The leadership entry.
-pub const LEADER_PATH: &str = "/controller/processing";
+/// The component name of the leadership entry (`/controller/processing`).
+pub const LEADER: &str = "processing";
 
 /// A processing script definition: which image runs `kind:name:version`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -216,6 +216,7 @@ async fn start_helm_deployer(
         work_dir: data_dir.join("helm-values"),
         max_backoff: std::time::Duration::from_secs(300),
         max_parallel: 8,
+        lease_ttl: 10,
     }))];
     match &mode {
         sdp_helmdeploy::Mode::Cluster => match kube::Client::try_default().await {

@@ -15,6 +15,7 @@ fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
 /// deploys are its own), with the real helm, isolated from any cluster, external etcd or Tango database the
 /// environment names (callers add those they test).
 fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Command {
+    std::fs::create_dir_all(data_dir).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_sdp"));
     command
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
