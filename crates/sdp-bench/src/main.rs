@@ -69,7 +69,14 @@ async fn main() {
             let sdp = sibling("sdp");
             _embedded = sdp_testkit::KillOnDrop(
                 std::process::Command::new(&sdp)
-                    .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--staging-listen", &format!("127.0.0.1:{}", sdp_testkit::free_port()), "--data-dir"])
+                    .args([
+                        "up",
+                        "--config-listen",
+                        &format!("127.0.0.1:{port}"),
+                        "--staging-listen",
+                        &format!("127.0.0.1:{}", sdp_testkit::free_port()),
+                        "--data-dir",
+                    ])
                     .arg(_data.path())
                     .env_remove("SDP_CONFIG_HOST")
                     .env("RUST_LOG", "warn")
@@ -80,7 +87,10 @@ async fn main() {
             targets.push(("embedded (sdp up)".to_string(), port));
         }
     }
-    println!("each server on 127.0.0.1 with its data on the same disk, fsync on; {} s per throughput figure", args.seconds);
+    println!(
+        "each server on 127.0.0.1 with its data on the same disk, fsync on; {} s per throughput figure",
+        args.seconds
+    );
     let mut table: Vec<(String, Vec<String>)> = Vec::new();
     for (name, port) in &targets {
         eprintln!("measuring {name} ...");
@@ -144,7 +154,10 @@ async fn measure(port: u16, args: &Args) -> Vec<(String, String)> {
         rows.push((format!("pb-create txn/s, {clients} client(s)"), format!("{rate:.0}")));
     }
     let (p50, p99) = watch_latency(&config.with_prefix("/bench-watch").unwrap(), args.watch_events).await;
-    rows.push((format!("watch latency p50/p99 ms ({} events)", args.watch_events), format!("{:.2} / {:.2}", ms(p50), ms(p99))));
+    rows.push((
+        format!("watch latency p50/p99 ms ({} events)", args.watch_events),
+        format!("{:.2} / {:.2}", ms(p50), ms(p99)),
+    ));
     fill(&config, args.keys).await;
     let sdpcfg = sibling("sdpcfg");
     let listing = {
@@ -183,7 +196,11 @@ async fn raw_rate(port: u16, clients: usize, duration: Duration, txn: bool) -> (
                 let t0 = Instant::now();
                 if txn {
                     let t = etcd_client::Txn::new()
-                        .when([etcd_client::Compare::mod_revision(key.as_str(), etcd_client::CompareOp::Equal, revision)])
+                        .when([etcd_client::Compare::mod_revision(
+                            key.as_str(),
+                            etcd_client::CompareOp::Equal,
+                            revision,
+                        )])
                         .and_then([etcd_client::TxnOp::put(key.as_str(), "value", None)]);
                     let resp = etcd.txn(t).await.expect("txn");
                     assert!(resp.succeeded(), "uncontended transaction failed");
@@ -303,7 +320,9 @@ async fn fill(config: &Config, keys: usize) {
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
@@ -388,9 +407,17 @@ async fn deployer_bench(entries: usize) {
     }
     let all_states = start.elapsed();
     sampler.abort();
-    println!("deployer, render-only with helm {}, {entries} entries created in {:.1} s", helm_version(), created.as_secs_f64());
-    println!("  all rendered after {:.1} s, all states written after {:.1} s ({:.1} entries/s)",
-        all_rendered.as_secs_f64(), all_states.as_secs_f64(), entries as f64 / all_states.as_secs_f64());
+    println!(
+        "deployer, render-only with helm {}, {entries} entries created in {:.1} s",
+        helm_version(),
+        created.as_secs_f64()
+    );
+    println!(
+        "  all rendered after {:.1} s, all states written after {:.1} s ({:.1} entries/s)",
+        all_rendered.as_secs_f64(),
+        all_states.as_secs_f64(),
+        entries as f64 / all_states.as_secs_f64()
+    );
     let peak = *peak.lock().unwrap();
     println!("  sdp up RSS: idle {idle:.1} MiB, peak under load {peak:.1} MiB, after {:.1} MiB", rss_mib(pid));
 }
@@ -411,18 +438,28 @@ async fn pod_event_bench(events: usize) {
     use kube::client::Body;
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
-    let d = sdp_config::Deployment { deploy_id: "d".into(), kind: "helm".into(), args: serde_json::json!({"chart": "c"}) };
-    config.txn(|t| { let d = d.clone(); async move { t.create_deployment(&d).await } }).await.expect("entry");
+    let d =
+        sdp_config::Deployment { deploy_id: "d".into(), kind: "helm".into(), args: serde_json::json!({"chart": "c"}) };
+    config
+        .txn(|t| {
+            let d = d.clone();
+            async move { t.create_deployment(&d).await }
+        })
+        .await
+        .expect("entry");
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "sdp");
     let monitor = tokio::spawn(sdp_helmdeploy::pods::monitor(client, "sdp".into(), config.clone(), Default::default()));
-    let pod = |phase: &str, ready: bool, rv: usize| serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "d-0", "namespace": "sdp", "resourceVersion": rv.to_string(), "labels": {"app.kubernetes.io/instance": "d"}},
-        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
-    });
+    let pod = |phase: &str, ready: bool, rv: usize| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "d-0", "namespace": "sdp", "resourceVersion": rv.to_string(), "labels": {"app.kubernetes.io/instance": "d"}},
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        })
+    };
     let (_, send) = handle.next_request().await.expect("list");
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []});
+    let list =
+        serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": []});
     send.send_response(Response::builder().body(Body::from(list.to_string().into_bytes())).unwrap());
     let mut watcher = config.watcher();
     let read = |t: sdp_config::Txn| async move { t.get_deployment_state("d").await };

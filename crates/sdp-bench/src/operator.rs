@@ -25,7 +25,9 @@ fn path(name: &str) -> String {
 fn proc_status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
@@ -33,7 +35,8 @@ fn proc_status_mib(field: &str) -> f64 {
 async fn round(api: &FakeApi, ctx: &Arc<Context>, names: &[String]) -> usize {
     futures::stream::iter(names)
         .map(|name| {
-            let ds: DeviceServer = serde_json::from_value(api.get(&path(name)).expect("stored")).expect("a DeviceServer");
+            let ds: DeviceServer =
+                serde_json::from_value(api.get(&path(name)).expect("stored")).expect("a DeviceServer");
             reconcile_deviceserver(Arc::new(ds), ctx.clone())
         })
         .buffer_unordered(CONCURRENCY)
@@ -74,10 +77,7 @@ pub async fn operator_bench(servers: usize) {
         for statefulset in api.paths().into_iter().filter(|p| p.contains("/statefulsets/")) {
             api.patch(&statefulset, json!({"status": {"replicas": 1, "readyReplicas": 1}}));
         }
-        let running = names
-            .iter()
-            .filter(|n| api.get(&path(n)).unwrap()["status"]["state"] == "Running")
-            .count();
+        let running = names.iter().filter(|n| api.get(&path(n)).unwrap()["status"]["state"] == "Running").count();
         if running == servers {
             break;
         }
@@ -85,7 +85,11 @@ pub async fn operator_bench(servers: usize) {
     let took = started.elapsed();
     println!("Tango operator, {servers} DeviceServers (half depending on another) on the in-memory Kubernetes API:");
     println!("  all Running after {rounds} rounds, {reconciles} reconciles in {:.2} s", took.as_secs_f64());
-    println!("  reconcile throughput: {:.0} reconciles/s ({} API requests)", reconciles as f64 / took.as_secs_f64(), api.requests());
+    println!(
+        "  reconcile throughput: {:.0} reconciles/s ({} API requests)",
+        reconciles as f64 / took.as_secs_f64(),
+        api.requests()
+    );
     println!(
         "  memory (this process: operator + in-memory API): idle {idle:.1} MiB, after load {:.1} MiB, peak {:.1} MiB",
         proc_status_mib("VmRSS:"),

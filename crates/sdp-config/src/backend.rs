@@ -287,7 +287,9 @@ impl Backend {
                 let resp = client.lease_client().grant(ttl, None).await.map_err(|e| self.etcd_error(e))?;
                 Ok(resp.id())
             }
-            Backend::Memory(store) => store.lease_grant(0, ttl).map(|(id, _)| id).map_err(|e| Error::Backend(e.to_string())),
+            Backend::Memory(store) => {
+                store.lease_grant(0, ttl).map(|(id, _)| id).map_err(|e| Error::Backend(e.to_string()))
+            }
         }
     }
 

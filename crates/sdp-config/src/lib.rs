@@ -22,16 +22,16 @@ mod backend;
 pub mod entity;
 pub mod json;
 pub mod keys;
-mod lease;
 pub mod leadership;
+mod lease;
 mod txn;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
-pub use lease::Lease;
 pub use leadership::{run_while_leading, Leadership};
+pub use lease::Lease;
 pub use txn::{Txn, Watcher, MAX_RECURSION};
 
 use backend::Backend;

@@ -152,7 +152,12 @@ impl Txn {
         Ok(())
     }
 
-    pub async fn create_json<T: Serialize>(&self, path: &str, value: &T, lease: Option<&crate::Lease>) -> Result<(), Error> {
+    pub async fn create_json<T: Serialize>(
+        &self,
+        path: &str,
+        value: &T,
+        lease: Option<&crate::Lease>,
+    ) -> Result<(), Error> {
         self.create(path, &canonical(path, value)?, lease).await
     }
 
@@ -209,7 +214,9 @@ impl Txn {
                 })
                 .collect();
             if let Some(rev) = revision {
-                pre.extend(state.lists.iter().map(|p| Precondition::PrefixUnchangedSince { prefix: p.clone(), revision: rev }));
+                pre.extend(
+                    state.lists.iter().map(|p| Precondition::PrefixUnchangedSince { prefix: p.clone(), revision: rev }),
+                );
             }
             let writes: Vec<Write> = state
                 .writes
@@ -293,11 +300,9 @@ impl ReadSet {
             // Nothing read: nothing can wake us.
             return std::future::pending().await;
         };
-        let ends = self
-            .keys
-            .iter()
-            .map(|k| format!("{k}\0"))
-            .chain(self.prefixes.iter().map(|p| String::from_utf8_lossy(&sdp_kvstore::prefix_end(p.as_bytes())).into_owned()));
+        let ends = self.keys.iter().map(|k| format!("{k}\0")).chain(
+            self.prefixes.iter().map(|p| String::from_utf8_lossy(&sdp_kvstore::prefix_end(p.as_bytes())).into_owned()),
+        );
         let end = ends.max().unwrap_or_default();
         let matches = |key: &str| self.keys.contains(key) || self.prefixes.iter().any(|p| key.starts_with(p.as_str()));
         backend.wait_for_change(&start, &end, self.revision, matches).await.map(|_| ())

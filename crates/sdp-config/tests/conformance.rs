@@ -226,10 +226,11 @@ async fn watcher_wakes_on_change(db: Config) {
         writer.txn(|t| async move { t.update("/subarray/1", "\"READY\"").await }).await.unwrap();
     });
     let started = Instant::now();
-    let second = tokio::time::timeout(Duration::from_secs(10), watcher.txn(|t| async move { t.get("/subarray/1").await }))
-        .await
-        .expect("watcher did not wake up")
-        .unwrap();
+    let second =
+        tokio::time::timeout(Duration::from_secs(10), watcher.txn(|t| async move { t.get("/subarray/1").await }))
+            .await
+            .expect("watcher did not wake up")
+            .unwrap();
     // ...so it only returns after the second write.
     assert!(started.elapsed() >= Duration::from_millis(550));
     assert_eq!(second.as_deref(), Some("\"READY\""));
@@ -243,12 +244,13 @@ async fn watcher_wakes_on_new_key_under_listed_prefix(db: Config) {
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let d = Deployment { deploy_id: "d1".into(), kind: "helm".into(), args: json!({"chart": "c"}) };
-        writer.txn(|t| {
-            let d = d.clone();
-            async move { t.create_deployment(&d).await }
-        })
-        .await
-        .unwrap();
+        writer
+            .txn(|t| {
+                let d = d.clone();
+                async move { t.create_deployment(&d).await }
+            })
+            .await
+            .unwrap();
     });
     let ids = tokio::time::timeout(Duration::from_secs(10), watcher.txn(|t| async move { t.list_deployments().await }))
         .await

@@ -10,7 +10,9 @@ pub const MAX_TXN_OPS: usize = 128;
 pub fn status(e: kv::Error) -> Status {
     match e {
         kv::Error::Compacted { .. } => Status::out_of_range("etcdserver: mvcc: required revision has been compacted"),
-        kv::Error::FutureRevision { .. } => Status::out_of_range("etcdserver: mvcc: required revision is a future revision"),
+        kv::Error::FutureRevision { .. } => {
+            Status::out_of_range("etcdserver: mvcc: required revision is a future revision")
+        }
         kv::Error::LeaseNotFound(_) => Status::not_found("etcdserver: requested lease not found"),
         kv::Error::LeaseExists(_) => Status::failed_precondition("etcdserver: lease already exists"),
         kv::Error::KeyNotFound => Status::invalid_argument("etcdserver: key not found"),
@@ -76,7 +78,12 @@ pub fn range_request(r: PbRangeRequest) -> Result<kv::RangeRequest, Status> {
 }
 
 pub fn range_response(r: kv::RangeResponse, header: PbResponseHeader) -> PbRangeResponse {
-    PbRangeResponse { header: Some(header), kvs: r.kvs.into_iter().map(kv_to_pb).collect(), more: r.more, count: r.count }
+    PbRangeResponse {
+        header: Some(header),
+        kvs: r.kvs.into_iter().map(kv_to_pb).collect(),
+        more: r.more,
+        count: r.count,
+    }
 }
 
 pub fn put_request(p: PbPutRequest) -> Result<kv::PutRequest, Status> {
@@ -105,7 +112,11 @@ pub fn delete_request(d: PbDeleteRequest) -> Result<kv::DeleteRangeRequest, Stat
 }
 
 pub fn delete_response(d: kv::DeleteRangeResponse, header: PbResponseHeader) -> PbDeleteResponse {
-    PbDeleteResponse { header: Some(header), deleted: d.deleted, prev_kvs: d.prev_kvs.into_iter().map(kv_to_pb).collect() }
+    PbDeleteResponse {
+        header: Some(header),
+        deleted: d.deleted,
+        prev_kvs: d.prev_kvs.into_iter().map(kv_to_pb).collect(),
+    }
 }
 
 fn compare(c: PbCompare) -> Result<kv::Compare, Status> {

@@ -185,7 +185,14 @@ mod tests {
     use sdp_kvstore::{Event, EventKind, KeyValue};
 
     fn put(rev: i64, key: &str) -> Record {
-        let kv = KeyValue { key: key.into(), value: b"v".to_vec(), create_revision: rev, mod_revision: rev, version: 1, lease: 0 };
+        let kv = KeyValue {
+            key: key.into(),
+            value: b"v".to_vec(),
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            lease: 0,
+        };
         Record::Changes { revision: rev, events: vec![Event { kind: EventKind::Put, kv, prev_kv: None }] }
     }
 

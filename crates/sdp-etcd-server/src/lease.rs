@@ -16,7 +16,10 @@ pub struct LeaseService(pub Shared);
 
 #[tonic::async_trait]
 impl PbLeaseService for LeaseService {
-    async fn lease_grant(&self, request: Request<PbLeaseGrantRequest>) -> Result<Response<PbLeaseGrantResponse>, Status> {
+    async fn lease_grant(
+        &self,
+        request: Request<PbLeaseGrantRequest>,
+    ) -> Result<Response<PbLeaseGrantResponse>, Status> {
         let req = request.into_inner();
         let (id, ttl) = self.0.store.lease_grant(req.id, req.ttl.max(MIN_TTL)).map_err(status)?;
         self.0.durable().await?;
@@ -24,7 +27,10 @@ impl PbLeaseService for LeaseService {
         Ok(Response::new(PbLeaseGrantResponse { header, id, ttl, error: String::new() }))
     }
 
-    async fn lease_revoke(&self, request: Request<PbLeaseRevokeRequest>) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        request: Request<PbLeaseRevokeRequest>,
+    ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
         let rev = self.0.store.lease_revoke(request.into_inner().id).map_err(status)?;
         self.0.durable().await?;
         Ok(Response::new(PbLeaseRevokeResponse { header: Some(self.0.header(rev)) }))

@@ -160,7 +160,8 @@ async fn create(
                 continue;
             }
             let revision = events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).max().unwrap_or(0);
-            let resp = PbWatchResponse { header: Some(shared.header(revision)), watch_id: id, events, ..Default::default() };
+            let resp =
+                PbWatchResponse { header: Some(shared.header(revision)), watch_id: id, events, ..Default::default() };
             if out.send(Ok(resp)).await.is_err() {
                 break;
             }

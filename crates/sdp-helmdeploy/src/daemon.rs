@@ -108,7 +108,10 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
             // takes deleting the entry, not breaking it.
             for action in plan(desired, &observed) {
                 let id = action.deploy_id().to_string();
-                if invalid.contains_key(&id) || in_flight.contains(&id) || backoff.get(&id).is_some_and(|b| b.retry_at > now) {
+                if invalid.contains_key(&id)
+                    || in_flight.contains(&id)
+                    || backoff.get(&id).is_some_and(|b| b.retry_at > now)
+                {
                     continue;
                 }
                 in_flight.insert(id.clone());
@@ -199,7 +202,8 @@ async fn initial_observed(d: &Deployer) -> Result<BTreeMap<String, Observed>, St
                 // `chart` is `<name>-<version>`: compare by name, as entries name charts.
                 let name = release.chart.rsplit_once('-').map_or(release.chart.as_str(), |(n, _)| n).to_string();
                 let fingerprint = Desired { deploy_id: release.name.clone(), chart: name, values }.fingerprint();
-                observed.insert(release.name, Observed { fingerprint, status: ReleaseStatus::from_helm(&release.status) });
+                observed
+                    .insert(release.name, Observed { fingerprint, status: ReleaseStatus::from_helm(&release.status) });
             }
         }
         Mode::RenderOnly(dir) => {
@@ -207,7 +211,10 @@ async fn initial_observed(d: &Deployer) -> Result<BTreeMap<String, Observed>, St
                 while let Ok(Some(f)) = files.next_entry().await {
                     if let Some(id) = f.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")) {
                         // Unknown content: re-rendered if its entry exists, removed if not.
-                        observed.insert(id.to_string(), Observed { fingerprint: String::new(), status: ReleaseStatus::Deployed });
+                        observed.insert(
+                            id.to_string(),
+                            Observed { fingerprint: String::new(), status: ReleaseStatus::Deployed },
+                        );
                     }
                 }
             }
@@ -243,7 +250,9 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
         (HelmAction::Install(d) | HelmAction::Upgrade(d), _) => {
             let values_file = work_dir.join(format!("{id}.values.json"));
             let outcome = async {
-                tokio::fs::write(&values_file, d.values.to_string()).await.map_err(|e| format!("cannot write {}: {e}", values_file.display()))?;
+                tokio::fs::write(&values_file, d.values.to_string())
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", values_file.display()))?;
                 match &mode {
                     Mode::Cluster => {
                         let installed = match &action {
@@ -262,9 +271,12 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                         Ok(json!({"status": "deployed", "error": null}))
                     }
                     Mode::RenderOnly(dir) => {
-                        let manifest = ctx.helm(&helm.template_args(d, &values_file)).await.map_err(|e| e.to_string())?;
+                        let manifest =
+                            ctx.helm(&helm.template_args(d, &values_file)).await.map_err(|e| e.to_string())?;
                         let path = dir.join(format!("{id}.yaml"));
-                        tokio::fs::write(&path, manifest).await.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                        tokio::fs::write(&path, manifest)
+                            .await
+                            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                         Ok(json!({"status": "rendered", "manifest": path.display().to_string(), "error": null,
                                   "message": "no Kubernetes cluster: the chart was rendered, not installed"}))
                     }
@@ -285,18 +297,26 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
             Err(crate::helm::HelmError::ReleaseNotFound { .. }) => Ok(None),
             Err(e) => Err(e.to_string()),
         },
-        (HelmAction::Uninstall(_), Mode::RenderOnly(dir)) => match tokio::fs::remove_file(dir.join(format!("{id}.yaml"))).await {
-            Ok(()) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.to_string()),
-        },
+        (HelmAction::Uninstall(_), Mode::RenderOnly(dir)) => {
+            match tokio::fs::remove_file(dir.join(format!("{id}.yaml"))).await {
+                Ok(()) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        }
     };
     match &result {
         Ok(None) => {
             let _ = tokio::fs::remove_file(work_dir.join(format!("{id}.values.json"))).await;
             // The entry is gone; its state goes with the release.
             let path = paths::deploy_state(&id);
-            if let Err(e) = config.txn(|t| { let path = path.clone(); async move { t.delete(&path, false, false).await } }).await {
+            if let Err(e) = config
+                .txn(|t| {
+                    let path = path.clone();
+                    async move { t.delete(&path, false, false).await }
+                })
+                .await
+            {
                 tracing::warn!(deploy_id = id, error = %e, "cannot remove the deployment state");
             }
             tracing::info!(deploy_id = id, "deployment removed");

@@ -100,7 +100,15 @@ impl Helm {
     }
 
     pub fn get_values_args(&self, deploy_id: &str) -> Vec<String> {
-        vec!["get".into(), "values".into(), deploy_id.into(), "--namespace".into(), self.namespace.clone(), "--output".into(), "json".into()]
+        vec![
+            "get".into(),
+            "values".into(),
+            deploy_id.into(),
+            "--namespace".into(),
+            self.namespace.clone(),
+            "--output".into(),
+            "json".into(),
+        ]
     }
 
     /// Runs helm; returns its standard output.
@@ -130,8 +138,8 @@ impl Helm {
     pub async fn get_values(&self, deploy_id: &str) -> Result<Value, HelmError> {
         let args = self.get_values_args(deploy_id);
         let text = self.run(&args).await?;
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| HelmError::Output { command: args.join(" "), detail: e.to_string() })?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| HelmError::Output { command: args.join(" "), detail: e.to_string() })?;
         // helm prints `null` for a release installed without values.
         Ok(if value.is_null() { Value::Object(Default::default()) } else { value })
     }
@@ -155,7 +163,9 @@ pub fn failure(command: String, stderr: String) -> HelmError {
         return HelmError::ReleaseNotFound { command, stderr };
     }
     // e.g. `create: failed to create: namespaces "sdp" not found`
-    if let Some(namespace) = stderr.split("namespaces \"").nth(1).and_then(|rest| rest.split_once("\" not found")).map(|(ns, _)| ns) {
+    if let Some(namespace) =
+        stderr.split("namespaces \"").nth(1).and_then(|rest| rest.split_once("\" not found")).map(|(ns, _)| ns)
+    {
         return HelmError::NamespaceMissing { command, namespace: namespace.to_string() };
     }
     HelmError::Failed { command, stderr }
@@ -187,14 +197,23 @@ mod tests {
         assert_eq!(helm.chart_ref("dask"), "ska/dask");
         assert_eq!(helm.chart_ref("stable/dask"), "stable/dask");
         assert_eq!(helm.uninstall_args("x"), ["uninstall", "x", "--namespace", "sdp"]);
-        assert_eq!(helm.list_args(), ["list", "--deployed", "--failed", "--pending", "--namespace", "sdp", "--output", "json"]);
+        assert_eq!(
+            helm.list_args(),
+            ["list", "--deployed", "--failed", "--pending", "--namespace", "sdp", "--output", "json"]
+        );
     }
 
     #[test]
     fn failures_by_kind() {
         let kind = |stderr: &str| failure("install x".into(), stderr.into());
-        assert!(matches!(kind("Error: INSTALLATION FAILED: cannot re-use a name that is still in use"), HelmError::NameInUse { .. }));
-        assert!(matches!(kind("Error: uninstall: Release not loaded: x: release: not found"), HelmError::ReleaseNotFound { .. }));
+        assert!(matches!(
+            kind("Error: INSTALLATION FAILED: cannot re-use a name that is still in use"),
+            HelmError::NameInUse { .. }
+        ));
+        assert!(matches!(
+            kind("Error: uninstall: Release not loaded: x: release: not found"),
+            HelmError::ReleaseNotFound { .. }
+        ));
         let missing = kind("Error: INSTALLATION FAILED: create: failed to create: namespaces \"sdp\" not found");
         assert!(matches!(&missing, HelmError::NamespaceMissing { namespace, .. } if namespace == "sdp"), "{missing:?}");
         assert!(missing.to_string().contains("kubectl create namespace sdp"), "{missing}");

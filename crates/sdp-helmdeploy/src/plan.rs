@@ -160,7 +160,8 @@ mod tests {
             plan(&entries, &observed),
             vec![HelmAction::Install(a.clone()), HelmAction::Upgrade(b.clone()), HelmAction::Uninstall("c".into())]
         );
-        let observed: BTreeMap<String, Observed> = [("a".to_string(), deployed(&a)), ("b".to_string(), deployed(&b))].into();
+        let observed: BTreeMap<String, Observed> =
+            [("a".to_string(), deployed(&a)), ("b".to_string(), deployed(&b))].into();
         assert!(plan(&entries, &observed).is_empty());
         // A different chart is an upgrade too.
         let moved: BTreeMap<String, Desired> = [("a".to_string(), desired("a", "other", json!({"x": 1})))].into();
@@ -173,22 +174,36 @@ mod tests {
         let with = |status: &str| Observed { fingerprint: a.fingerprint(), status: ReleaseStatus::from_helm(status) };
         assert_eq!(release_state(&a, None), ReleaseState::Absent);
         assert_eq!(release_state(&a, Some(&with("deployed"))), ReleaseState::InSync);
-        assert!(matches!(release_state(&desired("a", "workflow", json!({})), Some(&with("deployed"))), ReleaseState::OutOfSync(_)));
+        assert!(matches!(
+            release_state(&desired("a", "workflow", json!({})), Some(&with("deployed"))),
+            ReleaseState::OutOfSync(_)
+        ));
         // A release that failed is retried though its entry did not change (say, after a restart).
         assert!(matches!(release_state(&a, Some(&with("failed"))), ReleaseState::Failed(_)));
-        assert_eq!(plan(&[("a".to_string(), a.clone())].into(), &[("a".to_string(), with("failed"))].into()), [HelmAction::Upgrade(a.clone())]);
-        let ReleaseState::Locked(reason) = release_state(&a, Some(&with("pending-install"))) else { panic!("not locked") };
+        assert_eq!(
+            plan(&[("a".to_string(), a.clone())].into(), &[("a".to_string(), with("failed"))].into()),
+            [HelmAction::Upgrade(a.clone())]
+        );
+        let ReleaseState::Locked(reason) = release_state(&a, Some(&with("pending-install"))) else {
+            panic!("not locked")
+        };
         assert!(reason.contains("pending-install") && reason.contains("helm uninstall a"), "{reason}");
-        assert!(plan(&[("a".to_string(), a.clone())].into(), &[("a".to_string(), with("pending-upgrade"))].into()).is_empty());
+        assert!(plan(&[("a".to_string(), a.clone())].into(), &[("a".to_string(), with("pending-upgrade"))].into())
+            .is_empty());
     }
 
     #[test]
     fn entries_are_read_or_explained() {
         let entry = |args: Value| sdp_config::Deployment { deploy_id: "d".into(), kind: "helm".into(), args };
-        let ok = Desired::from_deployment(&entry(json!({"chart": "stable/dask", "values": {"worker.replicas": 2}}))).unwrap().unwrap();
+        let ok = Desired::from_deployment(&entry(json!({"chart": "stable/dask", "values": {"worker.replicas": 2}})))
+            .unwrap()
+            .unwrap();
         assert_eq!(ok.values, json!({"worker": {"replicas": 2}}));
         assert!(Desired::from_deployment(&entry(json!({}))).unwrap().unwrap_err().contains("args.chart"));
-        assert!(Desired::from_deployment(&entry(json!({"chart": "c", "values": [1]}))).unwrap().unwrap_err().contains("args.values"));
+        assert!(Desired::from_deployment(&entry(json!({"chart": "c", "values": [1]})))
+            .unwrap()
+            .unwrap_err()
+            .contains("args.values"));
         let other = sdp_config::Deployment { deploy_id: "d".into(), kind: "process-direct".into(), args: json!({}) };
         assert!(Desired::from_deployment(&other).is_none());
     }

@@ -157,7 +157,8 @@ mod tests {
             v["status"]["phase"] = json!(p);
         }
         if let Some(r) = ready {
-            v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": r}]);
+            v["status"]["conditions"] =
+                json!([{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": r}]);
         }
         if deleting {
             v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");

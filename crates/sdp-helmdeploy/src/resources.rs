@@ -31,7 +31,9 @@ fn path_part(name: &str) -> String {
 /// The `/resource` entries one NetworkAttachmentDefinition stands for (path → value).
 pub fn resources_of(nad: &DynamicObject) -> BTreeMap<String, Value> {
     let mut entries = BTreeMap::new();
-    let (Some(name), namespace) = (nad.metadata.name.as_deref(), nad.metadata.namespace.as_deref().unwrap_or("default")) else {
+    let (Some(name), namespace) =
+        (nad.metadata.name.as_deref(), nad.metadata.namespace.as_deref().unwrap_or("default"))
+    else {
         return entries;
     };
     let id = format!("{}/{}", path_part(namespace), path_part(name));
@@ -89,7 +91,9 @@ pub async fn monitor(client: Client, config: Config, metrics: crate::metrics::Me
     let mut relist: Option<BTreeMap<(String, String), DynamicObject>> = None;
     // Without the CRD the list fails until someone installs it: retry, ever more slowly (up to a minute).
     let mut retry = std::time::Duration::from_secs(1);
-    let key = |o: &DynamicObject| (o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap_or_default());
+    let key = |o: &DynamicObject| {
+        (o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap_or_default())
+    };
     loop {
         let publish_now = match events.next().await {
             Some(Ok(Event::Apply(o))) => {

@@ -62,7 +62,8 @@ mod tests {
             nest_json(seed).unwrap(),
             json!({"jupyter": {"enabled": "false"}, "scheduler": {"serviceType": "ClusterIP"}, "worker": {"replicas": 2}})
         );
-        let mixed = json!({"env.SDP_CONFIG_HOST": "h", "env.SDP_HELM_NAMESPACE": "sdp", "pb_id": "p", "a": {"b.c": [1]}});
+        let mixed =
+            json!({"env.SDP_CONFIG_HOST": "h", "env.SDP_HELM_NAMESPACE": "sdp", "pb_id": "p", "a": {"b.c": [1]}});
         assert_eq!(
             nest_json(mixed).unwrap(),
             json!({"env": {"SDP_CONFIG_HOST": "h", "SDP_HELM_NAMESPACE": "sdp"}, "pb_id": "p", "a": {"b": {"c": [1]}}})

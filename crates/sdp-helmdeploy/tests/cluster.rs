@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use sdp_helmdeploy::helm::Helm;
 use sdp_helmdeploy::{Deployer, Mode};
 
-
 async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
@@ -40,21 +39,34 @@ async fn processing_block_to_running_pods_and_back() {
         tokio::spawn(sdp_processing::run(sdp_processing::Controller {
             config: config.clone(),
             scripts: sdp_processing::builtin_scripts(),
-            settings: sdp_processing::ControllerSettings { config_host: "etcd".into(), helm_namespace: namespace.clone() },
+            settings: sdp_processing::ControllerSettings {
+                config_host: "etcd".into(),
+                helm_namespace: namespace.clone(),
+            },
             lease_ttl: 5,
-        metrics: Default::default(),
+            metrics: Default::default(),
         })),
         tokio::spawn(sdp_helmdeploy::run(Deployer {
             config: config.clone(),
             metrics: Default::default(),
-            helm: Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: Some(sdp_testkit::charts_dir()), repo: None },
+            helm: Helm {
+                bin: sdp_testkit::helm(),
+                namespace: namespace.clone(),
+                charts_dir: Some(sdp_testkit::charts_dir()),
+                repo: None,
+            },
             mode: Mode::Cluster,
             work_dir: dir.path().to_path_buf(),
             max_backoff: Duration::from_secs(5),
             max_parallel: 4,
             lease_ttl: 3,
         })),
-        tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), namespace.clone(), config.clone(), Default::default())),
+        tokio::spawn(sdp_helmdeploy::pods::monitor(
+            client.clone(),
+            namespace.clone(),
+            config.clone(),
+            Default::default(),
+        )),
     ];
 
     let pb_id = config
@@ -64,7 +76,15 @@ async fn processing_block_to_running_pods_and_back() {
     let deploy_id = format!("{pb_id}-workflow");
     let state = || {
         let (config, id) = (config.clone(), deploy_id.clone());
-        async move { config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap() }
+        async move {
+            config
+                .txn(|t| {
+                    let id = id.clone();
+                    async move { t.get_deployment_state(&id).await }
+                })
+                .await
+                .unwrap()
+        }
     };
     let pod_statuses = |s: Option<Value>| -> Vec<String> {
         s.and_then(|s| s["pods"].as_object().cloned())
@@ -81,11 +101,22 @@ async fn processing_block_to_running_pods_and_back() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let pod = pods.list(&Default::default()).await.unwrap().items.into_iter().next().unwrap();
     let failed = json!({"status": {"phase": "Failed", "conditions": [{"type": "Ready", "status": "False"}]}});
-    pods.patch_status(pod.metadata.name.as_deref().unwrap(), &PatchParams::default(), &Patch::Merge(&failed)).await.unwrap();
-    eventually("FAILED in the deployment state", || async { pod_statuses(state().await).contains(&"FAILED".to_string()) }).await;
+    pods.patch_status(pod.metadata.name.as_deref().unwrap(), &PatchParams::default(), &Patch::Merge(&failed))
+        .await
+        .unwrap();
+    eventually("FAILED in the deployment state", || async {
+        pod_statuses(state().await).contains(&"FAILED".to_string())
+    })
+    .await;
 
     // Deleting the processing block uninstalls the release and removes the state.
-    config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+    config
+        .txn(|t| {
+            let id = pb_id.clone();
+            async move { t.delete_processing_block(&id).await }
+        })
+        .await
+        .unwrap();
     let helm = Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: None, repo: None };
     eventually("release uninstalled", || async { helm.list().await.is_ok_and(|r| r.is_empty()) }).await;
     eventually("state removed", || async { state().await.is_none() }).await;
@@ -113,9 +144,15 @@ async fn labelled_network_definitions_are_published() {
     }))
     .unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(crd.metadata.name.as_deref().unwrap(), &PatchParams::apply("sdp-e2e").force(), &Patch::Apply(&crd)).await.unwrap();
+    crds.patch(crd.metadata.name.as_deref().unwrap(), &PatchParams::apply("sdp-e2e").force(), &Patch::Apply(&crd))
+        .await
+        .unwrap();
     eventually("the CRD established", || async {
-        crds.get(crd.metadata.name.as_deref().unwrap()).await.ok().and_then(|c| c.status).and_then(|s| s.conditions)
+        crds.get(crd.metadata.name.as_deref().unwrap())
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions)
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
     })
     .await;
@@ -123,7 +160,8 @@ async fn labelled_network_definitions_are_published() {
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
     let monitor = tokio::spawn(sdp_helmdeploy::resources::monitor(client.clone(), config.clone(), Default::default()));
-    let nads: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &sdp_helmdeploy::resources::api_resource());
+    let nads: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &sdp_helmdeploy::resources::api_resource());
     let name = format!("vis-{}", std::process::id());
     let nad: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
@@ -136,7 +174,10 @@ async fn labelled_network_definitions_are_published() {
         let config = config.clone();
         async move { config.txn(|t| async move { t.list_keys("/resource/", 8).await }).await.unwrap() }
     };
-    let expected = [format!("/resource/network-attachment-definition/default/{name}"), format!("/resource/supernet/default/{name}")];
+    let expected = [
+        format!("/resource/network-attachment-definition/default/{name}"),
+        format!("/resource/supernet/default/{name}"),
+    ];
     eventually("entries published", || async { keys().await == expected }).await;
     let unlabel = json!({"metadata": {"labels": {"sdp.skao.int/available-for-allocation": null}}});
     nads.patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel)).await.unwrap();
@@ -158,8 +199,10 @@ async fn a_failed_release_is_retried_after_a_restart() {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &namespace);
-    let quota: ResourceQuota =
-        serde_json::from_value(json!({"metadata": {"name": "no-deployments"}, "spec": {"hard": {"count/deployments.apps": "0"}}})).unwrap();
+    let quota: ResourceQuota = serde_json::from_value(
+        json!({"metadata": {"name": "no-deployments"}, "spec": {"hard": {"count/deployments.apps": "0"}}}),
+    )
+    .unwrap();
     quotas.create(&PostParams::default(), &quota).await.unwrap();
 
     let server = sdp_testkit::Embedded::start().await;
@@ -169,7 +212,12 @@ async fn a_failed_release_is_retried_after_a_restart() {
         tokio::spawn(sdp_helmdeploy::run(Deployer {
             config: config.clone(),
             metrics: Default::default(),
-            helm: Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: Some(sdp_testkit::charts_dir()), repo: None },
+            helm: Helm {
+                bin: sdp_testkit::helm(),
+                namespace: namespace.clone(),
+                charts_dir: Some(sdp_testkit::charts_dir()),
+                repo: None,
+            },
             mode: Mode::Cluster,
             work_dir: dir.path().to_path_buf(),
             max_backoff: Duration::from_secs(60),
@@ -182,7 +230,13 @@ async fn a_failed_release_is_retried_after_a_restart() {
         kind: "helm".into(),
         args: json!({"chart": "workflow", "values": {"pb_id": "retry", "wf_image": "img:1"}}),
     };
-    config.txn(|t| { let d = entry.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    config
+        .txn(|t| {
+            let d = entry.clone();
+            async move { t.create_deployment(&d).await }
+        })
+        .await
+        .unwrap();
     let status = || {
         let config = config.clone();
         async move {

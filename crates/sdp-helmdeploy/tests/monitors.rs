@@ -56,8 +56,15 @@ async fn pod_events_become_deployment_states() {
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
     for id in ["d1", "d2"] {
-        let d = sdp_config::Deployment { deploy_id: id.into(), kind: "helm".into(), args: json!({"chart": "workflow"}) };
-        config.txn(|t| { let d = d.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+        let d =
+            sdp_config::Deployment { deploy_id: id.into(), kind: "helm".into(), args: json!({"chart": "workflow"}) };
+        config
+            .txn(|t| {
+                let d = d.clone();
+                async move { t.create_deployment(&d).await }
+            })
+            .await
+            .unwrap();
     }
     let (client, mut handle) = mock_client();
     let monitor = tokio::spawn(sdp_helmdeploy::pods::monitor(client, "sdp".into(), config.clone(), Default::default()));
@@ -85,7 +92,10 @@ async fn pod_events_become_deployment_states() {
     wait("d2", json!({"d2-a": {"status": "PENDING"}})).await;
 
     // The watch ends; the monitor watches again from the last version it saw: a pod failed, another went away.
-    let watch = events(&[("MODIFIED", pod("d1-a", "d1", "Failed", false, 14)), ("DELETED", pod("d2-a", "d2", "Running", false, 15))]);
+    let watch = events(&[
+        ("MODIFIED", pod("d1-a", "d1", "Failed", false, 14)),
+        ("DELETED", pod("d2-a", "d2", "Running", false, 15)),
+    ]);
     answer(&mut handle, pods, true, watch).await;
     wait("d1", json!({"d1-a": {"status": "FAILED"}})).await;
     wait("d2", json!({})).await;
@@ -113,10 +123,7 @@ async fn labelled_network_definitions_become_resources() {
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
     // An entry left by an earlier run for a definition that is gone.
-    config
-        .txn(|t| async move { t.create("/resource/supernet/sdp/old", "{}", None).await })
-        .await
-        .unwrap();
+    config.txn(|t| async move { t.create("/resource/supernet/sdp/old", "{}", None).await }).await.unwrap();
     let (client, mut handle) = mock_client();
     let monitor = tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone(), Default::default()));
     let nads = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
@@ -125,16 +132,24 @@ async fn labelled_network_definitions_become_resources() {
         async move { config.txn(|t| async move { t.list_keys("/resource/", 8).await }).await.unwrap() }
     };
 
-    answer(&mut handle, nads, false, list("NetworkAttachmentDefinitionList", vec![nad("vis", true, Some("10.1.0.0/16"), 5)])).await;
+    answer(
+        &mut handle,
+        nads,
+        false,
+        list("NetworkAttachmentDefinitionList", vec![nad("vis", true, Some("10.1.0.0/16"), 5)]),
+    )
+    .await;
     sdp_testkit::eventually("two entries for vis, none for old", Duration::from_secs(10), || async {
         keys().await == ["/resource/network-attachment-definition/sdp/vis", "/resource/supernet/sdp/vis"]
     })
     .await;
-    let supernet: Value = config.txn(|t| async move { t.get_json("/resource/supernet/sdp/vis").await }).await.unwrap().unwrap();
+    let supernet: Value =
+        config.txn(|t| async move { t.get_json("/resource/supernet/sdp/vis").await }).await.unwrap().unwrap();
     assert_eq!(supernet["network"], "10.1.0.0/16");
 
     // Another is labelled; then vis loses its label (the API server sends that as DELETED to a label-selected watch).
-    let watch = events(&[("ADDED", nad("other", true, None, 6)), ("DELETED", nad("vis", false, Some("10.1.0.0/16"), 7))]);
+    let watch =
+        events(&[("ADDED", nad("other", true, None, 6)), ("DELETED", nad("vis", false, Some("10.1.0.0/16"), 7))]);
     answer(&mut handle, nads, true, watch).await;
     sdp_testkit::eventually("only other's definition", Duration::from_secs(10), || async {
         keys().await == ["/resource/network-attachment-definition/sdp/other"]

@@ -23,7 +23,13 @@ fn helm(charts: &Path) -> Helm {
 
 async fn state(config: &Config, id: &str) -> Option<Value> {
     let id = id.to_string();
-    config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap()
+    config
+        .txn(|t| {
+            let id = id.clone();
+            async move { t.get_deployment_state(&id).await }
+        })
+        .await
+        .unwrap()
 }
 
 /// Charts of the repository plus the test's broken one, side by side.
@@ -57,7 +63,10 @@ async fn flow(config: Config) {
     let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),
         scripts: sdp_processing::builtin_scripts(),
-        settings: sdp_processing::ControllerSettings { config_host: "etcd.example".into(), helm_namespace: "sdp".into() },
+        settings: sdp_processing::ControllerSettings {
+            config_host: "etcd.example".into(),
+            helm_namespace: "sdp".into(),
+        },
         lease_ttl: 3,
         metrics: Default::default(),
     }));
@@ -76,7 +85,10 @@ async fn flow(config: Config) {
     assert!(text.contains("image: \"nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0\""));
     assert!(text.contains("- name: SDP_CONFIG_HOST\n              value: \"etcd.example\""), "{text}");
     // The state follows the manifest.
-    eventually("state rendered", || async { state(&config, &deploy_id).await.is_some_and(|s| s["status"] == "rendered") }).await;
+    eventually("state rendered", || async {
+        state(&config, &deploy_id).await.is_some_and(|s| s["status"] == "rendered")
+    })
+    .await;
 
     // Changed values re-render (an upgrade).
     let updated = Deployment {
@@ -84,7 +96,13 @@ async fn flow(config: Config) {
         kind: "helm".into(),
         args: json!({"chart": "workflow", "values": {"pb_id": pb_id, "wf_image": "example/other:2", "env.EXTRA": "1"}}),
     };
-    config.txn(|t| { let d = updated.clone(); async move { t.update_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await } }).await.unwrap();
+    config
+        .txn(|t| {
+            let d = updated.clone();
+            async move { t.update_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await }
+        })
+        .await
+        .unwrap();
     eventually("re-rendered with the new image", || async {
         std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("example/other:2"))
     })
@@ -92,7 +110,13 @@ async fn flow(config: Config) {
 
     // Bad entries: a chart that does not render, and malformed JSON. Each gets its error; nothing stops.
     let broken = Deployment { deploy_id: "bad-chart".into(), kind: "helm".into(), args: json!({"chart": "broken"}) };
-    config.txn(|t| { let d = broken.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    config
+        .txn(|t| {
+            let d = broken.clone();
+            async move { t.create_deployment(&d).await }
+        })
+        .await
+        .unwrap();
     config.txn(|t| async move { t.create("/deploy/bad-json", "{\"args\": ", None).await }).await.unwrap();
     eventually("errors recorded", || async {
         let chart = state(&config, "bad-chart").await;
@@ -101,15 +125,34 @@ async fn flow(config: Config) {
             && json.is_some_and(|s| s["status"] == "failed" && s["error"].as_str().unwrap().contains("not valid"))
     })
     .await;
-    assert_eq!(config.txn(|t| async move { t.get("/deploy/bad-json").await }).await.unwrap().as_deref(), Some("{\"args\": "));
+    assert_eq!(
+        config.txn(|t| async move { t.get("/deploy/bad-json").await }).await.unwrap().as_deref(),
+        Some("{\"args\": ")
+    );
 
     // Deleting the processing block undoes the deployment: the release (here, its manifest) and its state go.
-    config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+    config
+        .txn(|t| {
+            let id = pb_id.clone();
+            async move { t.delete_processing_block(&id).await }
+        })
+        .await
+        .unwrap();
     eventually("manifest removed", || async { !manifest.exists() }).await;
     eventually("state removed", || async { state(&config, &deploy_id).await.is_none() }).await;
     // The deployer is still alive and serving.
-    let later = Deployment { deploy_id: "later".into(), kind: "helm".into(), args: json!({"chart": "workflow", "values": {"pb_id": "x", "wf_image": "i"}}) };
-    config.txn(|t| { let d = later.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    let later = Deployment {
+        deploy_id: "later".into(),
+        kind: "helm".into(),
+        args: json!({"chart": "workflow", "values": {"pb_id": "x", "wf_image": "i"}}),
+    };
+    config
+        .txn(|t| {
+            let d = later.clone();
+            async move { t.create_deployment(&d).await }
+        })
+        .await
+        .unwrap();
     eventually("a later deployment rendered", || async { rendered.join("later.yaml").is_file() }).await;
     // What happened is counted.
     let mut text = String::new();
@@ -140,7 +183,8 @@ async fn workflow_chart_lints_renders_and_packages() {
     let dir = tempfile::tempdir().unwrap();
     let helm = helm(&sdp_testkit::charts_dir());
     let values = dir.path().join("v.json");
-    std::fs::write(&values, json!({"pb_id": "pb-1", "wf_image": "img:1", "env": {"SDP_CONFIG_HOST": "h"}}).to_string()).unwrap();
+    std::fs::write(&values, json!({"pb_id": "pb-1", "wf_image": "img:1", "env": {"SDP_CONFIG_HOST": "h"}}).to_string())
+        .unwrap();
     let chart = sdp_testkit::charts_dir().join("workflow").display().to_string();
     let v = values.display().to_string();
     helm.run(&["lint".into(), "--strict".into(), chart.clone(), "--values".into(), v.clone()]).await.unwrap();
@@ -176,12 +220,24 @@ async fn converges_after_a_restart() {
     let put = |id: &'static str, image: &'static str| {
         let config = config.clone();
         async move {
-            let d = Deployment { deploy_id: id.into(), kind: "helm".into(), args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}) };
-            config.txn(|t| { let d = d.clone(); async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await } }).await.unwrap();
+            let d = Deployment {
+                deploy_id: id.into(),
+                kind: "helm".into(),
+                args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
+            };
+            config
+                .txn(|t| {
+                    let d = d.clone();
+                    async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await }
+                })
+                .await
+                .unwrap();
         }
     };
     let files = || {
-        let mut names: Vec<String> = std::fs::read_dir(&rendered).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        let mut names: Vec<String> = std::fs::read_dir(&rendered)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
         names.sort();
         names
     };
@@ -203,7 +259,8 @@ async fn converges_after_a_restart() {
     })
     .await;
     for id in ["keep", "change", "new"] {
-        eventually("state rendered", || async { state(&config, id).await.is_some_and(|s| s["status"] == "rendered") }).await;
+        eventually("state rendered", || async { state(&config, id).await.is_some_and(|s| s["status"] == "rendered") })
+            .await;
     }
     assert!(state(&config, "drop").await.is_none());
     restarted.abort();
@@ -235,12 +292,25 @@ async fn two_deployers_do_the_work_of_one() {
     let put = |id: &'static str, image: &'static str| {
         let config = config.clone();
         async move {
-            let d = Deployment { deploy_id: id.into(), kind: "helm".into(), args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}) };
-            config.txn(|t| { let d = d.clone(); async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await } }).await.unwrap();
+            let d = Deployment {
+                deploy_id: id.into(),
+                kind: "helm".into(),
+                args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
+            };
+            config
+                .txn(|t| {
+                    let d = d.clone();
+                    async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await }
+                })
+                .await
+                .unwrap();
         }
     };
-    let renders = |m: &Metrics| m.helm_calls.get_or_create(&HelmCall { verb: "template".into(), result: "ok".into() }).get();
-    let rendered_with = |id: &str, image: &str| std::fs::read_to_string(rendered.join(format!("{id}.yaml"))).is_ok_and(|t| t.contains(image));
+    let renders =
+        |m: &Metrics| m.helm_calls.get_or_create(&HelmCall { verb: "template".into(), result: "ok".into() }).get();
+    let rendered_with = |id: &str, image: &str| {
+        std::fs::read_to_string(rendered.join(format!("{id}.yaml"))).is_ok_and(|t| t.contains(image))
+    };
 
     let (first_metrics, second_metrics) = (Metrics::default(), Metrics::default());
     let first = start(first_metrics.clone());
@@ -252,7 +322,11 @@ async fn two_deployers_do_the_work_of_one() {
     // Time for a second deployer to act, were it acting.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (first_renders, second_renders) = (renders(&first_metrics), renders(&second_metrics));
-    assert_eq!((first_renders + second_renders, first_renders.min(second_renders)), (2, 0), "helm ran once per change, by one deployer");
+    assert_eq!(
+        (first_renders + second_renders, first_renders.min(second_renders)),
+        (2, 0),
+        "helm ran once per change, by one deployer"
+    );
 
     let (leader, standby, standby_metrics) =
         if first_renders > 0 { (first, second, second_metrics) } else { (second, first, first_metrics) };

@@ -148,8 +148,7 @@ impl Store {
     }
 
     pub fn delete_range(&self, req: DeleteRangeRequest) -> Result<(DeleteRangeResponse, Revision), Error> {
-        let (resp, rev) =
-            self.txn(&TxnRequest { success: vec![RequestOp::DeleteRange(req)], ..Default::default() })?;
+        let (resp, rev) = self.txn(&TxnRequest { success: vec![RequestOp::DeleteRange(req)], ..Default::default() })?;
         match resp.responses.into_iter().next() {
             Some(ResponseOp::DeleteRange(d)) => Ok((d, rev)),
             _ => unreachable!("a one-delete transaction answers with one delete response"),
@@ -273,8 +272,7 @@ impl Store {
     pub fn expire_leases(&self) -> Option<Duration> {
         let mut state = self.lock();
         let now = Instant::now();
-        let expired: Vec<LeaseId> =
-            state.leases.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<LeaseId> = state.leases.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
             if let Err(e) = self.revoke_locked(&mut state, id) {
                 tracing_free_log(&format!("cannot expire lease {id:x}: {e}"));
@@ -465,7 +463,11 @@ impl State {
         if lease != 0 && !self.leases.contains_key(&lease) {
             return Err(Error::LeaseNotFound(lease));
         }
-        let value = if req.ignore_value { prev.as_ref().map(|p| p.value.clone()).unwrap_or_default() } else { req.value.clone() };
+        let value = if req.ignore_value {
+            prev.as_ref().map(|p| p.value.clone()).unwrap_or_default()
+        } else {
+            req.value.clone()
+        };
         let kv = KeyValue {
             key: req.key.clone(),
             value,
@@ -486,10 +488,7 @@ impl State {
             let kv = KeyValue { key: prev.key.clone(), mod_revision: pending.revision, ..KeyValue::default() };
             pending.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
         }
-        DeleteRangeResponse {
-            deleted: victims.len() as i64,
-            prev_kvs: if req.prev_kv { victims } else { Vec::new() },
-        }
+        DeleteRangeResponse { deleted: victims.len() as i64, prev_kvs: if req.prev_kv { victims } else { Vec::new() } }
     }
 
     /// Applies one record. Live writes and journal replay both come through here.
@@ -592,10 +591,9 @@ fn check_no_duplicate_writes(ops: &[RequestOp]) -> Result<(), Error> {
     let mut deletes: Vec<&KeyRange> = Vec::new();
     for op in ops {
         match op {
-            RequestOp::Put(p)
-                if !puts.insert(&p.key) => {
-                    return Err(Error::DuplicateKey);
-                }
+            RequestOp::Put(p) if !puts.insert(&p.key) => {
+                return Err(Error::DuplicateKey);
+            }
             RequestOp::DeleteRange(d) => deletes.push(&d.range),
             _ => {}
         }

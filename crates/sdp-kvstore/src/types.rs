@@ -197,13 +197,27 @@ pub struct TxnResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// The changes of one write transaction, all at `revision`.
-    Changes { revision: Revision, events: Vec<Event> },
-    LeaseGrant { id: LeaseId, ttl: i64 },
+    Changes {
+        revision: Revision,
+        events: Vec<Event>,
+    },
+    LeaseGrant {
+        id: LeaseId,
+        ttl: i64,
+    },
     /// Revocation or expiry; the deletions of attached keys are a separate `Changes` record.
-    LeaseRevoke { id: LeaseId },
-    Compact { revision: Revision },
+    LeaseRevoke {
+        id: LeaseId,
+    },
+    Compact {
+        revision: Revision,
+    },
     /// The whole live state at `revision` (history before it forgotten): lets a journal start over small.
-    Snapshot { revision: Revision, kvs: Vec<KeyValue>, leases: Vec<(LeaseId, i64)> },
+    Snapshot {
+        revision: Revision,
+        kvs: Vec<KeyValue>,
+        leases: Vec<(LeaseId, i64)>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -32,7 +32,11 @@ fn revisions_and_versions_follow_etcd() {
     assert_eq!((kv.create_revision, kv.version), (5, 1));
     // A transaction's writes share one revision; reads in it see its earlier writes.
     let txn = TxnRequest {
-        compare: vec![Compare { range: KeyRange::single("a"), result: CompareResult::Equal, target: CompareTarget::Version(1) }],
+        compare: vec![Compare {
+            range: KeyRange::single("a"),
+            result: CompareResult::Equal,
+            target: CompareTarget::Version(1),
+        }],
         success: vec![
             RequestOp::Put(PutRequest { key: "b".into(), value: "x".into(), ..Default::default() }),
             RequestOp::Put(PutRequest { key: "c".into(), value: "y".into(), ..Default::default() }),

@@ -23,14 +23,27 @@ pub use runtime::{AttrValue, ChangeEvent, DeviceInfo, Lmc};
 pub enum Effect {
     CreateProcessingBlock(sdp_config::ProcessingBlock),
     /// Merges `fields` into `/pb/<pb_id>/state` (created if absent), keeping what others wrote there.
-    MergeProcessingBlockState { pb_id: String, fields: Value },
+    MergeProcessingBlockState {
+        pb_id: String,
+        fields: Value,
+    },
     /// Merges per-scan parameters into the processing block's `scan_parameters`.
-    MergeScanParameters { pb_id: String, scan_parameters: Value },
+    MergeScanParameters {
+        pb_id: String,
+        scan_parameters: Value,
+    },
     /// Deletes `/pb/<pb_id>` with its owner and state entries.
     DeleteProcessingBlock(String),
-    PutSubarray { id: String, entry: Value },
-    DeleteSubarray { id: String },
-    PutMaster { entry: Value },
+    PutSubarray {
+        id: String,
+        entry: Value,
+    },
+    DeleteSubarray {
+        id: String,
+    },
+    PutMaster {
+        entry: Value,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -84,7 +97,10 @@ pub async fn apply(config: &sdp_config::Config, effects: &[Effect]) -> Result<()
                 match effect {
                     Effect::CreateProcessingBlock(pb) => t.create_processing_block(pb).await?,
                     Effect::MergeProcessingBlockState { pb_id, fields } => {
-                        let mut state = t.get_processing_block_state(pb_id).await?.unwrap_or_else(|| Value::Object(Default::default()));
+                        let mut state = t
+                            .get_processing_block_state(pb_id)
+                            .await?
+                            .unwrap_or_else(|| Value::Object(Default::default()));
                         merge(&mut state, fields);
                         t.put_processing_block_state(pb_id, &state).await?;
                     }

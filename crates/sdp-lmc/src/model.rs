@@ -77,6 +77,9 @@ mod tests {
         assert_eq!(AdminMode::from_value(1), Some(AdminMode::ONLINE));
         assert_eq!(DevState::DISABLE as i64, 12);
         assert_eq!(ObsState::IDLE.repr(), "<ObsState.IDLE: 0>");
-        assert_eq!(repr_list(&[AdminMode::OFFLINE, AdminMode::NOT_FITTED], AdminMode::repr), "[<AdminMode.OFFLINE: 0>, <AdminMode.NOT_FITTED: 3>]");
+        assert_eq!(
+            repr_list(&[AdminMode::OFFLINE, AdminMode::NOT_FITTED], AdminMode::repr),
+            "[<AdminMode.OFFLINE: 0>, <AdminMode.NOT_FITTED: 3>]"
+        );
     }
 }

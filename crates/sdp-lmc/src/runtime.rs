@@ -193,9 +193,7 @@ impl Lmc {
 
     /// Runs a command; refusals and failures change nothing.
     pub async fn command(&self, device: &str, name: &str, argin: &str) -> Result<(), DevError> {
-        let not_found = || {
-            DevError::not_found("API_CommandNotFound", format!("Command {name} not found"))
-        };
+        let not_found = || DevError::not_found("API_CommandNotFound", format!("Command {name} not found"));
         if self.is_master(device) {
             let command = master::Command::parse(name).ok_or_else(not_found)?;
             let mut state = self.master.lock().await;
@@ -229,7 +227,8 @@ impl Lmc {
     fn publish(&self, device: &str, before: &[(&'static str, AttrValue)], after: &[(&'static str, AttrValue)]) {
         for ((name, old), (_, new)) in before.iter().zip(after) {
             if old != new {
-                let _ = self.events.send(ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() });
+                let _ =
+                    self.events.send(ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() });
             }
         }
     }

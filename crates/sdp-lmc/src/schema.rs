@@ -4,8 +4,8 @@
 //! The schemas are a handful of required fields and types, so they are checked directly rather than through a
 //! general JSON-Schema engine (which would add some twenty crates to the build for five fields).
 
-use serde_json::{Map, Value};
 use sdp_config::Workflow;
+use serde_json::{Map, Value};
 
 /// A validated `Configure` argument.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,11 +37,14 @@ fn require(obj: &Map<String, Value>, path: &str, fields: &[&str]) -> Result<(), 
 }
 
 fn only(obj: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), String> {
-    let unexpected: Vec<String> = obj.keys().filter(|k| !allowed.contains(&k.as_str())).map(|k| format!("'{k}'")).collect();
+    let unexpected: Vec<String> =
+        obj.keys().filter(|k| !allowed.contains(&k.as_str())).map(|k| format!("'{k}'")).collect();
     match unexpected.len() {
         0 => Ok(()),
         1 => Err(at(path, format!("Additional properties are not allowed ({} was unexpected)", unexpected[0]))),
-        _ => Err(at(path, format!("Additional properties are not allowed ({} were unexpected)", unexpected.join(", ")))),
+        _ => {
+            Err(at(path, format!("Additional properties are not allowed ({} were unexpected)", unexpected.join(", "))))
+        }
     }
 }
 
@@ -84,7 +87,11 @@ pub fn configure(text: &str) -> Result<Configure, String> {
     let wf = object(&cfg["workflow"], &wpath)?;
     require(wf, &wpath, &["type", "id", "version"])?;
     only(wf, &wpath, &["type", "id", "version"])?;
-    let workflow = Workflow { kind: string(wf, &wpath, "type")?, id: string(wf, &wpath, "id")?, version: string(wf, &wpath, "version")? };
+    let workflow = Workflow {
+        kind: string(wf, &wpath, "type")?,
+        id: string(wf, &wpath, "id")?,
+        version: string(wf, &wpath, "version")?,
+    };
     object(&cfg["parameters"], &join(path, "parameters"))?;
     let scan_parameters = match cfg.get("scanParameters") {
         Some(sp) => {
@@ -133,8 +140,14 @@ mod tests {
             ("[]", "[] is not of type 'object'"),
             ("{not json", "Unable to load JSON configuration: key must be a string at line 1 column 2"),
             (r#"{"configure": 1}"#, "configure: 1 is not of type 'object'"),
-            (r#"{"configure": {"id": "a", "workflow": {}, "parameters": {}}}"#, "configure: 'sbiId' is a required property"),
-            (r#"{"configure": {"id": 7, "sbiId": "s", "workflow": {}, "parameters": {}}}"#, "configure.id: 7 is not of type 'string'"),
+            (
+                r#"{"configure": {"id": "a", "workflow": {}, "parameters": {}}}"#,
+                "configure: 'sbiId' is a required property",
+            ),
+            (
+                r#"{"configure": {"id": 7, "sbiId": "s", "workflow": {}, "parameters": {}}}"#,
+                "configure.id: 7 is not of type 'string'",
+            ),
             (
                 r#"{"configure": {"id": "a", "sbiId": "s", "workflow": {"type": "t", "id": "i"}, "parameters": {}}}"#,
                 "configure.workflow: 'version' is a required property",

@@ -95,7 +95,10 @@ async fn seed_transcript(config: Config) {
     assert_eq!(s.command(sub, "Configure", SEED_CONFIGURE).await.0, 204);
     assert_eq!(s.value(sub, "obsState").await, json!([2, "READY"]));
     let pb = config.txn(|t| async move { t.get_processing_block("xyz").await }).await.unwrap().unwrap();
-    assert_eq!((pb.workflow.kind.as_str(), pb.workflow.id.as_str(), pb.workflow.version.as_str()), ("realtime", "vis_receive", "0.1.0"));
+    assert_eq!(
+        (pb.workflow.kind.as_str(), pb.workflow.id.as_str(), pb.workflow.version.as_str()),
+        ("realtime", "vis_receive", "0.1.0")
+    );
     assert_eq!(pb.scan_parameters, json!({"1": {}}));
     let entry: Value = config.txn(|t| async move { t.get_json("/subarray/1").await }).await.unwrap().unwrap();
     assert_eq!(entry, json!({"adminState": "ONLINE", "command": "Configure", "currentPb": "xyz"}));
@@ -127,11 +130,18 @@ async fn seed_transcript(config: Config) {
     assert_eq!(s.command(sub, "EndScan", "").await.0, 204);
     assert_eq!(s.value(sub, "obsState").await, json!([2, "READY"]));
     let (status, err) = s.command(sub, "EndScan", "").await;
-    assert_eq!((status, err["desc"].as_str().unwrap()), (409, "Error: the device must be in one of the following obsStates: [<ObsState.SCANNING: 3>]"));
+    assert_eq!(
+        (status, err["desc"].as_str().unwrap()),
+        (409, "Error: the device must be in one of the following obsStates: [<ObsState.SCANNING: 3>]")
+    );
     // EndSB removes what Configure made.
     assert_eq!(s.command(sub, "EndSB", "").await.0, 204);
     assert_eq!(s.value(sub, "obsState").await, json!([0, "IDLE"]));
-    assert!(keys(&config).await.iter().all(|k| !k.starts_with("/pb/xyz") && k != "/subarray/1"), "{:?}", keys(&config).await);
+    assert!(
+        keys(&config).await.iter().all(|k| !k.starts_with("/pb/xyz") && k != "/subarray/1"),
+        "{:?}",
+        keys(&config).await
+    );
     // The master.
     assert_eq!(s.value("master", "State").await, json!("ON"));
     assert_eq!(s.command("master", "Standby", "").await.0, 204);

@@ -109,11 +109,17 @@ fn configure_effects_describe_the_processing_block_and_subarray() {
     let Effect::CreateProcessingBlock(pb) = &effects[0] else { panic!("{effects:?}") };
     assert_eq!(pb.pb_id, "xyz");
     assert_eq!(pb.sbi_id.as_deref(), Some("sbi-1"));
-    assert_eq!((pb.workflow.kind.as_str(), pb.workflow.id.as_str(), pb.workflow.version.as_str()), ("realtime", "vis_receive", "0.1.0"));
+    assert_eq!(
+        (pb.workflow.kind.as_str(), pb.workflow.id.as_str(), pb.workflow.version.as_str()),
+        ("realtime", "vis_receive", "0.1.0")
+    );
     assert_eq!(pb.scan_parameters, json!({"1": {}}));
     assert_eq!(
         effects[1],
-        Effect::PutSubarray { id: "1".into(), entry: json!({"adminState": "ONLINE", "command": "Configure", "currentPb": "xyz"}) }
+        Effect::PutSubarray {
+            id: "1".into(),
+            entry: json!({"adminState": "ONLINE", "command": "Configure", "currentPb": "xyz"})
+        }
     );
     let (_, effects) = decide(&next, "1", &Command::EndSB).unwrap();
     assert_eq!(effects, vec![Effect::DeleteProcessingBlock("xyz".into()), Effect::DeleteSubarray { id: "1".into() }]);
@@ -123,7 +129,9 @@ fn configure_effects_describe_the_processing_block_and_subarray() {
 fn master_commands() {
     let m = master::MasterState::default();
     assert_eq!(m.state, DevState::ON);
-    for (name, state) in [("Off", DevState::OFF), ("standby", DevState::STANDBY), ("DISABLE", DevState::DISABLE), ("On", DevState::ON)] {
+    for (name, state) in
+        [("Off", DevState::OFF), ("standby", DevState::STANDBY), ("DISABLE", DevState::DISABLE), ("On", DevState::ON)]
+    {
         let (next, effects) = master::decide(&m, master::Command::parse(name).unwrap());
         assert_eq!(next.state, state);
         assert_eq!(effects, vec![Effect::PutMaster { entry: json!({"state": state.label()}) }]);

@@ -65,7 +65,8 @@ async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
     snapshot.deployments = t.list_deployments().await?.into_iter().collect();
     // Entries one level below a block (`/pb/<id>/state`, `/pb/<id>/owner`) whose block is gone.
     for path in t.list_keys(&format!("{}/", paths::PB), 1).await? {
-        let Some((pb_id, entry)) = path.strip_prefix(&format!("{}/", paths::PB)).and_then(|rest| rest.split_once('/')) else {
+        let Some((pb_id, entry)) = path.strip_prefix(&format!("{}/", paths::PB)).and_then(|rest| rest.split_once('/'))
+        else {
             continue;
         };
         if snapshot.processing_blocks.contains_key(pb_id) {

@@ -72,7 +72,10 @@ pub enum Action {
     CreateDeployment(Deployment),
     DeleteDeployment(String),
     /// Merge these fields into `/pb/<pb_id>/state`.
-    UpdateState { pb_id: String, fields: Map<String, Value> },
+    UpdateState {
+        pb_id: String,
+        fields: Map<String, Value>,
+    },
     /// Remove `/pb/<pb_id>/state` of a deleted block.
     DeleteState(String),
 }
@@ -94,7 +97,11 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
     for (pb_id, pb) in &snapshot.processing_blocks {
         let deploy_id = format!("{pb_id}{SCRIPT_DEPLOYMENT_SUFFIX}");
         let update = match pb {
-            Err(error) => state_update(snapshot, pb_id, json!({"state": "failed", "error": format!("processing block is not valid: {error}")})),
+            Err(error) => state_update(
+                snapshot,
+                pb_id,
+                json!({"state": "failed", "error": format!("processing block is not valid: {error}")}),
+            ),
             Ok(pb) => match find_script(scripts, &pb.workflow) {
                 None => state_update(
                     snapshot,
@@ -135,7 +142,12 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
     actions
 }
 
-fn script_deployment(deploy_id: &str, pb_id: &str, script: &ScriptDefinition, settings: &ControllerSettings) -> Deployment {
+fn script_deployment(
+    deploy_id: &str,
+    pb_id: &str,
+    script: &ScriptDefinition,
+    settings: &ControllerSettings,
+) -> Deployment {
     Deployment {
         deploy_id: deploy_id.to_string(),
         kind: "helm".into(),

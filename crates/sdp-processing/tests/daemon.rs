@@ -37,14 +37,35 @@ async fn seed_flow(config: Config) {
         .unwrap();
     let deploy_id = format!("{pb_id}-workflow");
     eventually("the script deployment", || async { deployments(&config).await.contains(&deploy_id) }).await;
-    let d = config.txn(|t| { let id = deploy_id.clone(); async move { t.get_deployment(&id).await } }).await.unwrap().unwrap();
+    let d = config
+        .txn(|t| {
+            let id = deploy_id.clone();
+            async move { t.get_deployment(&id).await }
+        })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.args["values"]["pb_id"], json!(pb_id));
     assert_eq!(d.args["values"]["wf_image"], "nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0");
-    let state = config.txn(|t| { let id = pb_id.clone(); async move { t.get_processing_block_state(&id).await } }).await.unwrap().unwrap();
+    let state = config
+        .txn(|t| {
+            let id = pb_id.clone();
+            async move { t.get_processing_block_state(&id).await }
+        })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state["state"], "executing");
     // The script deploys its execution engine, as the seed's testdask does.
-    let dask = Deployment { deploy_id: format!("{pb_id}-dask"), kind: "helm".into(), args: json!({"chart": "stable/dask"}) };
-    config.txn(|t| { let d = dask.clone(); async move { t.create_deployment(&d).await } }).await.unwrap();
+    let dask =
+        Deployment { deploy_id: format!("{pb_id}-dask"), kind: "helm".into(), args: json!({"chart": "stable/dask"}) };
+    config
+        .txn(|t| {
+            let d = dask.clone();
+            async move { t.create_deployment(&d).await }
+        })
+        .await
+        .unwrap();
     // Malformed input is reported in the state and does not stop the controller.
     config.txn(|t| async move { t.create("/pb/broken", "{oops", None).await }).await.unwrap();
     eventually("the malformed block's state", || async {
@@ -56,10 +77,22 @@ async fn seed_flow(config: Config) {
     // Deleting the processing block alone (as `sdpcfg delete /pb/<id>` does) undoes its deployments and
     // leaves nothing of it below /pb.
     let pb_path = format!("/pb/{pb_id}");
-    config.txn(|t| { let p = pb_path.clone(); async move { t.delete(&p, true, false).await } }).await.unwrap();
+    config
+        .txn(|t| {
+            let p = pb_path.clone();
+            async move { t.delete(&p, true, false).await }
+        })
+        .await
+        .unwrap();
     eventually("deployments removed", || async { deployments(&config).await.is_empty() }).await;
     eventually("the state removed", || async {
-        let below = config.txn(|t| { let p = format!("{pb_path}/"); async move { t.list_keys(&p, 1).await } }).await.unwrap();
+        let below = config
+            .txn(|t| {
+                let p = format!("{pb_path}/");
+                async move { t.list_keys(&p, 1).await }
+            })
+            .await
+            .unwrap();
         below.is_empty()
     })
     .await;

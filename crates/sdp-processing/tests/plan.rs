@@ -5,7 +5,10 @@ use sdp_processing::{builtin_scripts, plan, Action, ControllerSettings, Leftover
 use serde_json::json;
 
 fn settings() -> ControllerSettings {
-    ControllerSettings { config_host: "sdp-prototype-etcd-client.default.svc.cluster.local".into(), helm_namespace: "sdp".into() }
+    ControllerSettings {
+        config_host: "sdp-prototype-etcd-client.default.svc.cluster.local".into(),
+        helm_namespace: "sdp".into(),
+    }
 }
 
 fn pb(id: &str, workflow: &str) -> (String, Result<ProcessingBlock, String>) {
@@ -31,7 +34,10 @@ fn apply(snapshot: &mut Snapshot, actions: &[Action]) {
 
 #[test]
 fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
-    let snapshot = Snapshot { processing_blocks: [pb("realtime-20191121-0000", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    let snapshot = Snapshot {
+        processing_blocks: [pb("realtime-20191121-0000", "realtime:testdask:0.1.0")].into(),
+        ..Default::default()
+    };
     let actions = plan(&snapshot, &builtin_scripts(), &settings());
     let expected = Deployment {
         deploy_id: "realtime-20191121-0000-workflow".into(),
@@ -52,7 +58,12 @@ fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
 #[test]
 fn converges_and_then_does_nothing() {
     let mut snapshot = Snapshot {
-        processing_blocks: [pb("a", "realtime:testdask:0.1.0"), pb("b", "batch:testdask:0.1.0"), pb("c", "realtime:nope:9")].into(),
+        processing_blocks: [
+            pb("a", "realtime:testdask:0.1.0"),
+            pb("b", "batch:testdask:0.1.0"),
+            pb("c", "realtime:nope:9"),
+        ]
+        .into(),
         ..Default::default()
     };
     let first = plan(&snapshot, &builtin_scripts(), &settings());
@@ -65,15 +76,19 @@ fn converges_and_then_does_nothing() {
 
 #[test]
 fn other_state_fields_are_kept_and_only_changes_are_written() {
-    let mut snapshot = Snapshot { processing_blocks: [pb("a", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    let mut snapshot =
+        Snapshot { processing_blocks: [pb("a", "realtime:testdask:0.1.0")].into(), ..Default::default() };
     snapshot.deployments.insert("a-workflow".into());
-    snapshot.states.insert("a".into(), json!({"state": "executing", "deployments": ["a-workflow"], "obsState": "SCANNING"}));
+    snapshot
+        .states
+        .insert("a".into(), json!({"state": "executing", "deployments": ["a-workflow"], "obsState": "SCANNING"}));
     assert!(plan(&snapshot, &builtin_scripts(), &settings()).is_empty());
 }
 
 #[test]
 fn deleting_a_processing_block_undoes_its_deployments_only() {
-    let mut snapshot = Snapshot { processing_blocks: [pb("keep", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    let mut snapshot =
+        Snapshot { processing_blocks: [pb("keep", "realtime:testdask:0.1.0")].into(), ..Default::default() };
     for d in ["keep-workflow", "keep-dask", "gone-workflow", "gone-dask", "gone2-workflow", "unrelated"] {
         snapshot.deployments.insert(d.into());
     }
@@ -91,7 +106,11 @@ fn deleting_a_processing_block_undoes_its_deployments_only() {
 #[test]
 fn a_malformed_processing_block_is_reported_not_fatal() {
     let snapshot = Snapshot {
-        processing_blocks: [("bad".to_string(), Err("missing field `workflow`".to_string())), pb("ok", "realtime:testdask:0.1.0")].into(),
+        processing_blocks: [
+            ("bad".to_string(), Err("missing field `workflow`".to_string())),
+            pb("ok", "realtime:testdask:0.1.0"),
+        ]
+        .into(),
         ..Default::default()
     };
     let actions = plan(&snapshot, &builtin_scripts(), &settings());
@@ -102,7 +121,8 @@ fn a_malformed_processing_block_is_reported_not_fatal() {
 
 #[test]
 fn a_deleted_blocks_state_goes_once_no_script_owns_it() {
-    let mut snapshot = Snapshot { processing_blocks: [pb("live", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    let mut snapshot =
+        Snapshot { processing_blocks: [pb("live", "realtime:testdask:0.1.0")].into(), ..Default::default() };
     snapshot.deployments.insert("live-workflow".into());
     snapshot.states.insert("live".into(), json!({"state": "executing", "deployments": ["live-workflow"]}));
     snapshot.leftovers.insert("released".into(), Leftover { state: true, owner: false });

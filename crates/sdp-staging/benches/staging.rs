@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 fn mib(var: &str, default: u64) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Writes `mib` MiB of non-repeating bytes into `path`.
@@ -43,13 +40,13 @@ fn fill(path: &Path, mib: u64) {
 }
 
 async fn stage(base: &str, method: &str, source: &str, target: &str) -> Duration {
-    let url = reqwest::Url::parse_with_params(
-        &format!("{base}/stage-data/"),
-        [("method", method), ("username", "alice")],
-    )
-    .unwrap();
+    let url =
+        reqwest::Url::parse_with_params(&format!("{base}/stage-data/"), [("method", method), ("username", "alice")])
+            .unwrap();
     let start = Instant::now();
-    let resp = sdp_staging::http_client().build().unwrap()
+    let resp = sdp_staging::http_client()
+        .build()
+        .unwrap()
         .post(url)
         .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
         .send()
@@ -57,31 +54,19 @@ async fn stage(base: &str, method: &str, source: &str, target: &str) -> Duration
         .unwrap();
     let took = start.elapsed();
     let status = resp.status();
-    assert!(
-        status.is_success(),
-        "{method} {source}: {status} {}",
-        resp.text().await.unwrap_or_default()
-    );
+    assert!(status.is_success(), "{method} {source}: {status} {}", resp.text().await.unwrap_or_default());
     took
 }
 
 fn timed(cmd: &mut Command) -> Duration {
     let start = Instant::now();
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     start.elapsed()
 }
 
 fn rate(mib: u64, d: Duration) -> String {
-    format!(
-        "{:.2} s, {:.0} MB/s",
-        d.as_secs_f64(),
-        (mib << 20) as f64 / 1e6 / d.as_secs_f64()
-    )
+    format!("{:.2} s, {:.0} MB/s", d.as_secs_f64(), (mib << 20) as f64 / 1e6 / d.as_secs_f64())
 }
 
 #[tokio::main]
@@ -109,25 +94,10 @@ async fn main() {
     let cp_dest = s.storage.parent().unwrap().join("cp-dest");
     std::fs::create_dir_all(&cp_dest).unwrap();
     // Warm the page cache the same way for both, then alternate.
-    timed(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&tree)
-            .arg(cp_dest.join("warm")),
-    );
-    let cp1 = timed(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&tree)
-            .arg(cp_dest.join("one")),
-    );
+    timed(Command::new("cp").arg("-r").arg(&tree).arg(cp_dest.join("warm")));
+    let cp1 = timed(Command::new("cp").arg("-r").arg(&tree).arg(cp_dest.join("one")));
     let st1 = stage(&s.base, "local_copy", "tree", "one").await;
-    let cp2 = timed(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&tree)
-            .arg(cp_dest.join("two")),
-    );
+    let cp2 = timed(Command::new("cp").arg("-r").arg(&tree).arg(cp_dest.join("two")));
     let st2 = stage(&s.base, "local_copy", "tree", "two").await;
     let (cp, st) = (cp1.min(cp2), st1.min(st2));
     println!(
@@ -139,11 +109,7 @@ async fn main() {
         std::fs::remove_dir_all(cp_dest.join(d)).unwrap();
     }
     // The staged copies are read-only folders: make them writable to remove them.
-    Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&s.users)
-        .status()
-        .unwrap();
+    Command::new("chmod").args(["-R", "u+w"]).arg(&s.users).status().unwrap();
     std::fs::remove_dir_all(s.users.join("alice")).unwrap();
     std::fs::remove_dir_all(&tree).unwrap();
 
@@ -153,9 +119,8 @@ async fn main() {
     std::fs::write(s.storage.join("tiny.txt"), "x").unwrap();
     stage(&s.base, "jupyter_copy", "tiny.txt", "tiny.txt").await;
     let staged = stage(&s.base, "jupyter_copy", "upload.bin", "staged.bin").await;
-    let python = std::env::var_os("HOME")
-        .map(|h| Path::new(&h).join(".cache/sdp/tools/jupyterhub/bin/python"))
-        .unwrap();
+    let python =
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/sdp/tools/jupyterhub/bin/python")).unwrap();
     let raw_script = r#"
 import base64, sys, requests
 hub, token, path = sys.argv[1:4]
@@ -165,17 +130,10 @@ body = {"type": "file", "format": "base64", "content": base64.b64encode(open(pat
 r = requests.put(f"{hub}{url}api/contents/raw.bin", headers=h, json=body)
 r.raise_for_status()
 "#;
-    let raw = timed(
-        Command::new(&python)
-            .args(["-c", raw_script, &hub.url, &hub.token])
-            .arg(&file),
-    );
+    let raw = timed(Command::new(&python).args(["-c", raw_script, &hub.url, &hub.token]).arg(&file));
     let original = std::fs::read(&file).unwrap();
     for name in ["staged.bin", "raw.bin"] {
-        assert!(
-            std::fs::read(hub.home("alice").join(name)).unwrap() == original,
-            "{name} differs"
-        );
+        assert!(std::fs::read(hub.home("alice").join(name)).unwrap() == original, "{name} differs");
     }
     println!(
         "jupyter_copy of {jupyter_mib} MiB: staging {} ({} MiB chunks); raw contents-API PUT (Python requests) {}",
@@ -185,27 +143,15 @@ r.raise_for_status()
     );
 
     // 3. GET /config/ under wrk.
-    let wrk = sdp_testkit::program(
-        "wrk",
-        "SDP_BENCH_WRK",
-        "install it with `apt-get install wrk` (scripts/setup does)",
-    );
+    let wrk =
+        sdp_testkit::program("wrk", "SDP_BENCH_WRK", "install it with `apt-get install wrk` (scripts/setup does)");
     let out = Command::new(wrk)
         .args(["-t2", "-c32", "-d5s", "--latency"])
         .arg(format!("{}/config/", s.base))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = |key: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .map(str::trim)
-            .unwrap_or("?")
-            .to_string()
-    };
-    println!(
-        "GET /config/ under wrk (2 threads, 32 connections, 5 s): {}; {}",
-        line("Requests/sec:"),
-        line("99%")
-    );
+    let line =
+        |key: &str| text.lines().find(|l| l.trim_start().starts_with(key)).map(str::trim).unwrap_or("?").to_string();
+    println!("GET /config/ under wrk (2 threads, 32 connections, 5 s): {}; {}", line("Requests/sec:"), line("99%"));
 }

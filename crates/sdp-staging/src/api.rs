@@ -45,17 +45,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Family::<Labels, Counter>::default();
         let bytes = Family::<Labels, Counter>::default();
-        registry.register(
-            "sdp_staging_requests",
-            "Staging requests by method and outcome",
-            requests.clone(),
-        );
+        registry.register("sdp_staging_requests", "Staging requests by method and outcome", requests.clone());
         registry.register("sdp_staging_bytes", "Bytes staged by method", bytes.clone());
-        Metrics {
-            registry,
-            requests,
-            bytes,
-        }
+        Metrics { registry, requests, bytes }
     }
 }
 
@@ -73,12 +65,7 @@ pub fn router(settings: Settings, db: Db) -> Router {
         .connect_timeout(Duration::from_secs(10))
         .build()
         .expect("an HTTP client with the ring provider builds");
-    let app = Arc::new(App {
-        settings,
-        db,
-        http,
-        metrics: Metrics::new(),
-    });
+    let app = Arc::new(App { settings, db, http, metrics: Metrics::new() });
     let api = [
         ("/stage-data/", post(stage_data)),
         ("/logs/", get(logs)),
@@ -89,23 +76,19 @@ pub fn router(settings: Settings, db: Db) -> Router {
         ("/stage_data/", post(stage_data)),
     ];
     // Each API route also answers without its trailing slash (the original redirected those).
-    let router = api.into_iter().fold(Router::new(), |r, (path, route)| {
-        r.route(path, route.clone())
-            .route(path.trim_end_matches('/'), route)
-    });
+    let router = api
+        .into_iter()
+        .fold(Router::new(), |r, (path, route)| r.route(path, route.clone()).route(path.trim_end_matches('/'), route));
     router
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
-        )
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
         .layer(middleware::from_fn_with_state(app.clone(), bearer))
         // One span per request naming the path only: the query may carry a JupyterHub token.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path()),
+        ))
         .with_state(app)
 }
 
@@ -133,13 +116,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &app.metrics.registry) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
             .into_response(),
         Err(e) => Error::Io(format!("encoding metrics: {e}")).into_response(),
     }
@@ -172,9 +149,7 @@ async fn logs(State(app): State<Arc<App>>, Query(page): Query<Page>) -> Result<J
     let offset = page.offset.unwrap_or(0).max(0);
     let limit = page.limit.unwrap_or(50).clamp(1, 1000);
     let (entries, total) = app.db.list(offset, limit).await?;
-    Ok(Json(
-        json!({ "total": total, "offset": offset, "limit": limit, "entries": entries }),
-    ))
+    Ok(Json(json!({ "total": total, "offset": offset, "limit": limit, "entries": entries })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,8 +192,7 @@ async fn stage_data(
     };
     let id = app.db.insert(&entry).await?;
     let job = tokio::spawn(async move { stage_and_record(app, id, q, body.data, headers).await });
-    job.await
-        .map_err(|e| Error::Io(format!("the staging task ended abnormally: {e}")))?
+    job.await.map_err(|e| Error::Io(format!("the staging task ended abnormally: {e}")))?
 }
 
 async fn stage_and_record(
@@ -239,21 +213,10 @@ async fn stage_and_record(
         Err(e) => (Status::Failed, "failed", e.to_string()),
     };
     app.db.finish(id, status, &message, done, total).await?;
-    let method_label = q
-        .method
-        .parse::<Method>()
-        .map(Method::as_str)
-        .unwrap_or("unknown");
-    let labels = |extra: (&str, &str)| {
-        vec![
-            ("method".to_string(), method_label.to_string()),
-            (extra.0.into(), extra.1.into()),
-        ]
-    };
-    app.metrics
-        .requests
-        .get_or_create(&labels(("outcome", outcome)))
-        .inc();
+    let method_label = q.method.parse::<Method>().map(Method::as_str).unwrap_or("unknown");
+    let labels =
+        |extra: (&str, &str)| vec![("method".to_string(), method_label.to_string()), (extra.0.into(), extra.1.into())];
+    app.metrics.requests.get_or_create(&labels(("outcome", outcome))).inc();
     let staged = result?;
     app.metrics
         .bytes
@@ -262,8 +225,7 @@ async fn stage_and_record(
     tracing::info!(id, method = method_label, username = %q.username, bytes = done, "{}", staged.message);
     Ok(match staged.response {
         Some(response) => response,
-        None => Json(json!({ "status": "success", "message": staged.message, "id": id }))
-            .into_response(),
+        None => Json(json!({ "status": "success", "message": staged.message, "id": id })).into_response(),
     })
 }
 
@@ -290,11 +252,7 @@ struct Staged {
 
 impl Staged {
     fn message(message: String) -> Staged {
-        Staged {
-            message,
-            response: None,
-            served: 0,
-        }
+        Staged { message, response: None, served: 0 }
     }
 }
 
@@ -314,24 +272,13 @@ async fn stage(
     let source_text = match paths::parse_did(&d.local_path_on_storage) {
         Some(did) => {
             let token = s.rucio_token.as_ref().map(|t| t.0.as_str());
-            rucio::resolve(
-                &app.http,
-                s.rucio_base_url.as_deref(),
-                token,
-                &did,
-                &s.source_root,
-            )
-            .await?
+            rucio::resolve(&app.http, s.rucio_base_url.as_deref(), token, &did, &s.source_root).await?
         }
         None => d.local_path_on_storage.clone(),
     };
     let source_rel = paths::check_relative(&source_text, Root::Storage)?;
     if source_rel.as_os_str().is_empty() {
-        return Err(paths::PathError::Empty {
-            what: "local_path_on_storage",
-            root: "storage root",
-        }
-        .into());
+        return Err(paths::PathError::Empty { what: "local_path_on_storage", root: "storage root" }.into());
     }
     let source = match paths::resolve_source(&s.source_root, &source_rel, &source_text)? {
         Source::Found(p) => p,
@@ -345,8 +292,7 @@ async fn stage(
     match method {
         Method::DirectDownload => download(&source, headers).await,
         Method::LocalCopy | Method::LocalSymlink => {
-            let target =
-                paths::resolve_target(&s.target_root, user, &target_rel, &d.relative_path)?;
+            let target = paths::resolve_target(&s.target_root, user, &target_rel, &d.relative_path)?;
             stage_local(s, method, user, source, target, progress.clone()).await
         }
         Method::JupyterCopy => {
@@ -377,9 +323,7 @@ async fn stage_local(
     if target.symlink_metadata().is_ok() {
         let rel = target.strip_prefix(paths::canonical_root(&s.target_root).join(user));
         let shown = rel.unwrap_or(&target).display();
-        return Ok(Staged::message(format!(
-            "Data already available at {shown}"
-        )));
+        return Ok(Staged::message(format!("Data already available at {shown}")));
     }
     // The plan also refuses a source holding links that lead out, for a symbolic link as for a copy.
     let plan = plan(source.clone(), &s.source_root).await?;
@@ -396,9 +340,7 @@ async fn stage_local(
     .await
     .map_err(|e| Error::Io(e.to_string()))?
     .map_err(|e| Error::Io(format!("{e} (user area {})", s.target_root.display())))?;
-    Ok(Staged::message(format!(
-        "Data staged for user {user} with method {method}"
-    )))
+    Ok(Staged::message(format!("Data staged for user {user} with method {method}")))
 }
 
 /// `jupyter_copy`: the request's token, else the configured one.
@@ -411,16 +353,9 @@ async fn stage_jupyter(
     progress: &Progress,
 ) -> Result<Staged, Error> {
     let s = &app.settings;
-    let url = s
-        .jupyterhub_url
-        .as_deref()
-        .ok_or(JupyterError::NotConfigured)?;
+    let url = s.jupyterhub_url.as_deref().ok_or(JupyterError::NotConfigured)?;
     let token = token.or(s.jupyterhub_token.as_ref().map(|t| t.0.as_str()));
-    let hub = Hub {
-        http: &app.http,
-        url,
-        token: token.ok_or(JupyterError::NoToken)?,
-    };
+    let hub = Hub { http: &app.http, url, token: token.ok_or(JupyterError::NoToken)? };
     let plan = plan(source, &s.source_root).await?;
     progress.set_total(plan.total);
     let server = hub.server_url(user).await?;
@@ -431,36 +366,22 @@ async fn stage_jupyter(
         )));
     }
     hub.upload(&server, &plan, target_rel, progress).await?;
-    Ok(Staged::message(format!(
-        "Data staged for user {user} with method jupyter_copy"
-    )))
+    Ok(Staged::message(format!("Data staged for user {user} with method jupyter_copy")))
 }
 
 /// Streams one file, with HTTP ranges, its content type and length, as an attachment.
 async fn download(source: &Path, headers: &HeaderMap) -> Result<Staged, Error> {
     if !source.is_file() {
-        return Err(Error::BadRequest(
-            "direct_download serves single files: use local_copy for a folder".into(),
-        ));
+        return Err(Error::BadRequest("direct_download serves single files: use local_copy for a folder".into()));
     }
     let mut req = Request::builder().method(HttpMethod::GET).uri("/");
-    for name in [
-        header::RANGE,
-        header::IF_RANGE,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-    ] {
+    for name in [header::RANGE, header::IF_RANGE, header::IF_MODIFIED_SINCE, header::IF_UNMODIFIED_SINCE] {
         if let Some(v) = headers.get(&name) {
             req = req.header(name, v);
         }
     }
-    let req = req
-        .body(Body::empty())
-        .map_err(|e| Error::Io(e.to_string()))?;
-    let resp = tower_http::services::ServeFile::new(source)
-        .oneshot(req)
-        .await
-        .map_err(|e| Error::Io(e.to_string()))?;
+    let req = req.body(Body::empty()).map_err(|e| Error::Io(e.to_string()))?;
+    let resp = tower_http::services::ServeFile::new(source).oneshot(req).await.map_err(|e| Error::Io(e.to_string()))?;
     let served = resp
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -468,27 +389,15 @@ async fn download(source: &Path, headers: &HeaderMap) -> Result<Staged, Error> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut resp = resp.map(Body::new);
-    let name = source
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .replace(['"', '\\'], "_");
+    let name = source.file_name().unwrap_or_default().to_string_lossy().replace(['"', '\\'], "_");
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     let status = resp.status();
     if !(status.is_success() || status == StatusCode::NOT_MODIFIED) {
-        return Ok(Staged {
-            message: format!("download answered {status}"),
-            response: Some(resp),
-            served: 0,
-        });
+        return Ok(Staged { message: format!("download answered {status}"), response: Some(resp), served: 0 });
     }
-    Ok(Staged {
-        message: format!("Serving {name} ({served} bytes, {status})"),
-        response: Some(resp),
-        served,
-    })
+    Ok(Staged { message: format!("Serving {name} ({served} bytes, {status})"), response: Some(resp), served })
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,27 +407,15 @@ struct NewFile {
 }
 
 /// `POST /create-file/`: writes a file under the storage root (a helper for trying the service).
-async fn create_file(
-    State(app): State<Arc<App>>,
-    Json(f): Json<NewFile>,
-) -> Result<Json<Value>, Error> {
+async fn create_file(State(app): State<Arc<App>>, Json(f): Json<NewFile>) -> Result<Json<Value>, Error> {
     let root = &app.settings.source_root;
     let rel = paths::check_relative(&f.filename, Root::Storage)?;
     if rel.as_os_str().is_empty() {
-        return Err(paths::PathError::Empty {
-            what: "filename",
-            root: "storage root",
-        }
-        .into());
+        return Err(paths::PathError::Empty { what: "filename", root: "storage root" }.into());
     }
     let path = match paths::resolve_source(root, &rel, &f.filename)? {
         Source::Found(p) if p.is_file() => p,
-        Source::Found(_) => {
-            return Err(Error::BadRequest(format!(
-                "`{}` is a folder: give a file name",
-                f.filename
-            )))
-        }
+        Source::Found(_) => return Err(Error::BadRequest(format!("`{}` is a folder: give a file name", f.filename))),
         Source::Missing(p) => p,
     };
     let write = async {
@@ -527,9 +424,7 @@ async fn create_file(
         }
         tokio::fs::write(&path, f.content.as_bytes()).await
     };
-    write
-        .await
-        .map_err(|e| Error::Io(format!("cannot write {}: {e}", rel.display())))?;
+    write.await.map_err(|e| Error::Io(format!("cannot write {}: {e}", rel.display())))?;
     tracing::info!(file = %rel.display(), bytes = f.content.len(), "file created in storage");
     Ok(Json(json!({
         "status": "success",

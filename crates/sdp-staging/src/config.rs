@@ -40,15 +40,9 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("configuration file {path} is not valid YAML with the chart's config keys: {source}")]
-    Parse {
-        path: String,
-        source: serde_yaml::Error,
-    },
+    Parse { path: String, source: serde_yaml::Error },
     #[error("ALLOWED_METHODS: {0}")]
     Methods(#[from] method::MethodError),
     #[error("LOGGING_LEVEL `{0}` is not one of DEBUG, INFO, WARNING, ERROR")]
@@ -157,16 +151,8 @@ pub fn log_filter(level: &str) -> Result<String, ConfigError> {
 }
 
 /// The MySQL URL from its parts.
-pub fn mysql_url(
-    host: &str,
-    port: u16,
-    database: &str,
-    user: &str,
-    password: Option<&str>,
-) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+pub fn mysql_url(host: &str, port: u16, database: &str, user: &str, password: Option<&str>) -> String {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     let auth = match password {
         Some(p) => format!("{}:{}", enc(user), enc(p)),
         None => enc(user),
@@ -181,43 +167,26 @@ impl UpArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let listen_text = self
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| "0.0.0.0:8000".into());
-        let listen = listen_text
-            .parse()
-            .map_err(|_| ConfigError::Listen(listen_text))?;
+        let listen_text = self.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:8000".into());
+        let listen = listen_text.parse().map_err(|_| ConfigError::Listen(listen_text))?;
         let allowed_methods = match (self.allowed_methods, file.allowed_methods) {
             (Some(text), _) => method::parse_list(&text)?,
             (None, Some(serde_yaml::Value::Sequence(items))) => {
-                let names: Vec<String> = items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
+                let names: Vec<String> = items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
                 method::parse_list(&names.join(","))?
             }
             (None, Some(serde_yaml::Value::String(text))) => method::parse_list(&text)?,
             _ => Method::ALL.to_vec(),
         };
-        let level = self
-            .logging_level
-            .or(file.logging_level)
-            .unwrap_or_else(|| "INFO".into());
+        let level = self.logging_level.or(file.logging_level).unwrap_or_else(|| "INFO".into());
         let mysql_host = self.mysql_host.or(file.mysql_host);
         let database_url = match (self.database_url.or(file.database_url), mysql_host) {
             (Some(url), _) => url,
             (None, Some(host)) => mysql_url(
                 &host,
                 self.mysql_port.or(file.mysql_port).unwrap_or(3306),
-                &self
-                    .mysql_database
-                    .or(file.mysql_database)
-                    .unwrap_or_else(|| "staging".into()),
-                &self
-                    .mysql_user
-                    .or(file.mysql_user)
-                    .unwrap_or_else(|| "staging".into()),
+                &self.mysql_database.or(file.mysql_database).unwrap_or_else(|| "staging".into()),
+                &self.mysql_user.or(file.mysql_user).unwrap_or_else(|| "staging".into()),
                 self.mysql_password.or(file.mysql_password).as_deref(),
             ),
             (None, None) => {
@@ -245,8 +214,7 @@ impl UpArgs {
             log_filter: log_filter(&level)?,
             jupyterhub_url: nonempty(self.jupyterhub_url.or(file.jupyter_hub_url))
                 .map(|u| u.trim_end_matches('/').to_string()),
-            jupyterhub_token: nonempty(self.jupyterhub_api_token.or(file.jupyter_hub_api_token))
-                .map(Secret),
+            jupyterhub_token: nonempty(self.jupyterhub_api_token.or(file.jupyter_hub_api_token)).map(Secret),
             rucio_base_url: nonempty(self.rucio_base_url.or(file.rucio_base_url))
                 .map(|u| u.trim_end_matches('/').to_string()),
             rucio_token: nonempty(self.rucio_auth_token.or(file.rucio_auth_token)).map(Secret),
@@ -257,17 +225,12 @@ impl UpArgs {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.display().to_string(),
-        source,
-    })
+    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]
@@ -283,24 +246,13 @@ mod tests {
 
     #[test]
     fn mysql_from_parts() {
-        assert_eq!(
-            mysql_url("db", 3306, "staging", "u", Some("p@ss/w")),
-            "mysql://u:p%40ss%2Fw@db:3306/staging"
-        );
-        let s = UpArgs {
-            mysql_host: Some("db".into()),
-            ..Default::default()
-        }
-        .settings()
-        .unwrap();
+        assert_eq!(mysql_url("db", 3306, "staging", "u", Some("p@ss/w")), "mysql://u:p%40ss%2Fw@db:3306/staging");
+        let s = UpArgs { mysql_host: Some("db".into()), ..Default::default() }.settings().unwrap();
         assert_eq!(s.database_url.0, "mysql://staging@db:3306/staging");
-        let s = UpArgs {
-            database_url: Some("sqlite:///x.db".into()),
-            mysql_host: Some("db".into()),
-            ..Default::default()
-        }
-        .settings()
-        .unwrap();
+        let s =
+            UpArgs { database_url: Some("sqlite:///x.db".into()), mysql_host: Some("db".into()), ..Default::default() }
+                .settings()
+                .unwrap();
         assert_eq!(s.database_url.0, "sqlite:///x.db");
     }
 
@@ -314,32 +266,16 @@ mod tests {
              targetStoragePath: /t\nloggingLevel: DEBUG\nrucioBaseUrl: https://rucio\nunrelated: 1\n",
         )
         .unwrap();
-        let args = UpArgs {
-            config: Some(path.clone()),
-            target_storage_path: Some("/env".into()),
-            ..Default::default()
-        };
+        let args =
+            UpArgs { config: Some(path.clone()), target_storage_path: Some("/env".into()), ..Default::default() };
         let s = args.settings().unwrap();
-        assert_eq!(
-            s.allowed_methods,
-            vec![Method::LocalCopy, Method::JupyterCopy]
-        );
+        assert_eq!(s.allowed_methods, vec![Method::LocalCopy, Method::JupyterCopy]);
         assert_eq!(s.jupyterhub_url.as_deref(), Some("https://hub"));
-        assert_eq!(
-            (s.source_root.to_str(), s.target_root.to_str()),
-            (Some("/s"), Some("/env"))
-        );
+        assert_eq!((s.source_root.to_str(), s.target_root.to_str()), (Some("/s"), Some("/env")));
         assert_eq!(s.log_filter, "debug,sqlx=warn");
         assert_eq!(s.listen.to_string(), "0.0.0.0:8000");
-        let s = UpArgs {
-            config: Some(path),
-            allowed_methods: Some("local_symlink".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            s.settings().unwrap().allowed_methods,
-            vec![Method::LocalSymlink]
-        );
+        let s = UpArgs { config: Some(path), allowed_methods: Some("local_symlink".into()), ..Default::default() };
+        assert_eq!(s.settings().unwrap().allowed_methods, vec![Method::LocalSymlink]);
         assert_eq!(format!("{:?}", Secret("tok".into())), "***");
     }
 }

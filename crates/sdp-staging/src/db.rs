@@ -15,9 +15,7 @@ use sqlx::{AnyPool, Row};
 pub enum DbError {
     #[error("cannot open the metadata database {url}: {source}; check DATABASE_URL (or MYSQL_HOST, MYSQL_USER, ...)")]
     Connect { url: String, source: sqlx::Error },
-    #[error(
-        "cannot create the SQLite folder {dir}: {source}; set STAGING_DATA_DIR or DATABASE_URL"
-    )]
+    #[error("cannot create the SQLite folder {dir}: {source}; set STAGING_DATA_DIR or DATABASE_URL")]
     DataDir { dir: String, source: std::io::Error },
     #[error("unsupported DATABASE_URL scheme in {0}: use mysql://... or sqlite://...")]
     Scheme(String),
@@ -49,28 +47,12 @@ impl Backend {
     fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         match self {
             Backend::Mysql => &[
-                (
-                    1,
-                    "staging requests",
-                    include_str!("../migrations/mysql/0001_staging_requests.sql"),
-                ),
-                (
-                    2,
-                    "staging requests status",
-                    include_str!("../migrations/mysql/0002_staging_requests_status.sql"),
-                ),
+                (1, "staging requests", include_str!("../migrations/mysql/0001_staging_requests.sql")),
+                (2, "staging requests status", include_str!("../migrations/mysql/0002_staging_requests_status.sql")),
             ],
             Backend::Sqlite => &[
-                (
-                    1,
-                    "staging requests",
-                    include_str!("../migrations/sqlite/0001_staging_requests.sql"),
-                ),
-                (
-                    2,
-                    "staging requests status",
-                    include_str!("../migrations/sqlite/0002_staging_requests_status.sql"),
-                ),
+                (1, "staging requests", include_str!("../migrations/sqlite/0001_staging_requests.sql")),
+                (2, "staging requests status", include_str!("../migrations/sqlite/0002_staging_requests_status.sql")),
             ],
         }
     }
@@ -87,13 +69,7 @@ impl MigrationSource<'static> for Embedded {
             .migrations()
             .iter()
             .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    Cow::Borrowed(description),
-                    MigrationType::Simple,
-                    Cow::Borrowed(sql),
-                    false,
-                )
+                Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
             })
             .collect();
         Box::pin(async move { Ok(migrations) })
@@ -171,10 +147,7 @@ pub struct Db {
 
 /// Client text stored as it came, but printable and bounded (columns are 1024 characters at most).
 fn stored(text: &str, max: usize) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(max)
-        .collect()
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).take(max).collect()
 }
 
 fn now() -> String {
@@ -188,18 +161,11 @@ impl Db {
         sqlx::any::install_default_drivers();
         let url = match backend {
             Backend::Sqlite => {
-                let path = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:");
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or_default();
-                if let Some(dir) = Path::new(path)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
-                        dir: dir.display().to_string(),
-                        source,
-                    })?;
+                if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| DbError::DataDir { dir: dir.display().to_string(), source })?;
                 }
                 if url.contains('?') {
                     url.to_string()
@@ -213,10 +179,7 @@ impl Db {
             .max_connections(8)
             .connect(&url)
             .await
-            .map_err(|source| DbError::Connect {
-                url: redact_url(&url),
-                source,
-            })?;
+            .map_err(|source| DbError::Connect { url: redact_url(&url), source })?;
         Migrator::new(Embedded(backend)).await?.run(&pool).await?;
         Ok(Db { pool, backend })
     }
@@ -244,10 +207,7 @@ impl Db {
         .await?;
         match result.last_insert_id() {
             Some(id) => Ok(id),
-            None => Ok(sqlx::query("SELECT MAX(id) FROM staging_requests")
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?),
+            None => Ok(sqlx::query("SELECT MAX(id) FROM staging_requests").fetch_one(&self.pool).await?.try_get(0)?),
         }
     }
 
@@ -264,14 +224,7 @@ impl Db {
     }
 
     /// Records the outcome of a request.
-    pub async fn finish(
-        &self,
-        id: i64,
-        status: Status,
-        message: &str,
-        done: u64,
-        total: u64,
-    ) -> Result<(), DbError> {
+    pub async fn finish(&self, id: i64, status: Status, message: &str, done: u64, total: u64) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE staging_requests SET status = ?, message = ?, bytes_done = ?, bytes_total = ?, updated_at = ? \
              WHERE id = ?",
@@ -297,28 +250,18 @@ impl Db {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query("SELECT COUNT(*) FROM staging_requests")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        let entries = rows
-            .iter()
-            .map(entry)
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let total: i64 =
+            sqlx::query("SELECT COUNT(*) FROM staging_requests").fetch_one(&self.pool).await?.try_get(0)?;
+        let entries = rows.iter().map(entry).collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok((entries, total))
     }
 
     /// The versions of the applied migrations, in order.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, DbError> {
-        let rows = sqlx::query(
-            "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?)
+        let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
     }
 }
 
@@ -344,25 +287,18 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            redact_url("mysql://u:secret@db:3306/x"),
-            "mysql://u:***@db:3306/x"
-        );
+        assert_eq!(redact_url("mysql://u:secret@db:3306/x"), "mysql://u:***@db:3306/x");
         assert_eq!(redact_url("mysql://u@db/x"), "mysql://u@db/x");
         assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
         assert_eq!(Backend::of_url("mariadb://h/d").unwrap(), Backend::Mysql);
         assert_eq!(Backend::of_url("sqlite::memory:").unwrap(), Backend::Sqlite);
-        assert!(
-            matches!(Backend::of_url("postgres://u:p@h/d"), Err(DbError::Scheme(s)) if s.contains("***"))
-        );
+        assert!(matches!(Backend::of_url("postgres://u:p@h/d"), Err(DbError::Scheme(s)) if s.contains("***")));
     }
 
     #[tokio::test]
     async fn sqlite_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/sub/s.db", dir.path().display()))
-            .await
-            .unwrap();
+        let db = Db::connect(&format!("sqlite://{}/sub/s.db", dir.path().display())).await.unwrap();
         assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2]);
         let e = NewEntry {
             method: "local_copy",
@@ -373,35 +309,19 @@ mod tests {
             message: "",
         };
         let id = db.insert(&e).await.unwrap();
-        let id2 = db
-            .insert(&NewEntry {
-                status: Status::Rejected,
-                message: "no",
-                ..e
-            })
-            .await
-            .unwrap();
+        let id2 = db.insert(&NewEntry { status: Status::Rejected, message: "no", ..e }).await.unwrap();
         assert!(id2 > id);
         db.progress(id, 5, 10).await.unwrap();
         db.finish(id, Status::Done, "ok", 10, 10).await.unwrap();
         let (list, total) = db.list(0, 10).await.unwrap();
         assert_eq!(total, 2);
         assert_eq!(list[0].id, id2);
-        assert_eq!(
-            (
-                list[1].status.as_str(),
-                list[1].bytes_done,
-                list[1].source.as_str()
-            ),
-            ("done", 10, "a?b")
-        );
+        assert_eq!((list[1].status.as_str(), list[1].bytes_done, list[1].source.as_str()), ("done", 10, "a?b"));
         let (page, _) = db.list(1, 1).await.unwrap();
         assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
         // A second connection applies no migration twice.
         drop(db);
-        let again = Db::connect(&format!("sqlite://{}/sub/s.db", dir.path().display()))
-            .await
-            .unwrap();
+        let again = Db::connect(&format!("sqlite://{}/sub/s.db", dir.path().display())).await.unwrap();
         assert_eq!(again.list(0, 10).await.unwrap().1, 2);
     }
 }

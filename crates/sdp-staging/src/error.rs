@@ -56,35 +56,30 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Path(_)
-            | Error::Method(_)
-            | Error::Plan(PlanError::Link(_) | PlanError::Special(_)) => StatusCode::BAD_REQUEST,
+            Error::Path(_) | Error::Method(_) | Error::Plan(PlanError::Link(_) | PlanError::Special(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::SourceMissing(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Jupyter(e) => match e {
-                JupyterError::NotConfigured | JupyterError::NoToken => {
-                    StatusCode::BAD_REQUEST
-                }
+                JupyterError::NotConfigured | JupyterError::NoToken => StatusCode::BAD_REQUEST,
                 JupyterError::Refused { .. } => StatusCode::FORBIDDEN,
                 JupyterError::NoUser(_) => StatusCode::NOT_FOUND,
                 JupyterError::NotReady { .. } => StatusCode::GATEWAY_TIMEOUT,
-                JupyterError::Unreachable { .. } | JupyterError::Failed { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
+                JupyterError::Unreachable { .. } | JupyterError::Failed { .. } => StatusCode::BAD_GATEWAY,
                 JupyterError::Read { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Error::Rucio(e) => match e {
                 RucioError::NotConfigured(_) => StatusCode::BAD_REQUEST,
                 RucioError::NotFound(_) | RucioError::NotOnStorage { .. } => StatusCode::NOT_FOUND,
-                RucioError::Refused(_)
-                | RucioError::Unreachable { .. }
-                | RucioError::Failed { .. } => StatusCode::BAD_GATEWAY,
+                RucioError::Refused(_) | RucioError::Unreachable { .. } | RucioError::Failed { .. } => {
+                    StatusCode::BAD_GATEWAY
+                }
             },
-            Error::Plan(PlanError::Io { .. })
-            | Error::NoStorage(_)
-            | Error::Io(_)
-            | Error::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Plan(PlanError::Io { .. }) | Error::NoStorage(_) | Error::Io(_) | Error::Db(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }
@@ -97,10 +92,6 @@ impl IntoResponse for Error {
         } else {
             tracing::info!(error = %self, status = status.as_u16(), "request refused");
         }
-        (
-            status,
-            Json(serde_json::json!({ "detail": self.to_string() })),
-        )
-            .into_response()
+        (status, Json(serde_json::json!({ "detail": self.to_string() }))).into_response()
     }
 }

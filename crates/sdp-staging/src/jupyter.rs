@@ -20,36 +20,23 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 pub enum JupyterError {
     #[error("jupyter_copy needs JupyterHub: set JUPYTERHUB_URL")]
     NotConfigured,
-    #[error(
-        "jupyter_copy needs a JupyterHub token: pass jupyter_token or set JUPYTERHUB_API_TOKEN"
-    )]
+    #[error("jupyter_copy needs a JupyterHub token: pass jupyter_token or set JUPYTERHUB_API_TOKEN")]
     NoToken,
     #[error(
         "JupyterHub refused the token ({status}) when {action}: {detail}; check jupyter_token (or JUPYTERHUB_API_TOKEN): \
          it needs the scopes read:users, servers and access:servers for this user"
     )]
-    Refused {
-        status: u16,
-        action: String,
-        detail: String,
-    },
+    Refused { status: u16, action: String, detail: String },
     #[error("JupyterHub has no user `{0}`: the user must log in to JupyterHub once (or be created by an admin)")]
     NoUser(String),
     #[error("cannot reach JupyterHub at {url}: {}; check JUPYTERHUB_URL", crate::error::causes(.source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("JupyterHub answered {status} when {action}: {detail}")]
-    Failed {
-        status: u16,
-        action: String,
-        detail: String,
-    },
+    Failed { status: u16, action: String, detail: String },
     #[error("the JupyterHub server of `{user}` did not become ready within {secs} s: look at the Hub's spawner logs")]
     NotReady { user: String, secs: u64 },
     #[error("cannot read the source file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
 }
 
 /// One contents-API request of a file upload: the bytes at `offset..offset+len`, with the chunk number the API
@@ -65,11 +52,7 @@ pub struct Chunk {
 pub fn chunk_plan(size: u64, chunk: u64) -> Vec<Chunk> {
     let chunk = chunk.max(1);
     if size <= chunk {
-        return vec![Chunk {
-            offset: 0,
-            len: size,
-            number: None,
-        }];
+        return vec![Chunk { offset: 0, len: size, number: None }];
     }
     let n = size.div_ceil(chunk);
     (0..n)
@@ -82,11 +65,8 @@ pub fn chunk_plan(size: u64, chunk: u64) -> Vec<Chunk> {
 }
 
 /// What is percent-encoded in a URL path segment.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'.')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'~');
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_').remove(b'~');
 
 /// `path` with each segment percent-encoded for a URL.
 fn url_path(path: &Path) -> String {
@@ -104,53 +84,27 @@ pub struct Hub<'a> {
 }
 
 impl Hub<'_> {
-    async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-        action: &str,
-    ) -> Result<reqwest::Response, JupyterError> {
+    async fn send(&self, req: reqwest::RequestBuilder, action: &str) -> Result<reqwest::Response, JupyterError> {
         let resp = req
             .header("Authorization", format!("token {}", self.token))
             .send()
             .await
-            .map_err(|source| JupyterError::Unreachable {
-                url: self.url.to_string(),
-                source,
-            })?;
+            .map_err(|source| JupyterError::Unreachable { url: self.url.to_string(), source })?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             let detail = detail(resp).await;
-            return Err(JupyterError::Refused {
-                status,
-                action: action.to_string(),
-                detail,
-            });
+            return Err(JupyterError::Refused { status, action: action.to_string(), detail });
         }
         Ok(resp)
     }
 
     async fn user(&self, user: &str) -> Result<Value, JupyterError> {
         let action = format!("reading user {user}");
-        let resp = self
-            .send(
-                self.http.get(format!("{}/hub/api/users/{user}", self.url)),
-                &action,
-            )
-            .await?;
+        let resp = self.send(self.http.get(format!("{}/hub/api/users/{user}", self.url)), &action).await?;
         match resp.status().as_u16() {
-            200 => resp
-                .json()
-                .await
-                .map_err(|source| JupyterError::Unreachable {
-                    url: self.url.to_string(),
-                    source,
-                }),
+            200 => resp.json().await.map_err(|source| JupyterError::Unreachable { url: self.url.to_string(), source }),
             404 => Err(JupyterError::NoUser(user.to_string())),
-            status => Err(JupyterError::Failed {
-                status,
-                action,
-                detail: detail(resp).await,
-            }),
+            status => Err(JupyterError::Failed { status, action, detail: detail(resp).await }),
         }
     }
 
@@ -168,13 +122,8 @@ impl Hub<'_> {
             if !asked && server.is_null() && info["pending"].is_null() {
                 tracing::info!(user, "starting the user's JupyterHub server");
                 let action = format!("starting the server of {user}");
-                let resp = self
-                    .send(
-                        self.http
-                            .post(format!("{}/hub/api/users/{user}/server", self.url)),
-                        &action,
-                    )
-                    .await?;
+                let resp =
+                    self.send(self.http.post(format!("{}/hub/api/users/{user}/server", self.url)), &action).await?;
                 // 201 started, 202 starting, 400 already running or pending.
                 if !matches!(resp.status().as_u16(), 201 | 202 | 400) {
                     return Err(JupyterError::Failed {
@@ -186,10 +135,7 @@ impl Hub<'_> {
                 asked = true;
             }
             if start.elapsed() > START_LIMIT {
-                return Err(JupyterError::NotReady {
-                    user: user.to_string(),
-                    secs: START_LIMIT.as_secs(),
-                });
+                return Err(JupyterError::NotReady { user: user.to_string(), secs: START_LIMIT.as_secs() });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -202,13 +148,7 @@ impl Hub<'_> {
         Ok(resp.status().is_success())
     }
 
-    async fn put(
-        &self,
-        server: &str,
-        path: &Path,
-        body: Value,
-        action: &str,
-    ) -> Result<(), JupyterError> {
+    async fn put(&self, server: &str, path: &Path, body: Value, action: &str) -> Result<(), JupyterError> {
         let url = format!("{server}api/contents/{}", url_path(path));
         let resp = self.send(self.http.put(url).json(&body), action).await?;
         if resp.status().is_success() {
@@ -228,8 +168,7 @@ impl Hub<'_> {
         for part in dir.iter() {
             at.push(part);
             let action = format!("creating folder {}", at.display());
-            self.put(server, &at, json!({"type": "directory"}), &action)
-                .await?;
+            self.put(server, &at, json!({"type": "directory"}), &action).await?;
         }
         Ok(())
     }
@@ -249,17 +188,11 @@ impl Hub<'_> {
             match item {
                 Item::Dir(rel) => {
                     let at = target.join(rel);
-                    self.put(
-                        server,
-                        &at,
-                        json!({"type": "directory"}),
-                        &format!("creating folder {}", at.display()),
-                    )
-                    .await?
+                    self.put(server, &at, json!({"type": "directory"}), &format!("creating folder {}", at.display()))
+                        .await?
                 }
                 Item::File { rel, from, len } => {
-                    self.upload_file(server, from, *len, &target.join(rel), progress)
-                        .await?
+                    self.upload_file(server, from, *len, &target.join(rel), progress).await?
                 }
             }
         }
@@ -274,17 +207,12 @@ impl Hub<'_> {
         to: &Path,
         progress: &Progress,
     ) -> Result<(), JupyterError> {
-        let read_err = |source| JupyterError::Read {
-            path: from.display().to_string(),
-            source,
-        };
+        let read_err = |source| JupyterError::Read { path: from.display().to_string(), source };
         let mut file = tokio::fs::File::open(from).await.map_err(read_err)?;
         let action = format!("uploading {}", to.display());
         for chunk in chunk_plan(len, CHUNK_BYTES) {
             let mut buf = vec![0; chunk.len as usize];
-            file.seek(std::io::SeekFrom::Start(chunk.offset))
-                .await
-                .map_err(read_err)?;
+            file.seek(std::io::SeekFrom::Start(chunk.offset)).await.map_err(read_err)?;
             file.read_exact(&mut buf).await.map_err(read_err)?;
             let content = base64::engine::general_purpose::STANDARD.encode(&buf);
             let mut body = json!({"type": "file", "format": "base64", "content": content});
@@ -303,12 +231,7 @@ async fn detail(resp: reqwest::Response) -> String {
     let text = resp.text().await.unwrap_or_default();
     let msg = serde_json::from_str::<Value>(&text)
         .ok()
-        .and_then(|v| {
-            v.get("message")
-                .or_else(|| v.get("detail"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+        .and_then(|v| v.get("message").or_else(|| v.get("detail")).and_then(Value::as_str).map(str::to_string))
         .unwrap_or(text);
     msg.chars().take(300).collect()
 }
@@ -318,25 +241,15 @@ mod tests {
     use super::*;
 
     fn c(offset: u64, len: u64, number: Option<i64>) -> Chunk {
-        Chunk {
-            offset,
-            len,
-            number,
-        }
+        Chunk { offset, len, number }
     }
 
     #[test]
     fn chunks() {
         assert_eq!(chunk_plan(0, 10), vec![c(0, 0, None)]);
         assert_eq!(chunk_plan(10, 10), vec![c(0, 10, None)]);
-        assert_eq!(
-            chunk_plan(11, 10),
-            vec![c(0, 10, Some(1)), c(10, 1, Some(-1))]
-        );
-        assert_eq!(
-            chunk_plan(30, 10),
-            vec![c(0, 10, Some(1)), c(10, 10, Some(2)), c(20, 10, Some(-1))]
-        );
+        assert_eq!(chunk_plan(11, 10), vec![c(0, 10, Some(1)), c(10, 1, Some(-1))]);
+        assert_eq!(chunk_plan(30, 10), vec![c(0, 10, Some(1)), c(10, 10, Some(2)), c(20, 10, Some(-1))]);
         let plan = chunk_plan(1 << 30, CHUNK_BYTES);
         assert_eq!(plan.len(), 128);
         assert_eq!(plan.iter().map(|c| c.len).sum::<u64>(), 1 << 30);

@@ -25,10 +25,7 @@ pub enum StartError {
     #[error(transparent)]
     Db(#[from] db::DbError),
     #[error("cannot listen on {addr}: {source}; set STAGING_LISTEN to a free address")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A running service.
@@ -42,9 +39,7 @@ impl Running {
     /// Stops accepting, lets requests in flight finish, and returns.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(());
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     /// Runs until `signal` completes, then stops.
@@ -65,12 +60,8 @@ pub fn http_client() -> reqwest::ClientBuilder {
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let db = db::Db::connect(&settings.database_url.0).await?;
     let addr = settings.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Listen { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
     tracing::info!(%addr, database = ?db.backend(), source = %settings.source_root.display(),
         target = %settings.target_root.display(), methods = ?settings.allowed_methods, "staging service listening");
     let app = api::router(settings, db);

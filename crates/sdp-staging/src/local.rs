@@ -27,10 +27,7 @@ impl Progress {
         self.done.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(&self) -> (u64, u64) {
-        (
-            self.done.load(Ordering::Relaxed),
-            self.total.load(Ordering::Relaxed),
-        )
+        (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
     }
 }
 
@@ -38,11 +35,7 @@ impl Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     Dir(PathBuf),
-    File {
-        rel: PathBuf,
-        from: PathBuf,
-        len: u64,
-    },
+    File { rel: PathBuf, from: PathBuf, len: u64 },
 }
 
 /// Everything to stage from one source, folders before what they hold.
@@ -64,10 +57,7 @@ pub enum PlanError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PlanError + '_ {
-    move |source| PlanError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| PlanError::Io { path: path.display().to_string(), source }
 }
 
 /// Walks `src` (canonical, inside the canonical `root`). Symbolic links inside a tree are followed only to files
@@ -75,15 +65,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PlanError + '_ {
 pub fn plan(src: &Path, root: &Path) -> Result<Plan, PlanError> {
     let meta = fs::metadata(src).map_err(io_err(src))?;
     if meta.is_file() {
-        let item = Item::File {
-            rel: PathBuf::new(),
-            from: src.to_path_buf(),
-            len: meta.len(),
-        };
-        return Ok(Plan {
-            items: vec![item],
-            total: meta.len(),
-        });
+        let item = Item::File { rel: PathBuf::new(), from: src.to_path_buf(), len: meta.len() };
+        return Ok(Plan { items: vec![item], total: meta.len() });
     }
     let mut items = vec![Item::Dir(PathBuf::new())];
     let mut total = 0;
@@ -102,28 +85,17 @@ pub fn plan(src: &Path, root: &Path) -> Result<Plan, PlanError> {
             let lmeta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
             let kind = lmeta.file_type();
             if kind.is_symlink() {
-                let target = path
-                    .canonicalize()
-                    .ok()
-                    .filter(|t| t.starts_with(root) && t.is_file());
+                let target = path.canonicalize().ok().filter(|t| t.starts_with(root) && t.is_file());
                 let target = target.ok_or_else(|| PlanError::Link(rel.display().to_string()))?;
                 let len = fs::metadata(&target).map_err(io_err(&target))?.len();
                 total += len;
-                items.push(Item::File {
-                    rel,
-                    from: target,
-                    len,
-                });
+                items.push(Item::File { rel, from: target, len });
             } else if kind.is_dir() {
                 items.push(Item::Dir(rel.clone()));
                 pending.push(rel);
             } else if kind.is_file() {
                 total += lmeta.len();
-                items.push(Item::File {
-                    rel,
-                    from: path,
-                    len: lmeta.len(),
-                });
+                items.push(Item::File { rel, from: path, len: lmeta.len() });
             } else {
                 return Err(PlanError::Special(rel.display().to_string()));
             }
@@ -135,9 +107,7 @@ pub fn plan(src: &Path, root: &Path) -> Result<Plan, PlanError> {
 /// Copies the plan to `dest` (which must not exist): files 0400, folders 0500, through a temporary name beside
 /// `dest` so a failed copy leaves nothing behind. The source is only read.
 pub fn copy(plan: &Plan, dest: &Path, progress: &Progress) -> io::Result<()> {
-    let name = dest
-        .file_name()
-        .ok_or_else(|| io::Error::other("target has no file name"))?;
+    let name = dest.file_name().ok_or_else(|| io::Error::other("target has no file name"))?;
     // Unique per copy: two requests for one target never share (or clean up) each other's files.
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let tmp = dest.with_file_name(format!(
@@ -184,11 +154,7 @@ fn join(base: &Path, rel: &Path) -> PathBuf {
 fn copy_file(from: &Path, to: &Path, progress: &Progress) -> io::Result<()> {
     use io::Read;
     let src = fs::File::open(from)?;
-    let mut dst = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(to)?;
+    let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(to)?;
     loop {
         let n = io::copy(&mut (&src).take(STEP), &mut dst)?;
         if n == 0 {
@@ -248,10 +214,7 @@ mod tests {
         assert_eq!(progress.get().0, 6);
         assert_eq!(fs::read_to_string(dest.join("sub/b")).unwrap(), "bb");
         assert_eq!(fs::read_to_string(dest.join("l")).unwrap(), "o");
-        assert_eq!(
-            (mode(&dest), mode(&dest.join("sub")), mode(&dest.join("a"))),
-            (0o500, 0o500, 0o400)
-        );
+        assert_eq!((mode(&dest), mode(&dest.join("sub")), mode(&dest.join("a"))), (0o500, 0o500, 0o400));
         assert_eq!(mode(&root.join("t/a")), before);
         // A link leading out refuses the whole tree.
         std::os::unix::fs::symlink("/etc/hostname", root.join("t/out")).unwrap();
@@ -264,23 +227,12 @@ mod tests {
         let src = dir.path().join("f");
         fs::write(&src, "x").unwrap();
         let mut p = plan(&src, dir.path()).unwrap();
-        p.items.push(Item::File {
-            rel: "missing".into(),
-            from: dir.path().join("nope"),
-            len: 0,
-        });
+        p.items.push(Item::File { rel: "missing".into(), from: dir.path().join("nope"), len: 0 });
         p.items.insert(0, Item::Dir(PathBuf::new()));
-        p.items[1] = Item::File {
-            rel: "f".into(),
-            from: src.clone(),
-            len: 1,
-        };
+        p.items[1] = Item::File { rel: "f".into(), from: src.clone(), len: 1 };
         let dest = dir.path().join("out");
         assert!(copy(&p, &dest, &Progress::default()).is_err());
-        let left: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("f")]);
     }
 }

@@ -20,12 +20,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [
-        Method::LocalCopy,
-        Method::LocalSymlink,
-        Method::DirectDownload,
-        Method::JupyterCopy,
-    ];
+    pub const ALL: [Method; 4] = [Method::LocalCopy, Method::LocalSymlink, Method::DirectDownload, Method::JupyterCopy];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,18 +44,11 @@ pub enum MethodError {
     #[error("Invalid staging method: {0}; use one of local_copy, local_symlink, direct_download, jupyter_copy")]
     Unknown(String),
     #[error("Invalid staging method: {method} is not allowed here; allowed methods: {}", list(.allowed))]
-    NotAllowed {
-        method: Method,
-        allowed: Vec<Method>,
-    },
+    NotAllowed { method: Method, allowed: Vec<Method> },
 }
 
 fn list(methods: &[Method]) -> String {
-    methods
-        .iter()
-        .map(|m| m.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 impl FromStr for Method {
@@ -79,10 +67,7 @@ pub fn select(name: &str, allowed: &[Method]) -> Result<Method, MethodError> {
     if allowed.contains(&method) {
         Ok(method)
     } else {
-        Err(MethodError::NotAllowed {
-            method,
-            allowed: allowed.to_vec(),
-        })
+        Err(MethodError::NotAllowed { method, allowed: allowed.to_vec() })
     }
 }
 
@@ -119,29 +104,23 @@ mod tests {
         assert_eq!(select("local_copy", &all), Ok(LocalCopy));
         assert_eq!(select("jupyter_copy", &all), Ok(JupyterCopy));
         assert_eq!(select("ftp", &all), Err(MethodError::Unknown("ftp".into())));
-        assert_eq!(
-            select("LOCAL_COPY", &all),
-            Err(MethodError::Unknown("LOCAL_COPY".into()))
-        );
+        assert_eq!(select("LOCAL_COPY", &all), Err(MethodError::Unknown("LOCAL_COPY".into())));
         let err = select("local_symlink", &[LocalCopy]).unwrap_err();
-        assert_eq!(err.to_string(), "Invalid staging method: local_symlink is not allowed here; allowed methods: local_copy");
+        assert_eq!(
+            err.to_string(),
+            "Invalid staging method: local_symlink is not allowed here; allowed methods: local_copy"
+        );
     }
 
     #[test]
     fn lists() {
-        assert_eq!(
-            parse_list("local_copy,local_symlink").unwrap(),
-            vec![LocalCopy, LocalSymlink]
-        );
+        assert_eq!(parse_list("local_copy,local_symlink").unwrap(), vec![LocalCopy, LocalSymlink]);
         assert_eq!(parse_list(" jupyter_copy , ").unwrap(), vec![JupyterCopy]);
         assert_eq!(
             parse_list(r#"["direct_download", "local_copy", "local_copy"]"#).unwrap(),
             vec![DirectDownload, LocalCopy]
         );
-        assert_eq!(
-            parse_list("[local_copy, 'jupyter_copy']").unwrap(),
-            vec![LocalCopy, JupyterCopy]
-        );
+        assert_eq!(parse_list("[local_copy, 'jupyter_copy']").unwrap(), vec![LocalCopy, JupyterCopy]);
         assert_eq!(parse_list("").unwrap(), vec![]);
         assert!(parse_list("local_copy,nope").is_err());
     }

@@ -14,34 +14,19 @@ pub const MAX_NAME_BYTES: usize = 255;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     #[error("{what} is empty: give a path relative to the {root}")]
-    Empty {
-        what: &'static str,
-        root: &'static str,
-    },
+    Empty { what: &'static str, root: &'static str },
     #[error("{what} contains a NUL or control character: remove it")]
     ControlCharacter { what: &'static str },
     #[error("{what} is longer than {MAX_PATH_BYTES} bytes (or has a component over {MAX_NAME_BYTES}): shorten it")]
     TooLong { what: &'static str },
     #[error("{what} `{path}` is absolute: give it relative to the {root}")]
-    Absolute {
-        what: &'static str,
-        path: String,
-        root: &'static str,
-    },
+    Absolute { what: &'static str, path: String, root: &'static str },
     #[error("{what} `{path}` contains `..`: paths must stay inside the {root}")]
-    Traversal {
-        what: &'static str,
-        path: String,
-        root: &'static str,
-    },
+    Traversal { what: &'static str, path: String, root: &'static str },
     #[error("{what} `{path}` contains a backslash or a percent-encoded separator, dot or NUL: send the plain path")]
     Encoded { what: &'static str, path: String },
     #[error("{what} `{path}` leads outside the {root} (through a symbolic link): choose a path inside it")]
-    Escapes {
-        what: &'static str,
-        path: String,
-        root: &'static str,
-    },
+    Escapes { what: &'static str, path: String, root: &'static str },
     #[error(
         "invalid username `{0}`: use 1 to 64 characters from letters, digits, `.`, `_`, `-`, not starting with `.` or `-`"
     )]
@@ -82,10 +67,7 @@ pub fn check_relative(input: &str, root: Root) -> Result<PathBuf, PathError> {
         return Err(PathError::TooLong { what });
     }
     if input.contains('\\') || has_encoded_specials(input) {
-        return Err(PathError::Encoded {
-            what,
-            path: input.to_string(),
-        });
+        return Err(PathError::Encoded { what, path: input.to_string() });
     }
     let path = Path::new(input);
     let mut out = PathBuf::new();
@@ -94,27 +76,15 @@ pub fn check_relative(input: &str, root: Root) -> Result<PathBuf, PathError> {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir => {
-                return Err(PathError::Traversal {
-                    what,
-                    path: input.to_string(),
-                    root: root_name,
-                })
+                return Err(PathError::Traversal { what, path: input.to_string(), root: root_name })
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(PathError::Absolute {
-                    what,
-                    path: input.to_string(),
-                    root: root_name,
-                })
+                return Err(PathError::Absolute { what, path: input.to_string(), root: root_name })
             }
         }
     }
     if input.starts_with('~') {
-        return Err(PathError::Absolute {
-            what,
-            path: input.to_string(),
-            root: root_name,
-        });
+        return Err(PathError::Absolute { what, path: input.to_string(), root: root_name });
     }
     Ok(out)
 }
@@ -122,17 +92,13 @@ pub fn check_relative(input: &str, root: Root) -> Result<PathBuf, PathError> {
 /// Whether `input` holds a percent-encoded `.`, `/`, `\`, `%` or NUL (in any case, also double-encoded).
 fn has_encoded_specials(input: &str) -> bool {
     let lower = input.to_ascii_lowercase();
-    ["%2e", "%2f", "%5c", "%25", "%00", "%c0", "%c1", "%e0%80"]
-        .iter()
-        .any(|e| lower.contains(e))
+    ["%2e", "%2f", "%5c", "%25", "%00", "%c0", "%c1", "%e0%80"].iter().any(|e| lower.contains(e))
 }
 
 /// Validates a username: 1 to 64 of `[A-Za-z0-9._-]`, not starting with `.` or `-`.
 pub fn check_username(name: &str) -> Result<&str, PathError> {
     let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         && !name.starts_with(['.', '-']);
     if ok {
         Ok(name)
@@ -155,11 +121,8 @@ pub enum Source {
 pub fn resolve_source(root: &Path, relative: &Path, input: &str) -> Result<Source, PathError> {
     let root_c = canonical_root(root);
     let full = root_c.join(relative);
-    let escapes = || PathError::Escapes {
-        what: "local_path_on_storage",
-        path: input.to_string(),
-        root: "storage root",
-    };
+    let escapes =
+        || PathError::Escapes { what: "local_path_on_storage", path: input.to_string(), root: "storage root" };
     match full.canonicalize() {
         Ok(c) if c.starts_with(&root_c) => Ok(Source::Found(c)),
         Ok(_) => Err(escapes()),
@@ -178,28 +141,13 @@ pub fn resolve_source(root: &Path, relative: &Path, input: &str) -> Result<Sourc
 /// symbolic link, and every symbolic link met on the way (the final name included) must resolve inside the
 /// user's area; a dangling one is refused too. Returns the target path (its parent folders may still have to be
 /// created).
-pub fn resolve_target(
-    root: &Path,
-    username: &str,
-    relative: &Path,
-    input: &str,
-) -> Result<PathBuf, PathError> {
+pub fn resolve_target(root: &Path, username: &str, relative: &Path, input: &str) -> Result<PathBuf, PathError> {
     let area = canonical_root(root).join(username);
-    let escapes = || PathError::Escapes {
-        what: "relative_path",
-        path: input.to_string(),
-        root: "user's area",
-    };
+    let escapes = || PathError::Escapes { what: "relative_path", path: input.to_string(), root: "user's area" };
     if relative.as_os_str().is_empty() {
-        return Err(PathError::Empty {
-            what: "relative_path",
-            root: "user's area",
-        });
+        return Err(PathError::Empty { what: "relative_path", root: "user's area" });
     }
-    let is_link = |p: &Path| {
-        p.symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-    };
+    let is_link = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
     if is_link(&area) {
         return Err(escapes());
     }
@@ -240,22 +188,15 @@ pub fn parse_did(input: &str) -> Option<Did> {
     let (scope, name) = input.split_once(':')?;
     let scope_ok = !scope.is_empty()
         && scope.len() <= 30
-        && scope
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    (scope_ok && !name.is_empty() && !name.contains(':')).then(|| Did {
-        scope: scope.to_string(),
-        name: name.to_string(),
-    })
+        && scope.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    (scope_ok && !name.is_empty() && !name.contains(':'))
+        .then(|| Did { scope: scope.to_string(), name: name.to_string() })
 }
 
 /// Picks, from the physical file names of a DID's replicas, the first one lying under `storage_root`, as a path
 /// relative to it. `file://`, `root://host//path`, `davs://host:port/path` and plain absolute paths are read by
 /// their path part.
-pub fn replica_on_storage<'a>(
-    pfns: impl IntoIterator<Item = &'a str>,
-    storage_root: &Path,
-) -> Option<String> {
+pub fn replica_on_storage<'a>(pfns: impl IntoIterator<Item = &'a str>, storage_root: &Path) -> Option<String> {
     let root = storage_root.to_str()?.trim_end_matches('/');
     pfns.into_iter().find_map(|pfn| {
         let path = match pfn.split_once("://") {
@@ -286,11 +227,7 @@ mod tests {
             (".hidden", ".hidden"),
             (".", ""),
         ] {
-            assert_eq!(
-                check_relative(input, Root::Storage).unwrap(),
-                PathBuf::from(want),
-                "{input}"
-            );
+            assert_eq!(check_relative(input, Root::Storage).unwrap(), PathBuf::from(want), "{input}");
         }
     }
 
@@ -325,31 +262,14 @@ mod tests {
         for ok in ["alice", "a", "j.doe", "user_1", "x-y", &"a".repeat(64)] {
             assert!(check_username(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "-rf",
-            ".hidden",
-            "a/b",
-            "a b",
-            "ä",
-            &"a".repeat(65),
-            "a\0",
-        ] {
+        for bad in ["", ".", "..", "-rf", ".hidden", "a/b", "a b", "ä", &"a".repeat(65), "a\0"] {
             assert!(check_username(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn dids() {
-        assert_eq!(
-            parse_did("user.alice:file.ms"),
-            Some(Did {
-                scope: "user.alice".into(),
-                name: "file.ms".into()
-            })
-        );
+        assert_eq!(parse_did("user.alice:file.ms"), Some(Did { scope: "user.alice".into(), name: "file.ms".into() }));
         assert_eq!(parse_did("plain/path"), None);
         assert_eq!(parse_did("dir/with:colon"), None);
         assert_eq!(parse_did(":x"), None);
@@ -362,19 +282,12 @@ mod tests {
         for (pfns, want) in [
             (vec!["file:///mnt/storage_a/scope/f.ms"], Some("scope/f.ms")),
             (vec!["root://xrd.example:1094//mnt/storage_a/x"], Some("x")),
-            (
-                vec!["davs://elsewhere/data/x", "/mnt/storage_a/y/z"],
-                Some("y/z"),
-            ),
+            (vec!["davs://elsewhere/data/x", "/mnt/storage_a/y/z"], Some("y/z")),
             (vec!["https://host/mnt/storage_ab/x"], None),
             (vec!["/mnt/storage_a"], None),
             (vec![], None),
         ] {
-            assert_eq!(
-                replica_on_storage(pfns.clone(), root).as_deref(),
-                want,
-                "{pfns:?}"
-            );
+            assert_eq!(replica_on_storage(pfns.clone(), root).as_deref(), want, "{pfns:?}");
         }
     }
 
@@ -387,40 +300,18 @@ mod tests {
         std::fs::write(outside.join("secret"), "s").unwrap();
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
         std::fs::write(root.join("ok"), "o").unwrap();
-        assert!(matches!(
-            resolve_source(&root, Path::new("ok"), "ok"),
-            Ok(Source::Found(_))
-        ));
-        assert!(matches!(
-            resolve_source(&root, Path::new("nope"), "nope"),
-            Ok(Source::Missing(_))
-        ));
-        assert!(matches!(
-            resolve_source(&root, Path::new("link/secret"), "x"),
-            Err(PathError::Escapes { .. })
-        ));
-        assert!(matches!(
-            resolve_source(&root, Path::new("link/none"), "x"),
-            Err(PathError::Escapes { .. })
-        ));
+        assert!(matches!(resolve_source(&root, Path::new("ok"), "ok"), Ok(Source::Found(_))));
+        assert!(matches!(resolve_source(&root, Path::new("nope"), "nope"), Ok(Source::Missing(_))));
+        assert!(matches!(resolve_source(&root, Path::new("link/secret"), "x"), Err(PathError::Escapes { .. })));
+        assert!(matches!(resolve_source(&root, Path::new("link/none"), "x"), Err(PathError::Escapes { .. })));
         std::fs::create_dir_all(root.join("alice")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("alice/out")).unwrap();
         assert!(resolve_target(&root, "alice", Path::new("new/file"), "x").is_ok());
         assert!(resolve_target(&root, "bob", Path::new("new/file"), "x").is_ok());
-        assert!(matches!(
-            resolve_target(&root, "alice", Path::new("out/f"), "x"),
-            Err(PathError::Escapes { .. })
-        ));
-        assert!(matches!(
-            resolve_target(&root, "alice", Path::new("out"), "x"),
-            Err(PathError::Escapes { .. })
-        ));
-        std::os::unix::fs::symlink(dir.path().join("nowhere"), root.join("alice/dangling"))
-            .unwrap();
-        assert!(matches!(
-            resolve_target(&root, "alice", Path::new("dangling/f"), "x"),
-            Err(PathError::Escapes { .. })
-        ));
+        assert!(matches!(resolve_target(&root, "alice", Path::new("out/f"), "x"), Err(PathError::Escapes { .. })));
+        assert!(matches!(resolve_target(&root, "alice", Path::new("out"), "x"), Err(PathError::Escapes { .. })));
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), root.join("alice/dangling")).unwrap();
+        assert!(matches!(resolve_target(&root, "alice", Path::new("dangling/f"), "x"), Err(PathError::Escapes { .. })));
         std::os::unix::fs::symlink(root.join("alice"), root.join("alice/self")).unwrap();
         assert!(resolve_target(&root, "alice", Path::new("self/f"), "x").is_ok());
     }

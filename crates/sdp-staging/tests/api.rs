@@ -14,15 +14,14 @@ use peers::{start_service, Service};
 use serde_json::{json, Value};
 
 fn stage_url(s: &Service, method: &str, user: &str) -> reqwest::Url {
-    reqwest::Url::parse_with_params(
-        &format!("{}/stage-data/", s.base),
-        [("method", method), ("username", user)],
-    )
-    .unwrap()
+    reqwest::Url::parse_with_params(&format!("{}/stage-data/", s.base), [("method", method), ("username", user)])
+        .unwrap()
 }
 
 async fn stage(s: &Service, method: &str, user: &str, source: &str, target: &str) -> (u16, Value) {
-    let resp = sdp_staging::http_client().build().unwrap()
+    let resp = sdp_staging::http_client()
+        .build()
+        .unwrap()
         .post(stage_url(s, method, user))
         .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
         .send()
@@ -33,7 +32,11 @@ async fn stage(s: &Service, method: &str, user: &str, source: &str, target: &str
 }
 
 async fn get(s: &Service, path: &str) -> Value {
-    sdp_staging::http_client().build().unwrap().get(format!("{}{path}", s.base)).send()
+    sdp_staging::http_client()
+        .build()
+        .unwrap()
+        .get(format!("{}{path}", s.base))
+        .send()
         .await
         .unwrap()
         .json()
@@ -53,17 +56,10 @@ fn listing(root: &Path) -> BTreeMap<String, String> {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             let m = std::fs::symlink_metadata(&p).unwrap();
-            let link = std::fs::read_link(&p)
-                .map(|l| l.display().to_string())
-                .unwrap_or_default();
+            let link = std::fs::read_link(&p).map(|l| l.display().to_string()).unwrap_or_default();
             out.insert(
                 p.display().to_string(),
-                format!(
-                    "{:?} {:o} {} {link}",
-                    m.file_type(),
-                    m.permissions().mode(),
-                    m.len()
-                ),
+                format!("{:?} {:o} {} {link}", m.file_type(), m.permissions().mode(), m.len()),
             );
             if m.is_dir() {
                 pending.push(p);
@@ -82,19 +78,8 @@ async fn local_copy_of_a_file_and_a_tree_is_read_only_and_the_source_untouched()
     std::fs::write(s.storage.join("obs/tree/sub/b"), b"bb").unwrap();
     let source_before = listing(&s.storage);
 
-    let (status, body) = stage(
-        &s,
-        "local_copy",
-        "alice",
-        "obs/file.dat",
-        "project/file.dat",
-    )
-    .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("success")),
-        "{body}"
-    );
+    let (status, body) = stage(&s, "local_copy", "alice", "obs/file.dat", "project/file.dat").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("success")), "{body}");
     let copied = s.users.join("alice/project/file.dat");
     assert_eq!(std::fs::read(&copied).unwrap(), b"0123456789");
     assert_eq!(mode(&copied), 0o400);
@@ -103,49 +88,20 @@ async fn local_copy_of_a_file_and_a_tree_is_read_only_and_the_source_untouched()
     assert_eq!(status, 200, "{body}");
     let tree = s.users.join("alice/tree");
     assert_eq!(std::fs::read(tree.join("sub/b")).unwrap(), b"bb");
-    assert_eq!(
-        (mode(&tree), mode(&tree.join("sub")), mode(&tree.join("a"))),
-        (0o500, 0o500, 0o400)
-    );
-    assert_eq!(
-        listing(&s.storage),
-        source_before,
-        "the source must not change"
-    );
+    assert_eq!((mode(&tree), mode(&tree.join("sub")), mode(&tree.join("a"))), (0o500, 0o500, 0o400));
+    assert_eq!(listing(&s.storage), source_before, "the source must not change");
 
     // Staging again answers that the data is there, without touching it.
-    let (status, body) = stage(
-        &s,
-        "local_copy",
-        "alice",
-        "obs/file.dat",
-        "project/file.dat",
-    )
-    .await;
+    let (status, body) = stage(&s, "local_copy", "alice", "obs/file.dat", "project/file.dat").await;
     assert_eq!(status, 200);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("already available"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("already available"), "{body}");
 
     let log = get(&s, "/logs/").await;
     assert_eq!(log["total"], 3);
     let newest = &log["entries"][0];
-    assert_eq!(
-        (newest["status"].as_str(), newest["method"].as_str()),
-        (Some("done"), Some("local_copy"))
-    );
+    assert_eq!((newest["status"].as_str(), newest["method"].as_str()), (Some("done"), Some("local_copy")));
     let tree_entry = &log["entries"][1];
-    assert_eq!(
-        (
-            tree_entry["bytes_done"].as_i64(),
-            tree_entry["bytes_total"].as_i64()
-        ),
-        (Some(3), Some(3))
-    );
+    assert_eq!((tree_entry["bytes_done"].as_i64(), tree_entry["bytes_total"].as_i64()), (Some(3), Some(3)));
 }
 
 #[tokio::test]
@@ -157,10 +113,7 @@ async fn local_symlink_points_at_the_source_and_never_changes_its_permissions() 
     let (status, body) = stage(&s, "local_symlink", "bob", "shared.ms", "links/shared.ms").await;
     assert_eq!(status, 200, "{body}");
     let link = s.users.join("bob/links/shared.ms");
-    assert_eq!(
-        std::fs::read_link(&link).unwrap(),
-        src.canonicalize().unwrap()
-    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), src.canonicalize().unwrap());
     assert_eq!(std::fs::read(&link).unwrap(), b"visibilities");
     assert_eq!(mode(&src), 0o644);
 }
@@ -183,10 +136,7 @@ async fn direct_download_streams_with_ranges_type_and_length() {
     assert_eq!(full.status(), 200);
     assert_eq!(full.headers()["content-type"], "text/plain");
     assert_eq!(full.headers()["content-length"], "19");
-    assert!(full.headers()["content-disposition"]
-        .to_str()
-        .unwrap()
-        .contains("notes.txt"));
+    assert!(full.headers()["content-disposition"].to_str().unwrap().contains("notes.txt"));
     assert_eq!(full.bytes().await.unwrap().as_ref(), b"hello staging world");
     let part = req(Some("bytes=6-12")).await.unwrap();
     assert_eq!(part.status(), 206);
@@ -195,10 +145,7 @@ async fn direct_download_streams_with_ranges_type_and_length() {
     assert_eq!(req(Some("bytes=100-200")).await.unwrap().status(), 416);
     // A folder is not downloadable.
     std::fs::create_dir(s.storage.join("dir")).unwrap();
-    assert_eq!(
-        stage(&s, "direct_download", "carol", "dir", "").await.0,
-        400
-    );
+    assert_eq!(stage(&s, "direct_download", "carol", "dir", "").await.0, 400);
 }
 
 #[tokio::test]
@@ -216,14 +163,8 @@ async fn path_attacks_are_refused_and_change_nothing() {
     std::fs::create_dir_all(s.users.join("mallory")).unwrap();
     std::os::unix::fs::symlink(&outside, s.users.join("mallory/out")).unwrap();
     std::os::unix::fs::symlink(&outside, s.users.join("eve")).unwrap();
-    let snapshot = || {
-        (
-            listing(&s.storage),
-            listing(&s.users),
-            listing(&outside),
-            std::fs::read(outside.join("secret")).unwrap(),
-        )
-    };
+    let snapshot =
+        || (listing(&s.storage), listing(&s.users), listing(&outside), std::fs::read(outside.join("secret")).unwrap());
     let before = snapshot();
 
     let long = "d/".repeat(2100) + "f";
@@ -246,16 +187,7 @@ async fn path_attacks_are_refused_and_change_nothing() {
         &long,
         "",
     ];
-    let targets = [
-        "../../outside/pwned",
-        "/tmp/pwned",
-        "out/pwned",
-        "out",
-        "%2e%2e/pwned",
-        "a/../../x",
-        "a\0b",
-        &long,
-    ];
+    let targets = ["../../outside/pwned", "/tmp/pwned", "out/pwned", "out", "%2e%2e/pwned", "a/../../x", "a\0b", &long];
     let mut cases: Vec<(&str, &str, &str, &str)> = Vec::new();
     for method in ["local_copy", "local_symlink", "direct_download"] {
         for src in sources {
@@ -272,18 +204,14 @@ async fn path_attacks_are_refused_and_change_nothing() {
     }
     for (method, user, src, target) in &cases {
         let (status, body) = stage(&s, method, user, src, target).await;
-        assert_eq!(
-            status, 400,
-            "{method} user {user:?} source {src:?} target {target:?}: {body}"
-        );
-        assert!(
-            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{body}"
-        );
+        assert_eq!(status, 400, "{method} user {user:?} source {src:?} target {target:?}: {body}");
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
     }
     // The encoded and traversal forms through the file helper too.
     for name in ["../outside/new", "escape/new", "%2e%2e/new", "/tmp/new"] {
-        let resp = sdp_staging::http_client().build().unwrap()
+        let resp = sdp_staging::http_client()
+            .build()
+            .unwrap()
             .post(format!("{}/create-file/", s.base))
             .json(&json!({"filename": name, "content": "x"}))
             .send()
@@ -295,38 +223,19 @@ async fn path_attacks_are_refused_and_change_nothing() {
     // Every refusal is in the log.
     let log = get(&s, "/logs/?limit=1000").await;
     assert_eq!(log["total"].as_u64(), Some(cases.len() as u64));
-    assert!(log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["status"] == "rejected"));
+    assert!(log["entries"].as_array().unwrap().iter().all(|e| e["status"] == "rejected"));
     // The eve link (a user area pointing outside) is the only one whose message names a link.
-    let msgs: Vec<&str> = log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["message"].as_str())
-        .collect();
+    let msgs: Vec<&str> = log["entries"].as_array().unwrap().iter().filter_map(|e| e["message"].as_str()).collect();
     assert!(msgs.iter().any(|m| m.contains("symbolic link")), "{msgs:?}");
 }
 
 #[tokio::test]
 async fn methods_config_logs_and_helpers() {
-    let s =
-        start_service(|st| st.allowed_methods = vec![sdp_staging::method::Method::LocalCopy]).await;
+    let s = start_service(|st| st.allowed_methods = vec![sdp_staging::method::Method::LocalCopy]).await;
     let health = sdp_staging::http_client().build().unwrap().get(format!("{}/health", s.base)).send().await.unwrap();
-    assert_eq!(
-        (health.status().as_u16(), health.text().await.unwrap()),
-        (200, "ok".to_string())
-    );
-    assert_eq!(
-        get(&s, "/config/allowed-methods/").await,
-        json!({"allowed_methods": ["local_copy"]})
-    );
-    assert_eq!(
-        get(&s, "/config/allowed-methods").await,
-        json!({"allowed_methods": ["local_copy"]})
-    );
+    assert_eq!((health.status().as_u16(), health.text().await.unwrap()), (200, "ok".to_string()));
+    assert_eq!(get(&s, "/config/allowed-methods/").await, json!({"allowed_methods": ["local_copy"]}));
+    assert_eq!(get(&s, "/config/allowed-methods").await, json!({"allowed_methods": ["local_copy"]}));
     let config = get(&s, "/config/").await;
     assert_eq!(config["source_storage_path"], json!(s.storage));
     assert_eq!(config["database"], "sqlite");
@@ -335,71 +244,44 @@ async fn methods_config_logs_and_helpers() {
     let page = sdp_staging::http_client().build().unwrap().get(&s.base).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<form id=\"stage\""));
 
-    let created = sdp_staging::http_client().build().unwrap()
+    let created = sdp_staging::http_client()
+        .build()
+        .unwrap()
         .post(format!("{}/create-file/", s.base))
         .json(&json!({"filename": "made/by/helper.txt", "content": "made"}))
         .send()
         .await
         .unwrap();
     assert_eq!(created.status(), 200);
-    assert_eq!(
-        std::fs::read_to_string(s.storage.join("made/by/helper.txt")).unwrap(),
-        "made"
-    );
+    assert_eq!(std::fs::read_to_string(s.storage.join("made/by/helper.txt")).unwrap(), "made");
 
     let (status, body) = stage(&s, "local_symlink", "alice", "made/by/helper.txt", "x").await;
     assert_eq!(status, 400);
-    assert!(
-        body["detail"].as_str().unwrap().contains("not allowed"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("not allowed"), "{body}");
     assert_eq!(stage(&s, "teleport", "alice", "made", "x").await.0, 400);
     let (status, body) = stage(&s, "local_copy", "alice", "no/such/file", "x").await;
     assert_eq!(status, 404);
-    assert!(
-        body["detail"].as_str().unwrap().contains("does not exist"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("does not exist"), "{body}");
     for i in 0..5 {
-        assert_eq!(
-            stage(
-                &s,
-                "local_copy",
-                "alice",
-                "made/by/helper.txt",
-                &format!("c{i}")
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(stage(&s, "local_copy", "alice", "made/by/helper.txt", &format!("c{i}")).await.0, 200);
     }
     let all = get(&s, "/logs/?limit=100").await;
     assert_eq!(all["total"], 8);
     let page = get(&s, "/logs/?offset=2&limit=3").await;
-    let ids: Vec<i64> = page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
-    let all_ids: Vec<i64> = all["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_i64().unwrap())
-        .collect();
+    let ids: Vec<i64> = page["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let all_ids: Vec<i64> = all["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, all_ids[2..5]);
-    let metrics = sdp_staging::http_client().build().unwrap().get(format!("{}/metrics", s.base)).send()
+    let metrics = sdp_staging::http_client()
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", s.base))
+        .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("sdp_staging_requests_total{method=\"local_copy\",outcome=\"done\"} 5"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("sdp_staging_requests_total{method=\"local_copy\",outcome=\"done\"} 5"), "{metrics}");
 }
 
 #[tokio::test]
@@ -408,21 +290,12 @@ async fn jupyter_copy_explains_what_is_missing() {
     std::fs::write(s.storage.join("f"), b"f").unwrap();
     let (status, body) = stage(&s, "jupyter_copy", "alice", "f", "f").await;
     assert_eq!(status, 400);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("set JUPYTERHUB_URL"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("set JUPYTERHUB_URL"), "{body}");
     let no_token = start_service(|st| st.jupyterhub_url = Some("http://127.0.0.1:9".into())).await;
     std::fs::write(no_token.storage.join("f"), b"f").unwrap();
     let (status, body) = stage(&no_token, "jupyter_copy", "alice", "f", "f").await;
     assert_eq!(status, 400);
-    assert!(
-        body["detail"].as_str().unwrap().contains("jupyter_token"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("jupyter_token"), "{body}");
 }
 
 #[tokio::test]
@@ -430,73 +303,23 @@ async fn a_missing_storage_root_is_named() {
     let s = start_service(|st| st.source_root = "/nonexistent/storage".into()).await;
     let (status, body) = stage(&s, "local_copy", "alice", "f", "f").await;
     assert_eq!(status, 500);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("SOURCE_STORAGE_PATH"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("SOURCE_STORAGE_PATH"), "{body}");
 }
 
 #[tokio::test]
 async fn bearer_token_guards_everything_but_health() {
-    let s =
-        start_service(|st| st.api_token = Some(sdp_staging::config::Secret("s3cret".into()))).await;
+    let s = start_service(|st| st.api_token = Some(sdp_staging::config::Secret("s3cret".into()))).await;
     let client = sdp_staging::http_client().build().unwrap();
-    assert_eq!(
-        client
-            .get(format!("{}/health", s.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    for path in [
-        "/config/",
-        "/logs/",
-        "/config/allowed-methods/",
-        "/metrics",
-        "/openapi.json",
-    ] {
+    assert_eq!(client.get(format!("{}/health", s.base)).send().await.unwrap().status(), 200);
+    for path in ["/config/", "/logs/", "/config/allowed-methods/", "/metrics", "/openapi.json"] {
         let url = format!("{}{path}", s.base);
-        assert_eq!(
-            client.get(&url).send().await.unwrap().status(),
-            401,
-            "{path}"
-        );
-        assert_eq!(
-            client
-                .get(&url)
-                .bearer_auth("wrong")
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            401,
-            "{path}"
-        );
-        assert_eq!(
-            client
-                .get(&url)
-                .bearer_auth("s3cret")
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200,
-            "{path}"
-        );
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 401, "{path}");
+        assert_eq!(client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401, "{path}");
+        assert_eq!(client.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200, "{path}");
     }
     assert_eq!(stage(&s, "local_copy", "a", "x", "y").await.0, 401);
     // Nothing reached the log without the token.
-    let log = client
-        .get(format!("{}/logs/", s.base))
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap();
+    let log = client.get(format!("{}/logs/", s.base)).bearer_auth("s3cret").send().await.unwrap();
     assert_eq!(log.json::<Value>().await.unwrap()["total"], 0);
 }
 
@@ -542,10 +365,7 @@ async fn rucio_dids_are_resolved_with_the_rucio_token_header() {
     std::fs::write(dir.path().join("ska/obs1.ms"), b"measurement").unwrap();
     let (status, body) = stage(&s, "local_copy", "alice", "ska:obs1.ms", "from-rucio.ms").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        std::fs::read(s.users.join("alice/from-rucio.ms")).unwrap(),
-        b"measurement"
-    );
+    assert_eq!(std::fs::read(s.users.join("alice/from-rucio.ms")).unwrap(), b"measurement");
     let (status, body) = stage(&s, "local_copy", "alice", "ska:missing", "m").await;
     assert_eq!(status, 404, "{body}");
 
@@ -557,13 +377,7 @@ async fn rucio_dids_are_resolved_with_the_rucio_token_header() {
     .await;
     let (status, body) = stage(&wrong, "local_copy", "alice", "ska:obs1.ms", "x").await;
     assert_eq!(status, 502);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("RUCIO_AUTH_TOKEN"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("RUCIO_AUTH_TOKEN"), "{body}");
 }
 
 #[tokio::test]
@@ -575,10 +389,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     std::fs::create_dir_all(&storage).unwrap();
     std::fs::write(
         &file,
-        format!(
-            "allowedMethods: [local_copy]\nsourceStoragePath: {}\nloggingLevel: WARNING\n",
-            storage.display()
-        ),
+        format!("allowedMethods: [local_copy]\nsourceStoragePath: {}\nloggingLevel: WARNING\n", storage.display()),
     )
     .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_sdp-staging"))
@@ -600,21 +411,19 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         .unwrap();
     let mut child = sdp_testkit::KillOnDrop(child);
     sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp-staging up");
-    let config: Value = sdp_staging::http_client().build().unwrap().get(format!("http://127.0.0.1:{port}/config/")).send()
+    let config: Value = sdp_staging::http_client()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/config/"))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        config["allowed_methods"],
-        json!(["local_symlink", "jupyter_copy"])
-    );
+    assert_eq!(config["allowed_methods"], json!(["local_symlink", "jupyter_copy"]));
     assert_eq!(config["source_storage_path"], json!(storage));
-    assert_eq!(
-        config["target_storage_path"],
-        json!(dir.path().join("users"))
-    );
+    assert_eq!(config["target_storage_path"], json!(dir.path().join("users")));
     assert_eq!(config["jupyterhub_url"], "http://127.0.0.1:1");
     assert!(!config.to_string().contains("hub-token-never-shown"));
     assert!(dir.path().join("data/staging.db").exists());
@@ -622,14 +431,12 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     // At DEBUG (the environment wins over the file's WARNING) requests are logged, tokens never.
     let url = reqwest::Url::parse_with_params(
         &format!("http://127.0.0.1:{port}/stage-data/"),
-        [
-            ("method", "jupyter_copy"),
-            ("username", "alice"),
-            ("jupyter_token", "request-token-never-shown"),
-        ],
+        [("method", "jupyter_copy"), ("username", "alice"), ("jupyter_token", "request-token-never-shown")],
     )
     .unwrap();
-    let resp = sdp_staging::http_client().build().unwrap()
+    let resp = sdp_staging::http_client()
+        .build()
+        .unwrap()
         .post(url)
         .json(&json!({"data": {"local_path_on_storage": "nothing-here", "relative_path": "x"}}))
         .send()
@@ -639,10 +446,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     child.0.kill().unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
-    assert!(
-        out.contains("staging request") && out.contains("DEBUG"),
-        "{out}"
-    );
+    assert!(out.contains("staging request") && out.contains("DEBUG"), "{out}");
     for secret in ["request-token-never-shown", "hub-token-never-shown"] {
         assert!(!out.contains(secret), "a token was logged:\n{out}");
     }
@@ -658,10 +462,51 @@ async fn rucio_over_https_checks_the_certificate() {
         let out = std::process::Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=staging test CA"]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=localhost"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=staging test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
     std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(&["x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem", "-days", "1", "-extfile", "ext"]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
     let storage = d.join("storage");
     std::fs::create_dir_all(storage.join("ska")).unwrap();
     std::fs::write(storage.join("ska/obs2.ms"), b"over tls").unwrap();
@@ -725,7 +570,9 @@ server.serve_forever()
             [("method", "local_copy"), ("username", "alice")],
         )
         .unwrap();
-        let resp = sdp_staging::http_client().build().unwrap()
+        let resp = sdp_staging::http_client()
+            .build()
+            .unwrap()
             .post(url)
             .json(&json!({"data": {"local_path_on_storage": "ska:obs2.ms", "relative_path": target}}))
             .send()
@@ -755,7 +602,9 @@ async fn the_ingress_path_with_an_underscore_stages() {
         [("method", "local_copy"), ("username", "dave")],
     )
     .unwrap();
-    let resp = sdp_staging::http_client().build().unwrap()
+    let resp = sdp_staging::http_client()
+        .build()
+        .unwrap()
         .post(url)
         .json(&json!({"data": {"local_path_on_storage": "obs.ms", "relative_path": "obs.ms"}}))
         .send()

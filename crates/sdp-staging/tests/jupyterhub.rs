@@ -8,19 +8,15 @@ mod peers;
 
 use serde_json::{json, Value};
 
-async fn jupyter_copy(
-    base: &str,
-    user: &str,
-    token: Option<&str>,
-    source: &str,
-    target: &str,
-) -> (u16, Value) {
+async fn jupyter_copy(base: &str, user: &str, token: Option<&str>, source: &str, target: &str) -> (u16, Value) {
     let mut params = vec![("method", "jupyter_copy"), ("username", user)];
     if let Some(t) = token {
         params.push(("jupyter_token", t));
     }
     let url = reqwest::Url::parse_with_params(&format!("{base}/stage-data/"), params).unwrap();
-    let resp = sdp_staging::http_client().build().unwrap()
+    let resp = sdp_staging::http_client()
+        .build()
+        .unwrap()
         .post(url)
         .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
         .send()
@@ -60,13 +56,9 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     std::fs::write(s.storage.join("set/sub/b.bin"), pattern(1000)).unwrap();
 
     // The server is not running: the service starts it, then uploads.
-    let (status, body) =
-        jupyter_copy(&s.base, "alice", None, "small.txt", "staged/small.txt").await;
+    let (status, body) = jupyter_copy(&s.base, "alice", None, "small.txt", "staged/small.txt").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        std::fs::read(hub.home("alice").join("staged/small.txt")).unwrap(),
-        b"small file\n"
-    );
+    assert_eq!(std::fs::read(hub.home("alice").join("staged/small.txt")).unwrap(), b"small file\n");
 
     // The request's token wins over the configured one. While the 7 chunks go, the log shows the request
     // running with its size and the bytes sent so far.
@@ -76,7 +68,11 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     });
     let mut seen_running = Vec::new();
     while !upload.is_finished() {
-        let log: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/logs/?limit=1", s.base)).send()
+        let log: Value = sdp_staging::http_client()
+            .build()
+            .unwrap()
+            .get(format!("{}/logs/?limit=1", s.base))
+            .send()
             .await
             .unwrap()
             .json()
@@ -84,67 +80,41 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
             .unwrap();
         let e = &log["entries"][0];
         if e["status"] == "running" && e["target"] == "deep/er/big.bin" {
-            seen_running.push((
-                e["bytes_done"].as_u64().unwrap(),
-                e["bytes_total"].as_u64().unwrap(),
-            ));
+            seen_running.push((e["bytes_done"].as_u64().unwrap(), e["bytes_total"].as_u64().unwrap()));
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (status, body) = upload.await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(
-        seen_running
-            .iter()
-            .any(|&(done, total)| total == big.len() as u64 && done < total),
+        seen_running.iter().any(|&(done, total)| total == big.len() as u64 && done < total),
         "no progress seen while uploading: {seen_running:?}"
     );
     let uploaded = std::fs::read(hub.home("alice").join("deep/er/big.bin")).unwrap();
-    assert!(
-        uploaded == big,
-        "the chunked upload differs ({} bytes vs {})",
-        uploaded.len(),
-        big.len()
-    );
+    assert!(uploaded == big, "the chunked upload differs ({} bytes vs {})", uploaded.len(), big.len());
 
     let (status, body) = jupyter_copy(&s.base, "alice", None, "set", "").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        std::fs::read(hub.home("alice").join("set/sub/b.bin")).unwrap(),
-        pattern(1000)
-    );
+    assert_eq!(std::fs::read(hub.home("alice").join("set/sub/b.bin")).unwrap(), pattern(1000));
 
-    let log: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/logs/", s.base)).send()
+    let log: Value = sdp_staging::http_client()
+        .build()
+        .unwrap()
+        .get(format!("{}/logs/", s.base))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     let big_entry = &log["entries"][1];
-    assert_eq!(
-        big_entry["bytes_done"].as_u64(),
-        Some(big.len() as u64),
-        "{big_entry}"
-    );
-    assert!(
-        !log.to_string().contains(&hub.token),
-        "a token reached the log"
-    );
+    assert_eq!(big_entry["bytes_done"].as_u64(), Some(big.len() as u64), "{big_entry}");
+    assert!(!log.to_string().contains(&hub.token), "a token reached the log");
 
-    let (status, body) = jupyter_copy(
-        &s.base,
-        "alice",
-        Some("not-a-valid-token"),
-        "small.txt",
-        "other.txt",
-    )
-    .await;
+    let (status, body) = jupyter_copy(&s.base, "alice", Some("not-a-valid-token"), "small.txt", "other.txt").await;
     assert_eq!(status, 403, "{body}");
     let detail = body["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("JupyterHub refused the token (403)") && detail.contains("jupyter_token"),
-        "{detail}"
-    );
+    assert!(detail.contains("JupyterHub refused the token (403)") && detail.contains("jupyter_token"), "{detail}");
     assert!(!detail.contains("not-a-valid-token"));
     assert!(!hub.home("alice").join("other.txt").exists());
 

@@ -29,53 +29,26 @@ impl MariaDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let out = Command::new(install_db)
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
             .output()
             .expect("run mariadb-install-db");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
         let port = free_port();
         let child = Command::new(server)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .arg(format!(
-                "--socket={}",
-                dir.path().join("mysql.sock").display()
-            ))
-            .arg(format!(
-                "--pid-file={}",
-                dir.path().join("mysql.pid").display()
-            ))
-            .arg(format!(
-                "--log-error={}",
-                dir.path().join("error.log").display()
-            ))
-            .args([
-                &format!("--port={port}"),
-                "--bind-address=127.0.0.1",
-                "--user=root",
-                "--skip-grant-tables",
-            ])
+            .arg(format!("--socket={}", dir.path().join("mysql.sock").display()))
+            .arg(format!("--pid-file={}", dir.path().join("mysql.pid").display()))
+            .arg(format!("--log-error={}", dir.path().join("error.log").display()))
+            .args([&format!("--port={port}"), "--bind-address=127.0.0.1", "--user=root", "--skip-grant-tables"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start mariadbd");
         let child = KillOnDrop(child);
         wait_for_port(port, Duration::from_secs(60), "mariadbd");
-        MariaDb {
-            port,
-            _child: child,
-            _dir: dir,
-        }
+        MariaDb { port, _child: child, _dir: dir }
     }
 
     /// Creates `database` and returns its URL.
@@ -83,17 +56,9 @@ impl MariaDb {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
         let mut conn =
-            sqlx::AnyConnection::connect(&format!("mysql://root@127.0.0.1:{}/mysql", self.port))
-                .await
-                .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        format!(
-            "mysql://staging:any-password@127.0.0.1:{}/{database}",
-            self.port
-        )
+            sqlx::AnyConnection::connect(&format!("mysql://root@127.0.0.1:{}/mysql", self.port)).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut conn).await.unwrap();
+        format!("mysql://staging:any-password@127.0.0.1:{}/{database}", self.port)
     }
 }
 
@@ -115,54 +80,16 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
     let id = db.insert(&entry).await.unwrap();
     db.progress(id, 512, 1024).await.unwrap();
     let (list, total) = db.list(0, 10).await.unwrap();
-    assert_eq!(
-        (total, list[0].status.as_str(), list[0].bytes_done),
-        (1, "running", 512)
-    );
-    assert_eq!(
-        list[0].source.len(),
-        1024,
-        "stored text is bounded to the column"
-    );
-    db.finish(
-        id,
-        Status::Done,
-        "Data staged for user alice with method local_copy",
-        1024,
-        1024,
-    )
-    .await
-    .unwrap();
-    let id2 = db
-        .insert(&NewEntry {
-            status: Status::Rejected,
-            message: "ünïcödé ✓",
-            ..entry
-        })
-        .await
-        .unwrap();
+    assert_eq!((total, list[0].status.as_str(), list[0].bytes_done), (1, "running", 512));
+    assert_eq!(list[0].source.len(), 1024, "stored text is bounded to the column");
+    db.finish(id, Status::Done, "Data staged for user alice with method local_copy", 1024, 1024).await.unwrap();
+    let id2 = db.insert(&NewEntry { status: Status::Rejected, message: "ünïcödé ✓", ..entry }).await.unwrap();
     assert!(id2 > id);
     let (list, total) = db.list(0, 10).await.unwrap();
     assert_eq!(total, 2);
     assert_eq!((list[0].id, list[0].message.as_str()), (id2, "ünïcödé ✓"));
-    assert_eq!(
-        (
-            list[1].status.as_str(),
-            list[1].bytes_done,
-            list[1].bytes_total
-        ),
-        ("done", 1024, 1024)
-    );
-    assert_eq!(
-        db.list(1, 5)
-            .await
-            .unwrap()
-            .0
-            .iter()
-            .map(|e| e.id)
-            .collect::<Vec<_>>(),
-        vec![id]
-    );
+    assert_eq!((list[1].status.as_str(), list[1].bytes_done, list[1].bytes_total), ("done", 1024, 1024));
+    assert_eq!(db.list(1, 5).await.unwrap().0.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
     // Connecting again finds the migrations applied and the records there.
     drop(db);
     let again = Db::connect(&url).await.unwrap();
@@ -171,9 +98,7 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
 
     // The service records its requests in MariaDB.
     let service_url = maria.database("staging_service").await;
-    let s =
-        peers::start_service(move |st| st.database_url = sdp_staging::config::Secret(service_url))
-            .await;
+    let s = peers::start_service(move |st| st.database_url = sdp_staging::config::Secret(service_url)).await;
     std::fs::write(s.storage.join("f.dat"), b"data").unwrap();
     for (source, want) in [("f.dat", 200), ("../x", 400)] {
         let url = reqwest::Url::parse_with_params(
@@ -181,7 +106,9 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
             [("method", "local_copy"), ("username", "alice")],
         )
         .unwrap();
-        let resp = sdp_staging::http_client().build().unwrap()
+        let resp = sdp_staging::http_client()
+            .build()
+            .unwrap()
             .post(url)
             .json(&json!({"data": {"local_path_on_storage": source, "relative_path": "in/f.dat"}}))
             .send()
@@ -189,24 +116,25 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), want, "{source}");
     }
-    assert_eq!(
-        std::fs::read(s.users.join("alice/in/f.dat")).unwrap(),
-        b"data"
-    );
-    let log: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/logs/", s.base)).send()
+    assert_eq!(std::fs::read(s.users.join("alice/in/f.dat")).unwrap(), b"data");
+    let log: Value = sdp_staging::http_client()
+        .build()
+        .unwrap()
+        .get(format!("{}/logs/", s.base))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let statuses: Vec<&str> = log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    let statuses: Vec<&str> =
+        log["entries"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, vec!["rejected", "done"]);
-    let config: Value = sdp_staging::http_client().build().unwrap().get(format!("{}/config/", s.base)).send()
+    let config: Value = sdp_staging::http_client()
+        .build()
+        .unwrap()
+        .get(format!("{}/config/", s.base))
+        .send()
         .await
         .unwrap()
         .json()

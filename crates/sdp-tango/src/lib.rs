@@ -14,11 +14,11 @@
 
 use std::sync::Arc;
 
+use serde_json::Value as Json;
 use tango::dev::{AttrRead, DevState};
 use tango::error::{Error, ErrorKind, Result};
 use tango::server::{AttrDef, ClassDef, CommandDef, Dev, ServerBuilder, ServerHandle};
 use tango::value::{AttrDataKind, DevEnum, Value};
-use serde_json::Value as Json;
 
 use sdp_lmc::model::{AdminMode, HealthState, ObsState, OperatingState};
 use sdp_lmc::{AttrValue, DevError, Lmc};
@@ -78,7 +78,10 @@ impl Device {
     fn state(&self, _: &Dev<Self>) -> Result<DevState> {
         match self.read("State")? {
             AttrValue::State { value } => Ok(tango_state(value)),
-            other => Err(Error::new(ErrorKind::Reason("API_AttrValueNotSet")).with_description(format!("State is {other:?}"))),
+            other => {
+                Err(Error::new(ErrorKind::Reason("API_AttrValueNotSet"))
+                    .with_description(format!("State is {other:?}")))
+            }
         }
     }
 
@@ -92,7 +95,8 @@ impl Device {
     fn enum_attr(&self, attribute: &str) -> Result<DevEnum> {
         match self.read(attribute)? {
             AttrValue::Enum { value, .. } => Ok(DevEnum(value as i16)),
-            other => Err(Error::new(ErrorKind::Reason("API_AttrValueNotSet")).with_description(format!("{attribute} is {other:?}"))),
+            other => Err(Error::new(ErrorKind::Reason("API_AttrValueNotSet"))
+                .with_description(format!("{attribute} is {other:?}"))),
         }
     }
 
@@ -105,9 +109,7 @@ impl Device {
 
     fn write_admin_mode(&mut self, _: &Dev<Self>, value: Value) -> Result<()> {
         let mode = DevEnum::try_from(&value).map(|e| e.0).or_else(|_| i16::try_from(&value))?;
-        self.runtime
-            .block_on(self.lmc.write_attribute(&self.name, "adminMode", &Json::from(mode)))
-            .map_err(dev_failed)
+        self.runtime.block_on(self.lmc.write_attribute(&self.name, "adminMode", &Json::from(mode))).map_err(dev_failed)
     }
 
     /// Runs an LMC command, then pushes change events for the state and enum attributes it may change.
@@ -126,8 +128,13 @@ impl Device {
     }
 }
 
-fn model_init(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> impl Fn(&Dev<Device>) -> Result<Device> + Send + Sync + 'static {
-    move |dev: &Dev<Device>| Ok(Device { lmc: Arc::clone(&lmc), runtime: runtime.clone(), name: dev.name().to_string() })
+fn model_init(
+    lmc: Arc<Lmc>,
+    runtime: tokio::runtime::Handle,
+) -> impl Fn(&Dev<Device>) -> Result<Device> + Send + Sync + 'static {
+    move |dev: &Dev<Device>| {
+        Ok(Device { lmc: Arc::clone(&lmc), runtime: runtime.clone(), name: dev.name().to_string() })
+    }
 }
 
 fn enum_attr(name: &'static str, label: &'static str) -> AttrDef<Device> {
@@ -158,7 +165,11 @@ fn subarray_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<De
                 .push_change_event(false),
         )
         .attr(enum_attr("healthState", "Health state"))
-        .attr(AttrDef::new("receiveAddresses").label("Receive Addresses").read(|m: &Device, _: &Dev<Device>| m.string_attr("receiveAddresses")));
+        .attr(
+            AttrDef::new("receiveAddresses")
+                .label("Receive Addresses")
+                .read(|m: &Device, _: &Dev<Device>| m.string_attr("receiveAddresses")),
+        );
     for &name in sdp_lmc::subarray::Command::NAMES {
         let pushed: &'static [&'static str] = &["State", "obsState"];
         class = class.command(match name {
@@ -166,7 +177,9 @@ fn subarray_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<De
             "AssignResources" | "ReleaseResources" | "Configure" | "ConfigureScan" => CommandDef::new(name)
                 .in_doc("JSON configuration string")
                 .exec(move |m: &Device, dev: &Dev<Device>, argin: String| m.command(dev, name, &argin, pushed)),
-            _ => CommandDef::new(name).exec(move |m: &Device, dev: &Dev<Device>, _: ()| m.command(dev, name, "", pushed)),
+            _ => {
+                CommandDef::new(name).exec(move |m: &Device, dev: &Dev<Device>, _: ()| m.command(dev, name, "", pushed))
+            }
         });
     }
     class
@@ -181,10 +194,10 @@ fn master_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<Devi
         .attr(enum_attr("OperatingState", "Operating state"))
         .attr(enum_attr("healthState", "Health state"));
     for &name in sdp_lmc::master::Command::NAMES {
-        class = class.command(
-            CommandDef::new(name)
-                .exec(move |m: &Device, dev: &Dev<Device>, _: ()| m.command(dev, name, "", &["State", "OperatingState"])),
-        );
+        class =
+            class.command(CommandDef::new(name).exec(move |m: &Device, dev: &Dev<Device>, _: ()| {
+                m.command(dev, name, "", &["State", "OperatingState"])
+            }));
     }
     class
 }
@@ -240,9 +253,7 @@ pub fn serve(db: DatabaseProxy, host: &str, lmc: Arc<Lmc>, runtime: tokio::runti
         if !host.is_empty() {
             builder = builder.host(host);
         }
-        let handle = builder
-            .class(class)?
-            .serve()?;
+        let handle = builder.class(class)?.serve()?;
         tracing::info!(server = device.server, device = device.name, "Tango device server exported");
         handles.push(handle);
     }

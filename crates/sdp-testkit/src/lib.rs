@@ -70,7 +70,8 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Etcd {
-        let bin = program("etcd", "SDP_TEST_ETCD", "install it with `apt-get install etcd-server` (scripts/setup does)");
+        let bin =
+            program("etcd", "SDP_TEST_ETCD", "install it with `apt-get install etcd-server` (scripts/setup does)");
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{port}");

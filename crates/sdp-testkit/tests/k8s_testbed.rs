@@ -33,7 +33,9 @@ where
 fn ready(pod: &Pod) -> bool {
     let status = pod.status.as_ref();
     status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 #[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
@@ -55,7 +57,10 @@ async fn a_deployment_runs_on_simulated_nodes_and_goes() {
     })
     .await;
     deployments.delete("web", &Default::default()).await.unwrap();
-    eventually("pods gone with their Deployment", || async { pods.list(&Default::default()).await.unwrap().items.is_empty() }).await;
+    eventually("pods gone with their Deployment", || async {
+        pods.list(&Default::default()).await.unwrap().items.is_empty()
+    })
+    .await;
     Api::<Namespace>::all(client).delete(&ns, &Default::default()).await.unwrap();
 }
 
@@ -72,10 +77,14 @@ async fn helm_installs_and_uninstalls_a_chart() {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     assert_eq!(config_maps.get("hello-config").await.unwrap().data.unwrap()["greeting"], "hello");
-    eventually("the chart's pod Running", || async { pods.list(&Default::default()).await.unwrap().items.iter().any(ready) }).await;
+    eventually("the chart's pod Running", || async {
+        pods.list(&Default::default()).await.unwrap().items.iter().any(ready)
+    })
+    .await;
     helm(&["uninstall", "hello"]);
     assert!(config_maps.get_opt("hello-config").await.unwrap().is_none());
-    eventually("the chart's pods gone", || async { pods.list(&Default::default()).await.unwrap().items.is_empty() }).await;
+    eventually("the chart's pods gone", || async { pods.list(&Default::default()).await.unwrap().items.is_empty() })
+        .await;
     Api::<Namespace>::all(client).delete(&ns, &Default::default()).await.unwrap();
 }
 
@@ -97,7 +106,11 @@ async fn custom_resources_are_validated_by_the_server() {
     let crd_name = crd.metadata.name.clone().unwrap();
     crds.patch(&crd_name, &PatchParams::apply("sdp-test").force(), &Patch::Apply(&crd)).await.unwrap();
     eventually("the CRD established", || async {
-        crds.get(&crd_name).await.ok().and_then(|c| c.status).and_then(|s| s.conditions)
+        crds.get(&crd_name)
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions)
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
     })
     .await;

@@ -55,11 +55,14 @@ pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let url = args.url.trim_end_matches('/');
-    let unreachable = || format!("cannot reach the LMC surface at {url}: is `sdp up` running? (set --url or SDP_LMC_URL)");
+    let unreachable =
+        || format!("cannot reach the LMC surface at {url}: is `sdp up` running? (set --url or SDP_LMC_URL)");
     let response = match &args.action {
         Action::Devices => http.get(format!("{url}/api/devices")).send().await,
         Action::Read { device, attribute: None } => http.get(format!("{url}/api/devices/{device}")).send().await,
-        Action::Read { device, attribute: Some(a) } => http.get(format!("{url}/api/devices/{device}/attributes/{a}")).send().await,
+        Action::Read { device, attribute: Some(a) } => {
+            http.get(format!("{url}/api/devices/{device}/attributes/{a}")).send().await
+        }
         Action::Write { device, attribute, value } => {
             // Labels are strings, numbers are numbers: `ONLINE` and `1` both work.
             let body = serde_json::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.clone()));

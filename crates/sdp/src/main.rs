@@ -136,9 +136,7 @@ fn default_data_dir() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -198,8 +196,12 @@ async fn start_helm_deployer(
         Some(dir) => dir.clone(),
         None => {
             let dir = data_dir.join("charts");
-            sdp_helmdeploy::bundled::unpack(&dir)
-                .with_context(|| format!("cannot unpack the bundled charts into {}: check its permissions or set --charts-dir", dir.display()))?
+            sdp_helmdeploy::bundled::unpack(&dir).with_context(|| {
+                format!(
+                    "cannot unpack the bundled charts into {}: check its permissions or set --charts-dir",
+                    dir.display()
+                )
+            })?
         }
     };
     tracing::info!(dir = %charts_dir.display(), "local charts");
@@ -222,15 +224,26 @@ async fn start_helm_deployer(
         sdp_helmdeploy::Mode::Cluster => match kube::Client::try_default().await {
             Ok(client) => {
                 match sdp_helmdeploy::namespace::ensure(client.clone(), &namespace).await {
-                    Ok(sdp_helmdeploy::namespace::Ensured::Created) => tracing::info!(namespace, "processing namespace created"),
+                    Ok(sdp_helmdeploy::namespace::Ensured::Created) => {
+                        tracing::info!(namespace, "processing namespace created")
+                    }
                     Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "deployments will fail until the processing namespace exists"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "deployments will fail until the processing namespace exists")
+                    }
                 }
-                tasks.push(tokio::spawn(sdp_helmdeploy::pods::monitor(client.clone(), namespace.clone(), config.clone(), metrics.clone())));
+                tasks.push(tokio::spawn(sdp_helmdeploy::pods::monitor(
+                    client.clone(),
+                    namespace.clone(),
+                    config.clone(),
+                    metrics.clone(),
+                )));
                 tasks.push(tokio::spawn(sdp_helmdeploy::resources::monitor(client, config.clone(), metrics)));
                 tracing::info!(namespace, "helm deployer started");
             }
-            Err(e) => tracing::warn!(error = %e, "cannot reach Kubernetes: pods and network resources are not monitored"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach Kubernetes: pods and network resources are not monitored")
+            }
         },
         sdp_helmdeploy::Mode::RenderOnly(dir) => {
             tracing::info!(dir = %dir.display(), "helm deployer started in render-only mode (no cluster)")
@@ -247,7 +260,8 @@ fn ops_router(registry: Registry, config: Config) -> axum::Router {
         async move {
             let mut text = String::new();
             match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                Ok(()) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
+                Ok(()) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+                    .into_response(),
                 Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
             }
         }
@@ -282,7 +296,8 @@ async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
     let controller = start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry);
-    let http = serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)").await?;
+    let http = serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)")
+        .await?;
     until_stopped(vec![controller, http]).await;
     Ok(())
 }
@@ -292,7 +307,10 @@ async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
     let mut tasks = start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?;
-    tasks.push(serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)").await?);
+    tasks.push(
+        serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)")
+            .await?,
+    );
     until_stopped(tasks).await;
     Ok(())
 }
@@ -347,9 +365,9 @@ async fn start_staging(args: &UpArgs) -> anyhow::Result<sdp_staging::Running> {
     for dir in [&source, &target] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let running = sdp_staging::start(staging.settings()?)
-        .await
-        .with_context(|| format!("cannot start the staging service on {}: choose another with --staging-listen", args.staging_listen))?;
+    let running = sdp_staging::start(staging.settings()?).await.with_context(|| {
+        format!("cannot start the staging service on {}: choose another with --staging-listen", args.staging_listen)
+    })?;
     tracing::info!(listen = %running.addr, storage = %source.display(), user_areas = %target.display(), "staging service (API and web page) up");
     Ok(running)
 }
@@ -367,7 +385,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(sdp_etcd_server::start(config).await?)
     };
     let settings = match &embedded {
-        Some(server) => Settings { host: server.addr.ip().to_string(), port: server.addr.port(), ..Settings::from_env()? },
+        Some(server) => {
+            Settings { host: server.addr.ip().to_string(), port: server.addr.port(), ..Settings::from_env()? }
+        }
         None => Settings::from_env()?,
     };
     let config = connect(&settings).await?;
@@ -379,10 +399,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             server.addr.ip(),
             server.addr.port()
         ),
-        None => tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST"),
+        None => {
+            tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST")
+        }
     }
     let mut registry = Registry::default();
-    let mut tasks = vec![start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry)];
+    let mut tasks =
+        vec![start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry)];
     tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?);
     let (lmc, http) = start_lmc(&config, &args.lmc, registry).await?;
     tasks.push(http);
@@ -422,7 +445,8 @@ async fn start_tango(tango_host: &str, lmc: Arc<sdp_lmc::Lmc>) -> anyhow::Result
         .with_context(|| format!("TANGO_HOST={tango_host:?} is not host:port"))?;
     let runtime = tokio::runtime::Handle::current();
     // The address clients are told to use: this host as the Tango database sees it, loopback for a local one.
-    let advertised = if host == "localhost" || host.starts_with("127.") { "127.0.0.1".to_string() } else { String::new() };
+    let advertised =
+        if host == "localhost" || host.starts_with("127.") { "127.0.0.1".to_string() } else { String::new() };
     let servers = tokio::task::spawn_blocking(move || {
         let db = sdp_tango::DatabaseProxy::new(&host, port);
         sdp_tango::serve(db, &advertised, lmc, runtime)
@@ -437,7 +461,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -38,7 +38,9 @@ fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Command {
 
 /// The body of an HTTP GET on loopback.
 fn http_get(port: u16, path: &str) -> String {
-    let script = format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}{path}').read().decode())");
+    let script = format!(
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}{path}').read().decode())"
+    );
     let out = Command::new("python3").args(["-c", &script]).output().unwrap();
     assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -108,7 +110,9 @@ async fn the_client_library_works_against_up() {
     let settings = sdp_config::Settings { port, ..Default::default() };
     let config = sdp_config::Config::connect(&settings).await.unwrap();
     let pb_id = config
-        .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, serde_json::json!({})).await })
+        .txn(|t| async move {
+            t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, serde_json::json!({})).await
+        })
         .await
         .unwrap();
     assert!(pb_id.ends_with("-0000"));
@@ -133,11 +137,7 @@ fn lmc_command_line() {
     let _server = start_up_with_lmc(port, lmc_port, dir.path());
     let url = format!("http://127.0.0.1:{lmc_port}");
     let lmc_at = |url: &str, args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sdp"))
-            .args(["lmc", "--url", url])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sdp")).args(["lmc", "--url", url]).args(args).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
     };
     let lmc = |args: &[&str]| lmc_at(&url, args);
@@ -148,7 +148,10 @@ fn lmc_command_line() {
     let (ok, out) = lmc(&["devices"]);
     assert!(ok && out.contains("mid_sdp/elt/subarray_1") && out.contains("SDPMaster/1"), "{out}");
     let (ok, out) = lmc(&["run", "subarray_1", "AssignResources", ""]);
-    assert!(!ok && out.contains("API_CommandNotAllowed") && out.contains("Current mode: <AdminMode.OFFLINE: 0>"), "{out}");
+    assert!(
+        !ok && out.contains("API_CommandNotAllowed") && out.contains("Current mode: <AdminMode.OFFLINE: 0>"),
+        "{out}"
+    );
     assert!(lmc(&["write", "subarray_1", "adminMode", "ONLINE"]).0);
     assert!(lmc(&["run", "subarray_1", "AssignResources"]).0);
     let configure = r#"{ "configure": { "id": "xyz", "sbiId": "xyz", "workflow": { "type": "realtime", "version": "0.1.0", "id": "vis_receive" }, "parameters": {}, "scanParameters": { "1": {} } } }"#;
@@ -158,7 +161,8 @@ fn lmc_command_line() {
     assert!(ok && out.contains("\"label\": \"READY\"") && out.contains("\"value\": 2"), "{out}");
     // The processing block is in the configuration database.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let config = rt.block_on(sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() })).unwrap();
+    let config =
+        rt.block_on(sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() })).unwrap();
     let pb = rt.block_on(config.txn(|t| async move { t.get_processing_block("xyz").await })).unwrap();
     assert_eq!(pb.unwrap().workflow.id, "vis_receive");
     // The processing controller deploys the block's script.
@@ -192,7 +196,8 @@ fn serves_the_devices_to_tango() {
     let dir = tempfile::tempdir().unwrap();
     let tango_db = sdp_testkit::TangoDatabase::start(dir.path());
     let (port, lmc_port) = (free_port(), free_port());
-    let child = up_command(port, lmc_port, &dir.path().join("data")).env("TANGO_HOST", tango_db.tango_host()).spawn().unwrap();
+    let child =
+        up_command(port, lmc_port, &dir.path().join("data")).env("TANGO_HOST", tango_db.tango_host()).spawn().unwrap();
     let _server = KillOnDrop(child);
     wait_for_port(lmc_port, Duration::from_secs(30), "sdp up");
     let script = "import tango, time\n\
@@ -233,7 +238,14 @@ fn uses_the_etcd_named_by_sdp_config_host() {
         let deploy_id = format!("{pb_id}-workflow");
         sdp_testkit::eventually("the script deployment in etcd", Duration::from_secs(15), || async {
             let id = deploy_id.clone();
-            config.txn(|t| { let id = id.clone(); async move { t.get_deployment(&id).await } }).await.unwrap().is_some()
+            config
+                .txn(|t| {
+                    let id = id.clone();
+                    async move { t.get_deployment(&id).await }
+                })
+                .await
+                .unwrap()
+                .is_some()
         })
         .await;
     });
@@ -259,27 +271,54 @@ fn up_with_a_cluster_runs_a_script_pod_from_anywhere() {
     rt.block_on(async {
         let config = sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap();
         let pb_id = config
-            .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, serde_json::json!({})).await })
+            .txn(|t| async move {
+                t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, serde_json::json!({})).await
+            })
             .await
             .unwrap();
         let deploy_id = format!("{pb_id}-workflow");
-        sdp_testkit::eventually("the script's pod RUNNING in its deployment state", Duration::from_secs(120), || async {
-            let id = deploy_id.clone();
-            let state = config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap();
-            state.is_some_and(|s| {
-                s["status"] == "deployed"
-                    && s["pods"].as_object().is_some_and(|pods| !pods.is_empty() && pods.values().all(|p| p["status"] == "RUNNING"))
-            })
-        })
+        sdp_testkit::eventually(
+            "the script's pod RUNNING in its deployment state",
+            Duration::from_secs(120),
+            || async {
+                let id = deploy_id.clone();
+                let state = config
+                    .txn(|t| {
+                        let id = id.clone();
+                        async move { t.get_deployment_state(&id).await }
+                    })
+                    .await
+                    .unwrap();
+                state.is_some_and(|s| {
+                    s["status"] == "deployed"
+                        && s["pods"]
+                            .as_object()
+                            .is_some_and(|pods| !pods.is_empty() && pods.values().all(|p| p["status"] == "RUNNING"))
+                })
+            },
+        )
         .await;
         let client = kube::Client::try_default().await.unwrap();
         let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
         let ns = namespaces.get(&namespace).await.expect("the processing namespace sdp up created");
         assert_eq!(ns.metadata.labels.unwrap_or_default()["app.kubernetes.io/managed-by"], "sdp-helmdeploy");
-        config.txn(|t| { let id = pb_id.clone(); async move { t.delete_processing_block(&id).await } }).await.unwrap();
+        config
+            .txn(|t| {
+                let id = pb_id.clone();
+                async move { t.delete_processing_block(&id).await }
+            })
+            .await
+            .unwrap();
         sdp_testkit::eventually("the script's deployment state removed", Duration::from_secs(60), || async {
             let id = deploy_id.clone();
-            config.txn(|t| { let id = id.clone(); async move { t.get_deployment_state(&id).await } }).await.unwrap().is_none()
+            config
+                .txn(|t| {
+                    let id = id.clone();
+                    async move { t.get_deployment_state(&id).await }
+                })
+                .await
+                .unwrap()
+                .is_none()
         })
         .await;
         namespaces.delete(&namespace, &Default::default()).await.unwrap();

@@ -177,7 +177,10 @@ mod tests {
 
     #[test]
     fn refusals_with_the_original_messages() {
-        assert_eq!(run("process realtime:testdask"), ParseOutcome::Usage(vec!["Please specify workflow as 'type:name:version'!".into()]));
+        assert_eq!(
+            run("process realtime:testdask"),
+            ParseOutcome::Usage(vec!["Please specify workflow as 'type:name:version'!".into()])
+        );
         assert_eq!(
             run("get pb/x/"),
             ParseOutcome::Usage(vec!["Path must start with '/'!".into(), "Key path must not end with '/'!".into()])

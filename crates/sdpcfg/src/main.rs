@@ -94,11 +94,12 @@ async fn run(inv: Invocation) -> Result<(), Error> {
         Command::Create { path, value } => {
             let value = from_stdin_if_dash(&value).map_err(io_error)?;
             check_value(&path, &value)?;
-            config.txn(|t| {
-                let (path, value) = (path.clone(), value.clone());
-                async move { t.create(&path, &value, None).await }
-            })
-            .await?;
+            config
+                .txn(|t| {
+                    let (path, value) = (path.clone(), value.clone());
+                    async move { t.create(&path, &value, None).await }
+                })
+                .await?;
             if !quiet {
                 print("OK".into());
             }
@@ -106,11 +107,12 @@ async fn run(inv: Invocation) -> Result<(), Error> {
         Command::Update { path, value } => {
             let value = from_stdin_if_dash(&value).map_err(io_error)?;
             check_value(&path, &value)?;
-            config.txn(|t| {
-                let (path, value) = (path.clone(), value.clone());
-                async move { t.update(&path, &value).await }
-            })
-            .await?;
+            config
+                .txn(|t| {
+                    let (path, value) = (path.clone(), value.clone());
+                    async move { t.update(&path, &value).await }
+                })
+                .await?;
             if !quiet {
                 print("OK".into());
             }
@@ -227,7 +229,9 @@ async fn edit(config: &Config, path: &str) -> Result<bool, Error> {
             async move {
                 // Refuse to overwrite a change made by somebody else while the editor was open.
                 if t.get(&path).await?.as_deref() != Some(old.as_str()) {
-                    return Err(Error::Invalid(format!("{path} was changed by someone else while editing; edit again")));
+                    return Err(Error::Invalid(format!(
+                        "{path} was changed by someone else while editing; edit again"
+                    )));
                 }
                 t.update(&path, &new).await
             }
@@ -244,7 +248,8 @@ fn run_editor(text: &str) -> Result<String, Error> {
     let result = (|| {
         std::fs::write(&file, text)?;
         // Like git and others, EDITOR may carry arguments ("code --wait"), so it runs through the shell.
-        let status = std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&file).status()?;
+        let status =
+            std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&file).status()?;
         if !status.success() {
             return Err(std::io::Error::other(format!("editor `{editor}` exited with {status}")));
         }

@@ -149,7 +149,9 @@ fn each_command(cli: &Cli) {
     assert_eq!(cli.ok(&["ls", "-R", "/a"]), "Keys with /a prefix: \n");
     let params = cli.ok(&["process", "batch:test:1", "{a: 1, b: [x]}"]);
     let pb_id = params.strip_prefix("OK, pb_id = ").unwrap().trim();
-    assert!(cli.ok(&["get", &format!("/pb/{pb_id}")]).contains("\"parameters\": {\n    \"a\": 1,\n    \"b\": [\n      \"x\"\n    ]\n  },"));
+    assert!(cli
+        .ok(&["get", &format!("/pb/{pb_id}")])
+        .contains("\"parameters\": {\n    \"a\": 1,\n    \"b\": [\n      \"x\"\n    ]\n  },"));
 }
 
 fn watch_prints_again_on_change(cli: &Cli) {

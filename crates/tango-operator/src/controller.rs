@@ -297,7 +297,11 @@ async fn databaseds(db: &DatabaseDS, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Runs both controllers until `shutdown` completes. `namespace` limits them to one namespace.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
     where
@@ -308,7 +312,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Fu
             None => Api::all(client.clone()),
         }
     }
-    let managed_by = |manager: &str| watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={manager}"));
+    let managed_by =
+        |manager: &str| watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={manager}"));
     let (stop_ds, stop_db) = {
         let shared = futures::future::FutureExt::shared(Box::pin(shutdown));
         (shared.clone(), shared)

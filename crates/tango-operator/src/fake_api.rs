@@ -148,7 +148,9 @@ impl FakeApi {
         let revision = self.revision.fetch_add(1, Ordering::Relaxed) + 1;
         let metadata = &mut object["metadata"];
         metadata["resourceVersion"] = json!(revision.to_string());
-        let keep = |field: &str, fresh: Value| previous.map(|p| p["metadata"][field].clone()).filter(|v| !v.is_null()).unwrap_or(fresh);
+        let keep = |field: &str, fresh: Value| {
+            previous.map(|p| p["metadata"][field].clone()).filter(|v| !v.is_null()).unwrap_or(fresh)
+        };
         if metadata["uid"].is_null() {
             metadata["uid"] = keep("uid", json!(format!("00000000-0000-0000-0000-{revision:012}")));
         }
@@ -162,8 +164,7 @@ impl FakeApi {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or("").to_owned();
-        let content_type =
-            request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let body = match request.into_body().collect().await {
             Ok(body) => body.to_bytes(),
             Err(error) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", error.to_string()),
@@ -200,11 +201,16 @@ impl FakeApi {
                     .filter(|object| labels_match(object, &selector))
                     .collect();
                 let revision = self.revision.load(Ordering::Relaxed).to_string();
-                ok(StatusCode::OK, &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": revision}, "items": items}))
+                ok(
+                    StatusCode::OK,
+                    &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": revision}, "items": items}),
+                )
             }
             (Method::GET, Some(name)) => match objects.get(&key(name.clone())) {
                 Some(object) => ok(StatusCode::OK, object),
-                None => status_response(StatusCode::NOT_FOUND, "NotFound", format!("{} {name:?} not found", target.plural)),
+                None => {
+                    status_response(StatusCode::NOT_FOUND, "NotFound", format!("{} {name:?} not found", target.plural))
+                }
             },
             (Method::POST, Some(name)) => {
                 if objects.contains_key(&key(name.clone())) {
@@ -256,7 +262,9 @@ impl FakeApi {
                 Some(object) => ok(StatusCode::OK, &object),
                 None => status_response(StatusCode::NOT_FOUND, "NotFound", format!("{name:?} not found")),
             },
-            (method, _) => status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} {path}")),
+            (method, _) => {
+                status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} {path}"))
+            }
         }
     }
 }

@@ -18,7 +18,11 @@ use tango_operator::objects::Settings;
 use tracing::{error, info};
 
 #[derive(Parser)]
-#[command(name = "ska-tango-operator", version, about = "Kubernetes operator for Tango DeviceServer and DatabaseDS resources")]
+#[command(
+    name = "ska-tango-operator",
+    version,
+    about = "Kubernetes operator for Tango DeviceServer and DatabaseDS resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,8 +105,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(listener, http::router(probes)).await });
 
     let election = args.leader_elect.then(|| {
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ska-tango-operator-{}", std::process::id()));
-        LeaderElection::new(client.clone(), &args.pod_namespace, "ska-tango-operator", identity, Duration::from_secs(15))
+        let identity =
+            std::env::var("POD_NAME").unwrap_or_else(|_| format!("ska-tango-operator-{}", std::process::id()));
+        LeaderElection::new(
+            client.clone(),
+            &args.pod_namespace,
+            "ska-tango-operator",
+            identity,
+            Duration::from_secs(15),
+        )
     });
     if let Some(election) = &election {
         election.acquire().await;

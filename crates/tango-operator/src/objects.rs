@@ -330,7 +330,8 @@ pub fn deviceserver_objects(ds: &DeviceServer) -> DeviceServerObjects {
     env.extend(spec.env.iter().flatten().map(|e| json!(e)));
     let mut mounts = vec![json!({"name": "tango-operator-scripts", "mountPath": SCRIPTS_DIR})];
     mounts.extend(spec.volume_mounts.iter().flatten().map(|m| json!(m)));
-    let mut volumes = vec![json!({"name": "tango-operator-scripts", "configMap": {"name": object_name, "defaultMode": 0o555}})];
+    let mut volumes =
+        vec![json!({"name": "tango-operator-scripts", "configMap": {"name": object_name, "defaultMode": 0o555}})];
     volumes.extend(spec.volumes.iter().flatten().map(|v| json!(v)));
 
     let mut container = json!({

@@ -157,7 +157,10 @@ mod tests {
             (DeviceServerSpec { image: " ".into(), ..spec() }, "image is empty"),
             (DeviceServerSpec { command: None, ..spec() }, "neither `command` nor `script`"),
             (DeviceServerSpec { config: Some("{\"servers\": [".into()), ..spec() }, "config is not valid"),
-            (DeviceServerSpec { config: Some("{\"servers\": {\"S\": 1}}".into()), ..spec() }, "config is not valid dsconfig JSON: servers.S is not"),
+            (
+                DeviceServerSpec { config: Some("{\"servers\": {\"S\": 1}}".into()), ..spec() },
+                "config is not valid dsconfig JSON: servers.S is not",
+            ),
             (DeviceServerSpec { depends_on: Some(vec!["x:y".into()]), ..spec() }, "dependsOn entry \"x:y\""),
         ];
         for (spec, message) in cases {

@@ -60,7 +60,8 @@ pub fn workload_state(statefulset: &StatefulSet, pods: &[Pod]) -> State {
     for pod in pods {
         let name = pod.metadata.name.as_deref().unwrap_or("?");
         let Some(status) = &pod.status else { continue };
-        let containers = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+        let containers =
+            status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
         for container in containers {
             let waiting = container.state.as_ref().and_then(|s| s.waiting.as_ref());
             if let Some(reason) = waiting.and_then(|w| w.reason.as_deref()).filter(|r| BROKEN_CONTAINER.contains(r)) {
@@ -74,7 +75,8 @@ pub fn workload_state(statefulset: &StatefulSet, pods: &[Pod]) -> State {
                 return State::Error(format!("pod {name} failed: {why}"));
             }
             Some("Pending") => {
-                let unschedulable = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
+                let unschedulable =
+                    status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
                 if let Some(condition) = unschedulable {
                     let why = condition.message.as_deref().or(condition.reason.as_deref()).unwrap_or("unschedulable");
                     return State::Pending(format!("pod {name}: {why}"));
@@ -159,8 +161,10 @@ mod tests {
     use serde_json::json;
 
     fn statefulset(replicas: i32, ready: i32) -> StatefulSet {
-        serde_json::from_value(json!({"spec": {"replicas": replicas, "selector": {}, "template": {}, "serviceName": "s"},
-                                      "status": {"replicas": replicas, "readyReplicas": ready}}))
+        serde_json::from_value(
+            json!({"spec": {"replicas": replicas, "selector": {}, "template": {}, "serviceName": "s"},
+                                      "status": {"replicas": replicas, "readyReplicas": ready}}),
+        )
         .unwrap()
     }
 
@@ -196,10 +200,7 @@ mod tests {
     fn around() -> Neighbourhood {
         Neighbourhood {
             databaseds: vec![("tango-db".into(), true)],
-            deviceservers: vec![
-                ("a".into(), vec!["x/y/1".into()], true),
-                ("b".into(), vec!["x/y/2".into()], false),
-            ],
+            deviceservers: vec![("a".into(), vec!["x/y/1".into()], true), ("b".into(), vec!["x/y/2".into()], false)],
             open_endpoints: HashSet::from([("host".to_owned(), 80)]),
         }
     }
@@ -219,7 +220,10 @@ mod tests {
         );
         let mut db_down = around();
         db_down.databaseds[0].1 = false;
-        assert_eq!(unmet_dependencies("c", Some("tango-db:10000"), &[], &db_down), ["databaseds tango-db is not Running"]);
+        assert_eq!(
+            unmet_dependencies("c", Some("tango-db:10000"), &[], &db_down),
+            ["databaseds tango-db is not Running"]
+        );
         // An external Tango database (no DatabaseDS of that name) is not waited for.
         assert!(unmet_dependencies("c", Some("elsewhere"), &deps(&["sys/database/2"]), &db_down).is_empty());
         // A server does not satisfy its own dependency.

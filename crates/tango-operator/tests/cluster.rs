@@ -20,7 +20,6 @@ use tango_operator::crd::{DatabaseDS, DeviceServer};
 use tango_operator::metrics::Metrics;
 use tango_operator::objects::Settings;
 
-
 fn documents(file: &str) -> Vec<Value> {
     let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
@@ -44,7 +43,11 @@ async fn install_crds(client: &kube::Client) {
         crds.patch(name, &PatchParams::apply("tango-operator-test").force(), &Patch::Apply(crd)).await.unwrap();
         eventually(&format!("CRD {name} established"), || async {
             let crd = crds.get(name).await.unwrap();
-            crd.status.and_then(|s| s.conditions).into_iter().flatten().any(|c| c.type_ == "Established" && c.status == "True")
+            crd.status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Established" && c.status == "True")
         })
         .await;
     }
@@ -66,16 +69,15 @@ async fn samples_reach_running_and_are_garbage_collected() {
     let dry_run = PostParams { dry_run: true, ..Default::default() };
     for sample in documents("tests/fixtures/all-in-one.yaml") {
         match sample["kind"].as_str() {
-            Some("DatabaseDS") => drop(databases.create(&dry_run, &serde_json::from_value(sample).unwrap()).await.unwrap()),
+            Some("DatabaseDS") => {
+                drop(databases.create(&dry_run, &serde_json::from_value(sample).unwrap()).await.unwrap())
+            }
             _ => drop(servers.create(&dry_run, &serde_json::from_value(sample).unwrap()).await.unwrap()),
         }
     }
     let malformed = &documents("tests/fixtures/malformed.yaml")[0];
-    let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &namespace,
-        &kube::api::ApiResource::erase::<DeviceServer>(&()),
-    );
+    let dynamic: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &namespace, &kube::api::ApiResource::erase::<DeviceServer>(&()));
     let error = dynamic.create(&dry_run, &serde_json::from_value(malformed.clone()).unwrap()).await.unwrap_err();
     let message = error.to_string();
     assert!(message.contains("spec.dsname: Required value"), "{message}");
@@ -156,7 +158,9 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     let namespace = format!("tango-lease-{}", std::process::id());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
-    let replica = |id: &str| LeaderElection::new(client.clone(), &namespace, "ska-tango-operator", id.into(), Duration::from_secs(3));
+    let replica = |id: &str| {
+        LeaderElection::new(client.clone(), &namespace, "ska-tango-operator", id.into(), Duration::from_secs(3))
+    };
     let (first, second) = (replica("first"), replica("second"));
     first.acquire().await;
     let leading = tokio::spawn(async move { first.hold().await });
@@ -214,7 +218,8 @@ async fn the_operator_binary_serves_probes_and_metrics() {
     eventually("/readyz 200 once leading", || async { get("/readyz").await.starts_with("HTTP/1.1 200") }).await;
 
     let servers: Api<DeviceServer> = Api::namespaced(client.clone(), &namespace);
-    let sample = documents("tests/fixtures/all-in-one.yaml").into_iter().find(|d| d["metadata"]["name"] == "tangotest-test");
+    let sample =
+        documents("tests/fixtures/all-in-one.yaml").into_iter().find(|d| d["metadata"]["name"] == "tangotest-test");
     servers.create(&PostParams::default(), &serde_json::from_value(sample.unwrap()).unwrap()).await.unwrap();
     eventually("tangotest-test Running under the binary", || async {
         servers.get_status("tangotest-test").await.unwrap().status.is_some_and(|s| s.state == "Running")
@@ -222,7 +227,10 @@ async fn the_operator_binary_serves_probes_and_metrics() {
     .await;
     let metrics = get("/metrics").await;
     assert!(metrics.contains("controller_runtime_reconcile_total{controller=\"deviceserver\""), "{metrics}");
-    assert!(metrics.contains("tango_operator_state_transitions_total{controller=\"deviceserver\",state=\"Running\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("tango_operator_state_transitions_total{controller=\"deviceserver\",state=\"Running\"} 1"),
+        "{metrics}"
+    );
     let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &namespace);
     assert!(lease.get("ska-tango-operator").await.unwrap().spec.unwrap().holder_identity.is_some());
     Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();

@@ -70,11 +70,7 @@ fn pods_ready(api: &FakeApi, statefulset: &str) {
 }
 
 fn events(api: &FakeApi) -> Vec<Value> {
-    api.paths()
-        .iter()
-        .filter(|p| p.starts_with("/apis/events.k8s.io/v1/"))
-        .map(|p| api.get(p).unwrap())
-        .collect()
+    api.paths().iter().filter(|p| p.starts_with("/apis/events.k8s.io/v1/")).map(|p| api.get(p).unwrap()).collect()
 }
 
 #[tokio::test]
@@ -92,7 +88,10 @@ async fn deviceserver_is_built_then_runs() {
     }
     let statefulset = api.get(&sts_path("deviceserver-tangotest-test")).expect("StatefulSet made");
     assert_eq!(statefulset["metadata"]["ownerReferences"][0]["kind"], "DeviceServer");
-    assert_eq!(statefulset["spec"]["template"]["spec"]["containers"][0]["image"], "artefact.skao.int/ska-tango-images-tango-test:3.10.1");
+    assert_eq!(
+        statefulset["spec"]["template"]["spec"]["containers"][0]["image"],
+        "artefact.skao.int/ska-tango-images-tango-test:3.10.1"
+    );
     assert_eq!(state(&api, &path), "Building");
     let status = &api.get(&path).unwrap()["status"];
     assert_eq!((status["devicecount"].as_i64(), status["devicereadycount"].as_i64()), (Some(1), Some(0)));
@@ -116,8 +115,14 @@ async fn deviceserver_is_built_then_runs() {
     assert_eq!(reasons, [json!("Building"), json!("Running")]);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(text.contains("controller_runtime_reconcile_total{controller=\"deviceserver\",result=\"requeue_after\"} 3"), "{text}");
-    assert!(text.contains("tango_operator_state_transitions_total{controller=\"deviceserver\",state=\"Running\"} 1"), "{text}");
+    assert!(
+        text.contains("controller_runtime_reconcile_total{controller=\"deviceserver\",result=\"requeue_after\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tango_operator_state_transitions_total{controller=\"deviceserver\",state=\"Running\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -217,7 +222,8 @@ async fn databaseds_starts_its_server_once_the_tango_db_is_ready() {
     ] {
         assert!(api.get(made).is_some(), "{made}");
     }
-    let claim = api.get("/api/v1/namespaces/ska-tango-examples/persistentvolumeclaims/databaseds-tangodb-databaseds-tango-base");
+    let claim = api
+        .get("/api/v1/namespaces/ska-tango-examples/persistentvolumeclaims/databaseds-tangodb-databaseds-tango-base");
     assert_eq!(claim.unwrap()["spec"]["storageClassName"], "nfss1");
     assert!(api.get(&sts_path("databaseds-tangodb-databaseds-tango-base")).is_some());
     assert!(api.get(&sts_path("databaseds-ds-databaseds-tango-base")).is_none(), "DataBaseds waits for the Tango DB");

@@ -39,8 +39,8 @@ fn check_golden(path: &Path, actual: &str) {
         std::fs::write(path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    let expected =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
     if expected != actual {
         let first = expected.lines().zip(actual.lines()).position(|(e, a)| e != a).unwrap_or(0);
         panic!(

@@ -18,9 +18,7 @@ pub struct JupyterHub {
 fn tools() -> PathBuf {
     std::env::var_os("SDP_TOOLS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/sdp/tools")
-        })
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/sdp/tools"))
 }
 
 impl JupyterHub {
@@ -28,21 +26,17 @@ impl JupyterHub {
     pub async fn start(users: &[&str]) -> JupyterHub {
         let venv = tools().join("jupyterhub/bin");
         let proxy = tools().join("chp/node_modules/.bin/configurable-http-proxy");
-        for p in [
-            venv.join("jupyterhub"),
-            venv.join("jupyterhub-singleuser"),
-            proxy.clone(),
-        ] {
-            assert!(p.is_file(), "{} is missing: run scripts/setup (installs JupyterHub and configurable-http-proxy)", p.display());
+        for p in [venv.join("jupyterhub"), venv.join("jupyterhub-singleuser"), proxy.clone()] {
+            assert!(
+                p.is_file(),
+                "{} is missing: run scripts/setup (installs JupyterHub and configurable-http-proxy)",
+                p.display()
+            );
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, hub_port, api_port) = (free_port(), free_port(), free_port());
         let token = format!("staging-{}-{}", std::process::id(), port);
-        let users_py = users
-            .iter()
-            .map(|u| format!("{u:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let users_py = users.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
         for u in users {
             std::fs::create_dir_all(dir.path().join("home").join(u)).unwrap();
         }
@@ -74,11 +68,7 @@ c.JupyterHub.load_roles = [{{"name": "staging", "scopes": ["admin:users", "serve
         let config_path = dir.path().join("jupyterhub_config.py");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
-        let path = format!(
-            "{}:{}",
-            venv.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
         let child = Command::new(venv.join("jupyterhub"))
             .arg("-f")
             .arg(&config_path)
@@ -88,12 +78,7 @@ c.JupyterHub.load_roles = [{{"name": "staging", "scopes": ["admin:users", "serve
             .stderr(log)
             .spawn()
             .expect("start JupyterHub");
-        let hub = JupyterHub {
-            url: format!("http://127.0.0.1:{port}"),
-            token,
-            _hub: KillOnDrop(child),
-            dir,
-        };
+        let hub = JupyterHub { url: format!("http://127.0.0.1:{port}"), token, _hub: KillOnDrop(child), dir };
         let start = Instant::now();
         let client = sdp_staging::http_client().build().unwrap();
         loop {
@@ -120,11 +105,7 @@ c.JupyterHub.load_roles = [{{"name": "staging", "scopes": ["admin:users", "serve
                 .send()
                 .await
                 .unwrap();
-            assert!(
-                matches!(resp.status().as_u16(), 201 | 409),
-                "creating {u}: {}",
-                resp.status()
-            );
+            assert!(matches!(resp.status().as_u16(), 201 | 409), "creating {u}: {}", resp.status());
         }
         hub
     }

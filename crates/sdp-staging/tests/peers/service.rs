@@ -28,14 +28,6 @@ pub async fn start_service(edit: impl FnOnce(&mut Settings)) -> Service {
     };
     let mut settings = args.settings().expect("test settings");
     edit(&mut settings);
-    let running = sdp_staging::start(settings)
-        .await
-        .expect("start the staging service");
-    Service {
-        base: format!("http://{}", running.addr),
-        storage,
-        users,
-        _dir: dir,
-        _running: running,
-    }
+    let running = sdp_staging::start(settings).await.expect("start the staging service");
+    Service { base: format!("http://{}", running.addr), storage, users, _dir: dir, _running: running }
 }
