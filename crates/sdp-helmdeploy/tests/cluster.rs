@@ -23,6 +23,30 @@ where
     sdp_testkit::eventually(what, Duration::from_secs(120), check).await
 }
 
+/// A deployer of the repository's charts into `namespace`, started on `config`.
+fn start_deployer(
+    config: &sdp_config::Config,
+    namespace: &str,
+    dir: &std::path::Path,
+    max_backoff: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(sdp_helmdeploy::run(Deployer {
+        config: config.clone(),
+        metrics: Default::default(),
+        helm: Helm {
+            bin: sdp_testkit::helm(),
+            namespace: namespace.to_string(),
+            charts_dir: Some(sdp_testkit::charts_dir()),
+            repo: None,
+        },
+        mode: Mode::Cluster,
+        work_dir: dir.to_path_buf(),
+        max_backoff,
+        max_parallel: 4,
+        lease_ttl: 2,
+    }))
+}
+
 #[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn processing_block_to_running_pods_and_back() {
@@ -46,21 +70,7 @@ async fn processing_block_to_running_pods_and_back() {
             lease_ttl: 5,
             metrics: Default::default(),
         })),
-        tokio::spawn(sdp_helmdeploy::run(Deployer {
-            config: config.clone(),
-            metrics: Default::default(),
-            helm: Helm {
-                bin: sdp_testkit::helm(),
-                namespace: namespace.clone(),
-                charts_dir: Some(sdp_testkit::charts_dir()),
-                repo: None,
-            },
-            mode: Mode::Cluster,
-            work_dir: dir.path().to_path_buf(),
-            max_backoff: Duration::from_secs(5),
-            max_parallel: 4,
-            lease_ttl: 3,
-        })),
+        start_deployer(&config, &namespace, dir.path(), Duration::from_secs(5)),
         tokio::spawn(sdp_helmdeploy::pods::monitor(
             client.clone(),
             namespace.clone(),
@@ -208,23 +218,7 @@ async fn a_failed_release_is_retried_after_a_restart() {
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        tokio::spawn(sdp_helmdeploy::run(Deployer {
-            config: config.clone(),
-            metrics: Default::default(),
-            helm: Helm {
-                bin: sdp_testkit::helm(),
-                namespace: namespace.clone(),
-                charts_dir: Some(sdp_testkit::charts_dir()),
-                repo: None,
-            },
-            mode: Mode::Cluster,
-            work_dir: dir.path().to_path_buf(),
-            max_backoff: Duration::from_secs(60),
-            max_parallel: 4,
-            lease_ttl: 2,
-        }))
-    };
+    let start = || start_deployer(&config, &namespace, dir.path(), Duration::from_secs(60));
     let entry = sdp_config::Deployment {
         deploy_id: "retry-workflow".into(),
         kind: "helm".into(),

@@ -45,6 +45,40 @@ fn charts(dir: &Path) -> PathBuf {
     charts
 }
 
+/// A render-only deployer of `dir`'s charts into `dir/rendered`, started on `config`.
+fn start_deployer(
+    config: &Config,
+    dir: &Path,
+    metrics: sdp_helmdeploy::metrics::Metrics,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(sdp_helmdeploy::run(Deployer {
+        config: config.clone(),
+        metrics,
+        helm: helm(&dir.join("charts")),
+        mode: Mode::RenderOnly(dir.join("rendered")),
+        work_dir: dir.join("work"),
+        max_backoff: Duration::from_secs(2),
+        max_parallel: 4,
+        lease_ttl: 2,
+    }))
+}
+
+/// Creates or replaces the `workflow` entry `id` with that image.
+async fn put_workflow_entry(config: &Config, id: &str, image: &str) {
+    let d = Deployment {
+        deploy_id: id.into(),
+        kind: "helm".into(),
+        args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
+    };
+    config
+        .txn(|t| {
+            let d = d.clone();
+            async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await }
+        })
+        .await
+        .unwrap();
+}
+
 async fn flow(config: Config) {
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered");
@@ -204,36 +238,8 @@ async fn converges_after_a_restart() {
     let config = server.config().await;
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered");
-    let charts = charts(dir.path());
-    let start = |config: Config| {
-        tokio::spawn(sdp_helmdeploy::run(Deployer {
-            config,
-            metrics: Default::default(),
-            helm: helm(&charts),
-            mode: Mode::RenderOnly(rendered.clone()),
-            work_dir: dir.path().join("work"),
-            max_backoff: Duration::from_secs(2),
-            max_parallel: 4,
-            lease_ttl: 3,
-        }))
-    };
-    let put = |id: &'static str, image: &'static str| {
-        let config = config.clone();
-        async move {
-            let d = Deployment {
-                deploy_id: id.into(),
-                kind: "helm".into(),
-                args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
-            };
-            config
-                .txn(|t| {
-                    let d = d.clone();
-                    async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await }
-                })
-                .await
-                .unwrap();
-        }
-    };
+    charts(dir.path());
+    let put = |id: &'static str, image: &'static str| put_workflow_entry(&config, id, image);
     let files = || {
         let mut names: Vec<String> = std::fs::read_dir(&rendered)
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
@@ -241,7 +247,7 @@ async fn converges_after_a_restart() {
         names.sort();
         names
     };
-    let deployer = start(config.clone());
+    let deployer = start_deployer(&config, dir.path(), Default::default());
     for id in ["keep", "change", "drop"] {
         put(id, "img:1").await;
     }
@@ -252,7 +258,7 @@ async fn converges_after_a_restart() {
     config.txn(|t| async move { t.delete_deployment("drop").await }).await.unwrap();
     put("change", "img:2").await;
     put("new", "img:1").await;
-    let restarted = start(config.clone());
+    let restarted = start_deployer(&config, dir.path(), Default::default());
     eventually("converged", || async {
         files() == ["change.yaml", "keep.yaml", "new.yaml"]
             && std::fs::read_to_string(rendered.join("change.yaml")).is_ok_and(|t| t.contains("img:2"))
@@ -276,36 +282,8 @@ async fn two_deployers_do_the_work_of_one() {
     let config = server.config().await;
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered");
-    let charts = charts(dir.path());
-    let start = |metrics: Metrics| {
-        tokio::spawn(sdp_helmdeploy::run(Deployer {
-            config: config.clone(),
-            metrics,
-            helm: helm(&charts),
-            mode: Mode::RenderOnly(rendered.clone()),
-            work_dir: dir.path().join("work"),
-            max_backoff: Duration::from_secs(2),
-            max_parallel: 4,
-            lease_ttl: 2,
-        }))
-    };
-    let put = |id: &'static str, image: &'static str| {
-        let config = config.clone();
-        async move {
-            let d = Deployment {
-                deploy_id: id.into(),
-                kind: "helm".into(),
-                args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
-            };
-            config
-                .txn(|t| {
-                    let d = d.clone();
-                    async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await }
-                })
-                .await
-                .unwrap();
-        }
-    };
+    charts(dir.path());
+    let put = |id: &'static str, image: &'static str| put_workflow_entry(&config, id, image);
     let renders =
         |m: &Metrics| m.helm_calls.get_or_create(&HelmCall { verb: "template".into(), result: "ok".into() }).get();
     let rendered_with = |id: &str, image: &str| {
@@ -313,8 +291,8 @@ async fn two_deployers_do_the_work_of_one() {
     };
 
     let (first_metrics, second_metrics) = (Metrics::default(), Metrics::default());
-    let first = start(first_metrics.clone());
-    let second = start(second_metrics.clone());
+    let first = start_deployer(&config, dir.path(), first_metrics.clone());
+    let second = start_deployer(&config, dir.path(), second_metrics.clone());
     put("one", "img:1").await;
     eventually("rendered", || async { rendered_with("one", "img:1") }).await;
     put("one", "img:2").await;
