@@ -84,18 +84,7 @@ async fn processing_block_to_running_pods_and_back() {
         .await
         .unwrap();
     let deploy_id = format!("{pb_id}-workflow");
-    let state = || {
-        let (config, id) = (config.clone(), deploy_id.clone());
-        async move {
-            config
-                .txn(|t| {
-                    let id = id.clone();
-                    async move { t.get_deployment_state(&id).await }
-                })
-                .await
-                .unwrap()
-        }
-    };
+    let state = || sdp_testkit::deployment_state(&config, &deploy_id);
     let pod_statuses = |s: Option<Value>| -> Vec<String> {
         s.and_then(|s| s["pods"].as_object().cloned())
             .map(|pods| pods.values().filter_map(|p| p["status"].as_str().map(str::to_string)).collect())
@@ -234,7 +223,7 @@ async fn a_failed_release_is_retried_after_a_restart() {
     let status = || {
         let config = config.clone();
         async move {
-            let s = config.txn(|t| async move { t.get_deployment_state("retry-workflow").await }).await.unwrap();
+            let s = sdp_testkit::deployment_state(&config, "retry-workflow").await;
             s.and_then(|s| s["status"].as_str().map(str::to_string)).unwrap_or_default()
         }
     };

@@ -22,14 +22,7 @@ fn helm(charts: &Path) -> Helm {
 }
 
 async fn state(config: &Config, id: &str) -> Option<Value> {
-    let id = id.to_string();
-    config
-        .txn(|t| {
-            let id = id.clone();
-            async move { t.get_deployment_state(&id).await }
-        })
-        .await
-        .unwrap()
+    sdp_testkit::deployment_state(config, id).await
 }
 
 /// Charts of the repository plus the test's broken one, side by side.

@@ -150,6 +150,11 @@ where
     }
 }
 
+/// `/deploy/<deploy_id>/state` as it is now.
+pub async fn deployment_state(config: &sdp_config::Config, deploy_id: &str) -> Option<serde_json::Value> {
+    config.txn(|t| async move { t.get_deployment_state(deploy_id).await }).await.expect("read a deployment state")
+}
+
 /// The kubeconfig of the Kubernetes API a cluster test runs against. Such tests are `#[ignore]`d, so that a plain
 /// `cargo test` reports them as not run; run with `--include-ignored` and no cluster, they fail here.
 pub fn require_cluster() -> std::ffi::OsString {

@@ -281,15 +281,7 @@ fn up_with_a_cluster_runs_a_script_pod_from_anywhere() {
             "the script's pod RUNNING in its deployment state",
             Duration::from_secs(120),
             || async {
-                let id = deploy_id.clone();
-                let state = config
-                    .txn(|t| {
-                        let id = id.clone();
-                        async move { t.get_deployment_state(&id).await }
-                    })
-                    .await
-                    .unwrap();
-                state.is_some_and(|s| {
+                sdp_testkit::deployment_state(&config, &deploy_id).await.is_some_and(|s| {
                     s["status"] == "deployed"
                         && s["pods"]
                             .as_object()
@@ -310,15 +302,7 @@ fn up_with_a_cluster_runs_a_script_pod_from_anywhere() {
             .await
             .unwrap();
         sdp_testkit::eventually("the script's deployment state removed", Duration::from_secs(60), || async {
-            let id = deploy_id.clone();
-            config
-                .txn(|t| {
-                    let id = id.clone();
-                    async move { t.get_deployment_state(&id).await }
-                })
-                .await
-                .unwrap()
-                .is_none()
+            sdp_testkit::deployment_state(&config, &deploy_id).await.is_none()
         })
         .await;
         namespaces.delete(&namespace, &Default::default()).await.unwrap();
