@@ -4,6 +4,24 @@
 use serde::Serialize;
 use serde_json::Value;
 
+/// Merges `fields` into the object `into` (made an object if it is not one): each field replaces the one of
+/// that name, a null removes it. Returns whether anything changed.
+pub fn merge_fields(into: &mut Value, fields: &serde_json::Map<String, Value>) -> bool {
+    if !into.is_object() {
+        *into = Value::Object(Default::default());
+    }
+    let target = into.as_object_mut().expect("made an object above");
+    let mut changed = false;
+    for (k, v) in fields {
+        changed |= if v.is_null() {
+            target.remove(k).is_some()
+        } else {
+            target.insert(k.clone(), v.clone()).as_ref() != Some(v)
+        };
+    }
+    changed
+}
+
 /// Canonical text of a JSON value: 2-space indent, sorted keys, non-ASCII kept, no trailing newline.
 pub fn to_canonical(value: &Value) -> String {
     let mut out = String::new();
@@ -95,5 +113,22 @@ mod tests {
         assert_eq!(to_canonical(&json!(1.5e-7)), "1.5e-07");
         assert_eq!(to_canonical(&json!(100.0)), "100.0");
         assert_eq!(to_canonical(&json!("a\"b\n")), "\"a\\\"b\\n\"");
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use serde_json::json;
+
+    #[test]
+    fn fields_replace_nulls_remove_and_changes_are_told() {
+        let mut state = json!({"status": "failed", "error": "x", "pods": {"a": 1}});
+        let fields = json!({"status": "deployed", "error": null, "new": [1]});
+        assert!(super::merge_fields(&mut state, fields.as_object().unwrap()));
+        assert_eq!(state, json!({"status": "deployed", "pods": {"a": 1}, "new": [1]}));
+        assert!(!super::merge_fields(&mut state, fields.as_object().unwrap()), "the same fields again change nothing");
+        let mut not_an_object = json!([1]);
+        assert!(super::merge_fields(&mut not_an_object, json!({"a": 1}).as_object().unwrap()));
+        assert_eq!(not_an_object, json!({"a": 1}));
     }
 }

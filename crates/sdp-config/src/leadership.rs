@@ -3,7 +3,8 @@
 //! or loses the database, the lease expires, the entry goes, and a standby takes over.
 
 use std::future::Future;
-use std::time::Duration;
+
+use sdp_ops::{Backoff, Policy};
 
 use crate::keys::paths;
 use crate::{Config, Error, Lease, Owner};
@@ -72,13 +73,14 @@ impl Leadership {
 }
 
 /// Runs `work` whenever this replica leads `component`: it waits for the lead, runs `work` until the lead
-/// is lost (then drops it) or `work` ends, and starts over. Errors are logged and retried after
-/// `retry`; it never returns.
-pub async fn run_while_leading<F, Fut>(config: &Config, component: &str, ttl: i64, retry: Duration, mut work: F) -> !
+/// is lost (then drops it) or `work` ends, and starts over. Errors are logged and retried under
+/// [`Policy::LEADERSHIP`]; it never returns.
+pub async fn run_while_leading<F, Fut>(config: &Config, component: &str, ttl: i64, mut work: F) -> !
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
+    let mut backoff = Backoff::new(Policy::LEADERSHIP);
     loop {
         let outcome = async {
             let lead = Leadership::acquire(config, component, ttl).await?;
@@ -92,9 +94,9 @@ where
             }
         }
         .await;
-        if let Err(e) = outcome {
-            tracing::warn!(component, error = %e, retry_in = ?retry, "retrying");
+        match outcome {
+            Ok(()) => backoff.succeeded(),
+            Err(e) => backoff.wait_after(&format!("leading {component}"), &e).await,
         }
-        tokio::time::sleep(retry).await;
     }
 }

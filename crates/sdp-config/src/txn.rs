@@ -175,6 +175,23 @@ impl Txn {
         }
     }
 
+    /// Merges `fields` into the JSON object at `path` (the state entries of blocks and deployments): each
+    /// field replaces the stored one, a null removes it ([`json::merge_fields`]). A missing value, or one that
+    /// is not a JSON object, starts afresh. Writes only when something changes.
+    pub async fn merge_state(
+        &self,
+        path: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Error> {
+        let stored = self.get(path).await?;
+        let mut state =
+            stored.as_deref().and_then(|text| serde_json::from_str(text).ok()).unwrap_or(serde_json::Value::Null);
+        if json::merge_fields(&mut state, fields) || stored.is_none() {
+            self.put_json(path, &state).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes a key (and with `recursive`, every key below it). Returns the deleted paths. A missing key is
     /// [`Error::Vanished`] when `must_exist`.
     pub async fn delete(&self, path: &str, must_exist: bool, recursive: bool) -> Result<Vec<String>, Error> {

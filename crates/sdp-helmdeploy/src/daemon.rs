@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error};
+use sdp_ops::retry::retry;
+use sdp_ops::{Backoff, Policy};
 
 use crate::helm::Helm;
 use crate::plan::{plan, release_state, Desired, HelmAction, Observed, ReleaseState, ReleaseStatus};
@@ -57,14 +59,9 @@ pub struct Deployer {
     pub lease_ttl: i64,
 }
 
-struct Backoff {
-    attempts: u32,
-    retry_at: Instant,
-}
-
 /// Runs until dropped, deploying whenever this replica leads; one bad entry or failing release never stops it.
 pub async fn run(d: Deployer) {
-    sdp_config::run_while_leading(&d.config, LEADER, d.lease_ttl, Duration::from_secs(2), || deploy(&d)).await
+    sdp_config::run_while_leading(&d.config, LEADER, d.lease_ttl, || deploy(&d)).await
 }
 
 /// Reconciles while leading; it starts from the releases as they are, since another replica may have led.
@@ -78,19 +75,14 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     } else if let Err(e) = d.helm.add_repo().await {
         tracing::warn!(error = %e, "cannot add the chart repository; charts from it will fail until it is reachable");
     }
-    let mut observed = loop {
-        match initial_observed(d).await {
-            Ok(observed) => break observed,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list existing releases; retrying in 5 s");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        }
-    };
+    let mut observed = retry(Policy::KUBERNETES_WATCH, "listing the existing releases", || initial_observed(d)).await;
     let mut watcher = d.config.watcher();
     let mut workers: JoinSet<(String, Result<Option<String>, String>)> = JoinSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
-    let mut backoff: HashMap<String, Backoff> = HashMap::new();
+    // Per release: its failures and when to try again.
+    let mut backoff: HashMap<String, (Backoff, Instant)> = HashMap::new();
+    let release_policy = Policy::HELM_RELEASE.with_max(d.max_backoff);
+    let mut read_backoff = Backoff::new(Policy::DATABASE);
     let mut entries: Option<(BTreeMap<String, Desired>, BTreeMap<String, String>)> = None;
     let helm_slots = Arc::new(Semaphore::new(d.max_parallel.max(1)));
     loop {
@@ -110,7 +102,7 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
                 let id = action.deploy_id().to_string();
                 if invalid.contains_key(&id)
                     || in_flight.contains(&id)
-                    || backoff.get(&id).is_some_and(|b| b.retry_at > now)
+                    || backoff.get(&id).is_some_and(|(_, retry_at)| *retry_at > now)
                 {
                     continue;
                 }
@@ -126,18 +118,18 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
                 workers.spawn(async move { (id, execute(ctx, action).await) });
             }
         }
-        let next_retry = backoff.values().map(|b| b.retry_at).min();
+        let next_retry = backoff.values().map(|(_, retry_at)| *retry_at).min();
         let wait = next_retry.map_or(Duration::from_secs(30), |t| t.saturating_duration_since(Instant::now()));
         tokio::select! {
             read = tokio::time::timeout(wait.max(Duration::from_millis(10)), watcher.txn(read_entries)) => match read {
                 Ok(Ok(read)) => {
                     d.metrics.reconciles.inc();
+                    read_backoff.succeeded();
                     entries = Some(read);
                 }
                 Ok(Err(e)) => {
                     d.metrics.watch_restart("deploy");
-                    tracing::warn!(error = %e, "cannot read /deploy; retrying in 2 s");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    read_backoff.wait_after("reading /deploy", &e).await;
                 }
                 // Time to retry a failed deployment: plan again with what was last read.
                 Err(_) => {}
@@ -155,10 +147,9 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
                         backoff.remove(&id);
                     }
                     Err(error) => {
-                        let b = backoff.entry(id.clone()).or_insert(Backoff { attempts: 0, retry_at: Instant::now() });
-                        let delay = Duration::from_secs(1u64 << b.attempts.min(16)).min(d.max_backoff);
-                        b.attempts += 1;
-                        b.retry_at = Instant::now() + delay;
+                        let (failures, retry_at) = backoff.entry(id.clone()).or_insert((Backoff::new(release_policy), Instant::now()));
+                        let delay = failures.failed();
+                        *retry_at = Instant::now() + delay;
                         tracing::warn!(deploy_id = id, error, retry_in = ?delay, "deployment failed");
                     }
                 }
@@ -332,25 +323,10 @@ pub(crate) async fn merge_state(config: &Config, id: &str, fields: Value) {
     let fields: Map<String, Value> = fields.as_object().cloned().unwrap_or_default();
     let result = config
         .txn(|t| {
-            let fields = fields.clone();
+            let fields = &fields;
             async move {
-                if t.get(&paths::deploy(id)).await?.is_none() {
-                    return Ok(());
-                }
-                let mut state = match t.get_deployment_state(id).await {
-                    Ok(Some(Value::Object(s))) => s,
-                    _ => Map::new(),
-                };
-                let before = state.clone();
-                for (k, v) in fields {
-                    if v.is_null() {
-                        state.remove(&k);
-                    } else {
-                        state.insert(k, v);
-                    }
-                }
-                if state != before || t.get(&paths::deploy_state(id)).await?.is_none() {
-                    t.put_deployment_state(id, &Value::Object(state)).await?;
+                if t.get(&paths::deploy(id)).await?.is_some() {
+                    t.merge_state(&paths::deploy_state(id), fields).await?;
                 }
                 Ok(())
             }

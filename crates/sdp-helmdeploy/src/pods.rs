@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use sdp_config::Config;
+use sdp_ops::{Backoff, Policy};
 
 /// A pod's status as the deployment state reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -124,18 +125,19 @@ pub async fn monitor(client: Client, namespace: String, config: Config, metrics:
     let api: Api<Pod> = Api::namespaced(client, &namespace);
     let mut table = PodTable::default();
     let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
+    let mut backoff = Backoff::new(Policy::KUBERNETES_WATCH);
     loop {
         match events.next().await {
             Some(Ok(event)) => {
+                backoff.succeeded();
                 for deploy_id in table.apply(event) {
                     crate::daemon::merge_state(&config, &deploy_id, json!({"pods": table.state_of(&deploy_id)})).await;
                 }
             }
             Some(Err(e)) => {
                 // The watcher retries by itself on the next poll; say why, and do not spin.
-                tracing::warn!(error = %e, namespace, "pod watch failed; retrying");
                 metrics.watch_restart("pods");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                backoff.wait_after(&format!("the pod watch of {namespace}"), &e).await;
             }
             None => return,
         }

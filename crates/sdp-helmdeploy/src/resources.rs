@@ -3,6 +3,7 @@
 //! one `network-attachment-definition` entry each, and a `supernet` entry for those whose IPAM names a network.
 //! Entries follow the objects: a label removed or an object deleted removes its entries.
 
+use sdp_ops::{Backoff, Policy};
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
@@ -90,7 +91,7 @@ pub async fn monitor(client: Client, config: Config, metrics: crate::metrics::Me
     let mut objects: BTreeMap<(String, String), DynamicObject> = BTreeMap::new();
     let mut relist: Option<BTreeMap<(String, String), DynamicObject>> = None;
     // Without the CRD the list fails until someone installs it: retry, ever more slowly (up to a minute).
-    let mut retry = std::time::Duration::from_secs(1);
+    let mut backoff = Backoff::new(Policy::KUBERNETES_WATCH);
     let key = |o: &DynamicObject| {
         (o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone().unwrap_or_default())
     };
@@ -116,17 +117,15 @@ pub async fn monitor(client: Client, config: Config, metrics: crate::metrics::Me
                 true
             }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, retry_in = ?retry,
-                    "NetworkAttachmentDefinition watch failed (is the k8s.cni.cncf.io CRD installed?); retrying");
                 metrics.watch_restart("network-attachment-definitions");
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(std::time::Duration::from_secs(60));
+                let what = "the NetworkAttachmentDefinition watch (is the k8s.cni.cncf.io CRD installed?)";
+                backoff.wait_after(what, &e).await;
                 false
             }
             None => return,
         };
         if publish_now {
-            retry = std::time::Duration::from_secs(1);
+            backoff.succeeded();
             let desired: BTreeMap<String, Value> = objects.values().flat_map(resources_of).collect();
             if let Err(e) = publish(&config, &desired).await {
                 tracing::warn!(error = %e, "cannot publish network resources");

@@ -97,19 +97,16 @@ pub async fn apply(config: &sdp_config::Config, effects: &[Effect]) -> Result<()
                 match effect {
                     Effect::CreateProcessingBlock(pb) => t.create_processing_block(pb).await?,
                     Effect::MergeProcessingBlockState { pb_id, fields } => {
-                        let mut state = t
-                            .get_processing_block_state(pb_id)
-                            .await?
-                            .unwrap_or_else(|| Value::Object(Default::default()));
-                        merge(&mut state, fields);
-                        t.put_processing_block_state(pb_id, &state).await?;
+                        let fields = fields.as_object().cloned().unwrap_or_default();
+                        t.merge_state(&paths::pb_state(pb_id), &fields).await?;
                     }
                     Effect::MergeScanParameters { pb_id, scan_parameters } => {
                         let mut pb = t
                             .get_processing_block(pb_id)
                             .await?
                             .ok_or_else(|| sdp_config::Error::Vanished(paths::pb(pb_id)))?;
-                        merge(&mut pb.scan_parameters, scan_parameters);
+                        let fields = scan_parameters.as_object().cloned().unwrap_or_default();
+                        sdp_config::json::merge_fields(&mut pb.scan_parameters, &fields);
                         t.update_json(&paths::pb(pb_id), &pb).await?;
                     }
                     Effect::DeleteProcessingBlock(pb_id) => {
@@ -125,16 +122,4 @@ pub async fn apply(config: &sdp_config::Config, effects: &[Effect]) -> Result<()
             Ok(())
         })
         .await
-}
-
-/// Shallow merge of JSON objects (`into` becomes an object if it was not one).
-fn merge(into: &mut Value, fields: &Value) {
-    if !into.is_object() {
-        *into = Value::Object(Default::default());
-    }
-    if let (Some(target), Some(source)) = (into.as_object_mut(), fields.as_object()) {
-        for (k, v) in source {
-            target.insert(k.clone(), v.clone());
-        }
-    }
 }

@@ -239,6 +239,7 @@ impl Lmc {
 async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
     let sub = &lmc.subarrays[index];
     let mut current = sub.current_pb.subscribe();
+    let mut backoff = sdp_ops::Backoff::new(sdp_ops::Policy::DATABASE);
     loop {
         let Some(pb_id) = current.borrow_and_update().clone() else {
             if current.changed().await.is_err() {
@@ -258,6 +259,7 @@ async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
             tokio::select! {
                 result = read => match result {
                     Ok(Some(addresses)) => {
+                        backoff.succeeded();
                         let mut state = sub.state.lock().await;
                         if state.pb_id.as_deref() == Some(pb_id.as_str()) && state.receive_addresses != addresses {
                             let before = subarray_attributes(&state);
@@ -266,10 +268,7 @@ async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
                         }
                     }
                     Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, pb_id, "cannot read processing block state; retrying");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    }
+                    Err(e) => backoff.wait_after(&format!("reading the state of {pb_id}"), &e).await,
                 },
                 changed = current.changed() => {
                     if changed.is_err() {

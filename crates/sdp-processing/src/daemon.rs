@@ -6,7 +6,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use serde_json::Value;
 
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error, Txn};
@@ -87,15 +86,7 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
         match action {
             Action::CreateDeployment(d) => t.create_deployment(d).await?,
             Action::DeleteDeployment(id) => t.delete(&paths::deploy(id), false, true).await.map(|_| ())?,
-            Action::UpdateState { pb_id, fields } => {
-                let mut state = match t.get_processing_block_state(pb_id).await {
-                    Ok(Some(Value::Object(state))) => state,
-                    // Absent, or not an object we can merge into: start afresh.
-                    _ => Default::default(),
-                };
-                state.extend(fields.clone());
-                t.put_processing_block_state(pb_id, &Value::Object(state)).await?;
-            }
+            Action::UpdateState { pb_id, fields } => t.merge_state(&paths::pb_state(pb_id), fields).await?,
             Action::DeleteState(pb_id) => t.delete(&paths::pb_state(pb_id), false, false).await.map(|_| ())?,
         }
     }
@@ -105,7 +96,7 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
 /// Runs the controller until the future is dropped: whenever this replica leads, it works. Errors are logged
 /// and retried; it never gives up.
 pub async fn run(controller: Controller) {
-    sdp_config::run_while_leading(&controller.config, LEADER, controller.lease_ttl, Duration::from_secs(2), || async {
+    sdp_config::run_while_leading(&controller.config, LEADER, controller.lease_ttl, || async {
         let worked = work(&controller).await;
         if worked.is_err() {
             controller.metrics.errors.inc();

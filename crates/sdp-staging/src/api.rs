@@ -82,6 +82,8 @@ pub fn router(settings: Settings, db: Db) -> Router {
     router
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/health", get(|| async { "ok" }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
         .layer(middleware::from_fn_with_state(app.clone(), bearer))
@@ -92,9 +94,9 @@ pub fn router(settings: Settings, db: Db) -> Router {
         .with_state(app)
 }
 
-/// With `STAGING_API_TOKEN` set, everything but the page and `/health` needs the bearer token.
+/// With `STAGING_API_TOKEN` set, everything but the page and the probes needs the bearer token.
 async fn bearer(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let open = matches!(req.uri().path(), "/" | "/health");
+    let open = matches!(req.uri().path(), "/" | "/health" | "/healthz" | "/readyz");
     if let (Some(token), false) = (&app.settings.api_token, open) {
         let given = req
             .headers()
@@ -111,6 +113,16 @@ async fn bearer(State(app): State<Arc<App>>, req: Request, next: Next) -> Respon
 /// Comparison whose time does not depend on where the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Ready while the metadata database answers.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.db.ping().await {
+        Ok(()) => "ok".into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("the metadata database does not answer: {e}")).into_response()
+        }
+    }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

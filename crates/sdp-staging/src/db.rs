@@ -188,6 +188,12 @@ impl Db {
         self.backend
     }
 
+    /// Whether the metadata database answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Records a new request; returns its ID.
     pub async fn insert(&self, e: &NewEntry<'_>) -> Result<i64, DbError> {
         let t = now();

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::response::IntoResponse;
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use sdp_config::{Config, Settings};
@@ -135,9 +134,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    sdp_ops::init_tracing("info");
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
@@ -252,25 +249,9 @@ async fn start_helm_deployer(
     Ok(tasks)
 }
 
-/// `/metrics` (Prometheus text) and `/health` (the configuration database answers).
+/// `/healthz` (alive), `/readyz` (the configuration database answers; `/health` too) and `/metrics`.
 fn ops_router(registry: Registry, config: Config) -> axum::Router {
-    let registry = Arc::new(registry);
-    let metrics = axum::routing::get(move || {
-        let registry = Arc::clone(&registry);
-        async move {
-            let mut text = String::new();
-            match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                Ok(()) => ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
-                    .into_response(),
-                Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-            }
-        }
-    });
-    let health = axum::routing::get(move || {
-        let config = config.clone();
-        async move { health(&config).await }
-    });
-    axum::Router::new().route("/metrics", metrics).route("/health", health)
+    sdp_ops::http::router(registry, database_ready(config))
 }
 
 async fn serve_http(listen: SocketAddr, app: axum::Router, what: &str) -> anyhow::Result<JoinHandle<()>> {
@@ -286,7 +267,7 @@ async fn serve_http(listen: SocketAddr, app: axum::Router, what: &str) -> anyhow
 
 /// Runs until Ctrl-C/SIGTERM, then stops the tasks.
 async fn until_stopped(tasks: Vec<JoinHandle<()>>) {
-    shutdown_signal().await;
+    sdp_ops::shutdown_signal().await;
     tracing::info!("stopping");
     tasks.iter().for_each(|t| t.abort());
 }
@@ -296,8 +277,12 @@ async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
     let controller = start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry);
-    let http = serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)")
-        .await?;
+    let http = serve_http(
+        args.ops.http_listen,
+        ops_router(registry, config),
+        "/healthz, /readyz and /metrics (SDP_HTTP_LISTEN)",
+    )
+    .await?;
     until_stopped(vec![controller, http]).await;
     Ok(())
 }
@@ -308,8 +293,12 @@ async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let mut tasks = start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?;
     tasks.push(
-        serve_http(args.ops.http_listen, ops_router(registry, config), "/health and /metrics (SDP_HTTP_LISTEN)")
-            .await?,
+        serve_http(
+            args.ops.http_listen,
+            ops_router(registry, config),
+            "/healthz, /readyz and /metrics (SDP_HTTP_LISTEN)",
+        )
+        .await?,
     );
     until_stopped(tasks).await;
     Ok(())
@@ -424,15 +413,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ok` while the configuration database answers (within two seconds), else 503 with the reason.
-async fn health(config: &Config) -> axum::response::Response {
-    let check = config.txn(|t| async move { t.list_keys("/", 0).await });
-    match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
-        Ok(Ok(_)) => "ok".into_response(),
-        Ok(Err(e)) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the configuration database did not answer within 2 s")
-            .into_response(),
-    }
+/// Ready while the configuration database answers within two seconds; else the reason.
+fn database_ready(config: Config) -> sdp_ops::http::ReadyCheck {
+    Arc::new(move || {
+        let config = config.clone();
+        Box::pin(async move {
+            let check = config.txn(|t| async move { t.list_keys("/", 0).await });
+            match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the configuration database did not answer within 2 s".into()),
+            }
+        })
+    })
 }
 
 /// Registers the SDP devices in the Tango database at `tango_host` (host:port) and serves them.
@@ -455,19 +448,4 @@ async fn start_tango(tango_host: &str, lmc: Arc<sdp_lmc::Lmc>) -> anyhow::Result
     .map_err(|e| anyhow::anyhow!("cannot serve the SDP devices in the Tango database at {tango_host}: {e}"))?;
     tracing::info!(tango_host, "SDP devices exported to Tango (SDPMaster/1, SDPSubarray/N)");
     Ok(servers)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

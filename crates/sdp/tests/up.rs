@@ -342,7 +342,9 @@ fn components_run_alone_on_one_etcd() {
     let _deployer = component(&["helm-deployer"], ports[1]);
     let _lmc = component(&["lmc", "serve", "--subarrays", "2"], ports[2]);
     for port in ports {
-        assert_eq!(http_get(port, "/health").trim(), "ok");
+        for probe in ["/healthz", "/readyz", "/health"] {
+            assert_eq!(http_get(port, probe).trim(), "ok", "{probe} on {port}");
+        }
     }
     assert!(http_get(ports[0], "/metrics").contains("sdp_processing_"), "processing controller metrics");
     assert!(http_get(ports[1], "/metrics").contains("# EOF"), "deployer metrics");
@@ -376,7 +378,9 @@ fn up_stages_data() {
         .unwrap();
     let _up = KillOnDrop(child);
     wait_for_port(staging_port, Duration::from_secs(30), "sdp up's staging service");
-    assert_eq!(http_get(staging_port, "/health").trim(), "ok");
+    for probe in ["/healthz", "/readyz", "/health"] {
+        assert_eq!(http_get(staging_port, probe).trim(), "ok", "{probe}");
+    }
     std::fs::write(dir.path().join("staging/storage/obs.ms"), b"visibilities").unwrap();
     let script = format!(
         "import urllib.request; r = urllib.request.Request('http://127.0.0.1:{staging_port}/stage-data/?method=local_copy&username=alice', \

@@ -5,7 +5,6 @@ pub mod controller;
 pub mod crd;
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
-pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod objects;

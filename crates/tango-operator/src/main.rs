@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use tango_operator::controller::{self, Context};
-use tango_operator::http::{self, Probes};
 use tango_operator::leader::LeaderElection;
 use tango_operator::metrics::Metrics;
 use tango_operator::objects::Settings;
@@ -66,11 +65,7 @@ struct RunArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    sdp_ops::init_tracing("info,kube=warn");
     match Cli::parse().command {
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Run(args) => run(args).await,
@@ -97,12 +92,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
-    let probes = Probes { registry: Arc::new(registry), ready: ready.clone() };
+    // Ready once this replica reconciles: it leads, or leader election is off.
+    let leading = Arc::clone(&ready);
+    let ready_check: sdp_ops::http::ReadyCheck = Arc::new(move || {
+        let leading = leading.load(Ordering::Relaxed);
+        Box::pin(async move {
+            if leading {
+                Ok(())
+            } else {
+                Err("not leading".to_string())
+            }
+        })
+    });
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (OPERATOR_HTTP_LISTEN)", args.http_listen))?;
     info!(address = %args.http_listen, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(async move { axum::serve(listener, http::router(probes)).await });
+    tokio::spawn(async move { axum::serve(listener, sdp_ops::http::router(registry, ready_check)).await });
 
     let election = args.leader_elect.then(|| {
         let identity =
@@ -133,19 +139,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), "reconciling DeviceServer and DatabaseDS");
     tokio::select! {
-        () = controller::run(ctx, args.namespace, shutdown_signal()) => Ok(()),
+        () = controller::run(ctx, args.namespace, sdp_ops::shutdown_signal()) => Ok(()),
         () = lost => {
             error!("leadership lost: stopping so that another replica takes over");
             anyhow::bail!("leader lease lost")
         }
     }
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
-    info!("stopping");
 }

@@ -1,0 +1,93 @@
+//! The operations endpoints every daemon serves, with one convention: `/healthz` answers while the process
+//! serves (liveness: restart it when this fails), `/readyz` while it can do its work (readiness: its
+//! dependencies answer), `/metrics` in the Prometheus text format.
+
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::future::BoxFuture;
+use prometheus_client::registry::Registry;
+
+/// Whether the daemon can do its work now: `Err` says why not.
+pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// `/healthz`, `/readyz` and `/metrics`; `/health` answers as `/readyz` for clients of earlier versions.
+pub fn router(registry: Registry, ready: ReadyCheck) -> Router {
+    let registry = Arc::new(registry);
+    let readyz = get(move || {
+        let ready = Arc::clone(&ready);
+        async move {
+            match ready().await {
+                Ok(()) => "ok".into_response(),
+                Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+            }
+        }
+    });
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", readyz.clone())
+        .route("/health", readyz)
+        .route("/metrics", get(move || metrics(Arc::clone(&registry))))
+}
+
+async fn metrics(registry: Arc<Registry>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use prometheus_client::metrics::counter::Counter;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(app: &Router, path: &str) -> (StatusCode, String) {
+        let response = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn liveness_readiness_and_metrics_answer_different_questions() {
+        let mut registry = Registry::default();
+        let counter = Counter::<u64>::default();
+        registry.register("demo_events", "events", counter.clone());
+        counter.inc();
+        let database_up = Arc::new(AtomicBool::new(false));
+        let check = Arc::clone(&database_up);
+        let ready: ReadyCheck = Arc::new(move || {
+            let up = check.load(Ordering::Relaxed);
+            Box::pin(async move {
+                if up {
+                    Ok(())
+                } else {
+                    Err("the configuration database does not answer".into())
+                }
+            })
+        });
+        let app = router(registry, ready);
+        assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
+        assert_eq!(
+            get(&app, "/readyz").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "the configuration database does not answer".into())
+        );
+        database_up.store(true, Ordering::Relaxed);
+        assert_eq!(get(&app, "/readyz").await, (StatusCode::OK, "ok".into()));
+        assert_eq!(get(&app, "/health").await.0, StatusCode::OK);
+        let (status, text) = get(&app, "/metrics").await;
+        assert!(status == StatusCode::OK && text.contains("demo_events_total 1"), "{text}");
+    }
+}
