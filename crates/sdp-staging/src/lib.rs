@@ -3,9 +3,11 @@
 //! database (MySQL/MariaDB, or embedded SQLite).
 //!
 //! Decisions are pure functions ([`paths`] confinement, [`method::select`], [`jupyter::chunk_plan`],
-//! [`rucio::pfns_of`]); [`api`] is the HTTP edge, [`local`], [`jupyter`], [`rucio`] and [`db`] the I/O.
+//! [`rucio::pfns_of`]); [`api`] is the HTTP edge (routes, extractors, auth, metrics, records), [`staging`] the work of a request,
+//! [`local`], [`jupyter`], [`rucio`] and [`db`] the I/O.
 
 pub mod api;
+mod causes;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -14,6 +16,7 @@ pub mod local;
 pub mod method;
 pub mod paths;
 pub mod rucio;
+pub mod staging;
 
 use std::net::SocketAddr;
 
