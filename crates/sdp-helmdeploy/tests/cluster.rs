@@ -109,13 +109,8 @@ async fn processing_block_to_running_pods_and_back() {
     .await;
 
     // Deleting the processing block uninstalls the release and removes the state.
-    config
-        .txn(|t| {
-            let id = pb_id.clone();
-            async move { t.delete_processing_block(&id).await }
-        })
-        .await
-        .unwrap();
+    let id = pb_id.as_str();
+    config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
     let helm = Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: None, repo: None };
     eventually("release uninstalled", || async { helm.list().await.is_ok_and(|r| r.is_empty()) }).await;
     eventually("state removed", || async { state().await.is_none() }).await;
@@ -208,18 +203,7 @@ async fn a_failed_release_is_retried_after_a_restart() {
     let config = server.config().await;
     let dir = tempfile::tempdir().unwrap();
     let start = || start_deployer(&config, &namespace, dir.path(), Duration::from_secs(60));
-    let entry = sdp_config::Deployment {
-        deploy_id: "retry-workflow".into(),
-        kind: "helm".into(),
-        args: json!({"chart": "workflow", "values": {"pb_id": "retry", "wf_image": "img:1"}}),
-    };
-    config
-        .txn(|t| {
-            let d = entry.clone();
-            async move { t.create_deployment(&d).await }
-        })
-        .await
-        .unwrap();
+    sdp_testkit::put_workflow_deployment(&config, "retry-workflow", "img:1").await;
     let status = || {
         let config = config.clone();
         async move {

@@ -56,22 +56,6 @@ fn start_deployer(
     }))
 }
 
-/// Creates or replaces the `workflow` entry `id` with that image.
-async fn put_workflow_entry(config: &Config, id: &str, image: &str) {
-    let d = Deployment {
-        deploy_id: id.into(),
-        kind: "helm".into(),
-        args: json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
-    };
-    config
-        .txn(|t| {
-            let d = d.clone();
-            async move { t.put_json(&sdp_config::keys::paths::deploy(&d.deploy_id), &d).await }
-        })
-        .await
-        .unwrap();
-}
-
 async fn flow(config: Config) {
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered");
@@ -158,13 +142,8 @@ async fn flow(config: Config) {
     );
 
     // Deleting the processing block undoes the deployment: the release (here, its manifest) and its state go.
-    config
-        .txn(|t| {
-            let id = pb_id.clone();
-            async move { t.delete_processing_block(&id).await }
-        })
-        .await
-        .unwrap();
+    let id = pb_id.as_str();
+    config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
     eventually("manifest removed", || async { !manifest.exists() }).await;
     eventually("state removed", || async { state(&config, &deploy_id).await.is_none() }).await;
     // The deployer is still alive and serving.
@@ -232,7 +211,7 @@ async fn converges_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered");
     charts(dir.path());
-    let put = |id: &'static str, image: &'static str| put_workflow_entry(&config, id, image);
+    let put = |id: &'static str, image: &'static str| sdp_testkit::put_workflow_deployment(&config, id, image);
     let files = || {
         let mut names: Vec<String> = std::fs::read_dir(&rendered)
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
@@ -276,7 +255,7 @@ async fn two_deployers_do_the_work_of_one() {
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered");
     charts(dir.path());
-    let put = |id: &'static str, image: &'static str| put_workflow_entry(&config, id, image);
+    let put = |id: &'static str, image: &'static str| sdp_testkit::put_workflow_deployment(&config, id, image);
     let renders =
         |m: &Metrics| m.helm_calls.get_or_create(&HelmCall { verb: "template".into(), result: "ok".into() }).get();
     let rendered_with = |id: &str, image: &str| {

@@ -155,6 +155,23 @@ pub async fn deployment_state(config: &sdp_config::Config, deploy_id: &str) -> O
     config.txn(|t| async move { t.get_deployment_state(deploy_id).await }).await.expect("read a deployment state")
 }
 
+/// Creates or replaces `/deploy/<id>`: the `workflow` chart for processing block `id` with that image.
+pub async fn put_workflow_deployment(config: &sdp_config::Config, id: &str, image: &str) {
+    let d = sdp_config::Deployment {
+        deploy_id: id.into(),
+        kind: "helm".into(),
+        args: serde_json::json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
+    };
+    let path = sdp_config::keys::paths::deploy(id);
+    config
+        .txn(|t| {
+            let (path, d) = (&path, &d);
+            async move { t.put_json(path, d).await }
+        })
+        .await
+        .expect("write a deployment entry");
+}
+
 /// The kubeconfig of the Kubernetes API a cluster test runs against. Such tests are `#[ignore]`d, so that a plain
 /// `cargo test` reports them as not run; run with `--include-ignored` and no cluster, they fail here.
 pub fn require_cluster() -> std::ffi::OsString {

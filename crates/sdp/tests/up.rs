@@ -294,13 +294,8 @@ fn up_with_a_cluster_runs_a_script_pod_from_anywhere() {
         let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
         let ns = namespaces.get(&namespace).await.expect("the processing namespace sdp up created");
         assert_eq!(ns.metadata.labels.unwrap_or_default()["app.kubernetes.io/managed-by"], "sdp-helmdeploy");
-        config
-            .txn(|t| {
-                let id = pb_id.clone();
-                async move { t.delete_processing_block(&id).await }
-            })
-            .await
-            .unwrap();
+        let id = pb_id.as_str();
+        config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
         sdp_testkit::eventually("the script's deployment state removed", Duration::from_secs(60), || async {
             sdp_testkit::deployment_state(&config, &deploy_id).await.is_none()
         })
