@@ -27,7 +27,7 @@ IMAGE_REGISTRY ?=
 IMAGE_TAG ?= 0.1.0
 IMAGES := sdp:ska-sdp helmdeploy:ska-sdp-helmdeploy tango-operator:ska-tango-operator staging:ska-sdp-staging
 
-.PHONY: help build images test lint lint-charts k8s-dep-build k8s-template-chart k8s-install-chart k8s-wait \
+.PHONY: help build images push test lint lint-charts k8s-dep-build k8s-template-chart k8s-install-chart k8s-wait \
 	k8s-watch k8s-test k8s-uninstall-chart
 
 help: ## this list
@@ -38,14 +38,21 @@ help: ## this list
 build: ## build the release binaries (cargo build --release)
 	cargo build --release --locked
 
-images: ## build the container images (docker or podman) from images/Dockerfile
-	@[ -n "$(IMAGE_TOOL)" ] || { echo "make images: neither docker nor podman is installed" >&2; exit 1; }
-	@$(IMAGE_TOOL) info >/dev/null 2>&1 || { echo "make images: $(IMAGE_TOOL) cannot reach its daemon/engine ($(IMAGE_TOOL) info fails)" >&2; exit 1; }
-	@export DOCKER_BUILDKIT=1; for pair in $(IMAGES); do \
-	  target=$${pair%%:*}; name=$${pair#*:}; \
-	  echo "building $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) (target $$target)"; \
-	  $(IMAGE_TOOL) build -f images/Dockerfile --target $$target -t $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) .; \
-	done
+images: ## build the container images: with docker or podman when one reaches its engine, else without (scripts/images)
+	@if [ -n "$(IMAGE_TOOL)" ] && $(IMAGE_TOOL) info >/dev/null 2>&1; then \
+	  export DOCKER_BUILDKIT=1; for pair in $(IMAGES); do \
+	    target=$${pair%%:*}; name=$${pair#*:}; \
+	    echo "building $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) (target $$target)"; \
+	    $(IMAGE_TOOL) build -f images/Dockerfile --target $$target -t $(IMAGE_REGISTRY)$$name:$(IMAGE_TAG) . || exit 1; \
+	  done; \
+	else \
+	  echo "make images: no container engine reachable: building without one (scripts/images, OCI layouts and docker archives in target/images)"; \
+	  IMAGE_TAG=$(IMAGE_TAG) scripts/images; \
+	fi
+
+push: ## copy the images built by scripts/images to IMAGE_REGISTRY with skopeo (make push IMAGE_REGISTRY=host:5000/ska)
+	@[ -n "$(IMAGE_REGISTRY)" ] || { echo "make push: set IMAGE_REGISTRY (e.g. make push IMAGE_REGISTRY=registry.example:5000/ska)" >&2; exit 1; }
+	IMAGE_TAG=$(IMAGE_TAG) scripts/images push $(patsubst %/,%,$(IMAGE_REGISTRY))
 
 test: ## the whole test suite (scripts/test: clippy, chart tests, cargo test)
 	scripts/test
