@@ -178,6 +178,24 @@ async fn measure(port: u16, args: &Args) -> Vec<(String, String)> {
         format!("{:.1}", ms(best))
     };
     rows.push((format!("sdpcfg ls -R / on {} keys, ms (best of 3)", args.keys), listing));
+    let listing_values = {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let out = std::process::Command::new(&sdpcfg)
+                .args(["--prefix", "/bench-list", "ls", "values", "-R", "/"])
+                .env("SDP_CONFIG_HOST", "127.0.0.1")
+                .env("SDP_CONFIG_PORT", port.to_string())
+                .output()
+                .expect("run sdpcfg");
+            best = best.min(start.elapsed());
+            assert!(out.status.success(), "sdpcfg failed: {}", String::from_utf8_lossy(&out.stderr));
+            let listed = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(" = ")).count();
+            assert_eq!(listed, args.keys, "sdpcfg listed {listed} keys with values");
+        }
+        format!("{:.1}", ms(best))
+    };
+    rows.push((format!("sdpcfg ls values -R / on {} keys, ms (best of 3)", args.keys), listing_values));
     rows
 }
 

@@ -81,10 +81,24 @@ impl Backend {
 
     /// Reads every key under each prefix (keys only) at one consistent revision.
     pub async fn list_keys(&self, prefixes: &[String], revision: Option<i64>) -> Result<(Vec<Stored>, i64), Error> {
+        self.list(prefixes, true, revision).await
+    }
+
+    /// Reads every key under each prefix with its value, one range read per prefix, at one consistent revision.
+    pub async fn list_values(&self, prefixes: &[String], revision: Option<i64>) -> Result<(Vec<Stored>, i64), Error> {
+        self.list(prefixes, false, revision).await
+    }
+
+    async fn list(
+        &self,
+        prefixes: &[String],
+        keys_only: bool,
+        revision: Option<i64>,
+    ) -> Result<(Vec<Stored>, i64), Error> {
         let mut revision = revision;
         let mut all = Vec::new();
         for prefix in prefixes {
-            let (found, rev) = self.range(prefix, true, true, revision).await?;
+            let (found, rev) = self.range(prefix, true, keys_only, revision).await?;
             // Pin the remaining reads to the revision of the first, so the listing is one snapshot.
             revision.get_or_insert(rev);
             all.extend(found);

@@ -125,6 +125,35 @@ impl Txn {
         Ok(paths)
     }
 
+    /// Like [`Txn::list_keys`], with each path's raw value: one range read per depth level, at the
+    /// transaction's revision, instead of a read per key. A change under the listed prefixes conflicts with
+    /// the transaction and wakes a watcher, and this transaction's own writes show.
+    pub async fn list_values(&self, path: &str, recurse: usize) -> Result<Vec<(String, String)>, Error> {
+        keys::check_path_chars(path)?;
+        let full = format!("{}{}", self.prefix, path);
+        let depth = keys::depth(&full);
+        let prefixes: Vec<String> = (depth..=depth + recurse).map(|d| keys::tag_at(&full, d)).collect();
+        let revision = self.lock().revision;
+        let (found, rev) = self.backend.list_values(&prefixes, revision).await?;
+        let mut state = self.lock();
+        state.revision.get_or_insert(rev);
+        // The listed prefixes guard the commit and wake watchers; one compare per key would exceed etcd's limit
+        // of operations per transaction.
+        let mut values: BTreeMap<String, String> = found.into_iter().map(|stored| (stored.key, stored.value)).collect();
+        for (key, write) in state.writes.iter().filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p))) {
+            match write {
+                Some((value, _)) => values.insert(key.clone(), value.clone()),
+                None => values.remove(key),
+            };
+        }
+        state.lists.extend(prefixes);
+        drop(state);
+        let mut listed: Vec<(String, String)> =
+            values.into_iter().filter_map(|(k, v)| self.logical_path(&k).map(|p| (p, v))).collect();
+        listed.sort();
+        Ok(listed)
+    }
+
     /// Creates a key; fails with [`Error::Collision`] if it exists. With a lease, the key is deleted when the
     /// lease ends.
     pub async fn create(&self, path: &str, value: &str, lease: Option<&crate::Lease>) -> Result<(), Error> {

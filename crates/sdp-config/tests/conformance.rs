@@ -59,6 +59,53 @@ async fn list_by_prefix_and_depth(db: Config) {
     assert_eq!(seen, (vec!["/pb/w".to_string(), "/pb/x".to_string()], Some("{}".to_string())));
 }
 
+/// Keys with their values in one read per level: the same as listing and reading each, own writes
+/// included, and a watcher wakes when a listed value changes.
+async fn list_values_reads_keys_and_values_at_once(db: Config) {
+    db.txn(|t| async move {
+        for (p, v) in [("/pb/x", "1"), ("/pb/x/state", "2"), ("/pb/y", "3"), ("/pbz", "4"), ("/pb/x/a/deep", "5")] {
+            t.create(p, v, None).await?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let one_by_one = db
+        .txn(|t| async move {
+            let mut listed = Vec::new();
+            for key in t.list_keys("/pb/", 1).await? {
+                let value = t.get(&key).await?.unwrap();
+                listed.push((key, value));
+            }
+            Ok(listed)
+        })
+        .await
+        .unwrap();
+    let at_once = db.txn(|t| async move { t.list_values("/pb/", 1).await }).await.unwrap();
+    assert_eq!(at_once, one_by_one);
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(at_once, pairs(&[("/pb/x", "1"), ("/pb/x/state", "2"), ("/pb/y", "3")]));
+    let own = db
+        .txn(|t| async move {
+            t.update("/pb/y", "30").await?;
+            t.delete("/pb/x/state", true, false).await?;
+            t.list_values("/pb/", 1).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(own, pairs(&[("/pb/x", "1"), ("/pb/y", "30")]));
+    let mut watcher = db.watcher();
+    watcher.txn(|t| async move { t.list_values("/pb/", 0).await }).await.unwrap();
+    let writer = db.clone();
+    tokio::spawn(async move { writer.txn(|t| async move { t.update("/pb/x", "10").await }).await.unwrap() });
+    let after =
+        tokio::time::timeout(Duration::from_secs(10), watcher.txn(|t| async move { t.list_values("/pb/", 0).await }))
+            .await
+            .expect("the watcher did not wake on a listed value's change")
+            .unwrap();
+    assert_eq!(after, pairs(&[("/pb/x", "10"), ("/pb/y", "30")]));
+}
+
 async fn recursive_delete(db: Config) {
     db.txn(|t| async move {
         for p in ["/pb/x", "/pb/x/owner", "/pb/x/state", "/pb/xy"] {
@@ -323,6 +370,7 @@ macro_rules! conformance {
 conformance!(
     create_get_update_delete,
     list_by_prefix_and_depth,
+    list_values_reads_keys_and_values_at_once,
     recursive_delete,
     conflicting_transaction_is_retried,
     listing_conflicts_with_a_new_key,

@@ -158,13 +158,15 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     }
 }
 
-/// Reads the helm entries: valid ones as desired releases, invalid ones with the reason.
+/// Reads the helm entries, all in one read: valid ones as desired releases, invalid ones with the reason.
 async fn read_entries(t: sdp_config::Txn) -> Result<(BTreeMap<String, Desired>, BTreeMap<String, String>), Error> {
     let mut desired = BTreeMap::new();
     let mut invalid = BTreeMap::new();
-    for id in t.list_deployments().await? {
-        match t.get_deployment(&id).await {
-            Ok(Some(entry)) => match Desired::from_deployment(&entry) {
+    let below = format!("{}/", paths::DEPLOY);
+    for (path, value) in t.list_values(&below, 0).await? {
+        let Some(id) = path.strip_prefix(&below).map(str::to_string) else { continue };
+        match serde_json::from_str::<sdp_config::Deployment>(&value) {
+            Ok(entry) => match Desired::from_deployment(&entry) {
                 Some(Ok(d)) => {
                     desired.insert(id, d);
                 }
@@ -173,11 +175,9 @@ async fn read_entries(t: sdp_config::Txn) -> Result<(BTreeMap<String, Desired>, 
                 }
                 None => {}
             },
-            Ok(None) => {}
-            Err(Error::BadJson { detail, .. }) => {
-                invalid.insert(id, format!("deployment entry is not valid: {detail}"));
+            Err(e) => {
+                invalid.insert(id, format!("deployment entry is not valid: {e}"));
             }
-            Err(e) => return Err(e),
         }
     }
     Ok((desired, invalid))

@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use sdp_config::keys::paths;
-use sdp_config::{Config, Error, Txn};
+use sdp_config::{Config, Error, ProcessingBlock, Txn};
 
 use crate::{plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
 
@@ -47,37 +47,39 @@ impl Metrics {
     }
 }
 
+/// Blocks, their states and owners in one read per level (`/pb/<id>`, `/pb/<id>/<entry>`), then the
+/// deployments' IDs.
 async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
     let mut snapshot = Snapshot::default();
-    for pb_id in t.list_processing_blocks().await? {
-        let pb = match t.get_processing_block(&pb_id).await {
-            Ok(Some(pb)) => Ok(pb),
-            Ok(None) => continue,
-            Err(Error::BadJson { detail, .. }) => Err(detail),
-            Err(e) => return Err(e),
-        };
-        if let Ok(Some(state)) = t.get_processing_block_state(&pb_id).await {
-            snapshot.states.insert(pb_id.clone(), state);
+    let below = format!("{}/", paths::PB);
+    let mut entries = Vec::new();
+    for (path, value) in t.list_values(&below, 1).await? {
+        let Some(rest) = path.strip_prefix(&below) else { continue };
+        match rest.split_once('/') {
+            None => {
+                let pb = serde_json::from_str::<ProcessingBlock>(&value).map_err(|e| e.to_string());
+                snapshot.processing_blocks.insert(rest.to_string(), pb);
+            }
+            Some((pb_id, entry)) => entries.push((pb_id.to_string(), entry.to_string(), value)),
         }
-        snapshot.processing_blocks.insert(pb_id, pb);
     }
-    snapshot.deployments = t.list_deployments().await?.into_iter().collect();
-    // Entries one level below a block (`/pb/<id>/state`, `/pb/<id>/owner`) whose block is gone.
-    for path in t.list_keys(&format!("{}/", paths::PB), 1).await? {
-        let Some((pb_id, entry)) = path.strip_prefix(&format!("{}/", paths::PB)).and_then(|rest| rest.split_once('/'))
-        else {
-            continue;
-        };
-        if snapshot.processing_blocks.contains_key(pb_id) {
+    for (pb_id, entry, value) in entries {
+        if snapshot.processing_blocks.contains_key(&pb_id) {
+            // A state that is not JSON is left out, as if absent: the controller writes a fresh one.
+            if let ("state", Ok(state)) = (entry.as_str(), serde_json::from_str(&value)) {
+                snapshot.states.insert(pb_id, state);
+            }
             continue;
         }
-        let leftover = snapshot.leftovers.entry(pb_id.to_string()).or_default();
-        match entry {
+        // Entries of a block that is gone.
+        let leftover = snapshot.leftovers.entry(pb_id).or_default();
+        match entry.as_str() {
             "state" => leftover.state = true,
             "owner" => leftover.owner = true,
             _ => {}
         }
     }
+    snapshot.deployments = t.list_deployments().await?.into_iter().collect();
     Ok(snapshot)
 }
 

@@ -175,27 +175,20 @@ async fn get_text(t: Txn, path: String, quiet: bool) -> Result<String, Error> {
 }
 
 async fn list_text(t: Txn, path: String, recurse: usize, values: bool, quiet: bool) -> Result<String, Error> {
-    let keys = t.list_keys(&path, recurse).await?;
     if !values {
+        let keys = t.list_keys(&path, recurse).await?;
         return Ok(if quiet { keys.join(" ") } else { format!("Keys with {path} prefix: {}", keys.join(", ")) });
     }
-    let mut lines = Vec::with_capacity(keys.len() + 1);
-    if !quiet {
-        lines.push(format!("Keys with {path} prefix:"));
-    }
-    let mut quiet_values = Vec::new();
-    for key in keys {
-        let value = t.get(&key).await?.unwrap_or_else(|| "None".into());
-        if quiet {
-            quiet_values.push(value);
-        } else {
-            lines.push(format!("{key} = {value}"));
-        }
-    }
-    if quiet {
-        lines.push(quiet_values.join(" "));
-    }
-    Ok(lines.join("\n"))
+    // Keys and values in one read per depth level, at one revision.
+    let listed = t.list_values(&path, recurse).await?;
+    Ok(if quiet {
+        listed.into_iter().map(|(_, value)| value).collect::<Vec<_>>().join(" ")
+    } else {
+        std::iter::once(format!("Keys with {path} prefix:"))
+            .chain(listed.into_iter().map(|(key, value)| format!("{key} = {value}")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 /// Opens `$EDITOR` on the value (as YAML when it is JSON) and stores the result as canonical JSON.
