@@ -159,44 +159,36 @@ async fn measure(port: u16, args: &Args) -> Vec<(String, String)> {
         format!("{:.2} / {:.2}", ms(p50), ms(p99)),
     ));
     fill(&config, args.keys).await;
-    let sdpcfg = sibling("sdpcfg");
-    let listing = {
-        let mut best = Duration::MAX;
-        for _ in 0..3 {
-            let start = Instant::now();
-            let out = std::process::Command::new(&sdpcfg)
-                .args(["--prefix", "/bench-list", "ls", "-R", "/"])
-                .env("SDP_CONFIG_HOST", "127.0.0.1")
-                .env("SDP_CONFIG_PORT", port.to_string())
-                .output()
-                .expect("run sdpcfg");
-            best = best.min(start.elapsed());
-            assert!(out.status.success(), "sdpcfg failed: {}", String::from_utf8_lossy(&out.stderr));
-            let listed = String::from_utf8_lossy(&out.stdout).matches(", ").count() + 1;
-            assert_eq!(listed, args.keys, "sdpcfg listed {listed} keys");
-        }
-        format!("{:.1}", ms(best))
-    };
-    rows.push((format!("sdpcfg ls -R / on {} keys, ms (best of 3)", args.keys), listing));
-    let listing_values = {
-        let mut best = Duration::MAX;
-        for _ in 0..3 {
-            let start = Instant::now();
-            let out = std::process::Command::new(&sdpcfg)
-                .args(["--prefix", "/bench-list", "ls", "values", "-R", "/"])
-                .env("SDP_CONFIG_HOST", "127.0.0.1")
-                .env("SDP_CONFIG_PORT", port.to_string())
-                .output()
-                .expect("run sdpcfg");
-            best = best.min(start.elapsed());
-            assert!(out.status.success(), "sdpcfg failed: {}", String::from_utf8_lossy(&out.stderr));
-            let listed = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(" = ")).count();
-            assert_eq!(listed, args.keys, "sdpcfg listed {listed} keys with values");
-        }
-        format!("{:.1}", ms(best))
-    };
-    rows.push((format!("sdpcfg ls values -R / on {} keys, ms (best of 3)", args.keys), listing_values));
+    let keys = best_sdpcfg_listing(port, "ls", |out| {
+        assert_eq!(out.matches(", ").count() + 1, args.keys, "keys sdpcfg ls -R listed")
+    });
+    rows.push((format!("sdpcfg ls -R / on {} keys, ms (best of 3)", args.keys), format!("{:.1}", ms(keys))));
+    let values = best_sdpcfg_listing(port, "ls values", |out| {
+        assert_eq!(out.lines().filter(|l| l.contains(" = ")).count(), args.keys, "keys sdpcfg ls values -R listed")
+    });
+    rows.push((format!("sdpcfg ls values -R / on {} keys, ms (best of 3)", args.keys), format!("{:.1}", ms(values))));
     rows
+}
+
+/// The best of 3 runs of `sdpcfg <command> -R /` over the filled keys; `check` looks at each output.
+fn best_sdpcfg_listing(port: u16, command: &str, check: impl Fn(&str)) -> Duration {
+    let sdpcfg = sibling("sdpcfg");
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let out = std::process::Command::new(&sdpcfg)
+            .args(["--prefix", "/bench-list"])
+            .args(command.split(' '))
+            .args(["-R", "/"])
+            .env("SDP_CONFIG_HOST", "127.0.0.1")
+            .env("SDP_CONFIG_PORT", port.to_string())
+            .output()
+            .expect("run sdpcfg");
+        best = best.min(start.elapsed());
+        assert!(out.status.success(), "sdpcfg failed: {}", String::from_utf8_lossy(&out.stderr));
+        check(&String::from_utf8_lossy(&out.stdout));
+    }
+    best
 }
 
 /// Plain puts (or one-compare transactions on the client's own key) per second, and their p99 latency.

@@ -84,12 +84,9 @@ impl Backend {
         self.list(prefixes, true, revision).await
     }
 
-    /// Reads every key under each prefix with its value, one range read per prefix, at one consistent revision.
-    pub async fn list_values(&self, prefixes: &[String], revision: Option<i64>) -> Result<(Vec<Stored>, i64), Error> {
-        self.list(prefixes, false, revision).await
-    }
-
-    async fn list(
+    /// Reads every key under each prefix (with its value unless `keys_only`), one range read per prefix, at one
+    /// consistent revision.
+    pub async fn list(
         &self,
         prefixes: &[String],
         keys_only: bool,

@@ -103,55 +103,41 @@ impl Txn {
     /// Paths starting with `path` at its own depth and up to `recurse` levels deeper, sorted.
     /// `list_keys("/pb/", 0)` lists the processing blocks; `list_keys("/", 8)` lists everything.
     pub async fn list_keys(&self, path: &str, recurse: usize) -> Result<Vec<String>, Error> {
-        keys::check_path_chars(path)?;
-        let full = format!("{}{}", self.prefix, path);
-        let depth = keys::depth(&full);
-        let prefixes: Vec<String> = (depth..=depth + recurse).map(|d| keys::tag_at(&full, d)).collect();
-        let revision = self.lock().revision;
-        let (found, rev) = self.backend.list_keys(&prefixes, revision).await?;
-        let mut state = self.lock();
-        state.revision.get_or_insert(rev);
-        let mut stored: BTreeSet<String> = found.into_iter().map(|s| s.key).collect();
-        for (key, write) in state.writes.iter().filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p))) {
-            match write {
-                Some(_) => stored.insert(key.clone()),
-                None => stored.remove(key),
-            };
-        }
-        state.lists.extend(prefixes);
-        drop(state);
-        let mut paths: Vec<String> = stored.iter().filter_map(|k| self.logical_path(k)).collect();
-        paths.sort();
-        Ok(paths)
+        Ok(self.list(path, recurse, true).await?.into_iter().map(|(path, _)| path).collect())
     }
 
     /// Like [`Txn::list_keys`], with each path's raw value: one range read per depth level, at the
     /// transaction's revision, instead of a read per key. A change under the listed prefixes conflicts with
     /// the transaction and wakes a watcher, and this transaction's own writes show.
     pub async fn list_values(&self, path: &str, recurse: usize) -> Result<Vec<(String, String)>, Error> {
+        self.list(path, recurse, false).await
+    }
+
+    /// The sorted paths (with their values unless `keys_only`) of one range read per depth level, this
+    /// transaction's writes applied. The listed prefixes guard the commit and wake watchers; one compare per key
+    /// would exceed etcd's limit of operations per transaction.
+    async fn list(&self, path: &str, recurse: usize, keys_only: bool) -> Result<Vec<(String, String)>, Error> {
         keys::check_path_chars(path)?;
         let full = format!("{}{}", self.prefix, path);
         let depth = keys::depth(&full);
         let prefixes: Vec<String> = (depth..=depth + recurse).map(|d| keys::tag_at(&full, d)).collect();
         let revision = self.lock().revision;
-        let (found, rev) = self.backend.list_values(&prefixes, revision).await?;
+        let (found, rev) = self.backend.list(&prefixes, keys_only, revision).await?;
         let mut state = self.lock();
         state.revision.get_or_insert(rev);
-        // The listed prefixes guard the commit and wake watchers; one compare per key would exceed etcd's limit
-        // of operations per transaction.
-        let mut values: BTreeMap<String, String> = found.into_iter().map(|stored| (stored.key, stored.value)).collect();
+        let mut listed: BTreeMap<String, String> = found.into_iter().map(|stored| (stored.key, stored.value)).collect();
         for (key, write) in state.writes.iter().filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p))) {
             match write {
-                Some((value, _)) => values.insert(key.clone(), value.clone()),
-                None => values.remove(key),
+                Some((value, _)) => listed.insert(key.clone(), if keys_only { String::new() } else { value.clone() }),
+                None => listed.remove(key),
             };
         }
         state.lists.extend(prefixes);
         drop(state);
-        let mut listed: Vec<(String, String)> =
-            values.into_iter().filter_map(|(k, v)| self.logical_path(&k).map(|p| (p, v))).collect();
-        listed.sort();
-        Ok(listed)
+        let mut paths: Vec<(String, String)> =
+            listed.into_iter().filter_map(|(k, v)| self.logical_path(&k).map(|p| (p, v))).collect();
+        paths.sort();
+        Ok(paths)
     }
 
     /// Creates a key; fails with [`Error::Collision`] if it exists. With a lease, the key is deleted when the

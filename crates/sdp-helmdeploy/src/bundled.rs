@@ -1,7 +1,7 @@
 //! The charts the platform deploys by itself (processing scripts, engines), carried in the binary so that
 //! `sdp` finds them wherever it runs: unpacked into the data directory at start.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use include_dir::{include_dir, Dir};
 
@@ -13,9 +13,9 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     CHARTS.iter().map(|(name, _)| *name)
 }
 
-/// Writes the bundled charts into `dir/<chart>`, replacing what an earlier version left there, and returns
-/// `dir`. Each chart is written aside and renamed into place, so a reader never sees half a chart.
-pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
+/// Writes the bundled charts into `dir/<chart>`, replacing what an earlier version left there. Each chart is
+/// written aside and renamed into place, so a reader never sees half a chart.
+pub fn unpack(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, files) in CHARTS {
         let staging = dir.join(format!(".{name}.{}", std::process::id()));
@@ -31,7 +31,7 @@ pub fn unpack(dir: &Path) -> std::io::Result<PathBuf> {
         }
         std::fs::rename(&staging, &target)?;
     }
-    Ok(dir.to_path_buf())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -42,7 +42,8 @@ mod tests {
         let repo_charts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts");
         std::fs::create_dir_all(dir.path().join("workflow/templates")).unwrap();
         std::fs::write(dir.path().join("workflow/templates/stale.yaml"), "left by an older version").unwrap();
-        let out = super::unpack(dir.path()).unwrap();
+        super::unpack(dir.path()).unwrap();
+        let out = dir.path();
         for name in super::names() {
             let unpacked = out.join(name).join("Chart.yaml");
             assert_eq!(

@@ -30,12 +30,13 @@ pub fn router(registry: Registry, ready: ReadyCheck) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", readyz.clone())
         .route("/health", readyz)
-        .route("/metrics", get(move || metrics(Arc::clone(&registry))))
+        .route("/metrics", get(move || std::future::ready(metrics(&registry))))
 }
 
-async fn metrics(registry: Arc<Registry>) -> Response {
+/// `registry` in the Prometheus text format, as a `/metrics` answer.
+pub fn metrics(registry: &Registry) -> Response {
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &registry) {
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
         Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

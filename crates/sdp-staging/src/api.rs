@@ -123,12 +123,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &app.metrics.registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
-            .into_response(),
-        Err(e) => Error::Io(format!("encoding metrics: {e}")).into_response(),
-    }
+    sdp_ops::http::metrics(&app.metrics.registry)
 }
 
 async fn config(State(app): State<Arc<App>>) -> Json<Value> {

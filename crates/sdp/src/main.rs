@@ -198,7 +198,8 @@ async fn start_helm_deployer(
                     "cannot unpack the bundled charts into {}: check its permissions or set --charts-dir",
                     dir.display()
                 )
-            })?
+            })?;
+            dir
         }
     };
     tracing::info!(dir = %charts_dir.display(), "local charts");
