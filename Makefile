@@ -36,6 +36,7 @@ help: ## this list
 	@echo "             K8S_CHART_PARAMS='$(K8S_CHART_PARAMS)' IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG)"
 
 build: ## build the release binaries (cargo build --release)
+	scripts/patch-crates
 	cargo build --release --locked
 
 images: ## build the container images: with docker or podman when one reaches its engine, else without (scripts/images)
@@ -58,6 +59,7 @@ test: ## the whole test suite (scripts/test: clippy, chart tests, cargo test)
 	scripts/test
 
 lint: lint-charts ## helm lint --strict of every chart, and clippy
+	scripts/patch-crates
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 lint-charts: k8s-dep-build ## helm lint --strict of every chart (and with its ci/ values, tests/charts/<chart>-values.yaml)

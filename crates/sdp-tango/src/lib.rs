@@ -5,23 +5,28 @@
 //! rstango runs its own threads, not Tokio's: handlers reach the (async) LMC devices through a Tokio runtime
 //! handle with `block_on`, which is allowed on those threads.
 //!
+//! Events: every change of a device attribute in the LMC's change stream (the one `sdp lmc events` serves)
+//! is pushed to Tango subscribers as a change and an archive event, whatever made it: a Tango command, the
+//! HTTP surface, or another process writing the configuration database. Each device has a task of its own
+//! that follows the stream ([`push_events`]).
+//!
 //! What rstango does not offer, and how this crate does without it:
 //! - enum labels on an attribute definition: they are written to the database as the class attribute
 //!   property `enum_labels` at registration, where servers read them at start;
 //! - writing an enum attribute: PyTango sends a DevShort, so `adminMode` takes the raw value and accepts both,
-//!   and its reads carry the set point as an enum themselves;
-//! - polling: change events are pushed by the devices after each command instead.
+//!   and its reads and events carry the set point as an enum themselves.
 
 use std::sync::Arc;
 
 use serde_json::Value as Json;
-use tango::dev::{AttrRead, DevState};
+use tango::dev::{AttrRead, AttrValueEvent, DevState};
 use tango::error::{Error, ErrorKind, Result};
-use tango::server::{AttrDef, ClassDef, CommandDef, Dev, ServerBuilder, ServerHandle};
-use tango::value::{AttrDataKind, DevEnum, Value};
+use tango::server::{AttrDef, ClassDef, CommandDef, Dev, ServerBuilder, ServerHandle, WeakRef};
+use tango::value::{AttrDataKind, DevEnum, IntoValue, Value};
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use sdp_lmc::model::{AdminMode, HealthState, ObsState, OperatingState};
-use sdp_lmc::{AttrValue, DevError, Lmc};
+use sdp_lmc::{AttrValue, ChangeEvent, DevError, Lmc};
 
 pub use tango::database::DatabaseProxy;
 
@@ -30,6 +35,16 @@ struct Device {
     lmc: Arc<Lmc>,
     runtime: tokio::runtime::Handle,
     name: String,
+    /// The task pushing this device's events; a new model (the Init command) starts its own.
+    _events: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn dev_failed(e: DevError) -> Error {
@@ -112,19 +127,60 @@ impl Device {
         self.runtime.block_on(self.lmc.write_attribute(&self.name, "adminMode", &Json::from(mode))).map_err(dev_failed)
     }
 
-    /// Runs an LMC command, then pushes change events for the state and enum attributes it may change.
-    fn command(&self, dev: &Dev<Self>, command: &str, argin: &str, pushed: &[&str]) -> Result<()> {
-        self.runtime.block_on(self.lmc.command(&self.name, command, argin)).map_err(dev_failed)?;
-        for attribute in pushed {
-            let pushed = match *attribute {
-                "State" => self.state(dev).and_then(|s| dev.push_change_event("State", s)),
-                name => self.enum_attr(name).and_then(|v| dev.push_change_event(name, v)),
-            };
-            if let Err(e) = pushed {
-                tracing::debug!(device = self.name, attribute, error = %e, "change event not pushed");
-            }
+    /// Runs an LMC command; its changes reach subscribers through the change stream.
+    fn command(&self, command: &str, argin: &str) -> Result<()> {
+        self.runtime.block_on(self.lmc.command(&self.name, command, argin)).map_err(dev_failed)
+    }
+}
+
+/// The reading an event carries for an attribute's value; `None` for `Status`, which pushes no events.
+/// `adminMode` carries its value as its set point too, as its reads do.
+fn reading(attribute: &str, value: &AttrValue) -> Option<AttrRead<Value>> {
+    let value = match value {
+        AttrValue::State { value } => tango_state(value).into_value(),
+        AttrValue::Enum { value, .. } => DevEnum(*value as i16).into_value(),
+        AttrValue::String { .. } if attribute == "Status" => return None,
+        AttrValue::String { value } => value.clone().into_value(),
+    };
+    let mut read = AttrRead::new(value);
+    if attribute == "adminMode" {
+        read.w_value = read.value.clone();
+    }
+    Some(read)
+}
+
+/// Pushes a change and an archive event of one attribute.
+fn push(dev: &Dev<Device>, attribute: &str, value: &AttrValue) {
+    let Some(read) = reading(attribute, value) else { return };
+    for event in [AttrValueEvent::Change, AttrValueEvent::Archive] {
+        if let Err(e) = dev.push_attr_event(attribute, event, Ok(read.clone())) {
+            tracing::warn!(device = dev.name(), attribute, error = %e, "event not pushed");
         }
-        Ok(())
+    }
+}
+
+/// Follows the LMC's change stream and pushes each change of the device `id` (`subarray_1`) to Tango, until
+/// the device is gone. A subscriber that fell behind the stream gets every attribute again.
+async fn push_events(
+    lmc: Arc<Lmc>,
+    id: String,
+    dev: WeakRef<Dev<Device>>,
+    mut changes: broadcast::Receiver<ChangeEvent>,
+) {
+    loop {
+        let changed = match changes.recv().await {
+            Ok(change) if change.device == id => vec![(change.attribute, change.value)],
+            Ok(_) => continue,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(device = id, missed, "change stream overrun; pushing every attribute again");
+                lmc.attributes(&id).await.unwrap_or_default()
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Some(dev) = dev.upgrade() else { return };
+        for (attribute, value) in &changed {
+            push(&dev, attribute, value);
+        }
     }
 }
 
@@ -133,12 +189,28 @@ fn model_init(
     runtime: tokio::runtime::Handle,
 ) -> impl Fn(&Dev<Device>) -> Result<Device> + Send + Sync + 'static {
     move |dev: &Dev<Device>| {
-        Ok(Device { lmc: Arc::clone(&lmc), runtime: runtime.clone(), name: dev.name().to_string() })
+        let name = dev.name().to_string();
+        let id =
+            lmc.devices().into_iter().find(|d| d.name.eq_ignore_ascii_case(&name)).map(|d| d.id).ok_or_else(|| {
+                Error::new(ErrorKind::Reason("API_DeviceNotFound")).with_description(format!("{name} is no SDP device"))
+            })?;
+        let events = runtime.spawn(push_events(Arc::clone(&lmc), id, dev.downgrade(), lmc.subscribe()));
+        Ok(Device {
+            lmc: Arc::clone(&lmc),
+            runtime: runtime.clone(),
+            name,
+            _events: AbortOnDrop(events.abort_handle()),
+        })
     }
 }
 
+/// Declares that the devices push change and archive events of the attribute themselves.
+fn pushed(attr: AttrDef<Device>) -> AttrDef<Device> {
+    attr.push_change_event(false).push_archive_event(false)
+}
+
 fn enum_attr(name: &'static str, label: &'static str) -> AttrDef<Device> {
-    AttrDef::new(name).label(label).read(move |m: &Device, _: &Dev<Device>| m.enum_attr(name)).push_change_event(false)
+    pushed(AttrDef::new(name).label(label).read(move |m: &Device, _: &Dev<Device>| m.enum_attr(name)))
 }
 
 fn subarray_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<Device> {
@@ -146,9 +218,9 @@ fn subarray_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<De
         .doc("SDP subarray: resources, configuration and scans of one subarray")
         .state(Device::state)
         .status(Device::status)
-        .push_state_events(Some(false), None)
+        .push_state_events(Some(false), Some(false))
         .attr(enum_attr("obsState", "Obs State"))
-        .attr(
+        .attr(pushed(
             AttrDef::new("adminMode")
                 .label("Admin mode")
                 .kind(AttrDataKind::Enum)
@@ -161,25 +233,21 @@ fn subarray_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<De
                     read.w_value = Some(mode);
                     Ok(read)
                 })
-                .write_exclusive_with(Device::write_admin_mode)
-                .push_change_event(false),
-        )
+                .write_exclusive_with(Device::write_admin_mode),
+        ))
         .attr(enum_attr("healthState", "Health state"))
-        .attr(
+        .attr(pushed(
             AttrDef::new("receiveAddresses")
                 .label("Receive Addresses")
                 .read(|m: &Device, _: &Dev<Device>| m.string_attr("receiveAddresses")),
-        );
+        ));
     for &name in sdp_lmc::subarray::Command::NAMES {
-        let pushed: &'static [&'static str] = &["State", "obsState"];
         class = class.command(match name {
             // Commands taking the original's JSON (or empty) string.
             "AssignResources" | "ReleaseResources" | "Configure" | "ConfigureScan" => CommandDef::new(name)
                 .in_doc("JSON configuration string")
-                .exec(move |m: &Device, dev: &Dev<Device>, argin: String| m.command(dev, name, &argin, pushed)),
-            _ => {
-                CommandDef::new(name).exec(move |m: &Device, dev: &Dev<Device>, _: ()| m.command(dev, name, "", pushed))
-            }
+                .exec(move |m: &Device, _: &Dev<Device>, argin: String| m.command(name, &argin)),
+            _ => CommandDef::new(name).exec(move |m: &Device, _: &Dev<Device>, _: ()| m.command(name, "")),
         });
     }
     class
@@ -190,14 +258,12 @@ fn master_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<Devi
         .doc("SDP master: the state of SDP as a whole")
         .state(Device::state)
         .status(Device::status)
-        .push_state_events(Some(false), None)
+        .push_state_events(Some(false), Some(false))
         .attr(enum_attr("OperatingState", "Operating state"))
         .attr(enum_attr("healthState", "Health state"));
     for &name in sdp_lmc::master::Command::NAMES {
         class =
-            class.command(CommandDef::new(name).exec(move |m: &Device, dev: &Dev<Device>, _: ()| {
-                m.command(dev, name, "", &["State", "OperatingState"])
-            }));
+            class.command(CommandDef::new(name).exec(move |m: &Device, _: &Dev<Device>, _: ()| m.command(name, "")));
     }
     class
 }
@@ -258,4 +324,22 @@ pub fn serve(db: DatabaseProxy, host: &str, lmc: Arc<Lmc>, runtime: tokio::runti
         handles.push(handle);
     }
     Ok(TangoServers { handles })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_tango_values_and_admin_mode_its_set_point() {
+        let state = reading("State", &AttrValue::State { value: "ON" }).unwrap();
+        assert_eq!(state.value, Some(DevState::On.into_value()));
+        let obs = reading("obsState", &AttrValue::Enum { value: 2, label: "READY", labels: vec![] }).unwrap();
+        assert_eq!((obs.value, obs.w_value), (Some(DevEnum(2).into_value()), None));
+        let admin = reading("adminMode", &AttrValue::Enum { value: 1, label: "ONLINE", labels: vec![] }).unwrap();
+        assert_eq!((admin.value.clone(), admin.w_value), (Some(DevEnum(1).into_value()), admin.value));
+        let addresses = reading("receiveAddresses", &AttrValue::String { value: "{}".into() }).unwrap();
+        assert_eq!(addresses.value, Some("{}".to_string().into_value()));
+        assert!(reading("Status", &AttrValue::String { value: "The device is in ON state.".into() }).is_none());
+    }
 }

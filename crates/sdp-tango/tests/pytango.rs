@@ -1,10 +1,35 @@
 //! Our Rust device servers against real Tango: PyTango's database server and its client (cppTango inside),
-//! replaying the seed's itango session; the configuration database then holds what the session made.
+//! replaying the seed's itango session while subscribed to the devices' events; the configuration database
+//! then holds what the session made.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use sdp_testkit::TangoDatabase;
+
+/// The LMC devices over the configuration database `config`, served to Tango (registered in `tango_port`'s
+/// database) and over HTTP; gives the HTTP surface's URL.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    config: sdp_config::Config,
+    tango_port: u16,
+) -> (Arc<sdp_lmc::Lmc>, sdp_tango::TangoServers, String) {
+    let (lmc, listener) = runtime.block_on(async {
+        (sdp_lmc::Lmc::start(config, 1), tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    });
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = sdp_lmc::http::router(Arc::clone(&lmc));
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    let db = sdp_tango::DatabaseProxy::new("127.0.0.1", tango_port);
+    let servers = sdp_tango::serve(db, "127.0.0.1", Arc::clone(&lmc), runtime.handle().clone()).expect("serve");
+    (lmc, servers, url)
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+}
 
 #[test]
 fn seed_itango_session_with_pytango() {
@@ -14,17 +39,13 @@ fn seed_itango_session_with_pytango() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config_db = runtime.block_on(sdp_testkit::Embedded::start());
     let config = runtime.block_on(config_db.config());
-    let lmc = {
-        let _guard = runtime.enter();
-        sdp_lmc::Lmc::start(config.clone(), 1)
-    };
-    let db = sdp_tango::DatabaseProxy::new("127.0.0.1", tango_port);
-    let servers = sdp_tango::serve(db, "127.0.0.1", lmc, runtime.handle().clone()).expect("serve the devices");
+    let (_lmc, servers, lmc_url) = serve(&runtime, config.clone(), tango_port);
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/transcript.py");
     let out = Command::new(sdp_testkit::pytango_python())
-        .arg(&script)
+        .arg(script("transcript.py"))
         .env("TANGO_HOST", format!("127.0.0.1:{tango_port}"))
+        .env("SDP_LMC_URL", lmc_url)
+        .env("ETCDCTL_ENDPOINTS", format!("http://{}", config_db.server.addr))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -32,9 +53,42 @@ fn seed_itango_session_with_pytango() {
     assert!(out.status.success(), "transcript failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.ends_with("transcript ok\n"));
 
-    // The session's Configure made its processing block.
-    let pb = runtime.block_on(config.txn(|t| async move { t.get_processing_block("xyz").await })).unwrap().unwrap();
-    assert_eq!((pb.workflow.kind.as_str(), pb.workflow.id.as_str()), ("realtime", "vis_receive"));
+    // The session's Configure made its processing block, and its EndSB (over HTTP) deleted it.
+    let pb = runtime.block_on(config.txn(|t| async move { t.get_processing_block("xyz").await })).unwrap();
+    assert_eq!(pb, None);
+    servers.stop();
+    runtime.block_on(config_db.stop());
+}
+
+#[test]
+fn pytango_subscription_survives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tango_db = TangoDatabase::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config_db = runtime.block_on(sdp_testkit::Embedded::start());
+    let config = runtime.block_on(config_db.config());
+    let (lmc, servers, _) = serve(&runtime, config, tango_db.port);
+
+    let mut client = Command::new(sdp_testkit::pytango_python())
+        .arg(script("resubscribe.py"))
+        .env("TANGO_HOST", tango_db.tango_host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let first = lines.next();
+    assert_eq!(first.as_deref(), Some("subscribed"), "the client did not subscribe");
+
+    servers.stop();
+    let db = sdp_tango::DatabaseProxy::new("127.0.0.1", tango_db.port);
+    let servers = sdp_tango::serve(db, "127.0.0.1", lmc, runtime.handle().clone()).expect("serve again");
+    writeln!(client.stdin.take().unwrap(), "restarted").unwrap();
+
+    let rest: Vec<String> = lines.collect();
+    println!("{}", rest.join("\n"));
+    assert!(client.wait().unwrap().success(), "the subscriber failed: {rest:?}");
+    assert_eq!(rest.last().map(String::as_str), Some("resubscribe ok"));
     servers.stop();
     runtime.block_on(config_db.stop());
 }

@@ -1,0 +1,92 @@
+"""Change events from one PyTango client's request to its own subscriber's callback, for each device: latency
+p50/p99 and events per second. The Rust subarray is first brought to READY (ONLINE, AssignResources, Configure)."""
+import statistics
+import sys
+import threading
+import time
+
+import tango
+from tango import EventType
+
+CONFIGURE = ('{ "configure": { "id": "bench-pb", "sbiId": "bench-sbi", "workflow": { "type": "realtime", '
+             '"version": "0.1.0", "id": "vis_receive" }, "parameters": {}, "scanParameters": { "1": {} } } }')
+
+
+class Arrivals:
+    """Counts the value events of one subscription, with the time of the last one."""
+
+    def __init__(self):
+        self.count, self.last, self.cond = 0, 0.0, threading.Condition()
+
+    def push_event(self, e):
+        now = time.perf_counter()
+        if e.err:
+            return
+        with self.cond:
+            self.count += 1
+            self.last = now
+            self.cond.notify_all()
+
+    def wait_beyond(self, count, timeout=5):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.count > count, timeout):
+                raise SystemExit(f"no event within {timeout} s (received {self.count}, waited for more than {count})")
+            return self.last
+
+
+def latencies(arrivals, requests, n):
+    """Milliseconds from sending each request to its event's callback, one request at a time."""
+    out = []
+    for i in range(n):
+        before = arrivals.count
+        start = time.perf_counter()
+        requests[i % len(requests)]()
+        out.append((arrivals.wait_beyond(before) - start) * 1000)
+    return out
+
+
+def events_per_second(arrivals, requests, seconds):
+    """Events received per second while the requests are sent back to back for `seconds`, and how many of the
+    requests' events never arrived."""
+    before, n, start = arrivals.count, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        requests[n % len(requests)]()
+        n += 1
+    with arrivals.cond:
+        arrivals.cond.wait_for(lambda: arrivals.count >= before + n, 5)
+        received = arrivals.count - before
+        return received / (arrivals.last - start), n - received
+
+
+def measure(name, seconds, samples):
+    d = tango.DeviceProxy(name)
+    if name.startswith("mid_sdp"):
+        d.adminMode = "ONLINE"
+        d.AssignResources("")
+        d.Configure(CONFIGURE)
+    figures = {}
+    admin, obs = Arrivals(), Arrivals()
+    d.subscribe_event("adminMode", EventType.CHANGE_EVENT, admin)
+    d.subscribe_event("obsState", EventType.CHANGE_EVENT, obs)
+    admin.wait_beyond(0)
+    obs.wait_beyond(0)
+    writes = [lambda: d.write_attribute("adminMode", 2), lambda: d.write_attribute("adminMode", 1)]
+    scans = [lambda: d.command_inout("StartScan"), lambda: d.command_inout("EndScan")]
+    for label, arrivals, requests in (("adminMode write", admin, writes), ("StartScan/EndScan", obs, scans)):
+        print(f"{name}: {label}", file=sys.stderr)
+        ms = latencies(arrivals, requests, samples)
+        q = statistics.quantiles(ms, n=100)
+        figures[f"{label} -> event, p50 ms"] = f"{q[49]:.2f}"
+        figures[f"{label} -> event, p99 ms"] = f"{q[98]:.2f}"
+        rate, lost = events_per_second(arrivals, requests, seconds)
+        figures[f"{label}: events/s (lost)"] = f"{rate:.0f} ({lost})"
+    return figures
+
+
+seconds, samples = float(sys.argv[1]), 1000
+devices = {"Rust (rstango)": "mid_sdp/elt/subarray_1", "PyTango": "bench/py/subarray_1"}
+results = {label: measure(name, seconds, samples) for label, name in devices.items()}
+rows = list(next(iter(results.values())))
+print(f"{'':36}" + "".join(f"{label:>18}" for label in devices))
+for row in rows:
+    print(f"{row:36}" + "".join(f"{results[label][row]:>18}" for label in devices))
