@@ -28,6 +28,9 @@ struct Args {
     /// Watch notifications measured.
     #[arg(long, default_value_t = 500)]
     watch_events: usize,
+    /// Only these database figures (comma-separated): put, txn, pb, watch, ls.
+    #[arg(long, value_delimiter = ',', value_parser = ["put", "txn", "pb", "watch", "ls"])]
+    only: Vec<String>,
     /// Instead of the database figures: create this many deployment entries against `sdp up` (render-only
     /// Helm deployer) and measure the time until every state is written, and `sdp up`'s memory.
     #[arg(long)]
@@ -139,25 +142,34 @@ async fn measure(port: u16, args: &Args) -> Vec<(String, String)> {
     let settings = Settings { port, ..Default::default() };
     let config = Config::connect(&settings).await.expect("connect");
     let seconds = Duration::from_secs(args.seconds);
+    let wanted = |figure: &str| args.only.is_empty() || args.only.iter().any(|o| o == figure);
     let mut rows = Vec::new();
-    for clients in [1, 8] {
-        let (rate, p99) = raw_rate(port, clients, seconds, false).await;
-        rows.push((format!("put/s, {clients} client(s) (p99 ms)"), format!("{rate:.0} ({:.2})", ms(p99))));
+    for (figure, txn) in [("put", false), ("txn", true)] {
+        if !wanted(figure) {
+            continue;
+        }
+        for clients in [1, 8] {
+            let (rate, p99) = raw_rate(port, clients, seconds, txn).await;
+            rows.push((format!("{figure}/s, {clients} client(s) (p99 ms)"), format!("{rate:.0} ({:.2})", ms(p99))));
+        }
     }
-    for clients in [1, 8] {
-        let (rate, p99) = raw_rate(port, clients, seconds, true).await;
-        rows.push((format!("txn/s, {clients} client(s) (p99 ms)"), format!("{rate:.0} ({:.2})", ms(p99))));
+    if wanted("pb") {
+        for clients in [1, 8] {
+            let config = config.with_prefix(&format!("/bench-pb-{clients}")).unwrap();
+            let (rate, created) = pb_create_rate(&config, clients, seconds).await;
+            rows.push((format!("pb-create txn/s, {clients} client(s) (blocks)"), format!("{rate:.0} ({created})")));
+        }
     }
-    for clients in [1, 8] {
-        let config = config.with_prefix(&format!("/bench-pb-{clients}")).unwrap();
-        let rate = pb_create_rate(&config, clients, seconds).await;
-        rows.push((format!("pb-create txn/s, {clients} client(s)"), format!("{rate:.0}")));
+    if wanted("watch") {
+        let (p50, p99) = watch_latency(&config.with_prefix("/bench-watch").unwrap(), args.watch_events).await;
+        rows.push((
+            format!("watch latency p50/p99 ms ({} events)", args.watch_events),
+            format!("{:.2} / {:.2}", ms(p50), ms(p99)),
+        ));
     }
-    let (p50, p99) = watch_latency(&config.with_prefix("/bench-watch").unwrap(), args.watch_events).await;
-    rows.push((
-        format!("watch latency p50/p99 ms ({} events)", args.watch_events),
-        format!("{:.2} / {:.2}", ms(p50), ms(p99)),
-    ));
+    if !wanted("ls") {
+        return rows;
+    }
     fill(&config, args.keys).await;
     let keys = best_sdpcfg_listing(port, "ls", |out| {
         assert_eq!(out.matches(", ").count() + 1, args.keys, "keys sdpcfg ls -R listed")
@@ -237,17 +249,18 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Processing blocks created per second by `clients` concurrent clients, each creation one transaction
-/// that picks the next free ID (so clients conflict and retry, as real ones would).
-async fn pb_create_rate(config: &Config, clients: usize, duration: Duration) -> f64 {
+/// that picks the next free ID (so clients conflict and retry, as real ones would), and how many were created.
+async fn pb_create_rate(config: &Config, clients: usize, duration: Duration) -> (f64, u64) {
     let deadline = Instant::now() + duration;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
         let config = config.clone();
         tasks.push(tokio::spawn(async move {
-            let kind = format!("bench{client}");
             let mut done = 0u64;
             while Instant::now() < deadline {
+                // IDs are 4 digits per type and day: a new type every 2,000 blocks.
+                let kind = format!("bench{client}n{}", done / 2000);
                 config
                     .txn(|t| {
                         let kind = kind.clone();
@@ -259,10 +272,6 @@ async fn pb_create_rate(config: &Config, clients: usize, duration: Duration) -> 
                     .await
                     .expect("pb create");
                 done += 1;
-                if done.is_multiple_of(2000) {
-                    // IDs are 4 digits per type and day: start a new type before they run out.
-                    break;
-                }
             }
             done
         }));
@@ -271,7 +280,7 @@ async fn pb_create_rate(config: &Config, clients: usize, duration: Duration) -> 
     for t in tasks {
         total += t.await.unwrap();
     }
-    total as f64 / start.elapsed().as_secs_f64()
+    (total as f64 / start.elapsed().as_secs_f64(), total)
 }
 
 async fn watch_latency(config: &Config, events: usize) -> (Duration, Duration) {

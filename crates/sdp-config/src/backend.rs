@@ -33,7 +33,15 @@ pub(crate) enum Write {
 }
 
 #[derive(Clone)]
-pub(crate) enum Backend {
+pub(crate) struct Backend {
+    store: Store,
+    /// Listings kept for choosing new keys under the same prefix again without reading it (processing-block
+    /// IDs), see [`crate::txn::Choices`].
+    pub choices: Arc<crate::txn::Choices>,
+}
+
+#[derive(Clone)]
+enum Store {
     Etcd { client: Arc<etcd::Client>, endpoint: String },
     Memory(Arc<kv::Store>),
 }
@@ -48,19 +56,23 @@ impl Backend {
         let client = etcd::Client::connect([format!("http://{endpoint}")], Some(options))
             .await
             .map_err(|e| Error::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
-        Ok(Backend::Etcd { client: Arc::new(client), endpoint })
+        Ok(Backend::new(Store::Etcd { client: Arc::new(client), endpoint }))
     }
 
     pub fn memory() -> Backend {
         let store = kv::Store::new();
         tokio::spawn(Arc::clone(&store).run_lease_expiry());
-        Backend::Memory(store)
+        Backend::new(Store::Memory(store))
+    }
+
+    fn new(store: Store) -> Backend {
+        Backend { store, choices: Arc::default() }
     }
 
     fn etcd_error(&self, e: etcd::Error) -> Error {
-        let endpoint = match self {
-            Backend::Etcd { endpoint, .. } => endpoint.clone(),
-            Backend::Memory(_) => "memory".into(),
+        let endpoint = match &self.store {
+            Store::Etcd { endpoint, .. } => endpoint.clone(),
+            Store::Memory(_) => "memory".into(),
         };
         match e {
             etcd::Error::TransportError(_) | etcd::Error::IoError(_) => {
@@ -107,6 +119,31 @@ impl Backend {
         Ok((all, rev))
     }
 
+    /// How many keys start with `prefix` at `revision` (None: latest), and the revision counted at. etcd counts
+    /// from its index alone, reading no value.
+    pub async fn count(&self, prefix: &str, revision: Option<i64>) -> Result<(i64, i64), Error> {
+        match &self.store {
+            Store::Etcd { client, .. } => {
+                let mut opts = etcd::GetOptions::new().with_prefix().with_count_only();
+                if let Some(rev) = revision {
+                    opts = opts.with_revision(rev);
+                }
+                let resp = client.kv_client().get(prefix, Some(opts)).await.map_err(|e| self.etcd_error(e))?;
+                Ok((resp.count(), resp.header().map_or(0, |h| h.revision())))
+            }
+            Store::Memory(store) => {
+                let req = kv::RangeRequest {
+                    range: kv::KeyRange::prefix(prefix),
+                    revision: revision.unwrap_or(0),
+                    count_only: true,
+                    ..Default::default()
+                };
+                let (resp, rev) = store.range(&req).map_err(|e| Error::Backend(e.to_string()))?;
+                Ok((resp.count, revision.unwrap_or(rev)))
+            }
+        }
+    }
+
     async fn current_revision(&self) -> Result<i64, Error> {
         Ok(self.range("\0", false, true, None).await?.1)
     }
@@ -118,8 +155,8 @@ impl Backend {
         keys_only: bool,
         revision: Option<i64>,
     ) -> Result<(Vec<Stored>, i64), Error> {
-        match self {
-            Backend::Etcd { client, .. } => {
+        match &self.store {
+            Store::Etcd { client, .. } => {
                 let mut opts = etcd::GetOptions::new();
                 if prefix {
                     opts = opts.with_prefix();
@@ -143,7 +180,7 @@ impl Backend {
                     .collect();
                 Ok((found, rev))
             }
-            Backend::Memory(store) => {
+            Store::Memory(store) => {
                 let range = if prefix { kv::KeyRange::prefix(key) } else { kv::KeyRange::single(key) };
                 let req = kv::RangeRequest { range, revision: revision.unwrap_or(0), keys_only, ..Default::default() };
                 let (resp, rev) = store.range(&req).map_err(|e| Error::Backend(e.to_string()))?;
@@ -156,8 +193,8 @@ impl Backend {
     /// Applies `writes` atomically if every precondition holds. Returns the new revision, or None when a
     /// precondition failed (somebody else changed what was read).
     pub async fn commit(&self, preconditions: &[Precondition], writes: &[Write]) -> Result<Option<i64>, Error> {
-        match self {
-            Backend::Etcd { client, .. } => {
+        match &self.store {
+            Store::Etcd { client, .. } => {
                 let compares: Vec<etcd::Compare> = preconditions
                     .iter()
                     .map(|p| match p {
@@ -184,7 +221,7 @@ impl Backend {
                 let resp = client.kv_client().txn(txn).await.map_err(|e| self.etcd_error(e))?;
                 Ok(resp.succeeded().then(|| resp.header().map_or(0, |h| h.revision())))
             }
-            Backend::Memory(store) => {
+            Store::Memory(store) => {
                 let compare = preconditions
                     .iter()
                     .map(|p| match p {
@@ -231,8 +268,8 @@ impl Backend {
         revision: i64,
         matches: impl Fn(&str) -> bool,
     ) -> Result<i64, Error> {
-        match self {
-            Backend::Etcd { client, .. } => {
+        match &self.store {
+            Store::Etcd { client, .. } => {
                 let mut from = revision + 1;
                 loop {
                     let opts = etcd::WatchOptions::new().with_range(end).with_start_revision(from);
@@ -273,7 +310,7 @@ impl Backend {
                     }
                 }
             }
-            Backend::Memory(store) => {
+            Store::Memory(store) => {
                 let range = kv::KeyRange { key: start.as_bytes().to_vec(), range_end: end.as_bytes().to_vec() };
                 let mut watch = match store.watch(range, revision + 1) {
                     Ok(w) => w,
@@ -293,12 +330,12 @@ impl Backend {
     }
 
     pub async fn lease_grant(&self, ttl: i64) -> Result<i64, Error> {
-        match self {
-            Backend::Etcd { client, .. } => {
+        match &self.store {
+            Store::Etcd { client, .. } => {
                 let resp = client.lease_client().grant(ttl, None).await.map_err(|e| self.etcd_error(e))?;
                 Ok(resp.id())
             }
-            Backend::Memory(store) => {
+            Store::Memory(store) => {
                 store.lease_grant(0, ttl).map(|(id, _)| id).map_err(|e| Error::Backend(e.to_string()))
             }
         }
@@ -307,8 +344,8 @@ impl Backend {
     /// Keeps a lease alive until the returned future is dropped; returns only when the lease is lost.
     pub async fn lease_keep_alive(&self, id: i64, ttl: i64) -> Error {
         let period = Duration::from_millis((ttl.max(1) as u64 * 1000) / 3);
-        match self {
-            Backend::Etcd { client, .. } => loop {
+        match &self.store {
+            Store::Etcd { client, .. } => loop {
                 let (mut keeper, mut stream) = match client.lease_client().keep_alive(id).await {
                     Ok(pair) => pair,
                     Err(e) => {
@@ -329,7 +366,7 @@ impl Backend {
                 }
                 tokio::time::sleep(period / 2).await;
             },
-            Backend::Memory(store) => loop {
+            Store::Memory(store) => loop {
                 if store.lease_keep_alive(id).is_err() {
                     return Error::LeaseLost(id);
                 }
@@ -339,12 +376,12 @@ impl Backend {
     }
 
     pub async fn lease_revoke(&self, id: i64) -> Result<(), Error> {
-        match self {
-            Backend::Etcd { client, .. } => {
+        match &self.store {
+            Store::Etcd { client, .. } => {
                 client.lease_client().revoke(id).await.map_err(|e| self.etcd_error(e))?;
                 Ok(())
             }
-            Backend::Memory(store) => store.lease_revoke(id).map(|_| ()).map_err(|e| Error::Backend(e.to_string())),
+            Store::Memory(store) => store.lease_revoke(id).map(|_| ()).map_err(|e| Error::Backend(e.to_string())),
         }
     }
 }

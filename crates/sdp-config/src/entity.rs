@@ -118,15 +118,20 @@ fn hostname() -> String {
 }
 
 impl Txn {
-    /// The lowest free ID of the form `<type>-<YYYYMMDD>-<NNNN>` for today (local date).
+    /// The lowest free ID of the form `<type>-<YYYYMMDD>-<NNNN>` for today (local date). Nothing under the
+    /// day's prefix may change before the commit, so two clients never get the same ID (the one that commits
+    /// second runs again and gets the next) and the ID is still the lowest free. Creating it reads nothing
+    /// more, and the client's next ID of the type reads nothing at all while no other client creates or
+    /// deletes one ([`Txn::keys_to_choose_from`]).
     pub async fn new_processing_block_id(&self, kind: &str) -> Result<String, Error> {
         let date = chrono::Local::now().format("%Y%m%d").to_string();
         let stem = format!("{kind}-{date}-");
-        let taken: Vec<String> = self.list_keys(&format!("{}/{stem}", paths::PB), 0).await?;
-        (0..10_000)
-            .map(|i| format!("{stem}{i:04}"))
-            .find(|id| !taken.contains(&paths::pb(id)))
-            .ok_or_else(|| Error::Invalid(format!("no free processing block ID left for {stem}")))
+        let taken = self.keys_to_choose_from(&format!("{}/{stem}", paths::PB)).await?;
+        let ids = taken.iter().filter_map(|path| path.strip_prefix(paths::PB)?.strip_prefix('/'));
+        let pb_id = lowest_free_id(&stem, ids)
+            .ok_or_else(|| Error::Invalid(format!("no free processing block ID left for {stem}")))?;
+        self.chose(&paths::pb(&pb_id))?;
+        Ok(pb_id)
     }
 
     /// Creates a processing block for `workflow` under the next free ID of its type; returns the ID.
@@ -258,5 +263,39 @@ mod tests {
         assert!(validate_id("pb", "").is_err());
         assert!(validate_id("pb", "a/b").is_err());
         assert!(validate_id("pb", &"x".repeat(65)).is_err());
+    }
+}
+
+/// The lowest of `<stem>0000` … `<stem>9999` not in `taken` (sorted, as listings are; other IDs may be mixed in).
+fn lowest_free_id<'a>(stem: &str, taken: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut numbers = taken
+        .filter_map(|id| id.strip_prefix(stem))
+        .filter(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|n| n.parse::<u16>().ok())
+        .peekable();
+    (0..10_000u16)
+        .find(|&candidate| {
+            while numbers.next_if(|&n| n < candidate).is_some() {}
+            numbers.peek() != Some(&candidate)
+        })
+        .map(|n| format!("{stem}{n:04}"))
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::lowest_free_id;
+
+    #[test]
+    fn lowest_free_id_skips_taken_numbers_and_ignores_other_ids() {
+        let free = |taken: &[&str]| lowest_free_id("rt-20261128-", taken.iter().copied());
+        assert_eq!(free(&[]).as_deref(), Some("rt-20261128-0000"));
+        assert_eq!(free(&["rt-20261128-0000", "rt-20261128-0001"]).as_deref(), Some("rt-20261128-0002"));
+        assert_eq!(free(&["rt-20261128-0000", "rt-20261128-0002"]).as_deref(), Some("rt-20261128-0001"));
+        assert_eq!(free(&["rt-20261128-0001"]).as_deref(), Some("rt-20261128-0000"));
+        // IDs that only share the stem neither take a number nor hide one.
+        let mixed = ["rt-20261128-0000", "rt-20261128-0000x", "rt-20261128-0001-test", "rt-20261128-0002"];
+        assert_eq!(free(&mixed).as_deref(), Some("rt-20261128-0001"));
+        let all: Vec<String> = (0..10_000).map(|n| format!("rt-20261128-{n:04}")).collect();
+        assert_eq!(lowest_free_id("rt-20261128-", all.iter().map(String::as_str)), None);
     }
 }

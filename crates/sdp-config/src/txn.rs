@@ -23,8 +23,13 @@ struct TxnState {
     revision: Option<i64>,
     /// Stored key → what was read (None: absent).
     reads: BTreeMap<String, Option<Stored>>,
-    /// Stored key prefixes that were listed.
+    /// Stored key prefixes that were listed: a change under them fails the commit and wakes a watcher.
     lists: BTreeSet<String>,
+    /// Stored key prefixes whose keys were known from [`Choices`], as they stood at that revision: a change
+    /// under them since then fails the commit and wakes a watcher.
+    unchanged_since: BTreeMap<String, i64>,
+    /// Stored key prefix → its stored keys, that a new key was chosen among ([`Txn::keys_to_choose_from`]).
+    choosing: BTreeMap<String, Arc<BTreeSet<String>>>,
     /// Stored key → new value and lease (None: delete).
     writes: BTreeMap<String, Option<(String, i64)>>,
 }
@@ -140,6 +145,52 @@ impl Txn {
         Ok(paths)
     }
 
+    /// The paths directly under `path`, to choose a new key among the free ones (a processing block's lowest
+    /// free ID), then [`Txn::chose`]. The commit requires that nothing under `path` changed, as for any listing;
+    /// the listing, with what this transaction wrote under it, is then kept by the client ([`Choices`]) for the
+    /// next choice under `path`, which only counts the keys (to see deletions): no listing, however many keys
+    /// there are, while no other client changes anything under `path`.
+    pub(crate) async fn keys_to_choose_from(&self, path: &str) -> Result<Vec<String>, Error> {
+        keys::check_path_chars(path)?;
+        let full = format!("{}{}", self.prefix, path);
+        let prefix = keys::tag_at(&full, keys::depth(&full));
+        let writes_under = self.lock().writes.keys().any(|key| key.starts_with(&prefix));
+        let mut known = if writes_under { None } else { self.backend.choices.take(&prefix) };
+        if let Some((_, stored)) = &known {
+            // The commit's guard catches keys written since; a count catches keys deleted since.
+            let revision = self.lock().revision;
+            let (count, rev) = self.backend.count(&prefix, revision).await?;
+            self.lock().revision.get_or_insert(rev);
+            if count != stored.len() as i64 {
+                known = None;
+            }
+        }
+        let stored = match known {
+            Some((revision, stored)) => {
+                self.lock().unchanged_since.insert(prefix.clone(), revision);
+                stored
+            }
+            None => {
+                let listed = self.list_keys(path, 0).await?;
+                Arc::new(listed.iter().map(|path| keys::tag(&format!("{}{}", self.prefix, path))).collect())
+            }
+        };
+        let paths = stored.iter().filter_map(|key| self.logical_path(key)).collect();
+        self.lock().choosing.insert(prefix, stored);
+        Ok(paths)
+    }
+
+    /// Records `path`, chosen free among [`Txn::keys_to_choose_from`]'s keys, as read absent: creating it then
+    /// reads nothing, and the commit requires it still absent.
+    pub(crate) fn chose(&self, path: &str) -> Result<(), Error> {
+        let key = self.stored_key(path)?;
+        let mut state = self.lock();
+        if !state.writes.contains_key(&key) {
+            state.reads.entry(key).or_insert(None);
+        }
+        Ok(())
+    }
+
     /// Creates a key; fails with [`Error::Collision`] if it exists. With a lease, the key is deleted when the
     /// lease ends.
     pub async fn create(&self, path: &str, value: &str, lease: Option<&crate::Lease>) -> Result<(), Error> {
@@ -250,6 +301,12 @@ impl Txn {
                     state.lists.iter().map(|p| Precondition::PrefixUnchangedSince { prefix: p.clone(), revision: rev }),
                 );
             }
+            pre.extend(
+                state
+                    .unchanged_since
+                    .iter()
+                    .map(|(prefix, &revision)| Precondition::PrefixUnchangedSince { prefix: prefix.clone(), revision }),
+            );
             let writes: Vec<Write> = state
                 .writes
                 .iter()
@@ -258,21 +315,72 @@ impl Txn {
                     None => Write::Delete { key: key.clone() },
                 })
                 .collect();
-            (pre, writes, revision, state.reads.keys().cloned().collect(), state.lists.clone())
+            let prefixes = state.lists.iter().chain(state.unchanged_since.keys()).cloned().collect();
+            (pre, writes, revision, state.reads.keys().cloned().collect(), prefixes)
         };
-        let revision = if writes.is_empty() {
+        let known_keys_used = !self.lock().unchanged_since.is_empty();
+        let revision = if writes.is_empty() && !known_keys_used {
             // A read-only body saw one consistent snapshot: nothing to check.
             match revision {
                 Some(rev) => rev,
                 None => self.backend.list_keys(&[], None).await?.1,
             }
         } else {
+            // Keys known from an earlier revision ([`Choices`]) must still stand, even for a read-only body.
             match self.backend.commit(&preconditions, &writes).await? {
-                Some(rev) => rev,
+                Some(rev) => {
+                    self.keep_choices(rev);
+                    rev
+                }
                 None => return Ok(None),
             }
         };
         Ok(Some(ReadSet { revision, keys, prefixes }))
+    }
+}
+
+impl Txn {
+    /// After a commit at `revision`: what stands under each prefix a key was chosen under is its guarded
+    /// listing with this transaction's writes under it.
+    fn keep_choices(&self, revision: i64) {
+        let mut state = self.lock();
+        for (prefix, stored) in std::mem::take(&mut state.choosing) {
+            let mut stored = Arc::unwrap_or_clone(stored);
+            for (key, write) in state.writes.range(prefix.clone()..).take_while(|(key, _)| key.starts_with(&prefix)) {
+                match write {
+                    Some(_) => stored.insert(key.clone()),
+                    None => stored.remove(key),
+                };
+            }
+            self.backend.choices.keep(prefix, revision, Arc::new(stored));
+        }
+    }
+}
+
+/// The keys under the prefixes new keys were last chosen under by this client, each as it stood at a revision.
+/// [`Txn::keys_to_choose_from`] takes one instead of listing the prefix, and guards the commit with "nothing
+/// under it changed since": a change by another client fails that commit, and the transaction runs again,
+/// listing. A taken entry comes back only with a commit, so a failed or abandoned choice lists next time.
+#[derive(Default)]
+pub(crate) struct Choices(Mutex<BTreeMap<String, Known>>);
+
+/// The stored keys under a prefix, as they stood at a revision.
+type Known = (i64, Arc<BTreeSet<String>>);
+
+impl Choices {
+    /// Prefixes kept at most: processing-block IDs use one per type and day.
+    const LIMIT: usize = 16;
+
+    fn take(&self, prefix: &str) -> Option<Known> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(prefix)
+    }
+
+    fn keep(&self, prefix: String, revision: i64, stored: Arc<BTreeSet<String>>) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= Self::LIMIT {
+            kept.pop_first();
+        }
+        kept.insert(prefix, (revision, stored));
     }
 }
 

@@ -201,6 +201,39 @@ async fn processing_block_ids_fill_gaps(db: Config) {
     assert_eq!(next, ids[1]);
 }
 
+async fn processing_block_ids_see_changes_made_since_the_last_choice(db: Config) {
+    // The client keeps the day's listing between creations; what changed under it since must still count.
+    let create = |db: Config| async move {
+        db.txn(|t| async move {
+            let id = t.new_processing_block_id("batch").await?;
+            t.create_processing_block(&ProcessingBlock::new(&id, "batch:b:1".parse()?)).await?;
+            Ok(id)
+        })
+        .await
+        .unwrap()
+    };
+    let first = create(db.clone()).await;
+    let stem = first.strip_suffix("0000").expect("the first ID of the day").to_string();
+    assert_eq!(create(db.clone()).await, format!("{stem}0001"));
+    assert_eq!(create(db.clone()).await, format!("{stem}0002"));
+    // A block created under its own ID, and one deleted, by other transactions.
+    let (own, deleted) = (format!("{stem}0003"), format!("{stem}0001"));
+    db.txn(|t| {
+        let (own, deleted) = (own.clone(), deleted.clone());
+        async move {
+            t.create_processing_block(&ProcessingBlock::new(&own, "batch:b:1".parse()?)).await?;
+            t.delete_processing_block(&deleted).await
+        }
+    })
+    .await
+    .unwrap();
+    let read_only = db.txn(|t| async move { t.new_processing_block_id("batch").await }).await.unwrap();
+    assert_eq!(read_only, deleted);
+    assert_eq!(create(db.clone()).await, deleted);
+    assert_eq!(create(db.clone()).await, format!("{stem}0004"));
+    assert_eq!(db.txn(|t| async move { t.list_processing_blocks().await }).await.unwrap().len(), 5);
+}
+
 fn chrono_free_date(id: &str) -> String {
     id.split('-').nth(1).unwrap().to_string()
 }
@@ -375,6 +408,7 @@ conformance!(
     conflicting_transaction_is_retried,
     listing_conflicts_with_a_new_key,
     processing_block_ids_fill_gaps,
+    processing_block_ids_see_changes_made_since_the_last_choice,
     lease_expiry_removes_owner,
     lease_revoke_removes_keys_at_once,
     watcher_wakes_on_change,

@@ -114,7 +114,9 @@ impl Store {
     /// A record that rebuilds the current live state (without history) when applied to an empty store.
     pub fn snapshot(&self) -> Record {
         let state = self.lock();
-        let kvs = state.collect(&KeyRange { key: Vec::new(), range_end: vec![0] }, 0, &BTreeMap::new());
+        let none = BTreeMap::new();
+        let kvs =
+            state.visible(&KeyRange { key: Vec::new(), range_end: vec![0] }, 0, &none).into_iter().cloned().collect();
         let mut leases: Vec<(LeaseId, i64)> = state.leases.iter().map(|(id, l)| (*id, l.ttl)).collect();
         leases.sort_unstable();
         Record::Snapshot { revision: state.revision, kvs, leases }
@@ -334,44 +336,44 @@ impl State {
     }
 
     /// Live key-values in `range` at `revision` (0: now, including pending writes).
-    fn collect(
-        &self,
+    /// The entries in `range` at `revision` (0: now, with the pending writes of a transaction), sorted by key,
+    /// borrowed: compares and counts clone nothing, and listings clone only what they answer.
+    fn visible<'a>(
+        &'a self,
         range: &KeyRange,
         revision: Revision,
-        pending: &BTreeMap<Vec<u8>, Option<KeyValue>>,
-    ) -> Vec<KeyValue> {
-        let in_range = |map_range: &mut dyn Iterator<Item = (&Vec<u8>, &Versions)>| {
-            map_range
-                .filter_map(|(_, h)| {
-                    if revision == 0 {
-                        h.last().and_then(|(_, kv)| kv.clone())
-                    } else {
-                        Self::at_revision(h, revision).cloned()
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
-        let mut found: BTreeMap<Vec<u8>, KeyValue> = if range.is_single() {
-            in_range(&mut self.history.range(range.key.clone()..=range.key.clone()))
+        pending: &'a BTreeMap<Vec<u8>, Option<KeyValue>>,
+    ) -> Vec<&'a KeyValue> {
+        let history: Box<dyn Iterator<Item = (&Vec<u8>, &Versions)>> = if range.is_single() {
+            Box::new(self.history.range(range.key.clone()..=range.key.clone()))
         } else if range.range_end == [0] {
-            in_range(&mut self.history.range(range.key.clone()..))
+            Box::new(self.history.range(range.key.clone()..))
         } else if range.key < range.range_end {
-            in_range(&mut self.history.range(range.key.clone()..range.range_end.clone()))
+            Box::new(self.history.range(range.key.clone()..range.range_end.clone()))
         } else {
-            Vec::new()
+            Box::new(std::iter::empty())
+        };
+        let found: Vec<&KeyValue> = history
+            .filter_map(|(_, h)| {
+                if revision == 0 {
+                    h.last().and_then(|(_, kv)| kv.as_ref())
+                } else {
+                    Self::at_revision(h, revision)
+                }
+            })
+            .collect();
+        let mut writes = pending.iter().filter(|(k, _)| revision == 0 && range.contains(k)).peekable();
+        if writes.peek().is_none() {
+            return found;
         }
-        .into_iter()
-        .map(|kv| (kv.key.clone(), kv))
-        .collect();
-        if revision == 0 {
-            for (key, write) in pending.iter().filter(|(k, _)| range.contains(k)) {
-                match write {
-                    Some(kv) => found.insert(key.clone(), kv.clone()),
-                    None => found.remove(key),
-                };
-            }
+        let mut merged: BTreeMap<&[u8], &KeyValue> = found.into_iter().map(|kv| (kv.key.as_slice(), kv)).collect();
+        for (key, write) in writes {
+            match write {
+                Some(kv) => merged.insert(key, kv),
+                None => merged.remove(key.as_slice()),
+            };
         }
-        found.into_values().collect()
+        merged.into_values().collect()
     }
 
     fn range(&self, req: &RangeRequest, pending: &BTreeMap<Vec<u8>, Option<KeyValue>>) -> Result<RangeResponse, Error> {
@@ -382,7 +384,7 @@ impl State {
             return Err(Error::Compacted { compact_revision: self.compact_revision });
         }
         let revision = if req.revision == self.revision { 0 } else { req.revision };
-        let mut kvs = self.collect(&req.range, revision, pending);
+        let mut kvs = self.visible(&req.range, revision, pending);
         let count = kvs.len() as i64;
         match (req.sort_order, req.sort_target) {
             (SortOrder::None, _) | (SortOrder::Ascend, SortTarget::Key) => {}
@@ -407,18 +409,18 @@ impl State {
         if req.limit > 0 {
             kvs.truncate(req.limit as usize);
         }
-        if req.count_only {
-            kvs.clear();
+        let kvs = if req.count_only {
+            Vec::new()
         } else if req.keys_only {
-            for kv in &mut kvs {
-                kv.value.clear();
-            }
-        }
+            kvs.into_iter().map(|kv| KeyValue { key: kv.key.clone(), value: Vec::new(), ..*kv }).collect()
+        } else {
+            kvs.into_iter().cloned().collect()
+        };
         Ok(RangeResponse { kvs, count, more })
     }
 
     fn compare(&self, cmp: &Compare, pending: &BTreeMap<Vec<u8>, Option<KeyValue>>) -> bool {
-        let kvs = self.collect(&cmp.range, 0, pending);
+        let kvs = self.visible(&cmp.range, 0, pending);
         if kvs.is_empty() {
             // etcd: a value compare on a missing key is false; other targets compare against zero.
             if matches!(cmp.target, CompareTarget::Value(_)) {
@@ -426,7 +428,7 @@ impl State {
             }
             return compare_one(&KeyValue::default(), cmp);
         }
-        kvs.iter().all(|kv| compare_one(kv, cmp))
+        kvs.into_iter().all(|kv| compare_one(kv, cmp))
     }
 
     fn eval_txn(&self, req: &TxnRequest, pending: &mut Pending) -> Result<TxnResponse, Error> {
@@ -482,7 +484,7 @@ impl State {
     }
 
     fn delete_range(&self, req: &DeleteRangeRequest, pending: &mut Pending) -> DeleteRangeResponse {
-        let victims = self.collect(&req.range, 0, &pending.writes);
+        let victims: Vec<KeyValue> = self.visible(&req.range, 0, &pending.writes).into_iter().cloned().collect();
         for prev in &victims {
             pending.writes.insert(prev.key.clone(), None);
             let kv = KeyValue { key: prev.key.clone(), mod_revision: pending.revision, ..KeyValue::default() };
