@@ -167,15 +167,17 @@ pub fn txn_request(t: PbTxnRequest) -> Result<kv::TxnRequest, Status> {
 }
 
 pub fn txn_response(t: kv::TxnResponse, header: &PbResponseHeader) -> PbTxnResponse {
+    // As etcd answers, the responses inside a transaction carry the revision alone in their header.
+    let inner = PbResponseHeader { revision: header.revision, ..Default::default() };
     let responses = t
         .responses
         .into_iter()
         .map(|r| PbResponseOp {
             response: Some(match r {
-                kv::ResponseOp::Range(r) => PbTxnOpResponse::ResponseRange(range_response(r, *header)),
-                kv::ResponseOp::Put(p) => PbTxnOpResponse::ResponsePut(put_response(p, *header)),
-                kv::ResponseOp::DeleteRange(d) => PbTxnOpResponse::ResponseDeleteRange(delete_response(d, *header)),
-                kv::ResponseOp::Txn(t) => PbTxnOpResponse::ResponseTxn(txn_response(t, header)),
+                kv::ResponseOp::Range(r) => PbTxnOpResponse::ResponseRange(range_response(r, inner)),
+                kv::ResponseOp::Put(p) => PbTxnOpResponse::ResponsePut(put_response(p, inner)),
+                kv::ResponseOp::DeleteRange(d) => PbTxnOpResponse::ResponseDeleteRange(delete_response(d, inner)),
+                kv::ResponseOp::Txn(t) => PbTxnOpResponse::ResponseTxn(txn_response(t, &inner)),
             }),
         })
         .collect();

@@ -14,6 +14,23 @@ pub const MIN_TTL: i64 = 2;
 
 pub struct LeaseService(pub Shared);
 
+impl LeaseService {
+    /// One reply per keep-alive request of `inbound` (gRPC's stream, or the JSON gateway's one request).
+    pub(crate) async fn keep_alive_replies(
+        &self,
+        inbound: impl Stream<Item = Result<PbLeaseKeepAliveRequest, Status>> + Send + 'static,
+    ) -> Result<<Self as PbLeaseService>::LeaseKeepAliveStream, Status> {
+        let shared = self.0.clone();
+        let responses = inbound.map(move |req| {
+            let id = req?.id;
+            // An unknown or expired lease answers TTL 0, as etcd does.
+            let ttl = shared.store.lease_keep_alive(id).unwrap_or(0);
+            Ok(PbLeaseKeepAliveResponse { header: Some(shared.header(shared.store.revision())), id, ttl })
+        });
+        Ok(Box::pin(responses))
+    }
+}
+
 #[tonic::async_trait]
 impl PbLeaseService for LeaseService {
     async fn lease_grant(
@@ -42,14 +59,7 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let shared = self.0.clone();
-        let responses = request.into_inner().map(move |req| {
-            let id = req?.id;
-            // An unknown or expired lease answers TTL 0, as etcd does.
-            let ttl = shared.store.lease_keep_alive(id).unwrap_or(0);
-            Ok(PbLeaseKeepAliveResponse { header: Some(shared.header(shared.store.revision())), id, ttl })
-        });
-        Ok(Response::new(Box::pin(responses)))
+        Ok(Response::new(self.keep_alive_replies(request.into_inner()).await?))
     }
 
     async fn lease_time_to_live(

@@ -1,8 +1,10 @@
 //! The embedded configuration database: a single-node server speaking the etcd v3 gRPC API (KV, Watch,
-//! Lease, Maintenance.Status) over the multi-version store, with a durable journal in one data directory.
+//! Lease, Maintenance.Status) over the multi-version store, with a durable journal in one data directory, and
+//! etcd's JSON gateway (`/v3/...`) on the same port.
 //! The platform's client library, `etcdctl` and other etcd v3 clients work against it unchanged.
 
 mod convert;
+mod gateway;
 mod journal;
 mod kv;
 mod lease;
@@ -89,7 +91,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     store: Arc<Store>,
     shutdown: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -146,20 +148,25 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
 
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder()
-        .add_service(PbKvServer::new(kv::KvService(shared.clone())))
+    // gRPC (HTTP/2) and etcd's JSON gateway (HTTP/1) on one port, as etcd serves them.
+    let grpc = tonic::service::Routes::new(PbKvServer::new(kv::KvService(shared.clone())))
         .add_service(PbWatchServer::new(watch::WatchService(shared.clone())))
         .add_service(PbLeaseServer::new(lease::LeaseService(shared.clone())))
-        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService(shared)));
+        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService(shared.clone())))
+        .prepare()
+        .into_axum_router();
+    let app = grpc.merge(gateway::router(shared));
     // Small request/response messages: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms.
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
-        conn.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
     });
-    let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
-        let _ = shutdown_rx.await;
-    }));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+    });
     tracing::info!(%addr, "configuration database (etcd v3 API) listening");
     Ok(RunningServer { addr, store, shutdown, task, background })
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 
 use etcd_client::proto::*;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use sdp_kvstore as kv;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -33,13 +33,25 @@ impl PbWatchService for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
 
     async fn watch(&self, request: Request<Streaming<PbWatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
-        let (out, rx) = mpsc::channel(1024);
-        tokio::spawn(serve_stream(self.0.clone(), request.into_inner(), out));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(responses(self.0.clone(), request.into_inner()))))
     }
 }
 
-async fn serve_stream(shared: Shared, mut inbound: Streaming<PbWatchRequest>, out: Out) {
+/// The responses to a stream of watch requests (gRPC's, or the JSON gateway's one request).
+pub(crate) fn responses(
+    shared: Shared,
+    inbound: impl Stream<Item = Result<PbWatchRequest, Status>> + Send + Unpin + 'static,
+) -> ReceiverStream<Result<PbWatchResponse, Status>> {
+    let (out, rx) = mpsc::channel(1024);
+    tokio::spawn(serve_stream(shared, inbound, out));
+    ReceiverStream::new(rx)
+}
+
+async fn serve_stream(
+    shared: Shared,
+    mut inbound: impl Stream<Item = Result<PbWatchRequest, Status>> + Unpin,
+    out: Out,
+) {
     let mut watchers: HashMap<i64, Watcher> = HashMap::new();
     let mut next_id: i64 = 0;
     // interval_at rather than interval(): awaiting an interval's immediate first tick still goes through the
@@ -48,7 +60,7 @@ async fn serve_stream(shared: Shared, mut inbound: Streaming<PbWatchRequest>, ou
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
-            msg = inbound.message() => match msg {
+            msg = inbound.next() => match msg.transpose() {
                 Ok(Some(req)) => match req.request_union {
                     Some(PbWatchRequestUnion::CreateRequest(c)) => {
                         let id = if c.watch_id != 0 { c.watch_id } else {
