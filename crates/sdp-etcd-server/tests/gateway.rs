@@ -1,6 +1,6 @@
 //! etcd's JSON gateway: the same requests against real etcd 3.4 and the embedded server give the same answers
 //! (HTTP status and body), cluster-specific values aside (cluster and member IDs, raft terms, lease IDs etcd
-//! draws, status sizes and versions).
+//! draws, status sizes and versions); etcd3-py, the original ska-sdp-config's client, works against both.
 
 use std::time::Duration;
 
@@ -176,4 +176,26 @@ async fn the_gateway_answers_as_etcd_does() {
     assert_eq!(theirs[2]["result"]["events"][0]["type"], json!("DELETE"), "etcd's watch: {theirs:?}");
     assert_eq!(ours, theirs, "watch: embedded (left) and etcd (right) differ");
     embedded.stop().await;
+}
+
+#[test]
+fn etcd3py_works_against_etcd_and_the_embedded_server() {
+    let etcd = sdp_testkit::Etcd::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let embedded = runtime.block_on(sdp_testkit::Embedded::start());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/etcd3py_peer.py");
+    for (server, port) in [("etcd", etcd.port), ("embedded", embedded.server.addr.port())] {
+        let out = std::process::Command::new(sdp_testkit::etcd3py_python())
+            .arg(&script)
+            .arg(port.to_string())
+            .output()
+            .expect("run etcd3-py");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.ends_with("etcd3-py ok\n"),
+            "etcd3-py against {server}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    runtime.block_on(embedded.stop());
 }

@@ -183,14 +183,23 @@ pub fn require_cluster() -> std::ffi::OsString {
 
 /// The Python of the virtual environment `scripts/setup` installs PyTango into.
 pub fn pytango_python() -> PathBuf {
-    let venv = std::env::var_os("SDP_TOOLS_DIR")
+    tool_python("pytango").unwrap_or_else(|| {
+        program("python-with-pytango", "SDP_TEST_PYTHON", "run scripts/setup, which installs PyTango")
+    })
+}
+
+/// The Python of etcd3-py's virtual environment in the tool cache (the original client's library).
+pub fn etcd3py_python() -> PathBuf {
+    tool_python("etcd3py").unwrap_or_else(|| panic!("etcd3-py not found in the tool cache: run scripts/setup"))
+}
+
+/// `<tool cache>/<venv>/bin/python`, when scripts/setup made it.
+fn tool_python(venv: &str) -> Option<PathBuf> {
+    std::env::var_os("SDP_TOOLS_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdp/tools")))
-        .map(|t| t.join("pytango/bin/python"));
-    match venv {
-        Some(p) if p.is_file() => p,
-        _ => program("python-with-pytango", "SDP_TEST_PYTHON", "run scripts/setup, which installs PyTango"),
-    }
+        .map(|t| t.join(venv).join("bin/python"))
+        .filter(|p| p.is_file())
 }
 
 /// PyTango's Tango database server (sqlite, in `dir`) on a free loopback port.
