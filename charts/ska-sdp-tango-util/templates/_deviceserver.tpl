@@ -1,0 +1,186 @@
+{{/*
+ska-sdp-tango-util: one Tango device server process, declared once, rendered in either form.
+
+  {{ include "ska-sdp-tango-util.deviceserver" (dict "root" $ "server" $server) }}
+
+With global.operator true it is a DeviceServer (tango.tango-controls.org/v1) that the Tango operator runs once
+its dependencies are up, loading `config` into the Tango database first; otherwise a StatefulSet and a headless
+Service with TANGO_HOST set. The description ($server):
+
+  name:        object name (required)
+  component:   app.kubernetes.io/component label (default: name)
+  image:       "<repository>:<tag>" (required); pullPolicy (default IfNotPresent)
+  command:     the program and its arguments, a list (required)
+  servers:     the devices the process serves, which is its config:
+               {"<executable>/<instance>": {"<class>": ["<device>", ...]}} (required)
+  dependsOn:   devices (e.g. sys/database/2) or host:port it waits for (operator form)
+  databaseds:  the DatabaseDS it registers in (operator form; default databaseds-tango-base)
+  tangoHost:   TANGO_HOST, host:port of the Tango database (plain form; required there)
+  env:         more environment variables (EnvVar list)
+  ports:       container ports (plain form), e.g. [{name: http, containerPort: 8080}]
+  resources, securityContext, podSecurityContext, readinessProbe, livenessProbe: as in a pod
+*/}}
+{{- define "ska-sdp-tango-util.deviceserver" -}}
+{{- $root := .root -}}
+{{- $s := .server -}}
+{{- $operator := dig "operator" false ($root.Values.global | default dict) -}}
+{{- $labels := include "ska-sdp-tango-util.labels" . -}}
+{{- if $operator }}
+apiVersion: tango.tango-controls.org/v1
+kind: DeviceServer
+metadata:
+  name: {{ $s.name }}
+  labels:
+    {{- $labels | nindent 4 }}
+spec:
+  # The process names itself in the Tango database (several servers in one process): no ORB endpoint arguments.
+  legacycompatibility: false
+  databaseds: {{ $s.databaseds | default "databaseds-tango-base" }}
+  image: {{ $s.image | quote }}
+  imagePullPolicy: {{ $s.pullPolicy | default "IfNotPresent" }}
+  dsname: {{ include "ska-sdp-tango-util.dsname" $s }}
+  command: {{ join " " $s.command | quote }}
+  config: |
+    {{- include "ska-sdp-tango-util.config" $s | nindent 4 }}
+  {{- with $s.dependsOn }}
+  dependsOn:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $s.env }}
+  env:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $s.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $s.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- else }}
+{{- if not $s.tangoHost }}
+{{- fail (printf "device server %s: tangoHost (host:port of the Tango database) is required without global.operator" $s.name) }}
+{{- end }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $s.name }}
+  labels:
+    {{- $labels | nindent 4 }}
+spec:
+  clusterIP: None
+  selector:
+    {{- include "ska-sdp-tango-util.selectorLabels" . | nindent 4 }}
+  {{- with $s.ports }}
+  ports:
+    {{- range . }}
+    - name: {{ .name }}
+      port: {{ .containerPort }}
+      targetPort: {{ .name }}
+    {{- end }}
+  {{- end }}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ $s.name }}
+  labels:
+    {{- $labels | nindent 4 }}
+  annotations:
+    # What the Tango operator would load into the Tango database; the process registers its devices itself.
+    tango-controls.org/config: {{ include "ska-sdp-tango-util.config" $s | fromJson | toJson | quote }}
+spec:
+  replicas: 1
+  serviceName: {{ $s.name }}
+  selector:
+    matchLabels:
+      {{- include "ska-sdp-tango-util.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- $labels | nindent 8 }}
+    spec:
+      automountServiceAccountToken: false
+      {{- with $s.podSecurityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      containers:
+        - name: deviceserver
+          image: {{ $s.image | quote }}
+          imagePullPolicy: {{ $s.pullPolicy | default "IfNotPresent" }}
+          command:
+            {{- toYaml $s.command | nindent 12 }}
+          env:
+            - name: TANGO_HOST
+              value: {{ $s.tangoHost | quote }}
+            {{- with $s.env }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          {{- with $s.ports }}
+          ports:
+            {{- range . }}
+            - name: {{ .name }}
+              containerPort: {{ .containerPort }}
+              protocol: TCP
+            {{- end }}
+          {{- end }}
+          {{- with $s.readinessProbe }}
+          readinessProbe:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with $s.livenessProbe }}
+          livenessProbe:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with $s.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          {{- with $s.securityContext }}
+          securityContext:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The executable of the first server: the DeviceServer's dsname. */}}
+{{- define "ska-sdp-tango-util.dsname" -}}
+{{- keys .servers | sortAlpha | first | splitList "/" | first -}}
+{{- end -}}
+
+{{/* The device servers' config, as json2tango reads it: {"servers": {exe: {instance: {class: {device: {}}}}}}. */}}
+{{- define "ska-sdp-tango-util.config" -}}
+{{- $servers := dict -}}
+{{- range $server, $classes := .servers -}}
+{{- $parts := splitList "/" $server -}}
+{{- if ne (len $parts) 2 -}}
+{{- fail (printf "device server %s: %q is not <executable>/<instance>" $.name $server) -}}
+{{- end -}}
+{{- $instances := get $servers (index $parts 0) | default dict -}}
+{{- $byClass := dict -}}
+{{- range $class, $devices := $classes -}}
+{{- $named := dict -}}
+{{- range $devices }}{{ $_ := set $named . dict }}{{ end -}}
+{{- $_ := set $byClass $class $named -}}
+{{- end -}}
+{{- $_ := set $instances (index $parts 1) $byClass -}}
+{{- $_ := set $servers (index $parts 0) $instances -}}
+{{- end -}}
+{{- toPrettyJson (dict "servers" $servers) -}}
+{{- end -}}
+
+{{- define "ska-sdp-tango-util.selectorLabels" -}}
+app.kubernetes.io/name: {{ .server.component | default .server.name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "ska-sdp-tango-util.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "ska-sdp-tango-util.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/component: {{ .server.component | default .server.name }}
+app.kubernetes.io/part-of: ska-sdp
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}

@@ -1,0 +1,17 @@
+{{- define "tangodb.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: tangodb
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: ska-sdp
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "tangodb.operator" -}}
+{{- if dig "operator" false (.Values.global | default dict) }}true{{ end -}}
+{{- end -}}
+
+{{/* TANGO_HOST of the database this chart makes. */}}
+{{- define "tangodb.tangoHost" -}}
+{{- printf "%s:10000" .Values.name -}}
+{{- end -}}
