@@ -109,10 +109,7 @@ async fn gateway_ready(port: u16) {
     sdp_testkit::eventually("the JSON gateway answers /version", Duration::from_secs(30), || {
         let http = http.clone();
         async move {
-            http.get(format!("http://127.0.0.1:{port}/version"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            http.get(format!("http://127.0.0.1:{port}/version")).send().await.is_ok_and(|r| r.status().is_success())
         }
     })
     .await;
