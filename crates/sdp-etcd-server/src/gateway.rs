@@ -374,14 +374,9 @@ fn watch_request(r: &Map<String, Value>) -> Result<PbWatchRequest, Failure> {
 
 // ---- responses: JSON as the gateway writes it --------------------------------------------------------------
 
-fn put_int(m: &mut Map<String, Value>, name: &str, v: i64) {
-    if v != 0 {
-        m.insert(name.into(), Value::String(v.to_string()));
-    }
-}
-
-fn put_uint(m: &mut Map<String, Value>, name: &str, v: u64) {
-    if v != 0 {
+/// A 64-bit integer, as a string; zero left out.
+fn put_int<T: Default + PartialEq + ToString>(m: &mut Map<String, Value>, name: &str, v: T) {
+    if v != T::default() {
         m.insert(name.into(), Value::String(v.to_string()));
     }
 }
@@ -406,10 +401,10 @@ fn put_flag(m: &mut Map<String, Value>, name: &str, v: bool) {
 
 fn header_json(h: &PbResponseHeader) -> Value {
     let mut m = Map::new();
-    put_uint(&mut m, "cluster_id", h.cluster_id);
-    put_uint(&mut m, "member_id", h.member_id);
+    put_int(&mut m, "cluster_id", h.cluster_id);
+    put_int(&mut m, "member_id", h.member_id);
     put_int(&mut m, "revision", h.revision);
-    put_uint(&mut m, "raft_term", h.raft_term);
+    put_int(&mut m, "raft_term", h.raft_term);
     Value::Object(m)
 }
 
@@ -483,10 +478,10 @@ fn status_response(r: PbStatusResponse) -> Value {
     let mut m = Map::new();
     put_str(&mut m, "version", &r.version);
     put_int(&mut m, "dbSize", r.db_size);
-    put_uint(&mut m, "leader", r.leader);
-    put_uint(&mut m, "raftIndex", r.raft_index);
-    put_uint(&mut m, "raftTerm", r.raft_term);
-    put_uint(&mut m, "raftAppliedIndex", r.raft_applied_index);
+    put_int(&mut m, "leader", r.leader);
+    put_int(&mut m, "raftIndex", r.raft_index);
+    put_int(&mut m, "raftTerm", r.raft_term);
+    put_int(&mut m, "raftAppliedIndex", r.raft_applied_index);
     if !r.errors.is_empty() {
         m.insert("errors".into(), r.errors.iter().cloned().map(Value::String).collect());
     }

@@ -103,7 +103,20 @@ fn normalise(path: &str, mut v: Value) -> Value {
     v
 }
 
+/// Waits until the server's gateway answers `/version` (etcd serves it a moment after it listens).
+async fn gateway_ready(port: u16) {
+    let http = reqwest::Client::new();
+    sdp_testkit::eventually("the JSON gateway answers /version", Duration::from_secs(30), || {
+        let http = http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}/version")).send().await.is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+}
+
 async fn run(port: u16) -> Vec<(u16, Value)> {
+    gateway_ready(port).await;
     let http = reqwest::Client::new();
     let mut answers = Vec::new();
     for (path, body) in steps() {
@@ -185,6 +198,8 @@ fn etcd3py_works_against_etcd_and_the_embedded_server() {
     let embedded = runtime.block_on(sdp_testkit::Embedded::start());
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/etcd3py_peer.py");
     for (server, port) in [("etcd", etcd.port), ("embedded", embedded.server.addr.port())] {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        runtime.block_on(gateway_ready(port));
         let out = std::process::Command::new(sdp_testkit::etcd3py_python())
             .arg(&script)
             .arg(port.to_string())
