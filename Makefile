@@ -69,8 +69,10 @@ lint-charts: k8s-dep-build ## helm lint --strict of every chart (and with its ci
 	done
 	@for values in charts/*/ci/*.yaml; do $(HELM) lint --strict --quiet $${values%/ci/*} -f $$values; done
 
-k8s-dep-build: ## vendor the umbrella chart's subcharts (charts/ska-sdp/charts/, not committed)
-	@$(HELM) dependency update $(UMBRELLA) >/dev/null
+k8s-dep-build: ## vendor every chart's dependencies (charts/*/charts/, not committed), the umbrella's last
+	@for chart in $$(grep -l '^dependencies:' charts/*/Chart.yaml | xargs -n1 dirname | sort -r); do \
+	  $(HELM) dependency update $$chart >/dev/null || exit 1; \
+	done
 
 k8s-template-chart: k8s-dep-build ## render the umbrella chart into manifests.yaml (MANIFESTS=)
 	$(HELM) template $(HELM_RELEASE) $(UMBRELLA) --namespace $(KUBE_NAMESPACE) $(K8S_CHART_PARAMS) > $(MANIFESTS)

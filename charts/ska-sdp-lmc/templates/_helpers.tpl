@@ -41,3 +41,39 @@ configuration database chart of the same release. */}}
 {{- .Values.configDb.port | default (dig "configDb" "port" 0 (.Values.global | default dict)) | default 2379 -}}
 {{- end -}}
 
+
+{{- define "lmc.operator" -}}
+{{- if dig "operator" false (.Values.global | default dict) }}true{{ end -}}
+{{- end -}}
+
+{{/* TANGO_HOST without the operator: this chart's value, else the umbrella's Tango database when it is on. */}}
+{{- define "lmc.tangoHost" -}}
+{{- .Values.tango.host | default (dig "tangoHost" "" (.Values.global | default dict)) -}}
+{{- end -}}
+
+{{/* The environment of `sdp lmc serve`, in both forms. */}}
+{{- define "lmc.env" -}}
+- name: SDP_CONFIG_HOST
+  value: {{ include "lmc.configHost" . | quote }}
+- name: SDP_CONFIG_PORT
+  value: {{ include "lmc.configPort" . | quote }}
+- name: SDP_SUBARRAYS
+  value: {{ .Values.subarrays | quote }}
+- name: SDP_LMC_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int .Values.http.port) | quote }}
+- name: RUST_LOG
+  value: {{ .Values.logLevel | quote }}
+{{- range $name, $value := .Values.extraEnv }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The Tango device servers `sdp lmc serve` runs, with their devices: what it registers in the Tango database. */}}
+{{- define "lmc.servers" -}}
+{{- $servers := dict "SDPMaster/1" (dict "SDPMaster" (list "mid_sdp/elt/master")) -}}
+{{- range $n := untilStep 1 (int (add .Values.subarrays 1)) 1 -}}
+{{- $_ := set $servers (printf "SDPSubarray/%d" $n) (dict "SDPSubarray" (list (printf "mid_sdp/elt/subarray_%d" $n))) -}}
+{{- end -}}
+{{- toJson $servers -}}
+{{- end -}}
