@@ -2,7 +2,8 @@
 //! starts, or any cluster `KUBECONFIG` names): the chart's generated CRDs are accepted and established, the
 //! sample manifests pass the server's validation and a malformed one does not, a DatabaseDS and two
 //! DeviceServers (one depending on the other) reach Running with owned StatefulSets, Services and ConfigMaps,
-//! and deleting a resource garbage-collects what it made.
+//! and deleting a resource garbage-collects what it made; the umbrella chart with `global.operator=true` comes up
+//! through the operator (the Tango database first, then the SDP devices) and uninstalls without leftovers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,21 +102,23 @@ async fn samples_reach_running_and_are_garbage_collected() {
             servers.create(&PostParams::default(), &serde_json::from_value(sample).unwrap()).await.unwrap();
         }
     }
-    eventually("eventreceiver-test Waiting for sys/tg_test/1", || async {
+    // It waits first (for the database, then for sys/tg_test/1; how long each lasts depends on the load, so
+    // only the first wait is sure to be seen).
+    eventually("eventreceiver-test Waiting", || async {
         let state = servers.get_status("eventreceiver-test").await.unwrap().status.map(|s| s.state).unwrap_or_default();
-        state.starts_with("Waiting(sys/tg_test/1")
+        state.starts_with("Waiting(")
     })
     .await;
     eventually("the DatabaseDS Running", || async {
         databases.get_status("databaseds-tango-base").await.unwrap().status.is_some_and(|s| s.state == "Running")
     })
     .await;
-    for name in ["tangotest-test", "eventreceiver-test"] {
-        eventually(&format!("{name} Running"), || async {
-            servers.get_status(name).await.unwrap().status.is_some_and(|s| s.state == "Running")
-        })
-        .await;
-    }
+    eventually("eventreceiver-test Running", || async {
+        servers.get_status("eventreceiver-test").await.unwrap().status.is_some_and(|s| s.state == "Running")
+    })
+    .await;
+    let dependency = servers.get_status("tangotest-test").await.unwrap().status.map(|s| s.state);
+    assert_eq!(dependency.as_deref(), Some("Running"), "eventreceiver-test runs once what it needs runs");
     let receiver = servers.get("eventreceiver-test").await.unwrap();
     assert_eq!(receiver.status.as_ref().unwrap().devicereadycount, 1);
 
@@ -270,4 +273,91 @@ async fn short_names_clash_with_no_built_in_resource() {
             );
         }
     }
+}
+
+/// `helm <args>` in the repository, failing the test with helm's output.
+fn helm(args: &[&str]) {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = std::process::Command::new(sdp_testkit::helm()).args(args).current_dir(repo).output().unwrap();
+    assert!(out.status.success(), "helm {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
+#[tokio::test(flavor = "multi_thread")]
+async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices() {
+    sdp_testkit::require_cluster();
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    install_crds(&client).await;
+    let namespace = format!("sdp-operator-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+
+    let mut registry = Registry::default();
+    let mut ctx = Context::new(client.clone(), Settings::default(), Metrics::new(&mut registry));
+    ctx.retry = Duration::from_secs(1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(controller::run(Arc::new(ctx), Some(namespace.clone()), async {
+        stopped.await.ok();
+    }));
+
+    // The Tango part of the umbrella: the database and the LMC (no storage provisioner here).
+    for chart in ["charts/ska-sdp-tangodb", "charts/ska-sdp-lmc", "charts/ska-sdp"] {
+        helm(&["dependency", "update", chart]);
+    }
+    let only_tango = "configdb.enabled=false,proccontrol.enabled=false,helmdeploy.enabled=false,staging.enabled=false";
+    helm(&[
+        "install", "sdp", "charts/ska-sdp", "--namespace", &namespace, "--skip-crds",
+        "--set", "global.operator=true", "--set", only_tango,
+        "--set", "tangodb.tangodb.persistence.enabled=false", "--set", "lmc.subarrays=2",
+    ]);
+
+    let servers: Api<DeviceServer> = Api::namespaced(client.clone(), &namespace);
+    let databases: Api<DatabaseDS> = Api::namespaced(client.clone(), &namespace);
+    let lmc = "sdp-lmc";
+    eventually("the SDP DeviceServer Waiting for the Tango database", || async {
+        let state = servers.get_status(lmc).await.ok().and_then(|s| s.status).map(|s| s.state).unwrap_or_default();
+        state.starts_with("Waiting(")
+    })
+    .await;
+    eventually("the SDP DeviceServer Running", || async {
+        servers.get_status(lmc).await.unwrap().status.is_some_and(|s| s.state == "Running")
+    })
+    .await;
+    let database = databases.get("databaseds-tango-base").await.unwrap();
+    assert_eq!(database.status.as_ref().map(|s| s.state.as_str()), Some("Running"), "the database came first");
+    let server = servers.get(lmc).await.unwrap();
+    assert_eq!(server.status.as_ref().unwrap().devicecount, 3, "SDPMaster/1's master and two subarrays");
+
+    // Everything in the namespace is the release's (Helm) or made by the operator for one of its resources.
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let owners = [server.uid(), database.uid()];
+    let owned_or_helm = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let helm = meta.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).is_some_and(|m| m == "Helm");
+        let owned = meta.owner_references.iter().flatten().any(|r| owners.contains(&Some(r.uid.clone())));
+        helm || owned || meta.name.as_deref() == Some("kube-root-ca.crt")
+    };
+    let mut objects = Vec::new();
+    objects.extend(statefulsets.list(&Default::default()).await.unwrap().items.into_iter().map(|o| o.metadata));
+    objects.extend(services.list(&Default::default()).await.unwrap().items.into_iter().map(|o| o.metadata));
+    objects.extend(config_maps.list(&Default::default()).await.unwrap().items.into_iter().map(|o| o.metadata));
+    assert!(objects.len() >= 9, "the database's and the server's objects: {:?}", objects.iter().map(|m| &m.name).collect::<Vec<_>>());
+    let strays: Vec<_> = objects.iter().filter(|m| !owned_or_helm(m)).map(|m| m.name.clone()).collect();
+    assert!(strays.is_empty(), "objects neither the release's nor owned by its resources: {strays:?}");
+
+    helm(&["uninstall", "sdp", "--namespace", &namespace, "--wait", "--timeout", "60s"]);
+    eventually("nothing of the release left", || async {
+        let left = statefulsets.list(&Default::default()).await.unwrap().items.len()
+            + services.list(&Default::default()).await.unwrap().items.len()
+            + config_maps.list(&Default::default()).await.unwrap().items.iter().filter(|c| c.name_any() != "kube-root-ca.crt").count()
+            + servers.list(&Default::default()).await.unwrap().items.len()
+            + databases.list(&Default::default()).await.unwrap().items.len();
+        left == 0
+    })
+    .await;
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), operator).await.expect("the operator stops").unwrap();
+    Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
 }
