@@ -283,8 +283,10 @@ pub fn deviceserver_objects(ds: &DeviceServer) -> DeviceServerObjects {
         data.insert("config.json".to_owned(), spec.config.clone().unwrap_or_default());
         format!(
             "# Register the server's devices and properties in the Tango database (json2tango exits 2 when it\n\
-             # changed something).\n\
-             json2tango -w -a -u {SCRIPTS_DIR}/config.json || [ $? -eq 2 ]\n"
+             # changed something). An image without json2tango runs a server that registers itself.\n\
+             if command -v json2tango >/dev/null; then\n\
+             \x20 json2tango -w -a -u {SCRIPTS_DIR}/config.json || [ $? -eq 2 ]\n\
+             fi\n"
         )
     } else {
         String::new()
