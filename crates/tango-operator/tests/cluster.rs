@@ -279,7 +279,12 @@ async fn short_names_clash_with_no_built_in_resource() {
 fn helm(args: &[&str]) {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let out = std::process::Command::new(sdp_testkit::helm()).args(args).current_dir(repo).output().unwrap();
-    assert!(out.status.success(), "helm {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
@@ -306,9 +311,20 @@ async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices(
     }
     let only_tango = "configdb.enabled=false,proccontrol.enabled=false,helmdeploy.enabled=false,staging.enabled=false";
     helm(&[
-        "install", "sdp", "charts/ska-sdp", "--namespace", &namespace, "--skip-crds",
-        "--set", "global.operator=true", "--set", only_tango,
-        "--set", "tangodb.tangodb.persistence.enabled=false", "--set", "lmc.subarrays=2",
+        "install",
+        "sdp",
+        "charts/ska-sdp",
+        "--namespace",
+        &namespace,
+        "--skip-crds",
+        "--set",
+        "global.operator=true",
+        "--set",
+        only_tango,
+        "--set",
+        "tangodb.tangodb.persistence.enabled=false",
+        "--set",
+        "lmc.subarrays=2",
     ]);
 
     let servers: Api<DeviceServer> = Api::namespaced(client.clone(), &namespace);
@@ -334,7 +350,8 @@ async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices(
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let owners = [server.uid(), database.uid()];
     let owned_or_helm = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        let helm = meta.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).is_some_and(|m| m == "Helm");
+        let helm =
+            meta.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).is_some_and(|m| m == "Helm");
         let owned = meta.owner_references.iter().flatten().any(|r| owners.contains(&Some(r.uid.clone())));
         helm || owned || meta.name.as_deref() == Some("kube-root-ca.crt")
     };
@@ -342,7 +359,11 @@ async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices(
     objects.extend(statefulsets.list(&Default::default()).await.unwrap().items.into_iter().map(|o| o.metadata));
     objects.extend(services.list(&Default::default()).await.unwrap().items.into_iter().map(|o| o.metadata));
     objects.extend(config_maps.list(&Default::default()).await.unwrap().items.into_iter().map(|o| o.metadata));
-    assert!(objects.len() >= 9, "the database's and the server's objects: {:?}", objects.iter().map(|m| &m.name).collect::<Vec<_>>());
+    assert!(
+        objects.len() >= 9,
+        "the database's and the server's objects: {:?}",
+        objects.iter().map(|m| &m.name).collect::<Vec<_>>()
+    );
     let strays: Vec<_> = objects.iter().filter(|m| !owned_or_helm(m)).map(|m| m.name.clone()).collect();
     assert!(strays.is_empty(), "objects neither the release's nor owned by its resources: {strays:?}");
 
@@ -350,7 +371,14 @@ async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices(
     eventually("nothing of the release left", || async {
         let left = statefulsets.list(&Default::default()).await.unwrap().items.len()
             + services.list(&Default::default()).await.unwrap().items.len()
-            + config_maps.list(&Default::default()).await.unwrap().items.iter().filter(|c| c.name_any() != "kube-root-ca.crt").count()
+            + config_maps
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|c| c.name_any() != "kube-root-ca.crt")
+                .count()
             + servers.list(&Default::default()).await.unwrap().items.len()
             + databases.list(&Default::default()).await.unwrap().items.len();
         left == 0
