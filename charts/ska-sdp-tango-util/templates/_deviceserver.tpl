@@ -18,6 +18,8 @@ Service with TANGO_HOST set. The description ($server):
   tangoHost:   TANGO_HOST, host:port of the Tango database (plain form; required there)
   env:         more environment variables (EnvVar list)
   ports:       container ports (plain form), e.g. [{name: http, containerPort: 8080}]
+  dsconfig:    plain form, for a server that does not register itself: an image with json2tango (dsconfig),
+               which an init container runs to load the config, as the operator does before starting it
   resources, securityContext, podSecurityContext, readinessProbe, livenessProbe: as in a pod
 */}}
 {{- define "ska-sdp-tango-util.deviceserver" -}}
@@ -88,7 +90,7 @@ metadata:
   labels:
     {{- $labels | nindent 4 }}
   annotations:
-    # What the Tango operator would load into the Tango database; the process registers its devices itself.
+    # What the Tango operator loads into the Tango database: the init container's (dsconfig), else the process's.
     tango-controls.org/config: {{ include "ska-sdp-tango-util.config" $s | fromJson | toJson | quote }}
 spec:
   replicas: 1
@@ -105,6 +107,19 @@ spec:
       {{- with $s.podSecurityContext }}
       securityContext:
         {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $s.dsconfig }}
+      initContainers:
+        - name: dsconfig
+          image: {{ . | quote }}
+          imagePullPolicy: {{ $s.pullPolicy | default "IfNotPresent" }}
+          # json2tango exits 2 when it changed something.
+          command: [/bin/sh, -c, 'printf "%s" "$TANGO_CONFIG" > /tmp/config.json && { json2tango -w -a -u /tmp/config.json || [ $? -eq 2 ]; }']
+          env:
+            - name: TANGO_HOST
+              value: {{ $s.tangoHost | quote }}
+            - name: TANGO_CONFIG
+              value: {{ include "ska-sdp-tango-util.config" $s | fromJson | toJson | quote }}
       {{- end }}
       containers:
         - name: deviceserver
