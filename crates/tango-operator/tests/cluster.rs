@@ -54,6 +54,35 @@ async fn install_crds(client: &kube::Client) {
     }
 }
 
+async fn create_namespace(client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+}
+
+/// The operator's controllers running in this process for one namespace, retrying every second.
+struct Operator {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    fn start(client: &kube::Client, namespace: &str) -> Operator {
+        let mut registry = Registry::default();
+        let mut ctx = Context::new(client.clone(), Settings::default(), Metrics::new(&mut registry));
+        ctx.retry = Duration::from_secs(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(Arc::new(ctx), Some(namespace.to_string()), async {
+            stopped.await.ok();
+        }));
+        Operator { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("the operator stops").unwrap();
+    }
+}
+
 #[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn samples_reach_running_and_are_garbage_collected() {
@@ -61,8 +90,7 @@ async fn samples_reach_running_and_are_garbage_collected() {
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     install_crds(&client).await;
     let namespace = format!("tango-e2e-{}", std::process::id());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    create_namespace(&client, &namespace).await;
     let servers: Api<DeviceServer> = Api::namespaced(client.clone(), &namespace);
     let databases: Api<DatabaseDS> = Api::namespaced(client.clone(), &namespace);
 
@@ -84,13 +112,7 @@ async fn samples_reach_running_and_are_garbage_collected() {
     assert!(message.contains("spec.dsname: Required value"), "{message}");
     assert!(message.contains("spec.dependsOn: Invalid value: \"string\""), "{message}");
 
-    let mut registry = Registry::default();
-    let mut ctx = Context::new(client.clone(), Settings::default(), Metrics::new(&mut registry));
-    ctx.retry = Duration::from_secs(1);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(controller::run(Arc::new(ctx), Some(namespace.clone()), async {
-        stopped.await.ok();
-    }));
+    let operator = Operator::start(&client, &namespace);
 
     // The dependent server first: it waits for its dependency, which waits for the database.
     for sample in documents("tests/fixtures/all-in-one.yaml").into_iter().rev() {
@@ -147,8 +169,7 @@ async fn samples_reach_running_and_are_garbage_collected() {
     .await;
     assert!(statefulsets.get_opt("deviceserver-tangotest-test").await.unwrap().is_some(), "the other server stays");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), operator).await.expect("the operator stops").unwrap();
+    operator.stop().await;
     Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
 }
 
@@ -159,8 +180,7 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
     use tango_operator::leader::LeaderElection;
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     let namespace = format!("tango-lease-{}", std::process::id());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    create_namespace(&client, &namespace).await;
     let replica = |id: &str| {
         LeaderElection::new(client.clone(), &namespace, "ska-tango-operator", id.into(), Duration::from_secs(3))
     };
@@ -191,8 +211,7 @@ async fn the_operator_binary_serves_probes_and_metrics() {
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     install_crds(&client).await;
     let namespace = format!("tango-bin-{}", std::process::id());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    create_namespace(&client, &namespace).await;
     let port = sdp_testkit::free_port();
     let _operator = sdp_testkit::KillOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_ska-tango-operator"))
@@ -294,16 +313,9 @@ async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices(
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
     install_crds(&client).await;
     let namespace = format!("sdp-operator-{}", std::process::id());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    create_namespace(&client, &namespace).await;
 
-    let mut registry = Registry::default();
-    let mut ctx = Context::new(client.clone(), Settings::default(), Metrics::new(&mut registry));
-    ctx.retry = Duration::from_secs(1);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(controller::run(Arc::new(ctx), Some(namespace.clone()), async {
-        stopped.await.ok();
-    }));
+    let operator = Operator::start(&client, &namespace);
 
     // The Tango part of the umbrella: the database and the LMC (no storage provisioner here).
     for chart in ["charts/ska-sdp-tangodb", "charts/ska-sdp-lmc", "charts/ska-sdp"] {
@@ -385,7 +397,6 @@ async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices(
     })
     .await;
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), operator).await.expect("the operator stops").unwrap();
+    operator.stop().await;
     Api::<Namespace>::all(client).delete(&namespace, &DeleteParams::default()).await.unwrap();
 }
