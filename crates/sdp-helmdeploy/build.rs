@@ -2,4 +2,6 @@
 //! when they change.
 fn main() {
     println!("cargo:rerun-if-changed=../../charts/workflow");
+    println!("cargo:rerun-if-changed=../../charts/dask");
+    println!("cargo:rerun-if-changed=../../charts/vis-receive");
 }

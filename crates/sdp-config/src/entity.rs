@@ -117,6 +117,21 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+impl crate::Config {
+    /// [`Txn::merge_deployment_state`] in a transaction of its own, for deployers reporting outcomes: a failure
+    /// is logged, not returned, since the next report supersedes it.
+    pub async fn record_deployment_state(&self, deploy_id: &str, fields: Value) {
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        let recorded = self.txn(|t| {
+            let fields = &fields;
+            async move { t.merge_deployment_state(deploy_id, fields).await }
+        });
+        if let Err(e) = recorded.await {
+            tracing::warn!(deploy_id, error = %e, "cannot record the deployment state");
+        }
+    }
+}
+
 impl Txn {
     /// The lowest free ID of the form `<type>-<YYYYMMDD>-<NNNN>` for today (local date). Nothing under the
     /// day's prefix may change before the commit, so two clients never get the same ID (the one that commits
@@ -212,6 +227,16 @@ impl Txn {
 
     pub async fn put_deployment_state(&self, deploy_id: &str, state: &Value) -> Result<(), Error> {
         self.put_json(&paths::deploy_state(deploy_id), state).await
+    }
+
+    /// Merges `fields` into `/deploy/<id>/state` while the entry exists: a deployer reporting on a deployment
+    /// that was just deleted never resurrects its state. Returns whether the entry exists.
+    pub async fn merge_deployment_state(&self, deploy_id: &str, fields: &Map<String, Value>) -> Result<bool, Error> {
+        if self.get(&paths::deploy(deploy_id)).await?.is_none() {
+            return Ok(false);
+        }
+        self.merge_state(&paths::deploy_state(deploy_id), fields).await?;
+        Ok(true)
     }
 
     /// IDs of the entries directly below `root` (e.g. `/pb` → processing block IDs).

@@ -6,7 +6,11 @@ use std::path::Path;
 use include_dir::{include_dir, Dir};
 
 /// Chart name and its files. `build.rs` lists the same folders.
-static CHARTS: &[(&str, Dir)] = &[("workflow", include_dir!("$CARGO_MANIFEST_DIR/../../charts/workflow"))];
+static CHARTS: &[(&str, Dir)] = &[
+    ("workflow", include_dir!("$CARGO_MANIFEST_DIR/../../charts/workflow")),
+    ("dask", include_dir!("$CARGO_MANIFEST_DIR/../../charts/dask")),
+    ("vis-receive", include_dir!("$CARGO_MANIFEST_DIR/../../charts/vis-receive")),
+];
 
 /// Names of the bundled charts.
 pub fn names() -> impl Iterator<Item = &'static str> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -88,11 +88,11 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     loop {
         if let Some((desired, invalid)) = &entries {
             for (id, error) in invalid {
-                merge_state(&d.config, id, json!({"status": "failed", "error": error})).await;
+                d.config.record_deployment_state(id, json!({"status": "failed", "error": error})).await;
             }
             for (id, entry) in desired {
                 if let ReleaseState::Locked(reason) = release_state(entry, observed.get(id)) {
-                    merge_state(&d.config, id, json!({"status": "locked", "error": reason})).await;
+                    d.config.record_deployment_state(id, json!({"status": "locked", "error": reason})).await;
                 }
             }
             let now = Instant::now();
@@ -276,7 +276,7 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
             .await;
             match outcome {
                 Ok(state) => {
-                    merge_state(config, &id, state).await;
+                    config.record_deployment_state(&id, state).await;
                     tracing::info!(deploy_id = id, chart = d.chart, "deployment applied");
                     Ok(Some(d.fingerprint()))
                 }
@@ -312,27 +312,9 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
             }
             tracing::info!(deploy_id = id, "deployment removed");
         }
-        Err(error) => merge_state(config, &id, json!({"status": "failed", "error": error})).await,
+        Err(error) => config.record_deployment_state(&id, json!({"status": "failed", "error": error})).await,
         Ok(Some(_)) => {}
     }
     result
 }
 
-/// Merges `fields` into `/deploy/<id>/state` while the entry exists (never resurrects a deleted one's state).
-pub(crate) async fn merge_state(config: &Config, id: &str, fields: Value) {
-    let fields: Map<String, Value> = fields.as_object().cloned().unwrap_or_default();
-    let result = config
-        .txn(|t| {
-            let fields = &fields;
-            async move {
-                if t.get(&paths::deploy(id)).await?.is_some() {
-                    t.merge_state(&paths::deploy_state(id), fields).await?;
-                }
-                Ok(())
-            }
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(deploy_id = id, error = %e, "cannot record the deployment state");
-    }
-}

@@ -131,7 +131,7 @@ pub async fn monitor(client: Client, namespace: String, config: Config, metrics:
             Some(Ok(event)) => {
                 backoff.succeeded();
                 for deploy_id in table.apply(event) {
-                    crate::daemon::merge_state(&config, &deploy_id, json!({"pods": table.state_of(&deploy_id)})).await;
+                    config.record_deployment_state(&deploy_id, json!({"pods": table.state_of(&deploy_id)})).await;
                 }
             }
             Some(Err(e)) => {

@@ -65,7 +65,9 @@ async fn processing_block_to_running_pods_and_back() {
             scripts: sdp_processing::builtin_scripts(),
             settings: sdp_processing::ControllerSettings {
                 config_host: "etcd".into(),
+                config_port: 2379,
                 helm_namespace: namespace.clone(),
+                runner: sdp_processing::ScriptRunner::Helm,
             },
             lease_ttl: 5,
             metrics: Default::default(),

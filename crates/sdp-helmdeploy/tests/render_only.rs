@@ -76,7 +76,9 @@ async fn flow(config: Config) {
         scripts: sdp_processing::builtin_scripts(),
         settings: sdp_processing::ControllerSettings {
             config_host: "etcd.example".into(),
+            config_port: 2379,
             helm_namespace: "sdp".into(),
+            runner: sdp_processing::ScriptRunner::Helm,
         },
         lease_ttl: 3,
         metrics: Default::default(),

@@ -13,10 +13,11 @@ pub use retry::{Backoff, Policy};
 pub fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colours only on a terminal: processes started by the platform log into files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
 }
 
-#[cfg(feature = "server")]
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends to stop a pod).
 pub async fn shutdown_signal() {
     let mut term =

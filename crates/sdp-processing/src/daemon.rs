@@ -48,7 +48,7 @@ impl Metrics {
 }
 
 /// Blocks, their states and owners in one read per level (`/pb/<id>`, `/pb/<id>/<entry>`), then the
-/// deployments' IDs.
+/// deployments and their states the same way.
 async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
     let mut snapshot = Snapshot::default();
     let below = format!("{}/", paths::PB);
@@ -65,9 +65,17 @@ async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
     }
     for (pb_id, entry, value) in entries {
         if snapshot.processing_blocks.contains_key(&pb_id) {
-            // A state that is not JSON is left out, as if absent: the controller writes a fresh one.
-            if let ("state", Ok(state)) = (entry.as_str(), serde_json::from_str(&value)) {
-                snapshot.states.insert(pb_id, state);
+            match entry.as_str() {
+                // A state that is not JSON is left out, as if absent: the controller writes a fresh one.
+                "state" => {
+                    if let Ok(state) = serde_json::from_str(&value) {
+                        snapshot.states.insert(pb_id, state);
+                    }
+                }
+                "owner" => {
+                    snapshot.owned.insert(pb_id);
+                }
+                _ => {}
             }
             continue;
         }
@@ -79,7 +87,22 @@ async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
             _ => {}
         }
     }
-    snapshot.deployments = t.list_deployments().await?.into_iter().collect();
+    let below = format!("{}/", paths::DEPLOY);
+    for (path, value) in t.list_values(&below, 1).await? {
+        let Some(rest) = path.strip_prefix(&below) else { continue };
+        match rest.split_once('/') {
+            None => {
+                snapshot.deployments.insert(rest.to_string());
+            }
+            Some((deploy_id, "state")) => {
+                let script_of = deploy_id.strip_suffix(crate::SCRIPT_DEPLOYMENT_SUFFIX);
+                if let (Some(pb_id), Ok(state)) = (script_of, serde_json::from_str(&value)) {
+                    snapshot.script_states.insert(pb_id.to_string(), state);
+                }
+            }
+            Some(_) => {}
+        }
+    }
     Ok(snapshot)
 }
 

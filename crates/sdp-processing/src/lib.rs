@@ -1,8 +1,11 @@
 //! The processing controller.
 //!
-//! For every processing block it deploys the block's processing script: `/deploy/<pb_id>-workflow`, a Helm
+//! For every processing block it deploys the block's processing script, `/deploy/<pb_id>-workflow`: a Helm
 //! deployment of the `workflow` chart with the values the original passes (`env.SDP_CONFIG_HOST`,
-//! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`), and records progress in `/pb/<pb_id>/state`. When a
+//! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`), or, on one machine, a `process-direct` deployment of
+//! `sdp script <name> <pb_id>` ([`ScriptRunner`]). It keeps the block's `state` field in `/pb/<pb_id>/state`:
+//! `executing`, then `finished` or `failed` as the script reports (`status`) or its deployment ends in failure.
+//! Once the script has ended and let go of the block, the engines it left (`<pb_id>-*`) are removed. When a
 //! processing block is deleted, every deployment whose ID starts with `<pb_id>-` goes too, and so does
 //! `/pb/<pb_id>/state` once no script owns the block (`/pb/<pb_id>/owner` lives on the script's lease: it goes
 //! when the script lets go or its lease expires).
@@ -24,6 +27,8 @@ pub const SCRIPT_DEPLOYMENT_SUFFIX: &str = "-workflow";
 pub const SCRIPT_CHART: &str = "workflow";
 /// The component name of the leadership entry (`/controller/processing`).
 pub const LEADER: &str = "processing";
+/// etcd's client port, which scripts assume when not told otherwise.
+const DEFAULT_CONFIG_PORT: u16 = 2379;
 
 /// A processing script definition: which image runs `kind:name:version`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -39,13 +44,25 @@ pub fn builtin_scripts() -> Vec<ScriptDefinition> {
     serde_json::from_str(include_str!("scripts.json")).expect("the built-in script list is valid JSON")
 }
 
+/// How processing scripts are deployed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptRunner {
+    /// The `workflow` chart with the script definition's image (on a cluster).
+    Helm,
+    /// A local process `<program> script <name> <pb_id>` (`sdp up`): `program` is the `sdp` command.
+    Process { program: String },
+}
+
 /// Settings passed to every script deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControllerSettings {
     /// How processing scripts reach the configuration database (`env.SDP_CONFIG_HOST`).
     pub config_host: String,
+    /// Its port (`env.SDP_CONFIG_PORT`, passed when it is not etcd's default, 2379).
+    pub config_port: u16,
     /// Namespace the scripts deploy into (`env.SDP_HELM_NAMESPACE`).
     pub helm_namespace: String,
+    pub runner: ScriptRunner,
 }
 
 /// What the controller reads from the database.
@@ -56,6 +73,10 @@ pub struct Snapshot {
     /// Processing block states by ID.
     pub states: BTreeMap<String, Value>,
     pub deployments: BTreeSet<String>,
+    /// The script deployments' states, by processing block ID.
+    pub script_states: BTreeMap<String, Value>,
+    /// Blocks that have an owner entry (a script holds them).
+    pub owned: BTreeSet<String>,
     /// Blocks that are gone but left entries below `/pb/<pb_id>/`: whether an owner entry is among them.
     pub leftovers: BTreeMap<String, Leftover>,
 }
@@ -91,6 +112,45 @@ fn state_update(snapshot: &Snapshot, pb_id: &str, fields: Value) -> Option<Actio
     (!unchanged).then(|| Action::UpdateState { pb_id: pb_id.to_string(), fields })
 }
 
+/// A status field's value, whatever its case (the Helm deployer writes `failed`, processes `FAILED`).
+fn status_of(state: Option<&Value>) -> Option<String> {
+    state?.get("status")?.as_str().map(str::to_ascii_uppercase)
+}
+
+/// The `state` field of a block whose script is deployed, from the block's state and its script deployment's:
+/// the script's own report (`status`) first, then how its deployment ended. A state someone else set to
+/// something other than `executing` (the original's `error`, say) is theirs to keep.
+fn script_progress(pb_id: &str, snapshot: &Snapshot, deploy_id: &str) -> Option<Value> {
+    let state = snapshot.states.get(pb_id);
+    let current = state.and_then(|s| s.get("state")).and_then(Value::as_str);
+    let Some(current) = current else {
+        return Some(json!({"state": "executing", "deployments": [deploy_id]}));
+    };
+    if current != "executing" {
+        return None;
+    }
+    let script = snapshot.script_states.get(pb_id);
+    match (status_of(state).as_deref(), status_of(script).as_deref()) {
+        (Some("FINISHED"), _) => Some(json!({"state": "finished"})),
+        (Some("FAILED"), _) => Some(json!({"state": "failed"})),
+        (_, Some("FAILED")) => {
+            let error = script.and_then(|s| s.get("error")).and_then(Value::as_str).unwrap_or("unknown error");
+            // The script cannot say so itself any more.
+            Some(json!({"state": "failed", "status": "FAILED", "error": format!("processing script ended: {error}")}))
+        }
+        _ => None,
+    }
+}
+
+fn has_controller_state(snapshot: &Snapshot, pb_id: &str) -> bool {
+    snapshot.states.get(pb_id).is_some_and(|s| s.get("state").is_some())
+}
+
+/// Whether a block's script deployment has ended (its process exited), so nothing will clean up after it.
+fn script_ended(snapshot: &Snapshot, pb_id: &str) -> bool {
+    matches!(status_of(snapshot.script_states.get(pb_id)).as_deref(), Some("FINISHED" | "FAILED"))
+}
+
 /// What to do, given what the database holds.
 pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &ControllerSettings) -> Vec<Action> {
     let mut actions = Vec::new();
@@ -110,11 +170,28 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
                         "no processing script {}:{}:{} is defined", pb.workflow.kind, pb.workflow.id, pb.workflow.version
                     )}),
                 ),
+                Some(_) if snapshot.deployments.contains(&deploy_id) && !has_controller_state(snapshot, pb_id) => {
+                    // The script deployment and the block's `state` are written together, and deleting a
+                    // block deletes its state: this deployment is a previous block's of the same ID, deleted
+                    // and created again before this controller saw it go. Its deployments go first.
+                    let engines = snapshot.deployments.iter().filter(|d| d.starts_with(&format!("{pb_id}-")));
+                    actions.extend(engines.map(|d| Action::DeleteDeployment(d.clone())));
+                    None
+                }
                 Some(script) => {
                     if !snapshot.deployments.contains(&deploy_id) {
                         actions.push(Action::CreateDeployment(script_deployment(&deploy_id, pb_id, script, settings)));
                     }
-                    state_update(snapshot, pb_id, json!({"state": "executing", "deployments": [deploy_id]}))
+                    // A script that ended without letting go of its engines (killed) leaves them to us.
+                    if script_ended(snapshot, pb_id) && !snapshot.owned.contains(pb_id) {
+                        let engines = snapshot
+                            .deployments
+                            .iter()
+                            .filter(|d| **d != deploy_id && d.starts_with(&format!("{pb_id}-")));
+                        actions.extend(engines.map(|d| Action::DeleteDeployment(d.clone())));
+                    }
+                    script_progress(pb_id, snapshot, &deploy_id)
+                        .and_then(|fields| state_update(snapshot, pb_id, fields))
                 }
             },
         };
@@ -148,19 +225,24 @@ fn script_deployment(
     script: &ScriptDefinition,
     settings: &ControllerSettings,
 ) -> Deployment {
-    Deployment {
-        deploy_id: deploy_id.to_string(),
-        kind: "helm".into(),
-        args: json!({
-            "chart": SCRIPT_CHART,
-            "values": {
-                "env.SDP_CONFIG_HOST": settings.config_host,
-                "env.SDP_HELM_NAMESPACE": settings.helm_namespace,
-                "pb_id": pb_id,
-                "wf_image": script.image,
-            }
-        }),
+    let mut env = Map::new();
+    env.insert("SDP_CONFIG_HOST".into(), json!(settings.config_host));
+    if settings.config_port != DEFAULT_CONFIG_PORT {
+        env.insert("SDP_CONFIG_PORT".into(), json!(settings.config_port.to_string()));
     }
+    env.insert("SDP_HELM_NAMESPACE".into(), json!(settings.helm_namespace));
+    let (kind, args) = match &settings.runner {
+        ScriptRunner::Helm => {
+            let mut values: Map<String, Value> = env.into_iter().map(|(k, v)| (format!("env.{k}"), v)).collect();
+            values.insert("pb_id".into(), json!(pb_id));
+            values.insert("wf_image".into(), json!(script.image));
+            ("helm", json!({"chart": SCRIPT_CHART, "values": values}))
+        }
+        ScriptRunner::Process { program } => {
+            ("process-direct", json!({"command": [program, "script", script.name, pb_id], "env": env}))
+        }
+    };
+    Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args }
 }
 
 mod daemon;

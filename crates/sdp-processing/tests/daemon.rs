@@ -4,14 +4,19 @@
 use std::time::Duration;
 
 use sdp_config::{Config, Deployment, ProcessingBlock};
-use sdp_processing::{builtin_scripts, Controller, ControllerSettings};
+use sdp_processing::{builtin_scripts, Controller, ControllerSettings, ScriptRunner};
 use serde_json::json;
 
 fn controller(config: &Config) -> Controller {
     Controller {
         config: config.clone(),
         scripts: builtin_scripts(),
-        settings: ControllerSettings { config_host: "127.0.0.1".into(), helm_namespace: "sdp".into() },
+        settings: ControllerSettings {
+            config_host: "127.0.0.1".into(),
+            config_port: 2379,
+            helm_namespace: "sdp".into(),
+            runner: ScriptRunner::Helm,
+        },
         lease_ttl: 3,
         metrics: Default::default(),
     }

@@ -1,13 +1,15 @@
 //! The controller's decisions, table by table.
 
 use sdp_config::{Deployment, ProcessingBlock};
-use sdp_processing::{builtin_scripts, plan, Action, ControllerSettings, Leftover, Snapshot};
+use sdp_processing::{builtin_scripts, plan, Action, ControllerSettings, Leftover, ScriptRunner, Snapshot};
 use serde_json::json;
 
 fn settings() -> ControllerSettings {
     ControllerSettings {
         config_host: "sdp-prototype-etcd-client.default.svc.cluster.local".into(),
+        config_port: 2379,
         helm_namespace: "sdp".into(),
+        runner: ScriptRunner::Helm,
     }
 }
 
@@ -92,6 +94,7 @@ fn deleting_a_processing_block_undoes_its_deployments_only() {
     for d in ["keep-workflow", "keep-dask", "gone-workflow", "gone-dask", "gone2-workflow", "unrelated"] {
         snapshot.deployments.insert(d.into());
     }
+    snapshot.states.insert("keep".into(), json!({"state": "executing"}));
     let actions = plan(&snapshot, &builtin_scripts(), &settings());
     let deleted: Vec<&str> = actions
         .iter()
@@ -134,4 +137,83 @@ fn a_deleted_blocks_state_goes_once_no_script_owns_it() {
     // The script lets go: its lease takes the owner entry, then the state goes.
     snapshot.leftovers.insert("winding-down".into(), Leftover { state: true, owner: false });
     assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), [Action::DeleteState("winding-down".into())]);
+}
+
+#[test]
+fn on_one_machine_the_script_is_a_local_sdp_script_process() {
+    let snapshot = Snapshot { processing_blocks: [pb("pb-1", "batch:test_batch:0.1.0")].into(), ..Default::default() };
+    let settings = ControllerSettings {
+        config_host: "127.0.0.1".into(),
+        config_port: 12379,
+        runner: ScriptRunner::Process { program: "/opt/sdp/bin/sdp".into() },
+        ..settings()
+    };
+    let actions = plan(&snapshot, &builtin_scripts(), &settings);
+    let Action::CreateDeployment(d) = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(d.kind, "process-direct");
+    assert_eq!(
+        d.args,
+        json!({"command": ["/opt/sdp/bin/sdp", "script", "test_batch", "pb-1"],
+               "env": {"SDP_CONFIG_HOST": "127.0.0.1", "SDP_CONFIG_PORT": "12379", "SDP_HELM_NAMESPACE": "sdp"}})
+    );
+}
+
+/// A block whose script runs: its deployment, the controller's state, and what the script reported.
+fn running(script_status: Option<&str>, block_status: Option<&str>) -> Snapshot {
+    let mut snapshot = Snapshot { processing_blocks: [pb("p", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    snapshot.deployments.extend(["p-workflow".to_string(), "p-dask".to_string(), "other-dask".to_string()]);
+    let mut state = json!({"state": "executing", "deployments": ["p-workflow"]});
+    if let Some(status) = block_status {
+        state["status"] = json!(status);
+    }
+    snapshot.states.insert("p".into(), state);
+    if let Some(status) = script_status {
+        snapshot.script_states.insert("p".into(), json!({"status": status, "error": "killed by signal 9 (SIGKILL)"}));
+    }
+    snapshot.processing_blocks.insert("other".into(), Ok(ProcessingBlock::new("other", "realtime:testdask:0.1.0".parse().unwrap())));
+    snapshot.states.insert("other".into(), json!({"state": "executing"}));
+    snapshot.deployments.insert("other-workflow".into());
+    snapshot.owned.insert("p".into());
+    snapshot
+}
+
+#[test]
+fn a_killed_script_fails_its_block_and_its_engines_go_once_its_lease_has() {
+    let mut snapshot = running(Some("FAILED"), Some("RUNNING"));
+    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert!(matches!(&actions[0], Action::UpdateState { pb_id, fields } if pb_id == "p"
+        && fields["state"] == "failed" && fields["status"] == "FAILED"
+        && fields["error"] == "processing script ended: killed by signal 9 (SIGKILL)"));
+    apply(&mut snapshot, &actions);
+    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), []);
+    // The owner entry expires with the dead script's lease: what it deployed goes, not its own deployment.
+    snapshot.owned.clear();
+    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), [Action::DeleteDeployment("p-dask".into())]);
+}
+
+#[test]
+fn the_block_state_follows_what_the_script_reports() {
+    let finished = plan(&running(Some("FINISHED"), Some("FINISHED")), &builtin_scripts(), &settings());
+    assert!(matches!(&finished[..], [Action::UpdateState { fields, .. }] if fields["state"] == "finished"));
+    let failed = plan(&running(Some("FAILED"), Some("FAILED")), &builtin_scripts(), &settings());
+    assert!(matches!(&failed[..], [Action::UpdateState { fields, .. }] if fields["state"] == "failed"));
+    assert_eq!(plan(&running(Some("RUNNING"), Some("RUNNING")), &builtin_scripts(), &settings()), []);
+    // A state the script set itself (the original teststate's "error") is kept.
+    let mut snapshot = running(Some("FINISHED"), Some("FINISHED"));
+    snapshot.states.get_mut("p").unwrap()["state"] = json!("error");
+    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), []);
+}
+
+#[test]
+fn a_block_deleted_and_created_again_before_the_controller_looked_gets_a_fresh_script() {
+    let mut snapshot = running(Some("FAILED"), None);
+    // Deleting the block deleted its state; the same ID came back at once.
+    snapshot.states.remove("p");
+    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    assert_eq!(actions, [Action::DeleteDeployment("p-dask".into()), Action::DeleteDeployment("p-workflow".into())]);
+    apply(&mut snapshot, &actions);
+    snapshot.script_states.clear();
+    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    assert!(matches!(&actions[0], Action::CreateDeployment(d) if d.deploy_id == "p-workflow"));
 }

@@ -1,9 +1,10 @@
 //! `sdp`: the platform's main command.
 //!
 //! `sdp up` starts the embedded configuration database (etcd v3 API) with its data directory, or uses the
-//! etcd named by `SDP_CONFIG_HOST`, the processing controller, the Helm deployer and the LMC devices' HTTP
-//! surface, and runs until Ctrl-C. `sdp lmc …` talks to those devices. `sdp processing-controller`,
-//! `sdp helm-deployer` and `sdp lmc serve` run one component each (as the charts deploy them).
+//! etcd named by `SDP_CONFIG_HOST`, the processing controller, the Helm deployer, the process deployer (which
+//! runs the processing scripts) and the LMC devices' HTTP surface, and runs until Ctrl-C. `sdp lmc …` talks
+//! to those devices. `sdp processing-controller`, `sdp helm-deployer` and `sdp lmc serve` run one component
+//! each (as the charts deploy them); `sdp script <name> <pb_id>` runs a processing script.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,16 @@ enum Command {
     ProcessingController(ProcessingControllerArgs),
     /// Run the Helm deployer alone, on the configuration database at SDP_CONFIG_HOST.
     HelmDeployer(HelmDeployerArgs),
+    /// Run a processing script on a processing block (the processing controller deploys this command).
+    Script(RunScriptArgs),
+}
+
+#[derive(clap::Args)]
+struct RunScriptArgs {
+    /// testdask, vis_receive, testdeploy, teststate or test_batch.
+    name: String,
+    /// The processing block to claim and work on.
+    pb_id: String,
 }
 
 #[derive(clap::Args)]
@@ -78,6 +89,13 @@ struct ScriptArgs {
     /// Configuration-database host given to processing scripts (default: the one this process uses).
     #[arg(long, env = "SDP_SCRIPT_CONFIG_HOST")]
     script_config_host: Option<String>,
+    /// How processing scripts run: `process` (`sdp script` on this machine, the default of `sdp up`) or
+    /// `helm` (the workflow chart, the default of `sdp processing-controller`).
+    #[arg(long, env = "SDP_SCRIPT_RUNNER", value_parser = ["process", "helm"])]
+    script_runner: Option<String>,
+    /// Seconds a processing script has to end after SIGTERM before SIGKILL (process runner).
+    #[arg(long, env = "SDP_SCRIPT_GRACE", default_value_t = 10)]
+    script_grace: u64,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +163,16 @@ fn main() -> anyhow::Result<()> {
         },
         Command::ProcessingController(args) => runtime.block_on(processing_controller(args)),
         Command::HelmDeployer(args) => runtime.block_on(helm_deployer(args)),
+        Command::Script(args) => {
+            drop(runtime);
+            // One thread: a script mostly waits, and a hundred of them run at once.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(sdp_scripting::scripts::run(&args.name, &args.pb_id))?;
+            Ok(())
+        }
     }
 }
 
@@ -161,21 +189,32 @@ fn start_processing_controller(
     settings: &Settings,
     namespace: &NamespaceArgs,
     scripts: &ScriptArgs,
+    default_runner: &str,
     registry: &mut Registry,
-) -> JoinHandle<()> {
+) -> anyhow::Result<JoinHandle<()>> {
     let metrics = sdp_processing::Metrics::register(registry);
+    let runner = match scripts.script_runner.as_deref().unwrap_or(default_runner) {
+        "helm" => sdp_processing::ScriptRunner::Helm,
+        _ => {
+            let program = std::env::current_exe().context("cannot tell where the sdp command is, to run scripts")?;
+            sdp_processing::ScriptRunner::Process { program: program.display().to_string() }
+        }
+    };
+    tracing::info!(?runner, "processing scripts");
     let handle = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),
         scripts: sdp_processing::builtin_scripts(),
         settings: sdp_processing::ControllerSettings {
             config_host: scripts.script_config_host.clone().unwrap_or_else(|| settings.host.clone()),
+            config_port: settings.port,
             helm_namespace: namespace.helm_namespace.clone(),
+            runner,
         },
         lease_ttl: 10,
         metrics,
     }));
     tracing::info!("processing controller started");
-    handle
+    Ok(handle)
 }
 
 /// The Helm deployer and, with a cluster, its pod and network-resource monitors.
@@ -277,7 +316,8 @@ async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result
     let settings = Settings::from_env()?;
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
-    let controller = start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry);
+    let controller =
+        start_processing_controller(&config, &settings, &args.namespace, &args.scripts, "helm", &mut registry)?;
     let http = serve_http(
         args.ops.http_listen,
         ops_router(registry, config),
@@ -395,14 +435,26 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let mut registry = Registry::default();
     let mut tasks =
-        vec![start_processing_controller(&config, &settings, &args.namespace, &args.scripts, &mut registry)];
+        vec![start_processing_controller(&config, &settings, &args.namespace, &args.scripts, "process", &mut registry)?];
     tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?);
+    let processes = sdp_procdeploy::start(sdp_procdeploy::ProcessDeployer {
+        config: config.clone(),
+        log_dir: args.data_dir.join("processes"),
+        grace: std::time::Duration::from_secs(args.scripts.script_grace),
+        lease_ttl: 10,
+        metrics: sdp_procdeploy::Metrics::register(&mut registry),
+    });
+    tracing::info!(logs = %args.data_dir.join("processes").display(), "process deployer started");
     let (lmc, http) = start_lmc(&config, &args.lmc, registry).await?;
     tasks.push(http);
     let tango = start_tango_if_configured(&lmc).await?;
     let staging = start_staging(&args).await?;
     tracing::info!("platform up; press Ctrl-C to stop");
-    until_stopped(tasks).await;
+    sdp_ops::shutdown_signal().await;
+    tracing::info!("stopping");
+    // Scripts first, while the database and deployers they clean up through still run.
+    processes.stop().await;
+    tasks.iter().for_each(|t| t.abort());
     stop_tango(tango).await;
     if let Err(e) = staging.stop().await {
         tracing::warn!(error = %e, "the staging service did not stop cleanly");

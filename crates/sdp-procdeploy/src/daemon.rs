@@ -1,0 +1,361 @@
+//! The deployer's loop: lead, follow the `process-direct` entries, start and stop their processes, record
+//! each one's life in `/deploy/<id>/state`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{json, Value};
+use tokio::sync::{oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use sdp_config::keys::paths;
+use sdp_config::{Config, Deployment, Error, Txn};
+
+use crate::plan::{plan, Action, Entry};
+use crate::process;
+use crate::spec::ProcessSpec;
+
+/// The component name of the leadership entry (`/controller/procdeploy`): one replica runs processes.
+pub const LEADER: &str = "procdeploy";
+/// The deployment type this deployer runs.
+pub const KIND: &str = "process-direct";
+
+pub struct ProcessDeployer {
+    pub config: Config,
+    /// Each process's output is appended to `<log_dir>/<deploy_id>.log`.
+    pub log_dir: PathBuf,
+    /// How long a process has between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Lease TTL of the leadership entry, seconds.
+    pub lease_ttl: i64,
+    pub metrics: Metrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Event {
+    /// started, finished, failed or stopped
+    pub event: String,
+}
+
+/// The deployer's Prometheus metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub processes: Family<Event, Counter>,
+    pub running: Gauge,
+}
+
+impl Metrics {
+    /// Metrics registered under `sdp_procdeploy_` in `registry`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics::default();
+        let r = registry.sub_registry_with_prefix("sdp_procdeploy");
+        r.register("processes", "processes started and ended, by event", m.processes.clone());
+        r.register("running", "processes running now", m.running.clone());
+        m
+    }
+
+    fn count(&self, event: &str) {
+        self.processes.get_or_create(&Event { event: event.into() }).inc();
+    }
+}
+
+/// A running deployer; [`Running::stop`] ends its processes before it goes.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+    grace: Duration,
+}
+
+/// Starts the deployer: whenever this replica leads, it runs the processes.
+pub fn start(d: ProcessDeployer) -> Running {
+    let (stop, stop_rx) = watch::channel(false);
+    let (stopped_tx, stopped) = watch::channel(false);
+    let grace = d.grace;
+    let task = tokio::spawn(async move {
+        sdp_config::run_while_leading(&d.config.clone(), LEADER, d.lease_ttl, || {
+            run_processes(&d, stop_rx.clone(), stopped_tx.clone())
+        })
+        .await
+    });
+    Running { stop, stopped, task, grace }
+}
+
+impl Running {
+    /// Stops every process (SIGTERM, then SIGKILL after the grace period) and the deployer. The states stay
+    /// RUNNING: a deployer started later starts them again.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let limit = self.grace + Duration::from_secs(5);
+        if tokio::time::timeout(limit, self.stopped.wait_for(|s| *s)).await.is_err() {
+            tracing::warn!("the process deployer did not stop in time");
+        }
+        self.task.abort();
+    }
+}
+
+/// A process this deployer runs.
+struct Child {
+    spec: ProcessSpec,
+    pgid: u32,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// The running processes. Dropped without [`Children::stop_all`] (the lead lost, the task aborted), it still
+/// ends them: another replica is about to start them.
+struct Children {
+    running: HashMap<String, Child>,
+    grace: Duration,
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        let groups: Vec<u32> = self.running.values().map(|c| c.pgid).collect();
+        if groups.is_empty() {
+            return;
+        }
+        for &pgid in &groups {
+            process::signal_group(pgid, libc::SIGTERM);
+        }
+        let grace = self.grace;
+        std::thread::spawn(move || {
+            std::thread::sleep(grace);
+            for pgid in groups {
+                process::signal_group(pgid, libc::SIGKILL);
+            }
+        });
+    }
+}
+
+type Exit = (String, std::io::Result<ExitStatus>, bool);
+
+/// Waits for a process to end; on a stop request, SIGTERM, then SIGKILL after `grace`. Whatever the process
+/// left in its group goes with it. Returns whether it was stopped.
+async fn supervise(
+    id: String,
+    mut child: tokio::process::Child,
+    pgid: u32,
+    grace: Duration,
+    stop: oneshot::Receiver<()>,
+) -> Exit {
+    let (status, stopped) = tokio::select! {
+        status = child.wait() => (status, false),
+        _ = stop => {
+            process::signal_group(pgid, libc::SIGTERM);
+            let status = match tokio::time::timeout(grace, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    process::signal_group(pgid, libc::SIGKILL);
+                    child.wait().await
+                }
+            };
+            (status, true)
+        }
+    };
+    process::signal_group(pgid, libc::SIGKILL);
+    (id, status, stopped)
+}
+
+async fn read_entries(t: Txn) -> Result<BTreeMap<String, Entry>, Error> {
+    let below = format!("{}/", paths::DEPLOY);
+    let mut specs = BTreeMap::new();
+    let mut states = BTreeMap::new();
+    for (path, text) in t.list_values(&below, 1).await? {
+        let Some(rest) = path.strip_prefix(&below) else { continue };
+        match rest.split_once('/') {
+            None => {
+                // Entries that are not JSON belong to no type; the Helm deployer reports them.
+                if let Ok(d) = serde_json::from_str::<Deployment>(&text) {
+                    if d.kind == KIND {
+                        specs.insert(rest.to_string(), ProcessSpec::from_args(&d.args));
+                    }
+                }
+            }
+            Some((id, "state")) => {
+                states.insert(id.to_string(), serde_json::from_str::<Value>(&text).ok());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(specs
+        .into_iter()
+        .map(|(id, spec)| {
+            let state = states.remove(&id).flatten();
+            (id, Entry { spec, state })
+        })
+        .collect())
+}
+
+/// Ends processes an earlier deployer recorded as running and that still run (it was killed before it could
+/// stop them): nothing runs twice.
+async fn end_leftovers(entries: &BTreeMap<String, Entry>, grace: Duration) {
+    for (id, entry) in entries {
+        let Some(state) = &entry.state else { continue };
+        let recorded = |field: &str| state.get(field).and_then(Value::as_u64);
+        let (Some("RUNNING"), Some(pid), Some(ticks)) =
+            (state.get("status").and_then(Value::as_str), recorded("pid"), recorded("pid_start"))
+        else {
+            continue;
+        };
+        let pid = pid as u32;
+        if !process::still_running(pid, ticks) {
+            continue;
+        }
+        tracing::warn!(deploy_id = id, pid, "a process an earlier deployer started still runs: stopping it");
+        process::signal_group(pid, libc::SIGTERM);
+        let deadline = tokio::time::Instant::now() + grace;
+        while process::still_running(pid, ticks) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        process::signal_group(pid, libc::SIGKILL);
+    }
+}
+
+fn log_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.log"))
+}
+
+fn note_in_log(log: &Path, line: &str) {
+    use std::io::Write as _;
+    let written = std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))
+        .and_then(|_| std::fs::File::options().create(true).append(true).open(log))
+        .and_then(|mut f| writeln!(f, "--- {} {line}", chrono::Utc::now().to_rfc3339()));
+    if let Err(e) = written {
+        tracing::warn!(log = %log.display(), error = %e, "cannot write the process log");
+    }
+}
+
+/// Runs the processes while leading, until a stop is asked for.
+async fn run_processes(
+    d: &ProcessDeployer,
+    mut stop: watch::Receiver<bool>,
+    stopped: watch::Sender<bool>,
+) -> Result<(), Error> {
+    if *stop.borrow() {
+        return std::future::pending().await;
+    }
+    let mut watcher = d.config.watcher().with_timeout(Duration::from_secs(30));
+    let mut children = Children { running: HashMap::new(), grace: d.grace };
+    let mut exits: JoinSet<Exit> = JoinSet::new();
+    let mut ended: BTreeMap<String, ProcessSpec> = BTreeMap::new();
+    let mut entries: Option<BTreeMap<String, Entry>> = None;
+    loop {
+        if let Some(entries) = &entries {
+            let running = children.running.iter().map(|(id, c)| (id.clone(), c.spec.clone())).collect();
+            for action in plan(entries, &running, &ended) {
+                apply(d, action, &mut children, &mut exits, &mut ended).await;
+            }
+        }
+        tokio::select! {
+            () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                for child in children.running.values_mut() {
+                    if let Some(stop) = child.stop.take() {
+                        let _ = stop.send(());
+                    }
+                }
+                while let Some(exit) = exits.join_next().await {
+                    if let Ok((id, _, _)) = exit {
+                        children.running.remove(&id);
+                        d.metrics.count("stopped");
+                    }
+                }
+                d.metrics.running.set(0);
+                let _ = stopped.send(true);
+                tracing::info!("process deployer stopped its processes");
+                return std::future::pending().await;
+            }
+            read = watcher.txn(read_entries) => {
+                let read = read?;
+                if entries.is_none() {
+                    end_leftovers(&read, d.grace).await;
+                }
+                ended.retain(|id, _| read.contains_key(id));
+                entries = Some(read);
+            }
+            Some(exit) = exits.join_next(), if !exits.is_empty() => {
+                let Ok((id, status, was_stopped)) = exit else { continue };
+                let Some(child) = children.running.remove(&id) else { continue };
+                d.metrics.running.set(children.running.len() as i64);
+                let log = log_path(&d.log_dir, &id);
+                if was_stopped {
+                    d.metrics.count("stopped");
+                    note_in_log(&log, "stopped");
+                    tracing::info!(deploy_id = id, "process stopped");
+                    continue;
+                }
+                let fields = match status {
+                    Ok(status) => process::outcome(status),
+                    Err(e) => json!({"status": "FAILED", "error": format!("cannot wait for the process: {e}")}),
+                };
+                let status = fields["status"].as_str().unwrap_or("FAILED").to_string();
+                d.metrics.count(&status.to_lowercase());
+                note_in_log(&log, &format!("ended: {}", fields["error"].as_str().unwrap_or("exit code 0")));
+                tracing::info!(deploy_id = id, status, error = ?fields["error"].as_str(), "process ended");
+                d.config.record_deployment_state(&id, fields).await;
+                ended.insert(id, child.spec);
+            }
+        }
+    }
+}
+
+async fn apply(
+    d: &ProcessDeployer,
+    action: Action,
+    children: &mut Children,
+    exits: &mut JoinSet<Exit>,
+    ended: &mut BTreeMap<String, ProcessSpec>,
+) {
+    match action {
+        Action::Reject(id, error) => {
+            tracing::warn!(deploy_id = id, error, "process-direct entry cannot run");
+            d.config.record_deployment_state(&id, json!({"status": "FAILED", "error": error})).await;
+        }
+        Action::Stop(id) => {
+            if let Some(stop) = children.running.get_mut(&id).and_then(|c| c.stop.take()) {
+                tracing::info!(deploy_id = id, "stopping the process");
+                let _ = stop.send(());
+            }
+        }
+        Action::Start(id, spec) => {
+            let log = log_path(&d.log_dir, &id);
+            note_in_log(&log, &format!("starting: {}", spec.command_line().join(" ")));
+            match process::start(&spec, &log).await {
+                Ok(child) => {
+                    let pid = child.id().unwrap_or_default();
+                    d.config
+                        .record_deployment_state(
+                            &id,
+                            json!({
+                                "status": "RUNNING", "pid": pid, "pid_start": process::start_ticks(pid),
+                                "command": spec.command_line(), "log": log.display().to_string(),
+                                "started": chrono::Utc::now().to_rfc3339(),
+                                "exit_code": null, "signal": null, "error": null,
+                            }),
+                        )
+                        .await;
+                    tracing::info!(deploy_id = id, pid, log = %log.display(), "process started");
+                    d.metrics.count("started");
+                    let (stop, stop_rx) = oneshot::channel();
+                    exits.spawn(supervise(id.clone(), child, pid, d.grace, stop_rx));
+                    children.running.insert(id, Child { spec, pgid: pid, stop: Some(stop) });
+                    d.metrics.running.set(children.running.len() as i64);
+                }
+                Err(e) => {
+                    let error = format!("cannot start {}: {e}", spec.program);
+                    tracing::warn!(deploy_id = id, error, "process did not start");
+                    note_in_log(&log, &error);
+                    d.metrics.count("failed");
+                    d.config.record_deployment_state(&id, json!({"status": "FAILED", "error": error})).await;
+                    ended.insert(id, spec);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! What to start and stop, from the entries, their states and the processes this deployer runs.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::spec::ProcessSpec;
+
+/// A `process-direct` entry as read: its process, or why it cannot run; and its recorded state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub spec: Result<ProcessSpec, String>,
+    pub state: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Start(String, ProcessSpec),
+    /// SIGTERM, then SIGKILL after the grace period: the entry is gone or asks for another process.
+    Stop(String),
+    /// The entry cannot run: recorded as FAILED with the reason.
+    Reject(String, String),
+}
+
+/// Whether a recorded state says the process ended (it is not started again).
+pub fn ended(state: Option<&Value>) -> bool {
+    matches!(state.and_then(|s| s.get("status")).and_then(Value::as_str), Some("FINISHED" | "FAILED"))
+}
+
+/// The actions that make the processes match the entries. `running` are the processes this deployer runs
+/// (by the spec they run); `ended` the ones that ended under it, whose states may not be read back yet. A
+/// process that ended (FINISHED or FAILED) is not started again until its entry is recreated; one recorded
+/// as RUNNING by an earlier deployer is started again (its process went with that deployer). An invalid
+/// entry leaves a running process as it is: stopping it takes deleting the entry.
+pub fn plan(
+    entries: &BTreeMap<String, Entry>,
+    running: &BTreeMap<String, ProcessSpec>,
+    ended_here: &BTreeMap<String, ProcessSpec>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (id, spec) in running {
+        match entries.get(id).map(|e| &e.spec) {
+            None => actions.push(Action::Stop(id.clone())),
+            Some(Ok(wanted)) if wanted != spec => actions.push(Action::Stop(id.clone())),
+            Some(_) => {}
+        }
+    }
+    for (id, entry) in entries {
+        if running.contains_key(id) {
+            continue;
+        }
+        match &entry.spec {
+            Err(error) => {
+                let recorded = entry.state.as_ref().and_then(|s| s.get("error")).and_then(Value::as_str);
+                if recorded != Some(error.as_str()) {
+                    actions.push(Action::Reject(id.clone(), error.clone()));
+                }
+            }
+            Ok(spec) => {
+                let ended_with_this = ended_here.get(id).is_some_and(|s| s == spec);
+                let ended_before = !ended_here.contains_key(id) && ended(entry.state.as_ref());
+                if !ended_with_this && !ended_before {
+                    actions.push(Action::Start(id.clone(), spec.clone()));
+                }
+            }
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(program: &str) -> ProcessSpec {
+        ProcessSpec { program: program.into(), args: vec![], env: Default::default() }
+    }
+
+    fn entry(program: &str, state: Option<Value>) -> Entry {
+        Entry { spec: Ok(spec(program)), state }
+    }
+
+    #[test]
+    fn starts_new_entries_and_those_an_earlier_deployer_ran() {
+        let entries = BTreeMap::from([
+            ("new".to_string(), entry("a", None)),
+            ("was-running".to_string(), entry("b", Some(json!({"status": "RUNNING", "pid": 7})))),
+        ]);
+        assert_eq!(
+            plan(&entries, &BTreeMap::new(), &BTreeMap::new()),
+            [Action::Start("new".into(), spec("a")), Action::Start("was-running".into(), spec("b"))]
+        );
+    }
+
+    #[test]
+    fn ended_processes_are_not_started_again() {
+        let entries = BTreeMap::from([
+            ("done".to_string(), entry("a", Some(json!({"status": "FINISHED"})))),
+            ("failed".to_string(), entry("a", Some(json!({"status": "FAILED", "signal": 9})))),
+            // Ended under this deployer; the state read is older than its exit.
+            ("just-ended".to_string(), entry("a", Some(json!({"status": "RUNNING"})))),
+        ]);
+        let ended = BTreeMap::from([("just-ended".to_string(), spec("a"))]);
+        assert_eq!(plan(&entries, &BTreeMap::new(), &ended), []);
+        // An entry changed since its process ended runs the new process.
+        let changed = BTreeMap::from([("just-ended".to_string(), entry("b", Some(json!({"status": "FINISHED"}))))]);
+        assert_eq!(plan(&changed, &BTreeMap::new(), &ended), [Action::Start("just-ended".into(), spec("b"))]);
+    }
+
+    #[test]
+    fn stops_processes_whose_entry_went_or_changed() {
+        let running = BTreeMap::from([
+            ("gone".to_string(), spec("a")),
+            ("changed".to_string(), spec("a")),
+            ("same".to_string(), spec("a")),
+            ("broken".to_string(), spec("a")),
+        ]);
+        let entries = BTreeMap::from([
+            ("changed".to_string(), entry("b", None)),
+            ("same".to_string(), entry("a", None)),
+            ("broken".to_string(), Entry { spec: Err("bad".into()), state: None }),
+        ]);
+        assert_eq!(
+            plan(&entries, &running, &BTreeMap::new()),
+            [Action::Stop("changed".into()), Action::Stop("gone".into())]
+        );
+    }
+
+    #[test]
+    fn invalid_entries_are_rejected_once() {
+        let bad = |state| BTreeMap::from([("x".to_string(), Entry { spec: Err("no command".into()), state })]);
+        assert_eq!(
+            plan(&bad(None), &BTreeMap::new(), &BTreeMap::new()),
+            [Action::Reject("x".into(), "no command".into())]
+        );
+        let recorded = Some(json!({"status": "FAILED", "error": "no command"}));
+        assert_eq!(plan(&bad(recorded), &BTreeMap::new(), &BTreeMap::new()), []);
+    }
+}

@@ -1,0 +1,324 @@
+//! What a processing script uses: claim its processing block, read its parameters, deploy execution engines
+//! (Helm charts or processes) and wait until they are ready, report progress and receive addresses in
+//! `/pb/<id>/state`, idle until released, and always remove what it deployed.
+//!
+//! [`scripts`] holds the scripts the platform ships, written on this API; `sdp script <name> <pb_id>` runs
+//! one (the processing controller deploys that command).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use sdp_config::keys::paths;
+use sdp_config::{Config, Deployment, Lease, ProcessingBlock};
+
+mod readiness;
+pub mod scripts;
+
+pub use readiness::{readiness, Readiness};
+
+/// Seconds the owner entry outlives a script that stopped renewing its lease (killed, or cut off).
+pub const OWNER_LEASE_TTL: i64 = 10;
+
+/// How a processing block stopped being this script's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// `/pb/<id>` was deleted.
+    Deleted,
+    /// The owner entry no longer names this process (its lease expired or was revoked).
+    OwnershipLost,
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Release::Deleted => "the processing block was deleted",
+            Release::OwnershipLost => "this process no longer owns the processing block",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    #[error(transparent)]
+    Config(#[from] sdp_config::Error),
+    #[error("processing block {0} does not exist: create it first (sdpcfg process <type>:<script>:<version>)")]
+    NoSuchBlock(String),
+    #[error("{0}")]
+    Released(Release),
+    #[error("deployment {id} failed: {error}")]
+    DeploymentFailed { id: String, error: String },
+    #[error("invalid parameters: {0}")]
+    Parameters(String),
+    #[error("no processing script {0:?}: the platform has {names}", names = scripts::NAMES.join(", "))]
+    UnknownScript(String),
+}
+
+/// An execution engine to deploy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Engine {
+    /// A chart the Helm deployer installs (renders without a cluster), with flat `--set`-style values.
+    Helm { chart: String, values: Value },
+    /// A process the process deployer runs: program and arguments, extra environment.
+    Process { command: Vec<String>, env: BTreeMap<String, String> },
+    /// Any deployment type with its `args` as given (e.g. from a block's parameters).
+    Entry { kind: String, args: Value },
+}
+
+impl Engine {
+    fn deployment(&self, deploy_id: &str) -> Deployment {
+        let (kind, args) = match self {
+            Engine::Helm { chart, values } => ("helm", json!({"chart": chart, "values": values})),
+            Engine::Process { command, env } => ("process-direct", json!({"command": command, "env": env})),
+            Engine::Entry { kind, args } => (kind.as_str(), args.clone()),
+        };
+        Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args }
+    }
+}
+
+/// A processing block this process owns: the owner entry lives on a lease renewed in the background.
+pub struct Claim {
+    config: Config,
+    pb: ProcessingBlock,
+    lease: Lease,
+    /// What this script deployed and has not removed.
+    deployed: Mutex<Vec<String>>,
+}
+
+impl Claim {
+    /// Takes `pb_id`: writes `/pb/<pb_id>/owner` (this process's command, host name and PID) on a lease. While
+    /// another process owns it (an earlier run whose lease has not expired yet), waits.
+    pub async fn take(config: &Config, pb_id: &str) -> Result<Claim, ScriptError> {
+        enum Taken {
+            Yes(Box<ProcessingBlock>),
+            Busy,
+            NoBlock,
+        }
+        let lease = config.lease(OWNER_LEASE_TTL).await?;
+        let mut watcher = config.watcher();
+        let mut said_busy = false;
+        loop {
+            let taken = watcher
+                .txn(|t| {
+                    let lease = &lease;
+                    async move {
+                        let Some(pb) = t.get_processing_block(pb_id).await? else { return Ok(Taken::NoBlock) };
+                        match t.take_processing_block(pb_id, lease).await {
+                            Ok(()) => Ok(Taken::Yes(Box::new(pb))),
+                            Err(sdp_config::Error::Collision(_)) => Ok(Taken::Busy),
+                            Err(e) => Err(e),
+                        }
+                    }
+                })
+                .await?;
+            match taken {
+                Taken::Yes(pb) => {
+                    tracing::info!(pb_id, "claimed the processing block");
+                    return Ok(Claim { config: config.clone(), pb: *pb, lease, deployed: Mutex::new(Vec::new()) });
+                }
+                Taken::NoBlock => return Err(ScriptError::NoSuchBlock(pb_id.to_string())),
+                Taken::Busy if !std::mem::replace(&mut said_busy, true) => {
+                    tracing::info!(pb_id, "another process owns the processing block; waiting for it to let go")
+                }
+                Taken::Busy => {}
+            }
+        }
+    }
+
+    pub fn pb(&self) -> &ProcessingBlock {
+        &self.pb
+    }
+
+    pub fn pb_id(&self) -> &str {
+        &self.pb.pb_id
+    }
+
+    pub fn parameters(&self) -> &Value {
+        &self.pb.parameters
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Merges `fields` into `/pb/<pb_id>/state` (a null removes a field), while the block exists.
+    pub async fn update_state(&self, fields: Value) -> Result<(), ScriptError> {
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        let pb_id = self.pb_id();
+        self.config
+            .txn(|t| {
+                let fields = &fields;
+                async move {
+                    if t.get(&paths::pb(pb_id)).await?.is_some() {
+                        t.merge_state(&paths::pb_state(pb_id), fields).await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes receive addresses (per scan type) where the subarray device reads them.
+    pub async fn set_receive_addresses(&self, addresses: Value) -> Result<(), ScriptError> {
+        self.update_state(json!({"receiveAddresses": addresses})).await
+    }
+
+    /// Deploys `engine` as `<pb_id>-<name>` and lists it in the block's state; returns the deployment ID.
+    /// Deploying the same again changes nothing (a restarted script finds its engine as it left it).
+    pub async fn deploy(&self, name: &str, engine: &Engine) -> Result<String, ScriptError> {
+        let deploy_id = format!("{}-{name}", self.pb_id());
+        let deployment = engine.deployment(&deploy_id);
+        deployment.validate()?;
+        let pb_id = self.pb_id();
+        self.config
+            .txn(|t| {
+                let deployment = &deployment;
+                async move {
+                    if t.get_deployment(&deployment.deploy_id).await?.as_ref() != Some(deployment) {
+                        t.put_json(&paths::deploy(&deployment.deploy_id), deployment).await?;
+                    }
+                    let state = t.get_processing_block_state(pb_id).await?.unwrap_or(Value::Null);
+                    let mut listed: Vec<Value> =
+                        state.get("deployments").and_then(Value::as_array).cloned().unwrap_or_default();
+                    if !listed.iter().any(|d| d == deployment.deploy_id.as_str()) {
+                        listed.push(json!(deployment.deploy_id));
+                        let fields = Map::from_iter([("deployments".to_string(), Value::Array(listed))]);
+                        t.merge_state(&paths::pb_state(pb_id), &fields).await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        let mut deployed = self.deployed.lock().expect("not poisoned");
+        if !deployed.contains(&deploy_id) {
+            deployed.push(deploy_id.clone());
+        }
+        tracing::info!(deploy_id, "deployment requested");
+        Ok(deploy_id)
+    }
+
+    /// Removes a deployment this script made (its deployer uninstalls or stops it).
+    pub async fn remove(&self, deploy_id: &str) -> Result<(), ScriptError> {
+        let pb_id = self.pb_id();
+        self.config
+            .txn(|t| async move {
+                t.delete(&paths::deploy(deploy_id), false, true).await?;
+                if let Some(state) = t.get_processing_block_state(pb_id).await? {
+                    if let Some(listed) = state.get("deployments").and_then(Value::as_array) {
+                        let kept: Vec<Value> = listed.iter().filter(|d| *d != deploy_id).cloned().collect();
+                        if kept.len() != listed.len() {
+                            let fields = Map::from_iter([("deployments".to_string(), Value::Array(kept))]);
+                            t.merge_state(&paths::pb_state(pb_id), &fields).await?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        self.deployed.lock().expect("not poisoned").retain(|d| d != deploy_id);
+        tracing::info!(deploy_id, "deployment removed");
+        Ok(())
+    }
+
+    /// Waits until `deploy_id` is ready ([`readiness`]); returns its state. Fails if it cannot become ready or
+    /// the block is released meanwhile.
+    pub async fn wait_ready(&self, deploy_id: &str) -> Result<Value, ScriptError> {
+        let pb_id = self.pb_id();
+        let mut watcher = self.config.watcher().with_timeout(Duration::from_secs(30));
+        let mut last_reason = String::new();
+        let waiting = async {
+            loop {
+                let (released, state) = watcher
+                    .txn(|t| async move {
+                        let released = released_by(&t, pb_id).await?;
+                        Ok((released, t.get_deployment_state(deploy_id).await?))
+                    })
+                    .await?;
+                if let Some(release) = released {
+                    return Err(ScriptError::Released(release));
+                }
+                match readiness(state.as_ref()) {
+                    Readiness::Ready => {
+                        tracing::info!(deploy_id, "deployment ready");
+                        return Ok(state.unwrap_or_default());
+                    }
+                    Readiness::Failed(error) => {
+                        return Err(ScriptError::DeploymentFailed { id: deploy_id.to_string(), error })
+                    }
+                    Readiness::Waiting(reason) => {
+                        if reason != last_reason {
+                            tracing::info!(deploy_id, reason, "waiting for the deployment");
+                            last_reason = reason;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            ready = waiting => ready,
+            _ = self.lease.lost() => Err(ScriptError::Released(Release::OwnershipLost)),
+        }
+    }
+
+    /// Waits until the block is deleted or this process no longer owns it.
+    pub async fn until_released(&self) -> Result<Release, ScriptError> {
+        let pb_id = self.pb_id();
+        let mut watcher = self.config.watcher().with_timeout(Duration::from_secs(30));
+        let released = async {
+            loop {
+                if let Some(release) = watcher.txn(|t| async move { released_by(&t, pb_id).await }).await? {
+                    return Ok::<_, ScriptError>(release);
+                }
+            }
+        };
+        tokio::select! {
+            release = released => release,
+            _ = self.lease.lost() => Ok(Release::OwnershipLost),
+        }
+    }
+
+    /// Ends the claim: removes every deployment this script made, records how it ended (FINISHED, or FAILED
+    /// with the error; nothing when it was released or stopped) and lets go of the owner entry.
+    pub async fn finish(self, outcome: &Result<Outcome, ScriptError>) {
+        let deployed = self.deployed.lock().expect("not poisoned").clone();
+        for deploy_id in deployed.iter().rev() {
+            if let Err(e) = self.remove(deploy_id).await {
+                tracing::error!(deploy_id, error = %e, "cannot remove a deployment");
+            }
+        }
+        let fields = match outcome {
+            Ok(Outcome::Finished) => Some(json!({"status": "FINISHED", "error": null})),
+            Ok(Outcome::Released(_) | Outcome::Stopped) | Err(ScriptError::Released(_)) => None,
+            Err(e) => Some(json!({"status": "FAILED", "error": e.to_string()})),
+        };
+        if let Some(fields) = fields {
+            if let Err(e) = self.update_state(fields).await {
+                tracing::error!(error = %e, "cannot record how the script ended");
+            }
+        }
+        if let Err(e) = self.lease.revoke().await {
+            tracing::warn!(error = %e, "cannot revoke the owner lease; the owner entry goes when it expires");
+        }
+    }
+}
+
+/// How a script's work ended, when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its work is done (batch): FINISHED.
+    Finished,
+    /// The block was deleted or taken away.
+    Released(Release),
+    /// SIGTERM or Ctrl-C: its deployer stops it.
+    Stopped,
+}
+
+async fn released_by(t: &sdp_config::Txn, pb_id: &str) -> Result<Option<Release>, sdp_config::Error> {
+    if t.get(&paths::pb(pb_id)).await?.is_none() {
+        return Ok(Some(Release::Deleted));
+    }
+    Ok((!t.is_processing_block_owner(pb_id).await?).then_some(Release::OwnershipLost))
+}

@@ -1,0 +1,115 @@
+//! The processing scripts shipped with the platform, the seed's scripts on this API. Each runs as
+//! `sdp script <name> <pb_id>` with the configuration database from `SDP_CONFIG_HOST`/`SDP_CONFIG_PORT`.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::{Claim, Outcome, ScriptError};
+
+mod testdask;
+mod testdeploy;
+mod vis_receive;
+
+pub use vis_receive::{receive_addresses, receive_hosts};
+
+/// The scripts `sdp script` runs, as the script definitions name them.
+pub const NAMES: &[&str] = &["testdask", "vis_receive", "testdeploy", "teststate", "test_batch"];
+
+/// Claims `pb_id`, runs script `name` on it until it finishes, fails, is released or gets SIGTERM, then
+/// removes its deployments, records how it ended and lets go of the block.
+pub async fn run(name: &str, pb_id: &str) -> Result<Outcome, ScriptError> {
+    if !NAMES.contains(&name) {
+        return Err(ScriptError::UnknownScript(name.to_string()));
+    }
+    let config = sdp_config::Config::from_env().await?;
+    let mut stop = pin!(sdp_ops::shutdown_signal());
+    let claim = tokio::select! {
+        claim = Claim::take(&config, pb_id) => claim?,
+        _ = &mut stop => return Ok(Outcome::Stopped),
+    };
+    claim.update_state(json!({"status": "RUNNING", "error": null})).await?;
+    let work = async {
+        match name {
+            "testdask" => testdask::run(&claim).await,
+            "vis_receive" => vis_receive::run(&claim).await,
+            "testdeploy" => testdeploy::run(&claim).await,
+            "teststate" => teststate(&claim).await,
+            _ => test_batch(&claim).await,
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = work => match outcome {
+            Err(ScriptError::Released(release)) => Ok(Outcome::Released(release)),
+            outcome => outcome,
+        },
+        _ = &mut stop => Ok(Outcome::Stopped),
+    };
+    match &outcome {
+        Ok(outcome) => tracing::info!(?outcome, "script done"),
+        Err(e) => tracing::error!(error = %e, "script failed"),
+    }
+    claim.finish(&outcome).await;
+    outcome
+}
+
+/// The namespace engines are deployed into (the processing controller passes it).
+fn namespace() -> String {
+    std::env::var("SDP_HELM_NAMESPACE").unwrap_or_else(|_| "sdp".into())
+}
+
+/// A whole-number parameter with a default and limits.
+fn count_parameter(claim: &Claim, name: &str, default: u64, max: u64) -> Result<u64, ScriptError> {
+    match claim.parameters().get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ScriptError::Parameters(format!("{name} is {v}: expected a whole number from 1 to {max}"))),
+    }
+}
+
+/// Realtime blocks idle until released; batch blocks are done.
+async fn idle_or_finish(claim: &Claim) -> Result<Outcome, ScriptError> {
+    if claim.pb().workflow.kind == "batch" {
+        return Ok(Outcome::Finished);
+    }
+    tracing::info!("done; idling until the processing block is released");
+    Ok(Outcome::Released(claim.until_released().await?))
+}
+
+/// Sleeps `duration`, or returns early with the release.
+async fn sleep_unless_released(claim: &Claim, duration: Duration) -> Result<(), ScriptError> {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => Ok(()),
+        release = claim.until_released() => Err(ScriptError::Released(release?)),
+    }
+}
+
+/// The original's error-propagation test: publishes the state a subarray would, then, after `duration`
+/// seconds (default 180), reports `"state": "error"`.
+async fn teststate(claim: &Claim) -> Result<Outcome, ScriptError> {
+    let state = |state: &str| {
+        json!({"state": state, "subarray": "ON-test", "obsState": "SCANNING-test",
+               "receiveAddresses": {"1": {"1": ["0.0.0.0", 1024]}}})
+    };
+    claim.update_state(state("executing")).await?;
+    let seconds = count_parameter(claim, "duration", 180, 86_400)?;
+    sleep_unless_released(claim, Duration::from_secs(seconds)).await?;
+    claim.update_state(state("error")).await?;
+    tracing::info!("state set to error");
+    Ok(Outcome::Finished)
+}
+
+/// A batch script that finishes by itself: `duration` seconds (default 5) of work, its progress recorded
+/// each second.
+async fn test_batch(claim: &Claim) -> Result<Outcome, ScriptError> {
+    let seconds = count_parameter(claim, "duration", 5, 86_400)?;
+    for done in 0..seconds {
+        claim.update_state(json!({"progress": format!("{done}/{seconds}")})).await?;
+        sleep_unless_released(claim, Duration::from_secs(1)).await?;
+    }
+    claim.update_state(json!({"progress": format!("{seconds}/{seconds}")})).await?;
+    Ok(Outcome::Finished)
+}

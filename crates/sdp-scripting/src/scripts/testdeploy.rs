@@ -1,0 +1,89 @@
+//! `testdeploy`: every parameter `<name>: {"type": ..., "args": ...}` becomes the deployment
+//! `<pb_id>-<name>`, and follows the parameters while the block lives: a changed one is replaced, a removed
+//! one removed. E.g. `{"sleeper": {"type": "process-direct", "args": {"args": ["sleep infinity"], "shell": true}}}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{Claim, Engine, Outcome, Release, ScriptError};
+
+/// The deployments the parameters ask for, by name; parameters that are not deployments are left out.
+pub fn wanted(parameters: &Value) -> BTreeMap<String, Engine> {
+    let Some(parameters) = parameters.as_object() else { return BTreeMap::new() };
+    parameters
+        .iter()
+        .filter_map(|(name, p)| {
+            let kind = p.get("type")?.as_str()?.to_string();
+            Some((name.clone(), Engine::Entry { kind, args: p.get("args").cloned().unwrap_or(Value::Null) }))
+        })
+        .collect()
+}
+
+pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
+    let pb_id = claim.pb_id().to_string();
+    let mut watcher = claim.config().watcher().with_timeout(Duration::from_secs(30));
+    let mut made: BTreeMap<String, (Engine, String)> = BTreeMap::new();
+    loop {
+        let read = watcher
+            .txn(|t| {
+                let pb_id = &pb_id;
+                async move {
+                    let Some(pb) = t.get_processing_block(pb_id).await? else { return Ok(Err(Release::Deleted)) };
+                    if !t.is_processing_block_owner(pb_id).await? {
+                        return Ok(Err(Release::OwnershipLost));
+                    }
+                    Ok(Ok(pb.parameters))
+                }
+            })
+            .await?;
+        let parameters = match read {
+            Ok(parameters) => parameters,
+            Err(release) => return Ok(Outcome::Released(release)),
+        };
+        let wanted = wanted(&parameters);
+        let stale: Vec<String> =
+            made.iter().filter(|(name, (e, _))| wanted.get(*name) != Some(e)).map(|(n, _)| n.clone()).collect();
+        for name in stale {
+            if let Some((_, deploy_id)) = made.remove(&name) {
+                claim.remove(&deploy_id).await?;
+            }
+        }
+        for (name, engine) in wanted {
+            if made.contains_key(&name) {
+                continue;
+            }
+            match claim.deploy(&name, &engine).await {
+                Ok(deploy_id) => {
+                    made.insert(name, (engine, deploy_id));
+                }
+                // A parameter that is not a valid deployment is reported, not fatal.
+                Err(ScriptError::Config(sdp_config::Error::Invalid(error))) => {
+                    tracing::warn!(name, error, "parameter is not a valid deployment")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deployments_from_parameters() {
+        let wanted = wanted(&json!({
+            "sleeper": {"type": "process-direct", "args": {"args": ["sleep infinity"], "shell": true}},
+            "not-a-deployment": 3,
+            "untyped": {"args": {}},
+        }));
+        assert_eq!(wanted.keys().collect::<Vec<_>>(), ["sleeper"]);
+        assert_eq!(
+            wanted["sleeper"],
+            Engine::Entry { kind: "process-direct".into(), args: json!({"args": ["sleep infinity"], "shell": true}) }
+        );
+    }
+}
