@@ -14,7 +14,9 @@ use tokio::process::Child;
 
 use crate::spec::ProcessSpec;
 
-type SpawnRequest = (tokio::process::Command, tokio::sync::oneshot::Sender<std::io::Result<Child>>);
+/// A command to start, the runtime that waits for it, and where to send it.
+type SpawnRequest =
+    (tokio::process::Command, tokio::runtime::Handle, tokio::sync::oneshot::Sender<std::io::Result<Child>>);
 
 /// The thread that starts every child. PR_SET_PDEATHSIG fires when the *thread* that forked the child ends,
 /// so the children are forked from one that lives as long as the process.
@@ -22,12 +24,11 @@ fn spawner() -> &'static std::sync::Mutex<mpsc::Sender<SpawnRequest>> {
     static SPAWNER: OnceLock<std::sync::Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("sdp-procdeploy-spawner".into())
             .spawn(move || {
-                let _entered = runtime.enter();
-                for (mut command, reply) in rx {
+                for (mut command, runtime, reply) in rx {
+                    let _entered = runtime.enter();
                     let _ = reply.send(command.spawn());
                 }
             })
@@ -69,7 +70,7 @@ pub async fn start(spec: &ProcessSpec, log: &Path) -> std::io::Result<Child> {
     spawner()
         .lock()
         .expect("the spawner channel is never poisoned")
-        .send((tokio::process::Command::from(command), reply))
+        .send((tokio::process::Command::from(command), tokio::runtime::Handle::current(), reply))
         .map_err(|_| std::io::Error::other("the process spawner thread is gone"))?;
     child.await.map_err(|_| std::io::Error::other("the process spawner thread is gone"))?
 }

@@ -6,60 +6,8 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions, PutOptions};
 use sdp_testkit::{free_port, wait_for_port, KillOnDrop};
 
-/// Starts `sdp up` with its configuration database on `port` and its LMC surface on a free port.
-fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
-    start_up_with_lmc(port, free_port(), data_dir)
-}
-
-/// `sdp up` on loopback ports with its own data directory, started there (outside the repository: the charts it
-/// deploys are its own), with the real helm, isolated from any cluster, external etcd or Tango database the
-/// environment names (callers add those they test).
-fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Command {
-    std::fs::create_dir_all(data_dir).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sdp"));
-    command
-        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .current_dir(data_dir)
-        .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
-        .env("SDP_STAGING_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env_remove("SDP_CHARTS_DIR")
-        .arg("--helm")
-        .arg(sdp_testkit::helm())
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("SDP_CONFIG_HOST")
-        .env_remove("TANGO_HOST")
-        .env("HOME", data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-/// The body of an HTTP GET on loopback.
-fn http_get(port: u16, path: &str) -> String {
-    let script = format!(
-        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}{path}').read().decode())"
-    );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A batch processing block running the testdask script; returns its ID.
-async fn create_batch_processing_block(config: &sdp_config::Config) -> String {
-    config
-        .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
-        .await
-        .unwrap()
-}
-
-fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
-    let child = KillOnDrop(up_command(port, lmc_port, data_dir).spawn().unwrap());
-    wait_for_port(port, Duration::from_secs(20), "sdp up");
-    wait_for_port(lmc_port, Duration::from_secs(20), "sdp up's LMC surface");
-    child
-}
+mod support;
+use support::{create_batch_processing_block, http_get, start_up, start_up_with_lmc, up_command};
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill() {
@@ -165,27 +113,30 @@ fn lmc_command_line() {
         rt.block_on(sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() })).unwrap();
     let pb = rt.block_on(config.txn(|t| async move { t.get_processing_block("xyz").await })).unwrap();
     assert_eq!(pb.unwrap().workflow.id, "vis_receive");
-    // The processing controller deploys the block's script.
+    // The processing controller runs the block's script, vis_receive, which deploys the receive processes
+    // (rendered: no cluster) and publishes their addresses, which the subarray device reads.
     let start = std::time::Instant::now();
-    loop {
-        let deployed = rt.block_on(config.txn(|t| async move { t.get_deployment("xyz-workflow").await })).unwrap();
-        if let Some(d) = deployed {
-            assert_eq!(d.args["values"]["pb_id"], "xyz");
-            break;
+    let addresses = loop {
+        let (ok, out) = lmc(&["read", "subarray_1", "receiveAddresses"]);
+        assert!(ok, "{out}");
+        if out.contains("xyz-receive-0") {
+            break out;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "no script deployment for the configured block");
+        assert!(start.elapsed() < Duration::from_secs(30), "no receive addresses: {out}");
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    let expected = serde_json::json!({"1": {
+        "host": [[0, "xyz-receive-0.xyz-receive.sdp.svc.cluster.local"]], "port": [[0, 9000, 1]]
+    }});
+    assert!(addresses.contains(&serde_json::to_string(&expected.to_string()).unwrap()), "{addresses}");
+    let script = rt.block_on(config.txn(|t| async move { t.get_deployment("xyz-workflow").await })).unwrap().unwrap();
+    assert_eq!(script.args["command"], serde_json::json!([env!("CARGO_BIN_EXE_sdp"), "script", "vis_receive", "xyz"]));
     // The controller counted what it did.
     let text = http_get(lmc_port, "/metrics");
     assert!(text.contains("sdp_processing_actions_total{action=\"create_deployment\"} 1"), "{text}");
-    // Without a cluster the deployer renders the script's chart.
-    let manifest = dir.path().join("rendered/xyz-workflow.yaml");
-    while !manifest.is_file() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the script deployment was not rendered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(std::fs::read_to_string(&manifest).unwrap().contains("workflow-vis-receive:0.1.0"));
+    assert!(text.contains("sdp_procdeploy_processes_total{event=\"started\"} 1"), "{text}");
+    let manifest = std::fs::read_to_string(dir.path().join("rendered/xyz-receive.yaml")).unwrap();
+    assert!(manifest.contains("kind: StatefulSet"), "{manifest}");
     let (ok, out) = lmc_at("http://127.0.0.1:1", &["devices"]);
     assert!(!ok && out.contains("cannot reach the LMC surface"), "{out}");
 }
@@ -263,6 +214,7 @@ fn up_with_a_cluster_runs_a_script_pod_from_anywhere() {
     let child = up_command(port, lmc_port, dir.path())
         .env("KUBECONFIG", &kubeconfig)
         .env("SDP_HELM_NAMESPACE", &namespace)
+        .env("SDP_SCRIPT_RUNNER", "helm")
         .spawn()
         .unwrap();
     let _server = KillOnDrop(child);

@@ -1,0 +1,162 @@
+//! The process deployer with real processes, on the embedded configuration database.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use sdp_config::{Config, Deployment};
+use sdp_testkit::{deployment_state, eventually, Embedded};
+
+fn deployer(config: &Config, logs: &Path, grace: Duration) -> sdp_procdeploy::Running {
+    sdp_procdeploy::start(sdp_procdeploy::ProcessDeployer {
+        config: config.clone(),
+        log_dir: logs.to_path_buf(),
+        grace,
+        lease_ttl: 2,
+        metrics: Default::default(),
+    })
+}
+
+async fn put(config: &Config, id: &str, args: Value) {
+    let d = Deployment { deploy_id: id.into(), kind: "process-direct".into(), args };
+    config.txn(|t| {
+        let d = &d;
+        async move { t.put_json(&sdp_config::keys::paths::deploy(id), d).await }
+    })
+    .await
+    .unwrap();
+}
+
+async fn delete(config: &Config, id: &str) {
+    config.txn(|t| async move { t.delete_deployment(id).await }).await.unwrap();
+}
+
+async fn status_is(config: &Config, id: &str, status: &str) -> bool {
+    deployment_state(config, id).await.is_some_and(|s| s["status"] == status)
+}
+
+fn alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn processes_run_end_and_report() {
+    let db = Embedded::start().await;
+    let config = db.config().await;
+    let logs = tempfile::tempdir().unwrap();
+    let running = deployer(&config, logs.path(), Duration::from_secs(5));
+
+    put(&config, "ok", json!({"command": ["sh", "-c", "echo hello $GREETING; exit 0"], "env": {"GREETING": "world"}})).await;
+    put(&config, "exit3", json!({"command": "sh", "args": ["-c", "exit 3"]})).await;
+    put(&config, "shell", json!({"args": ["kill -9 $$"], "shell": true})).await;
+    put(&config, "missing", json!({"command": "/nonexistent/program"})).await;
+    put(&config, "invalid", json!({"env": {"A": "1"}})).await;
+    eventually("every entry reported", LIMIT, || async {
+        status_is(&config, "ok", "FINISHED").await
+            && status_is(&config, "exit3", "FAILED").await
+            && status_is(&config, "shell", "FAILED").await
+            && status_is(&config, "missing", "FAILED").await
+            && status_is(&config, "invalid", "FAILED").await
+    })
+    .await;
+    let state = |id| {
+        let config = config.clone();
+        async move { deployment_state(&config, id).await.unwrap() }
+    };
+    assert_eq!(state("ok").await["exit_code"], 0);
+    assert_eq!(state("exit3").await["error"], "exited with code 3");
+    assert_eq!(state("shell").await["error"], "killed by signal 9 (SIGKILL)");
+    assert!(state("missing").await["error"].as_str().unwrap().contains("cannot start /nonexistent/program"));
+    assert!(state("invalid").await["error"].as_str().unwrap().contains("args.command is missing"));
+    let log = std::fs::read_to_string(logs.path().join("ok.log")).unwrap();
+    assert!(log.contains("starting: sh -c") && log.contains("hello world") && log.contains("ended: exit code 0"), "{log}");
+
+    // Ended processes are not started again, even by a deployer started later.
+    running.stop().await;
+    let again = deployer(&config, logs.path(), Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(std::fs::read_to_string(logs.path().join("ok.log")).unwrap(), log);
+    again.stop().await;
+    db.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_entry_stops_its_process_and_everything_it_started() {
+    let db = Embedded::start().await;
+    let config = db.config().await;
+    let logs = tempfile::tempdir().unwrap();
+    let marker = logs.path().join("child.pid");
+    let running = deployer(&config, logs.path(), Duration::from_millis(500));
+    // A process that ignores SIGTERM and has a child of its own: SIGKILL after the grace period, to both.
+    let script = format!("trap '' TERM; sleep 300 & echo $! > {}; wait", marker.display());
+    put(&config, "stubborn", json!({"command": ["sh", "-c", script]})).await;
+    eventually("the process running", LIMIT, || async { status_is(&config, "stubborn", "RUNNING").await && marker.is_file() }).await;
+    let pid = deployment_state(&config, "stubborn").await.unwrap()["pid"].as_u64().unwrap();
+    let child: u64 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    assert!(alive(pid) && alive(child));
+    delete(&config, "stubborn").await;
+    eventually("the process and its child gone", LIMIT, || async { !alive(pid) && !alive(child) }).await;
+    // Its state went with the entry and was not written back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(deployment_state(&config, "stubborn").await, None);
+    running.stop().await;
+    db.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_the_deployer_stops_its_processes_and_the_next_one_runs_them_once() {
+    let db = Embedded::start().await;
+    let config = db.config().await;
+    let logs = tempfile::tempdir().unwrap();
+    let first = deployer(&config, logs.path(), Duration::from_secs(5));
+    put(&config, "service", json!({"command": ["sleep", "300"]})).await;
+    eventually("running", LIMIT, || async { status_is(&config, "service", "RUNNING").await }).await;
+    let pid = deployment_state(&config, "service").await.unwrap()["pid"].as_u64().unwrap();
+    first.stop().await;
+    assert!(!alive(pid), "the process outlived its deployer");
+    // The state still says RUNNING: the next deployer starts it again, once.
+    assert!(status_is(&config, "service", "RUNNING").await);
+    let second = deployer(&config, logs.path(), Duration::from_secs(5));
+    eventually("running again under a new PID", LIMIT, || async {
+        deployment_state(&config, "service").await.is_some_and(|s| s["status"] == "RUNNING" && s["pid"] != pid)
+    })
+    .await;
+    let starts = std::fs::read_to_string(logs.path().join("service.log")).unwrap().matches("starting:").count();
+    assert_eq!(starts, 2);
+    second.stop().await;
+    db.stop().await;
+}
+
+#[tokio::test]
+async fn a_process_that_outlived_its_deployer_is_stopped_before_the_entry_runs_again() {
+    use std::os::unix::process::CommandExt as _;
+    let db = Embedded::start().await;
+    let config = db.config().await;
+    let logs = tempfile::tempdir().unwrap();
+    // What a deployer killed with SIGKILL may leave: its process, still running, recorded as RUNNING.
+    let orphan = std::process::Command::new("sleep").arg("300").process_group(0).spawn().unwrap();
+    let pid = orphan.id();
+    let ticks = sdp_procdeploy::process::start_ticks(pid).unwrap();
+    put(&config, "service", json!({"command": ["sleep", "300"]})).await;
+    let state = json!({"status": "RUNNING", "pid": pid, "pid_start": ticks});
+    config.txn(|t| {
+        let state = &state;
+        async move { t.put_deployment_state("service", state).await }
+    })
+    .await
+    .unwrap();
+    let running = deployer(&config, logs.path(), Duration::from_secs(5));
+    let orphan = std::sync::Mutex::new(orphan);
+    eventually("the leftover process stopped and the entry running anew", LIMIT, || async {
+        let ended = orphan.lock().unwrap().try_wait().unwrap().is_some();
+        ended
+            && deployment_state(&config, "service").await.is_some_and(|s| s["status"] == "RUNNING" && s["pid"] != pid)
+    })
+    .await;
+    running.stop().await;
+    db.stop().await;
+}

@@ -1,0 +1,195 @@
+//! Processing scripts under `sdp up`, run for real: the seed's flow, deletion, a script killed with SIGKILL, a
+//! batch script finishing, and the platform stopping and starting again around a running script.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use sdp_config::Config;
+use sdp_testkit::{deployment_state, eventually, free_port};
+
+mod support;
+use support::start_up;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn connect(port: u16) -> Config {
+    Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap()
+}
+
+async fn create(config: &Config, workflow: &str, parameters: Value) -> String {
+    let workflow: sdp_config::Workflow = workflow.parse().unwrap();
+    config.txn(|t| {
+        let (workflow, parameters) = (&workflow, &parameters);
+        async move { t.create_new_processing_block(workflow.clone(), parameters.clone()).await }
+    })
+    .await
+    .unwrap()
+}
+
+async fn owner(config: &Config, pb_id: &str) -> Option<sdp_config::Owner> {
+    config.txn(|t| async move { t.get_processing_block_owner(pb_id).await }).await.unwrap()
+}
+
+async fn pb_state(config: &Config, pb_id: &str) -> Value {
+    config.txn(|t| async move { t.get_processing_block_state(pb_id).await }).await.unwrap().unwrap_or_default()
+}
+
+async fn deployments(config: &Config) -> Vec<String> {
+    config.txn(|t| async move { t.list_deployments().await }).await.unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+/// The PIDs of running `sdp script` processes working on `pb_id`.
+fn script_processes(pb_id: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.get(1).map(String::as_str) == Some("script") && args.iter().any(|a| a == pb_id) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _up = start_up(port, dir.path());
+    let config = connect(port).await;
+
+    let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
+    eventually("the script's owner entry", LIMIT, || async { owner(&config, &pb_id).await.is_some() }).await;
+    let owner = owner(&config, &pb_id).await.unwrap();
+    assert_eq!(owner.command, [env!("CARGO_BIN_EXE_sdp"), "script", "testdask", pb_id.as_str()]);
+    assert!(!owner.hostname.is_empty());
+    let script = deployment_state(&config, &format!("{pb_id}-workflow")).await.unwrap();
+    assert_eq!((script["status"].as_str(), script["pid"].as_u64()), (Some("RUNNING"), Some(owner.pid as u64)));
+    // The script deploys Dask as the seed shows; without a cluster it is rendered, which the script takes as
+    // ready.
+    let dask = format!("{pb_id}-dask");
+    eventually("Dask ready in the block's state", LIMIT, || async { pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered" }).await;
+    assert_eq!(deployments(&config).await, [dask.clone(), format!("{pb_id}-workflow")]);
+    let entry = config.txn(|t| {
+        let dask = &dask;
+        async move { t.get_deployment(dask).await }
+    });
+    assert_eq!(
+        entry.await.unwrap().unwrap().args,
+        json!({"chart": "dask", "values": {"jupyter.enabled": "false", "worker.replicas": 2, "scheduler.serviceType": "ClusterIP"}})
+    );
+    let state = pb_state(&config, &pb_id).await;
+    assert_eq!((state["state"].as_str(), state["status"].as_str()), (Some("executing"), Some("RUNNING")));
+    let manifest = std::fs::read_to_string(dir.path().join(format!("rendered/{dask}.yaml"))).unwrap();
+    assert!(manifest.contains(&format!("name: {dask}-scheduler")), "{manifest}");
+
+    // sdpcfg delete /pb/<id>: the script stops and its deployments go.
+    let id = pb_id.as_str();
+    config.txn(|t| async move { t.delete(&sdp_config::keys::paths::pb(id), true, true).await }).await.unwrap();
+    eventually("the script ended and every deployment gone", LIMIT, || async {
+        !alive(owner.pid) && deployments(&config).await.is_empty()
+    })
+    .await;
+    let log = std::fs::read_to_string(dir.path().join(format!("processes/{pb_id}-workflow.log"))).unwrap();
+    assert!(log.contains("claimed the processing block") && log.contains("Released(Deleted)"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_killed_with_sigkill_fails_its_block_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _up = start_up(port, dir.path());
+    let config = connect(port).await;
+    let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
+    let dask = format!("{pb_id}-dask");
+    eventually("Dask ready", LIMIT, || async { pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered" }).await;
+    let pid = owner(&config, &pb_id).await.unwrap().pid;
+    // SAFETY: a signal to a process this test found.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let workflow = format!("{pb_id}-workflow");
+    eventually("the script's deployment FAILED", LIMIT, || async {
+        deployment_state(&config, &workflow).await.is_some_and(|s| s["status"] == "FAILED" && s["signal"] == 9)
+    })
+    .await;
+    eventually("the block failed", LIMIT, || async {
+        let state = pb_state(&config, &pb_id).await;
+        state["state"] == "failed" && state["status"] == "FAILED"
+    })
+    .await;
+    assert_eq!(pb_state(&config, &pb_id).await["error"], "processing script ended: killed by signal 9 (SIGKILL)");
+    // The owner entry lives on the dead script's lease: it expires (TTL 10 s), then Dask goes.
+    eventually("the owner lease expired and Dask removed", LIMIT, || async {
+        owner(&config, &pb_id).await.is_none() && !deployments(&config).await.contains(&dask)
+    })
+    .await;
+    assert!(script_processes(&pb_id).is_empty());
+    // Nothing restarts a failed script.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(script_processes(&pb_id).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_script_finishes_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _up = start_up(port, dir.path());
+    let config = connect(port).await;
+    let pb_id = create(&config, "batch:test_batch:0.1.0", json!({"duration": 1})).await;
+    eventually("the block finished", LIMIT, || async { pb_state(&config, &pb_id).await["state"] == "finished" }).await;
+    let state = pb_state(&config, &pb_id).await;
+    assert_eq!((state["status"].as_str(), state["progress"].as_str()), (Some("FINISHED"), Some("1/1")));
+    assert!(owner(&config, &pb_id).await.is_none(), "the script let go of the block");
+    let script = deployment_state(&config, &format!("{pb_id}-workflow")).await.unwrap();
+    assert_eq!((script["status"].as_str(), script["exit_code"].as_i64()), (Some("FINISHED"), Some(0)));
+    // Bad parameters fail the block with the reason.
+    let bad = create(&config, "batch:test_batch:0.1.0", json!({"duration": "soon"})).await;
+    eventually("the bad block failed", LIMIT, || async { pb_state(&config, &bad).await["state"] == "failed" }).await;
+    assert_eq!(
+        pb_state(&config, &bad).await["error"],
+        "invalid parameters: duration is \"soon\": expected a whole number from 1 to 86400"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut up = start_up(port, dir.path());
+    let config = connect(port).await;
+    let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
+    eventually("the script running", LIMIT, || async { owner(&config, &pb_id).await.is_some() }).await;
+    let first = owner(&config, &pb_id).await.unwrap().pid;
+
+    // Ctrl-C: the script gets SIGTERM and cleans up before the platform goes.
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGINT) };
+    let stopped = up.0.wait().unwrap();
+    assert!(stopped.success(), "sdp up ended with {stopped}");
+    assert!(!alive(first), "the script outlived the platform");
+
+    drop(up);
+    // Started again on the same data: the block's script runs again, once, and finds the block free.
+    let up = start_up(port, dir.path());
+    let config = connect(port).await;
+    eventually("a new script owns the block", LIMIT, || async {
+        owner(&config, &pb_id).await.is_some_and(|o| o.pid != first)
+    })
+    .await;
+    eventually("Dask deployed again", LIMIT, || async {
+        pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered"
+    })
+    .await;
+    assert_eq!(script_processes(&pb_id).len(), 1);
+    let second = owner(&config, &pb_id).await.unwrap().pid;
+
+    // Killed with SIGKILL, the platform cannot stop its scripts: the kernel sends them SIGTERM.
+    drop(up);
+    eventually("the script ended with its platform", LIMIT, || async { !alive(second) }).await;
+}

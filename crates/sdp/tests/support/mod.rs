@@ -1,0 +1,63 @@
+//! Running `sdp up` as a user does, for the tests of this crate.
+#![allow(dead_code)] // each test file uses its share
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sdp_testkit::{free_port, wait_for_port, KillOnDrop};
+
+/// Starts `sdp up` with its configuration database on `port` and its LMC surface on a free port.
+pub fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
+    start_up_with_lmc(port, free_port(), data_dir)
+}
+
+/// `sdp up` on loopback ports with its own data directory, started there (outside the repository: the charts it
+/// deploys are its own), with the real helm, isolated from any cluster, external etcd or Tango database the
+/// environment names (callers add those they test).
+pub fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Command {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sdp"));
+    command
+        .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .current_dir(data_dir)
+        .args(["--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
+        .env("SDP_STAGING_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env_remove("SDP_CHARTS_DIR")
+        .arg("--helm")
+        .arg(sdp_testkit::helm())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("SDP_CONFIG_HOST")
+        .env_remove("TANGO_HOST")
+        .env("HOME", data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// The body of an HTTP GET on loopback.
+pub fn http_get(port: u16, path: &str) -> String {
+    let script = format!(
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}{path}').read().decode())"
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A batch processing block running the testdask script; returns its ID.
+pub async fn create_batch_processing_block(config: &sdp_config::Config) -> String {
+    config
+        .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
+        .await
+        .unwrap()
+}
+
+pub fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
+    let child = KillOnDrop(up_command(port, lmc_port, data_dir).spawn().unwrap());
+    wait_for_port(port, Duration::from_secs(20), "sdp up");
+    wait_for_port(lmc_port, Duration::from_secs(20), "sdp up's LMC surface");
+    child
+}
+
