@@ -7,6 +7,7 @@
 //! running server to measure alone.
 
 mod operator;
+mod scripts;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +44,10 @@ struct Args {
     /// on an in-memory Kubernetes API, and memory idle and under load.
     #[arg(long)]
     operator: Option<usize>,
+    /// Instead of the database figures: processing scripts on `sdp up`, latency from `sdpcfg process` to the
+    /// owner entry, this many blocks at once, memory per script, beside a Python etcd3-py claimer.
+    #[arg(long)]
+    scripts: Option<usize>,
 }
 
 #[tokio::main]
@@ -56,6 +61,9 @@ async fn main() {
     }
     if let Some(servers) = args.operator {
         return operator::operator_bench(servers).await;
+    }
+    if let Some(n) = args.scripts {
+        return scripts::scripts_bench(n).await;
     }
     let mut targets: Vec<(String, u16)> = Vec::new();
     let _etcd;

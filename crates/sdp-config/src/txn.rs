@@ -479,6 +479,11 @@ impl Watcher {
         self
     }
 
+    /// Makes the next [`Watcher::txn`] run at once, as the first does: for a body that left work for later.
+    pub fn run_next_at_once(&mut self) {
+        self.last = None;
+    }
+
     /// Runs `body` now on the first call; later calls first wait until something the previous run read has
     /// changed (or the timeout passes).
     pub async fn txn<T, F, Fut>(&mut self, mut body: F) -> Result<T, Error>

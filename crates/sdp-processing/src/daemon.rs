@@ -12,6 +12,10 @@ use sdp_config::{Config, Error, ProcessingBlock, Txn};
 
 use crate::{plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
 
+/// etcd refuses transactions of more than 128 operations or compares (`--max-txn-ops`); an action writes and
+/// reads (a compare at commit) at most two keys.
+const MAX_ACTIONS_PER_TRANSACTION: usize = 40;
+
 pub struct Controller {
     pub config: Config,
     pub scripts: Vec<ScriptDefinition>,
@@ -110,7 +114,12 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
     for action in actions {
         match action {
             Action::CreateDeployment(d) => t.create_deployment(d).await?,
-            Action::DeleteDeployment(id) => t.delete(&paths::deploy(id), false, true).await.map(|_| ())?,
+            // The entry and its state, each by name: a recursive delete would list (and compare) every level
+            // below.
+            Action::DeleteDeployment(id) => {
+                t.delete(&paths::deploy(id), false, false).await?;
+                t.delete(&paths::deploy_state(id), false, false).await?;
+            }
             Action::UpdateState { pb_id, fields } => t.merge_state(&paths::pb_state(pb_id), fields).await?,
             Action::DeleteState(pb_id) => t.delete(&paths::pb_state(pb_id), false, false).await.map(|_| ())?,
         }
@@ -145,7 +154,8 @@ async fn work(c: &Controller) -> Result<(), Error> {
                         return Ok(None);
                     }
                     let snapshot = read_snapshot(&t).await?;
-                    let actions = plan(&snapshot, &c.scripts, &c.settings);
+                    let mut actions = plan(&snapshot, &c.scripts, &c.settings);
+                    actions.truncate(MAX_ACTIONS_PER_TRANSACTION);
                     apply(&t, &actions).await?;
                     Ok(Some(actions))
                 }
@@ -154,6 +164,12 @@ async fn work(c: &Controller) -> Result<(), Error> {
         match actions {
             None => return Err(Error::Invalid(format!("{leader} no longer names this process"))),
             Some(actions) => {
+                // What this pass wrote does not wake the watcher (it follows changes after the commit), and some
+                // plans take two passes (a stale deployment goes, then the new one comes) or more (more actions
+                // than one transaction takes): after any change, the next pass runs at once.
+                if !actions.is_empty() {
+                    watcher.run_next_at_once();
+                }
                 c.metrics.reconciles.inc();
                 for action in actions {
                     let kind = match &action {

@@ -130,6 +130,24 @@ async fn racing_controllers_never_duplicate(config: Config) {
     }
 }
 
+/// More blocks at once than one transaction may change (etcd allows 128 operations): the controller works
+/// through them in several.
+async fn a_hundred_blocks_at_once(config: Config) {
+    config
+        .txn(|t| async move {
+            for i in 0..100 {
+                t.create_processing_block(&ProcessingBlock::new(&format!("many-{i:03}"), "batch:testdask:0.1.0".parse()?))
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let running = tokio::spawn(sdp_processing::run(controller(&config)));
+    eventually("100 script deployments", || async { deployments(&config).await.len() == 100 }).await;
+    running.abort();
+}
+
 macro_rules! on_both {
     ($($case:ident),*) => {
         mod embedded {
@@ -148,4 +166,4 @@ macro_rules! on_both {
     };
 }
 
-on_both!(seed_flow, racing_controllers_never_duplicate);
+on_both!(seed_flow, racing_controllers_never_duplicate, a_hundred_blocks_at_once);
