@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::{json, Value};
@@ -129,29 +128,7 @@ async fn processing_block_to_running_pods_and_back() {
 async fn labelled_network_definitions_are_published() {
     sdp_testkit::require_cluster();
     let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "network-attachment-definitions.k8s.cni.cncf.io"},
-        "spec": {"group": "k8s.cni.cncf.io", "scope": "Namespaced",
-                 "names": {"plural": "network-attachment-definitions", "singular": "network-attachment-definition",
-                           "kind": "NetworkAttachmentDefinition", "shortNames": ["net-attach-def"]},
-                 "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
-                     "type": "object", "properties": {"spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}
-    }))
-    .unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(crd.metadata.name.as_deref().unwrap(), &PatchParams::apply("sdp-e2e").force(), &Patch::Apply(&crd))
-        .await
-        .unwrap();
-    eventually("the CRD established", || async {
-        crds.get(crd.metadata.name.as_deref().unwrap())
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .and_then(|s| s.conditions)
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
-    })
-    .await;
+    sdp_testkit::cluster::install_network_attachment_crd(&client).await;
 
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
@@ -159,12 +136,8 @@ async fn labelled_network_definitions_are_published() {
     let nads: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), "default", &sdp_helmdeploy::resources::api_resource());
     let name = format!("vis-{}", std::process::id());
-    let nad: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": name, "namespace": "default", "labels": {"sdp.skao.int/available-for-allocation": "true"}},
-        "spec": {"config": json!({"cniVersion": "0.3.1", "type": "macvlan", "ipam": {"type": "whereabouts", "range": "10.9.0.0/16"}}).to_string()}
-    }))
-    .unwrap();
+    let ipam = json!({"type": "whereabouts", "range": "10.9.0.0/16"});
+    let nad = sdp_testkit::cluster::labelled_network_attachment(&name, "default", ipam);
     nads.create(&PostParams::default(), &nad).await.unwrap();
     let keys = || {
         let config = config.clone();

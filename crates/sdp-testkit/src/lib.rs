@@ -1,6 +1,8 @@
 //! Real servers for tests: each one listens on free 127.0.0.1 ports, keeps its data in a temporary folder,
 //! and is killed when its handle is dropped.
 
+pub mod cluster;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -193,3 +193,82 @@ async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
     drop(up);
     eventually("the script ended with its platform", LIMIT, || async { !alive(second) }).await;
 }
+
+/// With a cluster: testdask's Dask pods reach RUNNING and the script sees it; vis_receive's receive process
+/// joins the supernet the Helm deployer published and its address comes from that network's range; deleting
+/// the blocks uninstalls the engines.
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{DynamicObject, ListParams, PostParams};
+    use kube::Api;
+
+    let kubeconfig = sdp_testkit::require_cluster();
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    sdp_testkit::cluster::install_network_attachment_crd(&client).await;
+    let namespace = format!("sdp-scripts-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let (port, lmc_port) = (free_port(), free_port());
+    let _up = sdp_testkit::KillOnDrop(
+        support::up_command(port, lmc_port, dir.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("SDP_HELM_NAMESPACE", &namespace)
+            .spawn()
+            .unwrap(),
+    );
+    sdp_testkit::wait_for_port(lmc_port, LIMIT, "sdp up");
+    let config = connect(port).await;
+    let nads: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &sdp_helmdeploy::resources::api_resource());
+    let nad_name = format!("receive-{}", std::process::id());
+    let ipam = json!({"type": "whereabouts", "range": "10.20.0.0/24", "range_start": "10.20.0.50"});
+    nads.create(&PostParams::default(), &sdp_testkit::cluster::labelled_network_attachment(&nad_name, "default", ipam))
+        .await
+        .unwrap();
+    eventually("the supernet published", LIMIT, || async {
+        let keys = config.txn(|t| async move { t.list_keys("/resource/supernet/", 2).await }).await.unwrap();
+        keys.iter().any(|k| k.ends_with(&nad_name))
+    })
+    .await;
+
+    let dask_block = create(&config, "realtime:testdask:0.1.0", json!({})).await;
+    let receive_block = create(&config, "realtime:vis_receive:0.1.0", json!({})).await;
+    let cluster_limit = Duration::from_secs(120);
+    eventually("the script saw Dask's pods running", cluster_limit, || async {
+        pb_state(&config, &dask_block).await["dask"]["deployment"] == "deployed"
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let dask_pods = pods
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={dask_block}-dask")))
+        .await
+        .unwrap();
+    assert_eq!(dask_pods.items.len(), 3, "a scheduler and two workers");
+    assert!(dask_pods.items.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")));
+    let dask_state = deployment_state(&config, &format!("{dask_block}-dask")).await.unwrap();
+    assert_eq!(dask_state["pods"].as_object().unwrap().len(), 3, "{dask_state}");
+
+    eventually("receive addresses from the supernet", cluster_limit, || async {
+        pb_state(&config, &receive_block).await["receiveAddresses"]
+            == json!({"default": {"host": [[0, "10.20.0.50"]], "port": [[0, 9000, 1]]}})
+    })
+    .await;
+    let receive_pods = pods
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={receive_block}-receive")))
+        .await
+        .unwrap();
+    let annotations = receive_pods.items[0].metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(annotations["k8s.v1.cni.cncf.io/networks"], format!("default/{nad_name}"));
+
+    for pb_id in [&dask_block, &receive_block] {
+        config.txn(|t| async move { t.delete_processing_block(pb_id).await }).await.unwrap();
+    }
+    eventually("the engines uninstalled", cluster_limit, || async {
+        pods.list(&ListParams::default()).await.unwrap().items.is_empty() && deployments(&config).await.is_empty()
+    })
+    .await;
+    nads.delete(&nad_name, &Default::default()).await.unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    namespaces.delete(&namespace, &Default::default()).await.unwrap();
+}
