@@ -81,12 +81,13 @@ async fn measure_claimers(
     let create = |pb_id: String| async move {
         if blocks {
             let pb = sdp_config::ProcessingBlock::new(&pb_id, "batch:test_batch:0.1.0".parse().unwrap());
-            config.txn(|t| {
-                let pb = &pb;
-                async move { t.create_processing_block(pb).await }
-            })
-            .await
-            .expect("create a block");
+            config
+                .txn(|t| {
+                    let pb = &pb;
+                    async move { t.create_processing_block(pb).await }
+                })
+                .await
+                .expect("create a block");
         }
         pb_id
     };
@@ -155,7 +156,8 @@ pub async fn scripts_bench(n: usize) {
             .output()
             .expect("run sdpcfg");
         let text = String::from_utf8_lossy(&out.stdout);
-        let pb_id = text.trim().strip_prefix("OK, pb_id = ").unwrap_or_else(|| panic!("sdpcfg said {text}")).to_string();
+        let pb_id =
+            text.trim().strip_prefix("OK, pb_id = ").unwrap_or_else(|| panic!("sdpcfg said {text}")).to_string();
         let pid = wait_owner(&config, &pb_id).await;
         through_platform.push(start.elapsed().as_secs_f64() * 1000.0);
         delete_blocks(&config).await;
@@ -197,7 +199,8 @@ pub async fn scripts_bench(n: usize) {
     }
 
     eprintln!("the script alone and the Python peer, {ROUNDS} rounds and {n} at once ...");
-    let ours = measure_claimers(&config, ROUNDS, n, true, |pb_id| spawn(&sdp, &["script", "test_batch", pb_id], port)).await;
+    let ours =
+        measure_claimers(&config, ROUNDS, n, true, |pb_id| spawn(&sdp, &["script", "test_batch", pb_id], port)).await;
     let peer_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/claim_peer.py");
     let python = sdp_testkit::etcd3py_python();
     let port_arg = port.to_string();

@@ -317,4 +317,3 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
     }
     result
 }
-

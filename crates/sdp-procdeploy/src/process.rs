@@ -45,13 +45,7 @@ pub async fn start(spec: &ProcessSpec, log: &Path) -> std::io::Result<Child> {
     }
     let out = File::options().create(true).append(true).open(log)?;
     let mut command = std::process::Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .envs(&spec.env)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .process_group(0);
+    command.args(&spec.args).envs(&spec.env).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).process_group(0);
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: only async-signal-safe calls (prctl, getppid, raise) between fork and exec.
     unsafe {

@@ -20,12 +20,13 @@ fn deployer(config: &Config, logs: &Path, grace: Duration) -> sdp_procdeploy::Ru
 
 async fn put(config: &Config, id: &str, args: Value) {
     let d = Deployment { deploy_id: id.into(), kind: "process-direct".into(), args };
-    config.txn(|t| {
-        let d = &d;
-        async move { t.put_json(&sdp_config::keys::paths::deploy(id), d).await }
-    })
-    .await
-    .unwrap();
+    config
+        .txn(|t| {
+            let d = &d;
+            async move { t.put_json(&sdp_config::keys::paths::deploy(id), d).await }
+        })
+        .await
+        .unwrap();
 }
 
 async fn delete(config: &Config, id: &str) {
@@ -50,7 +51,8 @@ async fn processes_run_end_and_report() {
     let logs = tempfile::tempdir().unwrap();
     let running = deployer(&config, logs.path(), Duration::from_secs(5));
 
-    put(&config, "ok", json!({"command": ["sh", "-c", "echo hello $GREETING; exit 0"], "env": {"GREETING": "world"}})).await;
+    put(&config, "ok", json!({"command": ["sh", "-c", "echo hello $GREETING; exit 0"], "env": {"GREETING": "world"}}))
+        .await;
     put(&config, "exit3", json!({"command": "sh", "args": ["-c", "exit 3"]})).await;
     put(&config, "shell", json!({"args": ["kill -9 $$"], "shell": true})).await;
     put(&config, "missing", json!({"command": "/nonexistent/program"})).await;
@@ -73,7 +75,10 @@ async fn processes_run_end_and_report() {
     assert!(state("missing").await["error"].as_str().unwrap().contains("cannot start /nonexistent/program"));
     assert!(state("invalid").await["error"].as_str().unwrap().contains("args.command is missing"));
     let log = std::fs::read_to_string(logs.path().join("ok.log")).unwrap();
-    assert!(log.contains("starting: sh -c") && log.contains("hello world") && log.contains("ended: exit code 0"), "{log}");
+    assert!(
+        log.contains("starting: sh -c") && log.contains("hello world") && log.contains("ended: exit code 0"),
+        "{log}"
+    );
 
     // Ended processes are not started again, even by a deployer started later.
     running.stop().await;
@@ -94,7 +99,10 @@ async fn a_deleted_entry_stops_its_process_and_everything_it_started() {
     // A process that ignores SIGTERM and has a child of its own: SIGKILL after the grace period, to both.
     let script = format!("trap '' TERM; sleep 300 & echo $! > {}; wait", marker.display());
     put(&config, "stubborn", json!({"command": ["sh", "-c", script]})).await;
-    eventually("the process running", LIMIT, || async { status_is(&config, "stubborn", "RUNNING").await && marker.is_file() }).await;
+    eventually("the process running", LIMIT, || async {
+        status_is(&config, "stubborn", "RUNNING").await && marker.is_file()
+    })
+    .await;
     let pid = deployment_state(&config, "stubborn").await.unwrap()["pid"].as_u64().unwrap();
     let child: u64 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
     assert!(alive(pid) && alive(child));
@@ -143,18 +151,18 @@ async fn a_process_that_outlived_its_deployer_is_stopped_before_the_entry_runs_a
     let ticks = sdp_procdeploy::process::start_ticks(pid).unwrap();
     put(&config, "service", json!({"command": ["sleep", "300"]})).await;
     let state = json!({"status": "RUNNING", "pid": pid, "pid_start": ticks});
-    config.txn(|t| {
-        let state = &state;
-        async move { t.put_deployment_state("service", state).await }
-    })
-    .await
-    .unwrap();
+    config
+        .txn(|t| {
+            let state = &state;
+            async move { t.put_deployment_state("service", state).await }
+        })
+        .await
+        .unwrap();
     let running = deployer(&config, logs.path(), Duration::from_secs(5));
     let orphan = std::sync::Mutex::new(orphan);
     eventually("the leftover process stopped and the entry running anew", LIMIT, || async {
         let ended = orphan.lock().unwrap().try_wait().unwrap().is_some();
-        ended
-            && deployment_state(&config, "service").await.is_some_and(|s| s["status"] == "RUNNING" && s["pid"] != pid)
+        ended && deployment_state(&config, "service").await.is_some_and(|s| s["status"] == "RUNNING" && s["pid"] != pid)
     })
     .await;
     running.stop().await;

@@ -136,8 +136,11 @@ async fn a_hundred_blocks_at_once(config: Config) {
     config
         .txn(|t| async move {
             for i in 0..100 {
-                t.create_processing_block(&ProcessingBlock::new(&format!("many-{i:03}"), "batch:testdask:0.1.0".parse()?))
-                    .await?;
+                t.create_processing_block(&ProcessingBlock::new(
+                    &format!("many-{i:03}"),
+                    "batch:testdask:0.1.0".parse()?,
+                ))
+                .await?;
             }
             Ok(())
         })

@@ -160,7 +160,8 @@ fn on_one_machine_the_script_is_a_local_sdp_script_process() {
 
 /// A block whose script runs: its deployment, the controller's state, and what the script reported.
 fn running(script_status: Option<&str>, block_status: Option<&str>) -> Snapshot {
-    let mut snapshot = Snapshot { processing_blocks: [pb("p", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    let mut snapshot =
+        Snapshot { processing_blocks: [pb("p", "realtime:testdask:0.1.0")].into(), ..Default::default() };
     snapshot.deployments.extend(["p-workflow".to_string(), "p-dask".to_string(), "other-dask".to_string()]);
     let mut state = json!({"state": "executing", "deployments": ["p-workflow"]});
     if let Some(status) = block_status {
@@ -170,7 +171,9 @@ fn running(script_status: Option<&str>, block_status: Option<&str>) -> Snapshot 
     if let Some(status) = script_status {
         snapshot.script_states.insert("p".into(), json!({"status": status, "error": "killed by signal 9 (SIGKILL)"}));
     }
-    snapshot.processing_blocks.insert("other".into(), Ok(ProcessingBlock::new("other", "realtime:testdask:0.1.0".parse().unwrap())));
+    snapshot
+        .processing_blocks
+        .insert("other".into(), Ok(ProcessingBlock::new("other", "realtime:testdask:0.1.0".parse().unwrap())));
     snapshot.states.insert("other".into(), json!({"state": "executing"}));
     snapshot.deployments.insert("other-workflow".into());
     snapshot.owned.insert("p".into());

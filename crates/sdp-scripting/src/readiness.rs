@@ -60,7 +60,10 @@ mod tests {
             readiness(Some(&json!({"status": "FAILED", "error": "killed by signal 9 (SIGKILL)"}))),
             Readiness::Failed("killed by signal 9 (SIGKILL)".into())
         );
-        assert_eq!(readiness(Some(&json!({"status": "failed", "error": "chart not found"}))), Readiness::Failed("chart not found".into()));
+        assert_eq!(
+            readiness(Some(&json!({"status": "failed", "error": "chart not found"}))),
+            Readiness::Failed("chart not found".into())
+        );
     }
 
     #[test]

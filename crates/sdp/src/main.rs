@@ -434,8 +434,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let mut registry = Registry::default();
-    let mut tasks =
-        vec![start_processing_controller(&config, &settings, &args.namespace, &args.scripts, "process", &mut registry)?];
+    let mut tasks = vec![start_processing_controller(
+        &config,
+        &settings,
+        &args.namespace,
+        &args.scripts,
+        "process",
+        &mut registry,
+    )?];
     tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?);
     let processes = sdp_procdeploy::start(sdp_procdeploy::ProcessDeployer {
         config: config.clone(),

@@ -19,12 +19,13 @@ async fn connect(port: u16) -> Config {
 
 async fn create(config: &Config, workflow: &str, parameters: Value) -> String {
     let workflow: sdp_config::Workflow = workflow.parse().unwrap();
-    config.txn(|t| {
-        let (workflow, parameters) = (&workflow, &parameters);
-        async move { t.create_new_processing_block(workflow.clone(), parameters.clone()).await }
-    })
-    .await
-    .unwrap()
+    config
+        .txn(|t| {
+            let (workflow, parameters) = (&workflow, &parameters);
+            async move { t.create_new_processing_block(workflow.clone(), parameters.clone()).await }
+        })
+        .await
+        .unwrap()
 }
 
 async fn owner(config: &Config, pb_id: &str) -> Option<sdp_config::Owner> {
@@ -74,7 +75,10 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
     // The script deploys Dask as the seed shows; without a cluster it is rendered, which the script takes as
     // ready.
     let dask = format!("{pb_id}-dask");
-    eventually("Dask ready in the block's state", LIMIT, || async { pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered" }).await;
+    eventually("Dask ready in the block's state", LIMIT, || async {
+        pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered"
+    })
+    .await;
     assert_eq!(deployments(&config).await, [dask.clone(), format!("{pb_id}-workflow")]);
     let entry = config.txn(|t| {
         let dask = &dask;
@@ -109,7 +113,8 @@ async fn a_script_killed_with_sigkill_fails_its_block_and_leaves_nothing_behind(
     let config = connect(port).await;
     let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
     let dask = format!("{pb_id}-dask");
-    eventually("Dask ready", LIMIT, || async { pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered" }).await;
+    eventually("Dask ready", LIMIT, || async { pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered" })
+        .await;
     let pid = owner(&config, &pb_id).await.unwrap().pid;
     // SAFETY: a signal to a process this test found.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);

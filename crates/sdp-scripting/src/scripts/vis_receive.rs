@@ -55,13 +55,17 @@ pub fn receive_hosts(
     range: Option<(Ipv4Addr, Option<Ipv4Addr>)>,
 ) -> Result<Vec<String>, String> {
     match range {
-        None => Ok((0..processes).map(|i| format!("{deploy_id}-{i}.{deploy_id}.{namespace}.svc.cluster.local")).collect()),
+        None => {
+            Ok((0..processes).map(|i| format!("{deploy_id}-{i}.{deploy_id}.{namespace}.svc.cluster.local")).collect())
+        }
         Some((start, end)) => (0..processes)
             .map(|i| {
                 let ip = u32::from(start).checked_add(i as u32).map(Ipv4Addr::from);
                 match ip {
                     Some(ip) if end.is_none_or(|end| ip <= end) => Ok(ip.to_string()),
-                    _ => Err(format!("the supernet's range from {start} has no room for {processes} receive processes")),
+                    _ => {
+                        Err(format!("the supernet's range from {start} has no room for {processes} receive processes"))
+                    }
                 }
             })
             .collect(),
@@ -71,8 +75,7 @@ pub fn receive_hosts(
 /// `receiveAddresses`: per scan type, the host and port of each block of channels, as
 /// `{"host": [[first_channel, host], ...], "port": [[first_channel, port, increment], ...]}`.
 pub fn receive_addresses(scan_types: &[String], hosts: &[String], port: u64, channels_per_process: u64) -> Value {
-    let host: Vec<Value> =
-        hosts.iter().enumerate().map(|(i, h)| json!([i as u64 * channels_per_process, h])).collect();
+    let host: Vec<Value> = hosts.iter().enumerate().map(|(i, h)| json!([i as u64 * channels_per_process, h])).collect();
     let ports: Vec<Value> = (0..hosts.len() as u64).map(|i| json!([i * channels_per_process, port, 1])).collect();
     let per_type: Map<String, Value> =
         scan_types.iter().map(|t| (t.clone(), json!({"host": host, "port": ports}))).collect();
@@ -117,7 +120,10 @@ mod tests {
     #[test]
     fn hosts_from_a_supernet_or_dns() {
         let start: Ipv4Addr = "192.168.10.254".parse().unwrap();
-        assert_eq!(receive_hosts("pb-receive", "sdp", 2, Some((start, None))).unwrap(), ["192.168.10.254", "192.168.10.255"]);
+        assert_eq!(
+            receive_hosts("pb-receive", "sdp", 2, Some((start, None))).unwrap(),
+            ["192.168.10.254", "192.168.10.255"]
+        );
         let end: Ipv4Addr = "192.168.10.254".parse().unwrap();
         assert!(receive_hosts("pb-receive", "sdp", 2, Some((start, Some(end)))).unwrap_err().contains("no room"));
         assert_eq!(

@@ -60,4 +60,3 @@ pub fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -
     wait_for_port(lmc_port, Duration::from_secs(20), "sdp up's LMC surface");
     child
 }
-
