@@ -353,23 +353,27 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-async fn deployer_bench(entries: usize) {
-    let data = tempfile::tempdir().expect("temp dir");
-    let (port, lmc_port) = (sdp_testkit::free_port(), sdp_testkit::free_port());
-    let child = std::process::Command::new(sibling("sdp"))
+/// `sdp up` (built beside this binary) on loopback ports, render-only with the real helm, its data in `data`.
+fn up_command(data: &std::path::Path, port: u16, lmc_port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(sibling("sdp"));
+    command
         .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--lmc-listen", &format!("127.0.0.1:{lmc_port}")])
         .args(["--staging-listen", &format!("127.0.0.1:{}", sdp_testkit::free_port()), "--data-dir"])
-        .arg(data.path())
-        .arg("--charts-dir")
-        .arg(sdp_testkit::charts_dir())
+        .arg(data)
         .arg("--helm")
         .arg(sdp_testkit::helm())
         .env_remove("SDP_CONFIG_HOST")
         .env_remove("KUBECONFIG")
-        .env("HOME", data.path())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("start sdp up");
+        .env("HOME", data)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+async fn deployer_bench(entries: usize) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (port, lmc_port) = (sdp_testkit::free_port(), sdp_testkit::free_port());
+    let mut up = up_command(data.path(), port, lmc_port);
+    let child = up.arg("--charts-dir").arg(sdp_testkit::charts_dir()).spawn().expect("start sdp up");
     let pid = child.id();
     let _up = sdp_testkit::KillOnDrop(child);
     sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp up");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sdp_config::{Config, Settings};
 use sdp_testkit::KillOnDrop;
 
-use crate::sibling;
+use crate::{sibling, up_command};
 
 /// `(Rss, Pss)` of a process in MiB, from `/proc/<pid>/smaps_rollup`: PSS shares the pages of a program
 /// among the processes running it.
@@ -123,23 +123,7 @@ pub async fn scripts_bench(n: usize) {
     let port = sdp_testkit::free_port();
     let sdp = sibling("sdp");
     let sdpcfg = sibling("sdpcfg");
-    let _up = KillOnDrop(
-        Command::new(&sdp)
-            .args(["up", "--config-listen", &format!("127.0.0.1:{port}"), "--staging-listen"])
-            .arg(format!("127.0.0.1:{}", sdp_testkit::free_port()))
-            .arg("--lmc-listen")
-            .arg(format!("127.0.0.1:{}", sdp_testkit::free_port()))
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--helm")
-            .arg(sdp_testkit::helm())
-            .env_remove("SDP_CONFIG_HOST")
-            .env_remove("KUBECONFIG")
-            .env("HOME", data.path())
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sdp.display())),
-    );
+    let _up = KillOnDrop(up_command(data.path(), port, sdp_testkit::free_port()).spawn().expect("start sdp up"));
     sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp up");
     let config = Config::connect(&Settings { port, ..Default::default() }).await.expect("connect");
     const ROUNDS: usize = 20;

@@ -20,10 +20,15 @@ pub async fn install_network_attachment_crd(client: &kube::Client) {
                      "type": "object", "properties": {"spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}
     }))
     .expect("a valid CRD");
+    apply_crd(client, &crd).await;
+}
+
+/// Applies a CustomResourceDefinition (server-side) and waits until it is established.
+pub async fn apply_crd(client: &kube::Client, crd: &CustomResourceDefinition) {
     let name = crd.metadata.name.clone().unwrap_or_default();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(&name, &PatchParams::apply("sdp-tests").force(), &Patch::Apply(&crd)).await.expect("apply the CRD");
-    crate::eventually("the NetworkAttachmentDefinition CRD established", Duration::from_secs(30), || async {
+    crds.patch(&name, &PatchParams::apply("sdp-tests").force(), &Patch::Apply(crd)).await.expect("apply the CRD");
+    crate::eventually(&format!("the CRD {name} established"), Duration::from_secs(30), || async {
         crds.get(&name)
             .await
             .ok()

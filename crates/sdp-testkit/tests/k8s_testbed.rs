@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::Api;
 use serde_json::json;
 
@@ -102,18 +102,7 @@ async fn custom_resources_are_validated_by_the_server() {
                          "properties": {"size": {"type": "integer", "minimum": 1}}}}}}}]}
     }))
     .unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd_name = crd.metadata.name.clone().unwrap();
-    crds.patch(&crd_name, &PatchParams::apply("sdp-test").force(), &Patch::Apply(&crd)).await.unwrap();
-    eventually("the CRD established", || async {
-        crds.get(&crd_name)
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .and_then(|s| s.conditions)
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
-    })
-    .await;
+    sdp_testkit::cluster::apply_crd(&client, &crd).await;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(&group, "v1", "Widget"));
     let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
     let widget = |name: &str, size: i64| -> DynamicObject {
@@ -122,6 +111,7 @@ async fn custom_resources_are_validated_by_the_server() {
     widgets.create(&PostParams::default(), &widget("good", 3)).await.unwrap();
     let err = widgets.create(&PostParams::default(), &widget("bad", 0)).await.unwrap_err().to_string();
     assert!(err.contains("spec.size") && err.contains("should be greater than or equal to 1"), "{err}");
-    crds.delete(&crd_name, &Default::default()).await.unwrap();
+    let crd_name = crd.metadata.name.clone().unwrap();
+    Api::<CustomResourceDefinition>::all(client.clone()).delete(&crd_name, &Default::default()).await.unwrap();
     Api::<Namespace>::all(client).delete(&ns, &Default::default()).await.unwrap();
 }
