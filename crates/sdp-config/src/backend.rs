@@ -28,8 +28,18 @@ pub(crate) enum Precondition {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Write {
-    Put { key: String, value: String, lease: i64 },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: String,
+        lease: i64,
+    },
+    Delete {
+        key: String,
+    },
+    /// Every key starting with `prefix`.
+    DeletePrefix {
+        prefix: String,
+    },
 }
 
 #[derive(Clone)]
@@ -215,6 +225,9 @@ impl Backend {
                             etcd::TxnOp::put(key.as_str(), value.as_str(), opts)
                         }
                         Write::Delete { key } => etcd::TxnOp::delete(key.as_str(), None),
+                        Write::DeletePrefix { prefix } => {
+                            etcd::TxnOp::delete(prefix.as_str(), Some(etcd::DeleteOptions::new().with_prefix()))
+                        }
                     })
                     .collect();
                 let txn = etcd::Txn::new().when(compares).and_then(ops);
@@ -248,6 +261,10 @@ impl Backend {
                         }),
                         Write::Delete { key } => kv::RequestOp::DeleteRange(kv::DeleteRangeRequest {
                             range: kv::KeyRange::single(key.as_str()),
+                            prev_kv: false,
+                        }),
+                        Write::DeletePrefix { prefix } => kv::RequestOp::DeleteRange(kv::DeleteRangeRequest {
+                            range: kv::KeyRange::prefix(prefix.as_str()),
                             prev_kv: false,
                         }),
                     })

@@ -32,6 +32,9 @@ struct TxnState {
     choosing: BTreeMap<String, Arc<BTreeSet<String>>>,
     /// Stored key → new value and lease (None: delete).
     writes: BTreeMap<String, Option<(String, i64)>>,
+    /// Stored key prefixes a recursive delete listed and emptied: one range delete each at commit, unless the
+    /// transaction writes under it again (etcd refuses a put and a range delete of the same key in one).
+    emptied: BTreeSet<String>,
 }
 
 /// One attempt of a transaction. Cheap to clone: clones share the same buffered state, so a body can move
@@ -268,17 +271,22 @@ impl Txn {
         } else if must_exist {
             return Err(Error::Vanished(path.to_string()));
         }
+        let mut emptied = Vec::new();
         if recursive {
             let below = format!("{}/", path.trim_end_matches('/'));
             for child in self.list_keys(&below, MAX_RECURSION).await? {
                 deleted.push(child);
             }
+            let full = format!("{}{below}", self.prefix);
+            let depth = keys::depth(&full);
+            emptied.extend((depth..=depth + MAX_RECURSION).map(|d| keys::tag_at(&full, d)));
         }
         let mut state = self.lock();
         state.writes.insert(key, None);
         for child in &deleted {
             state.writes.insert(keys::tag(&format!("{}{}", self.prefix, child)), None);
         }
+        state.emptied.extend(emptied);
         drop(state);
         Ok(deleted)
     }
@@ -307,14 +315,7 @@ impl Txn {
                     .iter()
                     .map(|(prefix, &revision)| Precondition::PrefixUnchangedSince { prefix: prefix.clone(), revision }),
             );
-            let writes: Vec<Write> = state
-                .writes
-                .iter()
-                .map(|(key, w)| match w {
-                    Some((value, lease)) => Write::Put { key: key.clone(), value: value.clone(), lease: *lease },
-                    None => Write::Delete { key: key.clone() },
-                })
-                .collect();
+            let writes = state.writes_to_send();
             let prefixes = state.lists.iter().chain(state.unchanged_since.keys()).cloned().collect();
             (pre, writes, revision, state.reads.keys().cloned().collect(), prefixes)
         };
@@ -336,6 +337,32 @@ impl Txn {
             }
         };
         Ok(Some(ReadSet { revision, keys, prefixes }))
+    }
+}
+
+impl TxnState {
+    /// The buffered writes, with the deletes under each emptied prefix as one range delete. The listing of that
+    /// prefix guards the commit, so the range holds exactly the keys deleted one by one (fewer, if others
+    /// deleted some meanwhile).
+    fn writes_to_send(&self) -> Vec<Write> {
+        let ranges: Vec<&String> = self
+            .emptied
+            .iter()
+            .filter(|prefix| {
+                let mut under =
+                    self.writes.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix.as_str()));
+                under.next().is_some_and(|(_, w)| w.is_none()) && under.all(|(_, w)| w.is_none())
+            })
+            .collect();
+        let mut writes: Vec<Write> =
+            ranges.iter().map(|prefix| Write::DeletePrefix { prefix: (*prefix).clone() }).collect();
+        writes.extend(self.writes.iter().filter(|(key, _)| !ranges.iter().any(|p| key.starts_with(p.as_str()))).map(
+            |(key, w)| match w {
+                Some((value, lease)) => Write::Put { key: key.clone(), value: value.clone(), lease: *lease },
+                None => Write::Delete { key: key.clone() },
+            },
+        ));
+        writes
     }
 }
 

@@ -121,6 +121,42 @@ async fn recursive_delete(db: Config) {
     assert_eq!(left, ["/pb/xy"]);
 }
 
+/// `sdpcfg delete -R` of more entries than etcd takes operations in one transaction (128): one delete per level.
+async fn recursive_delete_of_a_large_tree(db: Config) {
+    for chunk in 0..5 {
+        db.txn(|t| async move {
+            for i in chunk * 20..(chunk + 1) * 20 {
+                for p in [format!("/pb/b-{i:03}"), format!("/pb/b-{i:03}/owner"), format!("/pb/b-{i:03}/state")] {
+                    t.create(&p, "{}", None).await?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+    db.txn(|t| async move { t.create("/pbx", "{}", None).await }).await.unwrap();
+    let deleted = db.txn(|t| async move { t.delete("/pb", false, true).await }).await.unwrap();
+    assert_eq!(deleted.len(), 300);
+    let left = db.txn(|t| async move { t.list_keys("/", 8).await }).await.unwrap();
+    assert_eq!(left, ["/pbx"]);
+    // Deleting a tree and writing into it again in one transaction.
+    db.txn(|t| async move {
+        t.create("/pb/a", "1", None).await?;
+        t.create("/pb/a/state", "1", None).await
+    })
+    .await
+    .unwrap();
+    db.txn(|t| async move {
+        t.delete("/pb", false, true).await?;
+        t.create("/pb/a", "2", None).await
+    })
+    .await
+    .unwrap();
+    let left = db.txn(|t| async move { t.list_values("/", 8).await }).await.unwrap();
+    assert_eq!(left, [("/pb/a".to_string(), "2".to_string()), ("/pbx".to_string(), "{}".to_string())]);
+}
+
 async fn conflicting_transaction_is_retried(db: Config) {
     db.txn(|t| async move { t.create("/counter", "0", None).await }).await.unwrap();
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -405,6 +441,7 @@ conformance!(
     list_by_prefix_and_depth,
     list_values_reads_keys_and_values_at_once,
     recursive_delete,
+    recursive_delete_of_a_large_tree,
     conflicting_transaction_is_retried,
     listing_conflicts_with_a_new_key,
     processing_block_ids_fill_gaps,

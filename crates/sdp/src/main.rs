@@ -196,8 +196,15 @@ fn start_processing_controller(
     let runner = match scripts.script_runner.as_deref().unwrap_or(default_runner) {
         "helm" => sdp_processing::ScriptRunner::Helm,
         _ => {
-            let program = std::env::current_exe().context("cannot tell where the sdp command is, to run scripts")?;
-            sdp_processing::ScriptRunner::Process { program: program.display().to_string() }
+            // Without /proc (a minimal container), the sdp on PATH.
+            let program = std::env::current_exe().map_or_else(
+                |e| {
+                    tracing::warn!(error = %e, "cannot tell where this sdp command is; scripts run the sdp on PATH");
+                    "sdp".to_string()
+                },
+                |path| path.display().to_string(),
+            );
+            sdp_processing::ScriptRunner::Process { program }
         }
     };
     tracing::info!(?runner, "processing scripts");
