@@ -142,6 +142,11 @@ fn script_progress(pb_id: &str, snapshot: &Snapshot, deploy_id: &str) -> Option<
     }
 }
 
+/// Every deployment whose ID starts with `<pb_id>-` belongs to that processing block.
+fn belongs_to(deploy_id: &str, pb_id: &str) -> bool {
+    deploy_id.strip_prefix(pb_id).is_some_and(|rest| rest.starts_with('-'))
+}
+
 fn has_controller_state(snapshot: &Snapshot, pb_id: &str) -> bool {
     snapshot.states.get(pb_id).is_some_and(|s| s.get("state").is_some())
 }
@@ -174,7 +179,7 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
                     // The script deployment and the block's `state` are written together, and deleting a
                     // block deletes its state: this deployment is a previous block's of the same ID, deleted
                     // and created again before this controller saw it go. Its deployments go first.
-                    let engines = snapshot.deployments.iter().filter(|d| d.starts_with(&format!("{pb_id}-")));
+                    let engines = snapshot.deployments.iter().filter(|d| belongs_to(d, pb_id));
                     actions.extend(engines.map(|d| Action::DeleteDeployment(d.clone())));
                     None
                 }
@@ -184,10 +189,7 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
                     }
                     // A script that ended without letting go of its engines (killed) leaves them to us.
                     if script_ended(snapshot, pb_id) && !snapshot.owned.contains(pb_id) {
-                        let engines = snapshot
-                            .deployments
-                            .iter()
-                            .filter(|d| **d != deploy_id && d.starts_with(&format!("{pb_id}-")));
+                        let engines = snapshot.deployments.iter().filter(|d| **d != deploy_id && belongs_to(d, pb_id));
                         actions.extend(engines.map(|d| Action::DeleteDeployment(d.clone())));
                     }
                     script_progress(pb_id, snapshot, &deploy_id)
@@ -206,7 +208,7 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
         .filter(|pb_id| !snapshot.processing_blocks.contains_key(*pb_id))
         .collect();
     for deployment in &snapshot.deployments {
-        if gone.iter().any(|pb_id| deployment.starts_with(&format!("{pb_id}-"))) {
+        if gone.iter().any(|pb_id| belongs_to(deployment, pb_id)) {
             actions.push(Action::DeleteDeployment(deployment.clone()));
         }
     }

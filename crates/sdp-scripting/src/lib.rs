@@ -180,15 +180,7 @@ impl Claim {
                     if t.get_deployment(&deployment.deploy_id).await?.as_ref() != Some(deployment) {
                         t.put_json(&paths::deploy(&deployment.deploy_id), deployment).await?;
                     }
-                    let state = t.get_processing_block_state(pb_id).await?.unwrap_or(Value::Null);
-                    let mut listed: Vec<Value> =
-                        state.get("deployments").and_then(Value::as_array).cloned().unwrap_or_default();
-                    if !listed.iter().any(|d| d == deployment.deploy_id.as_str()) {
-                        listed.push(json!(deployment.deploy_id));
-                        let fields = Map::from_iter([("deployments".to_string(), Value::Array(listed))]);
-                        t.merge_state(&paths::pb_state(pb_id), &fields).await?;
-                    }
-                    Ok(())
+                    list_in_state(&t, pb_id, &deployment.deploy_id, true).await
                 }
             })
             .await?;
@@ -206,16 +198,7 @@ impl Claim {
         self.config
             .txn(|t| async move {
                 t.delete(&paths::deploy(deploy_id), false, true).await?;
-                if let Some(state) = t.get_processing_block_state(pb_id).await? {
-                    if let Some(listed) = state.get("deployments").and_then(Value::as_array) {
-                        let kept: Vec<Value> = listed.iter().filter(|d| *d != deploy_id).cloned().collect();
-                        if kept.len() != listed.len() {
-                            let fields = Map::from_iter([("deployments".to_string(), Value::Array(kept))]);
-                            t.merge_state(&paths::pb_state(pb_id), &fields).await?;
-                        }
-                    }
-                }
-                Ok(())
+                list_in_state(&t, pb_id, deploy_id, false).await
             })
             .await?;
         self.deployed.lock().expect("not poisoned").retain(|d| d != deploy_id);
@@ -316,7 +299,34 @@ pub enum Outcome {
     Stopped,
 }
 
-async fn released_by(t: &sdp_config::Txn, pb_id: &str) -> Result<Option<Release>, sdp_config::Error> {
+/// Adds `deploy_id` to the block state's `deployments` list, or takes it out; writes only on a change, and
+/// never creates the state to take something out.
+async fn list_in_state(
+    t: &sdp_config::Txn,
+    pb_id: &str,
+    deploy_id: &str,
+    listed: bool,
+) -> Result<(), sdp_config::Error> {
+    let state = t.get_processing_block_state(pb_id).await?;
+    if state.is_none() && !listed {
+        return Ok(());
+    }
+    let before: Vec<Value> =
+        state.as_ref().and_then(|s| s.get("deployments")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut after = before.clone();
+    if !listed {
+        after.retain(|d| d != deploy_id);
+    } else if !after.iter().any(|d| d == deploy_id) {
+        after.push(json!(deploy_id));
+    }
+    if after != before {
+        let fields = Map::from_iter([("deployments".to_string(), Value::Array(after))]);
+        t.merge_state(&paths::pb_state(pb_id), &fields).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn released_by(t: &sdp_config::Txn, pb_id: &str) -> Result<Option<Release>, sdp_config::Error> {
     if t.get(&paths::pb(pb_id)).await?.is_none() {
         return Ok(Some(Release::Deleted));
     }

@@ -68,6 +68,9 @@ struct UpArgs {
     /// variables of `sdp-staging up`, its storage and user areas default to `<data dir>/staging`.
     #[arg(long, env = "SDP_STAGING_LISTEN", default_value = "127.0.0.1:8000")]
     staging_listen: SocketAddr,
+    /// Seconds a processing script has to end after SIGTERM before SIGKILL.
+    #[arg(long, env = "SDP_SCRIPT_GRACE", default_value_t = 10)]
+    script_grace: u64,
 }
 
 /// The staging service's settings from its own environment variables (`sdp-staging up`'s).
@@ -91,11 +94,14 @@ struct ScriptArgs {
     script_config_host: Option<String>,
     /// How processing scripts run: `process` (`sdp script` on this machine, the default of `sdp up`) or
     /// `helm` (the workflow chart, the default of `sdp processing-controller`).
-    #[arg(long, env = "SDP_SCRIPT_RUNNER", value_parser = ["process", "helm"])]
-    script_runner: Option<String>,
-    /// Seconds a processing script has to end after SIGTERM before SIGKILL (process runner).
-    #[arg(long, env = "SDP_SCRIPT_GRACE", default_value_t = 10)]
-    script_grace: u64,
+    #[arg(long, env = "SDP_SCRIPT_RUNNER", value_enum)]
+    script_runner: Option<Runner>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Runner {
+    Process,
+    Helm,
 }
 
 #[derive(clap::Args)]
@@ -189,13 +195,13 @@ fn start_processing_controller(
     settings: &Settings,
     namespace: &NamespaceArgs,
     scripts: &ScriptArgs,
-    default_runner: &str,
+    default_runner: Runner,
     registry: &mut Registry,
-) -> anyhow::Result<JoinHandle<()>> {
+) -> JoinHandle<()> {
     let metrics = sdp_processing::Metrics::register(registry);
-    let runner = match scripts.script_runner.as_deref().unwrap_or(default_runner) {
-        "helm" => sdp_processing::ScriptRunner::Helm,
-        _ => {
+    let runner = match scripts.script_runner.unwrap_or(default_runner) {
+        Runner::Helm => sdp_processing::ScriptRunner::Helm,
+        Runner::Process => {
             // Without /proc (a minimal container), the sdp on PATH.
             let program = std::env::current_exe().map_or_else(
                 |e| {
@@ -221,7 +227,7 @@ fn start_processing_controller(
         metrics,
     }));
     tracing::info!("processing controller started");
-    Ok(handle)
+    handle
 }
 
 /// The Helm deployer and, with a cluster, its pod and network-resource monitors.
@@ -324,7 +330,7 @@ async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
     let controller =
-        start_processing_controller(&config, &settings, &args.namespace, &args.scripts, "helm", &mut registry)?;
+        start_processing_controller(&config, &settings, &args.namespace, &args.scripts, Runner::Helm, &mut registry);
     let http = serve_http(
         args.ops.http_listen,
         ops_router(registry, config),
@@ -446,14 +452,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         &settings,
         &args.namespace,
         &args.scripts,
-        "process",
+        Runner::Process,
         &mut registry,
-    )?];
+    )];
     tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?);
     let processes = sdp_procdeploy::start(sdp_procdeploy::ProcessDeployer {
         config: config.clone(),
         log_dir: args.data_dir.join("processes"),
-        grace: std::time::Duration::from_secs(args.scripts.script_grace),
+        grace: std::time::Duration::from_secs(args.script_grace),
         lease_ttl: 10,
         metrics: sdp_procdeploy::Metrics::register(&mut registry),
     });

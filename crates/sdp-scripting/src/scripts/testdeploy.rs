@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{Claim, Engine, Outcome, Release, ScriptError};
+use crate::{Claim, Engine, Outcome, ScriptError};
 
 /// The deployments the parameters ask for, by name; parameters that are not deployments are left out.
 pub fn wanted(parameters: &Value) -> BTreeMap<String, Engine> {
@@ -30,11 +30,11 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
             .txn(|t| {
                 let pb_id = &pb_id;
                 async move {
-                    let Some(pb) = t.get_processing_block(pb_id).await? else { return Ok(Err(Release::Deleted)) };
-                    if !t.is_processing_block_owner(pb_id).await? {
-                        return Ok(Err(Release::OwnershipLost));
+                    if let Some(release) = crate::released_by(&t, pb_id).await? {
+                        return Ok(Err(release));
                     }
-                    Ok(Ok(pb.parameters))
+                    // Read already: the transaction serves it from what it read.
+                    Ok(Ok(t.get_processing_block(pb_id).await?.map(|pb| pb.parameters).unwrap_or_default()))
                 }
             })
             .await?;
