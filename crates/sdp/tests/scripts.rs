@@ -277,3 +277,41 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
     namespaces.delete(&namespace, &Default::default()).await.unwrap();
 }
+
+/// testdeploy turns each parameter into a deployment (here a local process, the original's example), and
+/// teststate reports the original's error state after its duration.
+#[tokio::test(flavor = "multi_thread")]
+async fn testdeploy_and_teststate_do_what_the_originals_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _up = start_up(port, dir.path());
+    let config = connect(port).await;
+    let sleeper = json!({"sleeper": {"type": "process-direct", "args": {"args": ["sleep 300"], "shell": true}}});
+    let deploy_block = create(&config, "realtime:testdeploy:0.1.0", sleeper).await;
+    let sleeper_id = format!("{deploy_block}-sleeper");
+    eventually("the parameter's process running", LIMIT, || async {
+        deployment_state(&config, &sleeper_id).await.is_some_and(|s| s["status"] == "RUNNING")
+    })
+    .await;
+    let pid = deployment_state(&config, &sleeper_id).await.unwrap()["pid"].as_u64().unwrap() as u32;
+    assert_eq!(
+        pb_state(&config, &deploy_block).await["deployments"],
+        json!([format!("{deploy_block}-workflow"), sleeper_id])
+    );
+
+    let state_block = create(&config, "realtime:teststate:0.1.0", json!({"duration": 1})).await;
+    eventually("teststate's error state", LIMIT, || async {
+        pb_state(&config, &state_block).await["state"] == "error"
+    })
+    .await;
+    let state = pb_state(&config, &state_block).await;
+    assert_eq!((state["obsState"].as_str(), state["status"].as_str()), (Some("SCANNING-test"), Some("FINISHED")));
+    assert_eq!(state["receiveAddresses"], json!({"1": {"1": ["0.0.0.0", 1024]}}));
+
+    let id = deploy_block.as_str();
+    config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
+    eventually("the parameter's process stopped and its deployment gone", LIMIT, || async {
+        !alive(pid) && !deployments(&config).await.contains(&sleeper_id)
+    })
+    .await;
+}
