@@ -44,14 +44,18 @@ fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
-/// The PIDs of running `sdp script` processes working on `pb_id`.
-fn script_processes(pb_id: &str) -> Vec<u32> {
+/// The PIDs of running `sdp script` processes working on `pb_id` of the platform whose database is on `port`
+/// (tests running at once make blocks of the same IDs).
+fn script_processes(pb_id: &str, port: u16) -> Vec<u32> {
+    let on_port = format!("SDP_CONFIG_PORT={port}");
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if args.get(1).map(String::as_str) == Some("script") && args.iter().any(|a| a == pb_id) && alive(pid) {
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let ours = environ.split(|b| *b == 0).any(|v| v == on_port.as_bytes());
+        if args.get(1).map(String::as_str) == Some("script") && args.iter().any(|a| a == pb_id) && ours && alive(pid) {
             pids.push(pid);
         }
     }
@@ -134,10 +138,10 @@ async fn a_script_killed_with_sigkill_fails_its_block_and_leaves_nothing_behind(
         owner(&config, &pb_id).await.is_none() && !deployments(&config).await.contains(&dask)
     })
     .await;
-    assert!(script_processes(&pb_id).is_empty());
+    assert!(script_processes(&pb_id, port).is_empty());
     // Nothing restarts a failed script.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(script_processes(&pb_id).is_empty());
+    assert!(script_processes(&pb_id, port).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +195,7 @@ async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
         pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered"
     })
     .await;
-    assert_eq!(script_processes(&pb_id).len(), 1);
+    assert_eq!(script_processes(&pb_id, port).len(), 1);
     let second = owner(&config, &pb_id).await.unwrap().pid;
 
     // Killed with SIGKILL, the platform cannot stop its scripts: the kernel sends them SIGTERM.
