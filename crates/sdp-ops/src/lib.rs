@@ -15,15 +15,22 @@ pub fn init_tracing(default_filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colours only on a terminal: processes started by the platform log into files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends to stop a pod).
-pub async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what Kubernetes sends to stop a pod).
+///
+/// The handlers are installed when this is called, not when it is first awaited: a daemon calls it before it
+/// starts its parts, so a signal that arrives while they start stops it cleanly once they have, instead of
+/// killing it with the default action halfway through.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    let mut terminate = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
 }

@@ -406,7 +406,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         .env_remove("MYSQL_HOST")
         .env_remove("SOURCE_STORAGE_PATH")
         .env_remove("STAGING_API_TOKEN")
-        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut child = sdp_testkit::KillOnDrop(child);
@@ -445,7 +445,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     assert_eq!(resp.status(), 404);
     child.0.kill().unwrap();
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut out).unwrap();
     assert!(out.contains("staging request") && out.contains("DEBUG"), "{out}");
     for secret in ["request-token-never-shown", "hub-token-never-shown"] {
         assert!(!out.contains(secret), "a token was logged:\n{out}");

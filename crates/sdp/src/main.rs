@@ -318,14 +318,15 @@ async fn serve_http(listen: SocketAddr, app: axum::Router, what: &str) -> anyhow
     }))
 }
 
-/// Runs until Ctrl-C/SIGTERM, then stops the tasks.
-async fn until_stopped(tasks: Vec<JoinHandle<()>>) {
-    sdp_ops::shutdown_signal().await;
+/// Runs until `stop` (Ctrl-C/SIGTERM) resolves, then stops the tasks.
+async fn until_stopped(stop: impl std::future::Future<Output = ()>, tasks: Vec<JoinHandle<()>>) {
+    stop.await;
     tracing::info!("stopping");
     tasks.iter().for_each(|t| t.abort());
 }
 
 async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result<()> {
+    let stop = sdp_ops::shutdown_signal();
     let settings = Settings::from_env()?;
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
@@ -337,11 +338,12 @@ async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result
         "/healthz, /readyz and /metrics (SDP_HTTP_LISTEN)",
     )
     .await?;
-    until_stopped(vec![controller, http]).await;
+    until_stopped(stop, vec![controller, http]).await;
     Ok(())
 }
 
 async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
+    let stop = sdp_ops::shutdown_signal();
     let settings = Settings::from_env()?;
     let config = connect(&settings).await?;
     let mut registry = Registry::default();
@@ -354,16 +356,17 @@ async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
-    until_stopped(tasks).await;
+    until_stopped(stop, tasks).await;
     Ok(())
 }
 
 async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
+    let stop = sdp_ops::shutdown_signal();
     let settings = Settings::from_env()?;
     let config = connect(&settings).await?;
     let (lmc, http) = start_lmc(&config, args, Registry::default()).await?;
     let tango = start_tango_if_configured(&lmc).await?;
-    until_stopped(vec![http]).await;
+    until_stopped(stop, vec![http]).await;
     stop_tango(tango).await;
     Ok(())
 }
@@ -416,6 +419,7 @@ async fn start_staging(args: &UpArgs) -> anyhow::Result<sdp_staging::Running> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let stop = sdp_ops::shutdown_signal();
     let external = std::env::var("SDP_CONFIG_HOST").is_ok();
     let embedded = if external {
         None
@@ -469,7 +473,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let tango = start_tango_if_configured(&lmc).await?;
     let staging = start_staging(&args).await?;
     tracing::info!("platform up; press Ctrl-C to stop");
-    sdp_ops::shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping");
     // Scripts first, while the database and deployers they clean up through still run.
     processes.stop().await;

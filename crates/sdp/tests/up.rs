@@ -77,6 +77,22 @@ fn a_busy_port_is_a_clear_error() {
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
 }
 
+/// Ctrl-C while the platform is still starting (the database is up, the rest is not yet) stops it cleanly
+/// once it has started, instead of killing it halfway.
+#[test]
+fn ctrl_c_while_starting_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = up_command(port, free_port(), dir.path()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_port(port, Duration::from_secs(30), "the embedded database");
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sdp up ended with {}: {stderr}", out.status);
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
+
 /// `sdp lmc` drives the devices of a running `sdp up` through the seed's session.
 #[test]
 fn lmc_command_line() {

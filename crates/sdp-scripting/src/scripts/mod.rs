@@ -23,8 +23,8 @@ pub async fn run(name: &str, pb_id: &str) -> Result<Outcome, ScriptError> {
     if !NAMES.contains(&name) {
         return Err(ScriptError::UnknownScript(name.to_string()));
     }
-    let config = sdp_config::Config::from_env().await?;
     let mut stop = pin!(sdp_ops::shutdown_signal());
+    let config = sdp_config::Config::from_env().await?;
     let claim = tokio::select! {
         claim = Claim::take(&config, pb_id) => claim?,
         _ = &mut stop => return Ok(Outcome::Stopped),
