@@ -45,9 +45,9 @@ pub(crate) enum Write {
 #[derive(Clone)]
 pub(crate) struct Backend {
     store: Store,
-    /// Listings kept for choosing new keys under the same prefix again without reading it (processing-block
-    /// IDs), see [`crate::txn::Choices`].
-    pub choices: Arc<crate::txn::Choices>,
+    /// Listings kept current for choosing new keys under the same prefix again without reading it
+    /// (processing-block IDs).
+    pub choices: Arc<crate::choices::Choices>,
 }
 
 #[derive(Clone)]
@@ -76,7 +76,8 @@ impl Backend {
     }
 
     fn new(store: Store) -> Backend {
-        Backend { store, choices: Arc::default() }
+        let choices = Arc::new(crate::choices::Choices::new(Follower(store.clone())));
+        Backend { store, choices }
     }
 
     fn etcd_error(&self, e: etcd::Error) -> Error {
@@ -127,31 +128,6 @@ impl Backend {
             None => self.current_revision().await?,
         };
         Ok((all, rev))
-    }
-
-    /// How many keys start with `prefix` at `revision` (None: latest), and the revision counted at. etcd counts
-    /// from its index alone, reading no value.
-    pub async fn count(&self, prefix: &str, revision: Option<i64>) -> Result<(i64, i64), Error> {
-        match &self.store {
-            Store::Etcd { client, .. } => {
-                let mut opts = etcd::GetOptions::new().with_prefix().with_count_only();
-                if let Some(rev) = revision {
-                    opts = opts.with_revision(rev);
-                }
-                let resp = client.kv_client().get(prefix, Some(opts)).await.map_err(|e| self.etcd_error(e))?;
-                Ok((resp.count(), resp.header().map_or(0, |h| h.revision())))
-            }
-            Store::Memory(store) => {
-                let req = kv::RangeRequest {
-                    range: kv::KeyRange::prefix(prefix),
-                    revision: revision.unwrap_or(0),
-                    count_only: true,
-                    ..Default::default()
-                };
-                let (resp, rev) = store.range(&req).map_err(|e| Error::Backend(e.to_string()))?;
-                Ok((resp.count, revision.unwrap_or(rev)))
-            }
-        }
     }
 
     async fn current_revision(&self) -> Result<i64, Error> {
@@ -277,7 +253,7 @@ impl Backend {
     }
 
     /// Waits until a key in `[start, end)` changes after `revision` and `matches` its key; returns the
-    /// revision of that change. Survives connection loss by re-watching from the last revision seen.
+    /// revision of that change (or of a compaction: the caller re-reads everything, which is always safe).
     pub async fn wait_for_change(
         &self,
         start: &str,
@@ -285,65 +261,14 @@ impl Backend {
         revision: i64,
         matches: impl Fn(&str) -> bool,
     ) -> Result<i64, Error> {
-        match &self.store {
-            Store::Etcd { client, .. } => {
-                let mut from = revision + 1;
-                loop {
-                    let opts = etcd::WatchOptions::new().with_range(end).with_start_revision(from);
-                    let mut stream = match client.watch_client().watch(start, Some(opts)).await {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            tracing::warn!(error = %self.etcd_error(e), "watch failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                    };
-                    loop {
-                        match stream.message().await {
-                            Ok(Some(resp)) => {
-                                if resp.compact_revision() > 0 {
-                                    // History is gone: the caller re-reads everything, which is always safe.
-                                    return Ok(resp.compact_revision());
-                                }
-                                if resp.canceled() {
-                                    tracing::warn!(reason = resp.cancel_reason(), "watch cancelled; re-watching");
-                                    break;
-                                }
-                                for ev in resp.events() {
-                                    if let Some(kv) = ev.kv() {
-                                        from = from.max(kv.mod_revision() + 1);
-                                        if matches(&String::from_utf8_lossy(kv.key())) {
-                                            return Ok(kv.mod_revision());
-                                        }
-                                    }
-                                }
-                            }
-                            Ok(None) | Err(_) => {
-                                tracing::warn!(from, "watch stream ended; re-watching");
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Store::Memory(store) => {
-                let range = kv::KeyRange { key: start.as_bytes().to_vec(), range_end: end.as_bytes().to_vec() };
-                let mut watch = match store.watch(range, revision + 1) {
-                    Ok(w) => w,
-                    Err(kv::Error::Compacted { compact_revision }) => return Ok(compact_revision),
-                    Err(e) => return Err(Error::Backend(e.to_string())),
-                };
-                while let Some(batch) = watch.events.recv().await {
-                    for ev in batch {
-                        if matches(&String::from_utf8_lossy(&ev.kv.key)) {
-                            return Ok(ev.kv.mod_revision);
-                        }
-                    }
-                }
-                Err(Error::Backend("in-memory store closed".into()))
-            }
+        let first_match = |changes: &[Change]| changes.iter().find(|c| matches(&c.key)).map(|c| c.revision);
+        match self.follower().follow(start, end, revision, first_match).await? {
+            Followed::Stopped(revision) | Followed::Compacted(revision) => Ok(revision),
         }
+    }
+
+    pub fn follower(&self) -> Follower {
+        Follower(self.store.clone())
     }
 
     pub async fn lease_grant(&self, ttl: i64) -> Result<i64, Error> {
@@ -399,6 +324,116 @@ impl Backend {
                 Ok(())
             }
             Store::Memory(store) => store.lease_revoke(id).map(|_| ()).map_err(|e| Error::Backend(e.to_string())),
+        }
+    }
+}
+
+/// A change of one key, as a watch reports it.
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    pub key: String,
+    /// False for a deletion.
+    pub exists: bool,
+    pub revision: i64,
+}
+
+/// How [`Follower::follow`] ended.
+pub(crate) enum Followed {
+    /// The caller stopped it at this revision.
+    Stopped(i64),
+    /// The changes after the starting revision are no longer kept, up to this revision.
+    Compacted(i64),
+}
+
+/// Follows changes in the store. It holds the store only, not the [`Backend`], so a task the backend's own
+/// state keeps (see [`crate::choices`]) does not keep the backend alive.
+#[derive(Clone)]
+pub(crate) struct Follower(Store);
+
+impl Follower {
+    /// Hands every change of a key in `[start, end)` after `revision` to `on_changes`, in revision order, a
+    /// revision at a time, until it returns a revision to stop at. Survives connection loss by re-watching from
+    /// the last revision seen.
+    pub async fn follow(
+        &self,
+        start: &str,
+        end: &str,
+        revision: i64,
+        mut on_changes: impl FnMut(&[Change]) -> Option<i64>,
+    ) -> Result<Followed, Error> {
+        match &self.0 {
+            Store::Etcd { client, .. } => {
+                let mut from = revision + 1;
+                loop {
+                    let opts = etcd::WatchOptions::new().with_range(end).with_start_revision(from);
+                    let mut stream = match client.watch_client().watch(start, Some(opts)).await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "watch failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    };
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(resp)) => {
+                                if resp.compact_revision() > 0 {
+                                    return Ok(Followed::Compacted(resp.compact_revision()));
+                                }
+                                if resp.canceled() {
+                                    tracing::warn!(reason = resp.cancel_reason(), "watch cancelled; re-watching");
+                                    break;
+                                }
+                                let changes: Vec<Change> = resp
+                                    .events()
+                                    .iter()
+                                    .filter_map(|ev| {
+                                        let kv = ev.kv()?;
+                                        Some(Change {
+                                            key: String::from_utf8_lossy(kv.key()).into_owned(),
+                                            exists: ev.event_type() == etcd::EventType::Put,
+                                            revision: kv.mod_revision(),
+                                        })
+                                    })
+                                    .collect();
+                                if let Some(last) = changes.last() {
+                                    from = from.max(last.revision + 1);
+                                }
+                                if let Some(stop) = on_changes(&changes) {
+                                    return Ok(Followed::Stopped(stop));
+                                }
+                            }
+                            Ok(None) | Err(_) => {
+                                tracing::warn!(from, "watch stream ended; re-watching");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Store::Memory(store) => {
+                let range = kv::KeyRange { key: start.as_bytes().to_vec(), range_end: end.as_bytes().to_vec() };
+                let mut watch = match store.watch(range, revision + 1) {
+                    Ok(w) => w,
+                    Err(kv::Error::Compacted { compact_revision }) => return Ok(Followed::Compacted(compact_revision)),
+                    Err(e) => return Err(Error::Backend(e.to_string())),
+                };
+                while let Some(batch) = watch.events.recv().await {
+                    let changes: Vec<Change> = batch
+                        .into_iter()
+                        .map(|ev| Change {
+                            key: String::from_utf8_lossy(&ev.kv.key).into_owned(),
+                            exists: ev.kind == kv::EventKind::Put,
+                            revision: ev.kv.mod_revision,
+                        })
+                        .collect();
+                    if let Some(stop) = on_changes(&changes) {
+                        return Ok(Followed::Stopped(stop));
+                    }
+                }
+                Err(Error::Backend("in-memory store closed".into()))
+            }
         }
     }
 }

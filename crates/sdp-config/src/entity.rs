@@ -133,20 +133,18 @@ impl crate::Config {
 }
 
 impl Txn {
-    /// The lowest free ID of the form `<type>-<YYYYMMDD>-<NNNN>` for today (local date). Nothing under the
-    /// day's prefix may change before the commit, so two clients never get the same ID (the one that commits
-    /// second runs again and gets the next) and the ID is still the lowest free. Creating it reads nothing
-    /// more, and the client's next ID of the type reads nothing at all while no other client creates or
-    /// deletes one ([`Txn::keys_to_choose_from`]).
+    /// The lowest free ID of the form `<type>-<YYYYMMDD>-<NNNN>` for today (local date). The commit requires
+    /// the ID still free, so two clients never get the same one (the one that commits second runs again and
+    /// gets the next). The first ID of a type lists the day's IDs; the client then keeps them current with a
+    /// watch, so the next one reads nothing ([`crate::choices`]).
     pub async fn new_processing_block_id(&self, kind: &str) -> Result<String, Error> {
         let date = chrono::Local::now().format("%Y%m%d").to_string();
         let stem = format!("{kind}-{date}-");
-        let taken = self.keys_to_choose_from(&format!("{}/{stem}", paths::PB)).await?;
-        let ids = taken.iter().filter_map(|path| path.strip_prefix(paths::PB)?.strip_prefix('/'));
-        let pb_id = lowest_free_id(&stem, ids)
+        let number = self
+            .choose_new_path(&paths::pb(&stem), lowest_free_number)
+            .await?
             .ok_or_else(|| Error::Invalid(format!("no free processing block ID left for {stem}")))?;
-        self.chose(&paths::pb(&pb_id))?;
-        Ok(pb_id)
+        Ok(format!("{stem}{number}"))
     }
 
     /// Creates a processing block for `workflow` under the next free ID of its type; returns the ID.
@@ -291,10 +289,9 @@ mod tests {
     }
 }
 
-/// The lowest of `<stem>0000` … `<stem>9999` not in `taken` (sorted, as listings are; other IDs may be mixed in).
-fn lowest_free_id<'a>(stem: &str, taken: impl Iterator<Item = &'a str>) -> Option<String> {
+/// The lowest of `0000` … `9999` not in `taken` (sorted, as listings are; other names may be mixed in).
+fn lowest_free_number(taken: &mut dyn Iterator<Item = &str>) -> Option<String> {
     let mut numbers = taken
-        .filter_map(|id| id.strip_prefix(stem))
         .filter(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
         .filter_map(|n| n.parse::<u16>().ok())
         .peekable();
@@ -303,24 +300,23 @@ fn lowest_free_id<'a>(stem: &str, taken: impl Iterator<Item = &'a str>) -> Optio
             while numbers.next_if(|&n| n < candidate).is_some() {}
             numbers.peek() != Some(&candidate)
         })
-        .map(|n| format!("{stem}{n:04}"))
+        .map(|n| format!("{n:04}"))
 }
 
 #[cfg(test)]
 mod id_tests {
-    use super::lowest_free_id;
+    use super::lowest_free_number;
 
     #[test]
-    fn lowest_free_id_skips_taken_numbers_and_ignores_other_ids() {
-        let free = |taken: &[&str]| lowest_free_id("rt-20261128-", taken.iter().copied());
-        assert_eq!(free(&[]).as_deref(), Some("rt-20261128-0000"));
-        assert_eq!(free(&["rt-20261128-0000", "rt-20261128-0001"]).as_deref(), Some("rt-20261128-0002"));
-        assert_eq!(free(&["rt-20261128-0000", "rt-20261128-0002"]).as_deref(), Some("rt-20261128-0001"));
-        assert_eq!(free(&["rt-20261128-0001"]).as_deref(), Some("rt-20261128-0000"));
-        // IDs that only share the stem neither take a number nor hide one.
-        let mixed = ["rt-20261128-0000", "rt-20261128-0000x", "rt-20261128-0001-test", "rt-20261128-0002"];
-        assert_eq!(free(&mixed).as_deref(), Some("rt-20261128-0001"));
-        let all: Vec<String> = (0..10_000).map(|n| format!("rt-20261128-{n:04}")).collect();
-        assert_eq!(lowest_free_id("rt-20261128-", all.iter().map(String::as_str)), None);
+    fn lowest_free_number_skips_taken_numbers_and_ignores_other_names() {
+        let free = |taken: &[&str]| lowest_free_number(&mut taken.iter().copied());
+        assert_eq!(free(&[]).as_deref(), Some("0000"));
+        assert_eq!(free(&["0000", "0001"]).as_deref(), Some("0002"));
+        assert_eq!(free(&["0000", "0002"]).as_deref(), Some("0001"));
+        assert_eq!(free(&["0001"]).as_deref(), Some("0000"));
+        // Names that only start like a number neither take a number nor hide one.
+        assert_eq!(free(&["0000", "0000x", "0001-test", "0002"]).as_deref(), Some("0001"));
+        let all: Vec<String> = (0..10_000).map(|n| format!("{n:04}")).collect();
+        assert_eq!(lowest_free_number(&mut all.iter().map(String::as_str)), None);
     }
 }

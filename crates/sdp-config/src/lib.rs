@@ -19,6 +19,7 @@
 //! ```
 
 mod backend;
+mod choices;
 pub mod entity;
 pub mod json;
 pub mod keys;

@@ -25,11 +25,9 @@ struct TxnState {
     reads: BTreeMap<String, Option<Stored>>,
     /// Stored key prefixes that were listed: a change under them fails the commit and wakes a watcher.
     lists: BTreeSet<String>,
-    /// Stored key prefixes whose keys were known from [`Choices`], as they stood at that revision: a change
-    /// under them since then fails the commit and wakes a watcher.
-    unchanged_since: BTreeMap<String, i64>,
-    /// Stored key prefix → its stored keys, that a new key was chosen among ([`Txn::keys_to_choose_from`]).
-    choosing: BTreeMap<String, Arc<BTreeSet<String>>>,
+    /// Stored key prefixes a new key was chosen under ([`Txn::choose_new_path`]): with the listing to keep
+    /// for the next choice, or `None` when the keys came from the kept ones. They wake a watcher.
+    chosen_under: BTreeMap<String, Option<(i64, BTreeSet<String>)>>,
     /// Stored key → new value and lease (None: delete).
     writes: BTreeMap<String, Option<(String, i64)>>,
     /// Stored key prefixes a recursive delete listed and emptied: one range delete each at commit, unless the
@@ -148,50 +146,51 @@ impl Txn {
         Ok(paths)
     }
 
-    /// The paths directly under `path`, to choose a new key among the free ones (a processing block's lowest
-    /// free ID), then [`Txn::chose`]. The commit requires that nothing under `path` changed, as for any listing;
-    /// the listing, with what this transaction wrote under it, is then kept by the client ([`Choices`]) for the
-    /// next choice under `path`, which only counts the keys (to see deletions): no listing, however many keys
-    /// there are, while no other client changes anything under `path`.
-    pub(crate) async fn keys_to_choose_from(&self, path: &str) -> Result<Vec<String>, Error> {
+    /// Chooses a new path `path` + `<name>` with `choose`, which gets the names taken (the rest of each path
+    /// at `path`'s depth that starts with `path`, in sorted order) and returns a free one, or `None`; returns
+    /// that name. The chosen path counts as read absent: creating it then reads nothing, and the commit requires it still absent.
+    ///
+    /// The first choice under `path` lists it; the client then keeps its keys current with a watch, and later
+    /// choices read nothing ([`crate::choices`]): a processing block's lowest free ID costs the same however many
+    /// blocks the day has.
+    pub(crate) async fn choose_new_path(
+        &self,
+        path: &str,
+        choose: impl FnOnce(&mut dyn Iterator<Item = &str>) -> Option<String>,
+    ) -> Result<Option<String>, Error> {
         keys::check_path_chars(path)?;
         let full = format!("{}{}", self.prefix, path);
         let prefix = keys::tag_at(&full, keys::depth(&full));
+        // Kept keys are the stored ones: with this transaction's own writes under the prefix, list.
         let writes_under = self.lock().writes.keys().any(|key| key.starts_with(&prefix));
-        let mut known = if writes_under { None } else { self.backend.choices.take(&prefix) };
-        if let Some((_, stored)) = &known {
-            // The commit's guard catches keys written since; a count catches keys deleted since.
-            let revision = self.lock().revision;
-            let (count, rev) = self.backend.count(&prefix, revision).await?;
-            self.lock().revision.get_or_insert(rev);
-            if count != stored.len() as i64 {
-                known = None;
-            }
-        }
-        let stored = match known {
-            Some((revision, stored)) => {
-                self.lock().unchanged_since.insert(prefix.clone(), revision);
-                stored
+        let kept = if writes_under { None } else { self.backend.choices.snapshot(&prefix).await };
+        let chosen = match kept {
+            Some(kept) => {
+                self.lock().chosen_under.insert(prefix.clone(), None);
+                choose(&mut kept.keys.iter().filter_map(|key| key.strip_prefix(prefix.as_str())))
             }
             None => {
                 let listed = self.list_keys(path, 0).await?;
-                Arc::new(listed.iter().map(|path| keys::tag(&format!("{}{}", self.prefix, path))).collect())
+                let mut state = self.lock();
+                let to_keep = match (writes_under, state.revision) {
+                    (false, Some(revision)) => Some((
+                        revision,
+                        listed.iter().map(|listed| keys::tag(&format!("{}{}", self.prefix, listed))).collect(),
+                    )),
+                    _ => None,
+                };
+                state.chosen_under.entry(prefix).or_insert(to_keep);
+                drop(state);
+                choose(&mut listed.iter().filter_map(|listed| listed.strip_prefix(path)))
             }
         };
-        let paths = stored.iter().filter_map(|key| self.logical_path(key)).collect();
-        self.lock().choosing.insert(prefix, stored);
-        Ok(paths)
-    }
-
-    /// Records `path`, chosen free among [`Txn::keys_to_choose_from`]'s keys, as read absent: creating it then
-    /// reads nothing, and the commit requires it still absent.
-    pub(crate) fn chose(&self, path: &str) -> Result<(), Error> {
-        let key = self.stored_key(path)?;
+        let Some(name) = chosen else { return Ok(None) };
+        let key = self.stored_key(&format!("{path}{name}"))?;
         let mut state = self.lock();
         if !state.writes.contains_key(&key) {
             state.reads.entry(key).or_insert(None);
         }
-        Ok(())
+        Ok(Some(name))
     }
 
     /// Creates a key; fails with [`Error::Collision`] if it exists. With a lease, the key is deleted when the
@@ -309,31 +308,32 @@ impl Txn {
                     state.lists.iter().map(|p| Precondition::PrefixUnchangedSince { prefix: p.clone(), revision: rev }),
                 );
             }
-            pre.extend(
-                state
-                    .unchanged_since
-                    .iter()
-                    .map(|(prefix, &revision)| Precondition::PrefixUnchangedSince { prefix: prefix.clone(), revision }),
-            );
             let writes = state.writes_to_send();
-            let prefixes = state.lists.iter().chain(state.unchanged_since.keys()).cloned().collect();
+            let prefixes = state.lists.iter().chain(state.chosen_under.keys()).cloned().collect();
             (pre, writes, revision, state.reads.keys().cloned().collect(), prefixes)
         };
-        let known_keys_used = !self.lock().unchanged_since.is_empty();
-        let revision = if writes.is_empty() && !known_keys_used {
+        let kept_keys_used = self.lock().chosen_under.values().any(Option::is_none);
+        let revision = if writes.is_empty() && !kept_keys_used {
             // A read-only body saw one consistent snapshot: nothing to check.
             match revision {
                 Some(rev) => rev,
                 None => self.backend.list_keys(&[], None).await?.1,
             }
         } else {
-            // Keys known from an earlier revision ([`Choices`]) must still stand, even for a read-only body.
+            // A key chosen among kept keys (not read at this transaction's revision) must still be free, even
+            // for a read-only body.
             match self.backend.commit(&preconditions, &writes).await? {
                 Some(rev) => {
                     self.keep_choices(rev);
                     rev
                 }
-                None => return Ok(None),
+                None => {
+                    // Perhaps another client took the chosen key and the watch has not shown it yet: list again.
+                    for prefix in self.lock().chosen_under.keys() {
+                        self.backend.choices.forget(prefix);
+                    }
+                    return Ok(None);
+                }
             }
         };
         Ok(Some(ReadSet { revision, keys, prefixes }))
@@ -367,47 +367,19 @@ impl TxnState {
 }
 
 impl Txn {
-    /// After a commit at `revision`: what stands under each prefix a key was chosen under is its guarded
-    /// listing with this transaction's writes under it.
+    /// After a commit at `revision`: the listings chosen from are kept current from now on, and the next choice
+    /// under a kept prefix this transaction wrote under waits until its watch has seen this commit.
     fn keep_choices(&self, revision: i64) {
         let mut state = self.lock();
-        for (prefix, stored) in std::mem::take(&mut state.choosing) {
-            let mut stored = Arc::unwrap_or_clone(stored);
-            for (key, write) in state.writes.range(prefix.clone()..).take_while(|(key, _)| key.starts_with(&prefix)) {
-                match write {
-                    Some(_) => stored.insert(key.clone()),
-                    None => stored.remove(key),
-                };
+        for (prefix, listing) in std::mem::take(&mut state.chosen_under) {
+            if let Some((listed_at, keys)) = listing {
+                self.backend.choices.keep(prefix, listed_at, keys);
             }
-            self.backend.choices.keep(prefix, revision, Arc::new(stored));
         }
-    }
-}
-
-/// The keys under the prefixes new keys were last chosen under by this client, each as it stood at a revision.
-/// [`Txn::keys_to_choose_from`] takes one instead of listing the prefix, and guards the commit with "nothing
-/// under it changed since": a change by another client fails that commit, and the transaction runs again,
-/// listing. A taken entry comes back only with a commit, so a failed or abandoned choice lists next time.
-#[derive(Default)]
-pub(crate) struct Choices(Mutex<BTreeMap<String, Known>>);
-
-/// The stored keys under a prefix, as they stood at a revision.
-type Known = (i64, Arc<BTreeSet<String>>);
-
-impl Choices {
-    /// Prefixes kept at most: processing-block IDs use one per type and day.
-    const LIMIT: usize = 16;
-
-    fn take(&self, prefix: &str) -> Option<Known> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(prefix)
-    }
-
-    fn keep(&self, prefix: String, revision: i64, stored: Arc<BTreeSet<String>>) {
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() >= Self::LIMIT {
-            kept.pop_first();
-        }
-        kept.insert(prefix, (revision, stored));
+        let writes = &state.writes;
+        self.backend.choices.wrote(revision, |prefix| {
+            writes.range(prefix.to_string()..).next().is_some_and(|(key, _)| key.starts_with(prefix))
+        });
     }
 }
 

@@ -238,16 +238,8 @@ async fn processing_block_ids_fill_gaps(db: Config) {
 }
 
 async fn processing_block_ids_see_changes_made_since_the_last_choice(db: Config) {
-    // The client keeps the day's listing between creations; what changed under it since must still count.
-    let create = |db: Config| async move {
-        db.txn(|t| async move {
-            let id = t.new_processing_block_id("batch").await?;
-            t.create_processing_block(&ProcessingBlock::new(&id, "batch:b:1".parse()?)).await?;
-            Ok(id)
-        })
-        .await
-        .unwrap()
-    };
+    // The client keeps the day's IDs between creations; its own changes since count at once.
+    let create = create_next_block;
     let first = create(db.clone()).await;
     let stem = first.strip_suffix("0000").expect("the first ID of the day").to_string();
     assert_eq!(create(db.clone()).await, format!("{stem}0001"));
@@ -268,6 +260,51 @@ async fn processing_block_ids_see_changes_made_since_the_last_choice(db: Config)
     assert_eq!(create(db.clone()).await, deleted);
     assert_eq!(create(db.clone()).await, format!("{stem}0004"));
     assert_eq!(db.txn(|t| async move { t.list_processing_blocks().await }).await.unwrap().len(), 5);
+}
+
+async fn create_next_block(db: Config) -> String {
+    db.txn(|t| async move {
+        let id = t.new_processing_block_id("batch").await?;
+        t.create_processing_block(&ProcessingBlock::new(&id, "batch:b:1".parse()?)).await?;
+        Ok(id)
+    })
+    .await
+    .unwrap()
+}
+
+/// Two clients of one database: each keeps the day's IDs current, and what the other does counts.
+async fn processing_block_ids_count_another_clients_changes(a: Config, b: Config) {
+    let first = create_next_block(a.clone()).await;
+    let stem = first.strip_suffix("0000").expect("the first ID of the day").to_string();
+    let id = |n: usize| format!("{stem}{n:04}");
+    assert_eq!(create_next_block(a.clone()).await, id(1));
+    assert_eq!(create_next_block(a.clone()).await, id(2));
+    // The other client's creation: the next one here still gets a free ID (its commit requires it free).
+    assert_eq!(create_next_block(b.clone()).await, id(3));
+    assert_eq!(create_next_block(a.clone()).await, id(4));
+    // The other client's deletion: the gap is the lowest free ID here once the watch has shown it.
+    let deleted = id(1);
+    b.txn(|t| {
+        let deleted = deleted.clone();
+        async move { t.delete_processing_block(&deleted).await }
+    })
+    .await
+    .unwrap();
+    let limit = Instant::now() + Duration::from_secs(10);
+    while a.txn(|t| async move { t.new_processing_block_id("batch").await }).await.unwrap() != deleted {
+        assert!(Instant::now() < limit, "the other client's deletion never counted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(create_next_block(a.clone()).await, deleted);
+    assert_eq!(create_next_block(b.clone()).await, id(5));
+    // Both at once: every ID once, no gap.
+    let (from_a, from_b) =
+        tokio::join!(async { futures::future::join_all((0..15).map(|_| create_next_block(a.clone()))).await }, async {
+            futures::future::join_all((0..15).map(|_| create_next_block(b.clone()))).await
+        },);
+    let mut ids: Vec<String> = from_a.into_iter().chain(from_b).collect();
+    ids.sort();
+    assert_eq!(ids, (6..36).map(id).collect::<Vec<_>>());
 }
 
 fn chrono_free_date(id: &str) -> String {
@@ -435,6 +472,27 @@ macro_rules! conformance {
         }
     };
 }
+
+/// Cases with two clients of one server (the in-process store has one client).
+macro_rules! two_clients {
+    ($($case:ident),* $(,)?) => {
+        mod etcd_two_clients {
+            $(#[tokio::test] async fn $case() {
+                let etcd = sdp_testkit::Etcd::start();
+                super::$case(etcd.config().await, etcd.config().await).await
+            })*
+        }
+        mod embedded_two_clients {
+            $(#[tokio::test] async fn $case() {
+                let server = sdp_testkit::Embedded::start().await;
+                super::$case(server.config().await, server.config().await).await;
+                server.stop().await;
+            })*
+        }
+    };
+}
+
+two_clients!(processing_block_ids_count_another_clients_changes);
 
 conformance!(
     create_get_update_delete,
