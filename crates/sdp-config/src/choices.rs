@@ -82,7 +82,8 @@ impl Choices {
         let (tx, snapshot) = watch::channel(Snapshot { revision, keys: Arc::new(keys), current: true });
         let follow = tokio::spawn(keep_current(self.follower.clone(), prefix.clone(), tx)).abort_handle();
         let mut kept = self.lock();
-        if let Some(old) = kept.insert(prefix, Kept { snapshot, wanted: revision, follow }) {
+        let wanted = kept.get(&prefix).map_or(revision, |old| old.wanted.max(revision));
+        if let Some(old) = kept.insert(prefix, Kept { snapshot, wanted, follow }) {
             old.follow.abort();
         }
         if kept.len() > Self::LIMIT {

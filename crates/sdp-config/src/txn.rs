@@ -148,7 +148,8 @@ impl Txn {
 
     /// Chooses a new path `path` + `<name>` with `choose`, which gets the names taken (the rest of each path
     /// at `path`'s depth that starts with `path`, in sorted order) and returns a free one, or `None`; returns
-    /// that name. The chosen path counts as read absent: creating it then reads nothing, and the commit requires it still absent.
+    /// that name. The chosen path counts as read absent: creating it then reads nothing, and the commit
+    /// requires it still absent.
     ///
     /// The first choice under `path` lists it; the client then keeps its keys current with a watch, and later
     /// choices read nothing ([`crate::choices`]): a processing block's lowest free ID costs the same however many
