@@ -44,7 +44,7 @@ impl Choices {
     /// Prefixes kept at most: processing-block IDs use one per type and day.
     const LIMIT: usize = 16;
     /// How long a choice waits for the watch to catch up with this client's own last write before it lists.
-    const CATCH_UP: Duration = Duration::from_secs(2);
+    const CATCH_UP: Duration = Duration::from_millis(500);
 
     pub fn new(follower: Follower) -> Choices {
         Choices { follower, kept: Mutex::default() }
