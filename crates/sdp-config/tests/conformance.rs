@@ -239,11 +239,10 @@ async fn processing_block_ids_fill_gaps(db: Config) {
 
 async fn processing_block_ids_see_changes_made_since_the_last_choice(db: Config) {
     // The client keeps the day's IDs between creations; its own changes since count at once.
-    let create = create_next_block;
-    let first = create(db.clone()).await;
+    let first = create_next_block(db.clone()).await;
     let stem = first.strip_suffix("0000").expect("the first ID of the day").to_string();
-    assert_eq!(create(db.clone()).await, format!("{stem}0001"));
-    assert_eq!(create(db.clone()).await, format!("{stem}0002"));
+    assert_eq!(create_next_block(db.clone()).await, format!("{stem}0001"));
+    assert_eq!(create_next_block(db.clone()).await, format!("{stem}0002"));
     // A block created under its own ID, and one deleted, by other transactions.
     let (own, deleted) = (format!("{stem}0003"), format!("{stem}0001"));
     db.txn(|t| {
@@ -257,8 +256,8 @@ async fn processing_block_ids_see_changes_made_since_the_last_choice(db: Config)
     .unwrap();
     let read_only = db.txn(|t| async move { t.new_processing_block_id("batch").await }).await.unwrap();
     assert_eq!(read_only, deleted);
-    assert_eq!(create(db.clone()).await, deleted);
-    assert_eq!(create(db.clone()).await, format!("{stem}0004"));
+    assert_eq!(create_next_block(db.clone()).await, deleted);
+    assert_eq!(create_next_block(db.clone()).await, format!("{stem}0004"));
     assert_eq!(db.txn(|t| async move { t.list_processing_blocks().await }).await.unwrap().len(), 5);
 }
 
@@ -298,11 +297,8 @@ async fn processing_block_ids_count_another_clients_changes(a: Config, b: Config
     assert_eq!(create_next_block(a.clone()).await, deleted);
     assert_eq!(create_next_block(b.clone()).await, id(5));
     // Both at once: every ID once, no gap.
-    let (from_a, from_b) =
-        tokio::join!(async { futures::future::join_all((0..15).map(|_| create_next_block(a.clone()))).await }, async {
-            futures::future::join_all((0..15).map(|_| create_next_block(b.clone()))).await
-        },);
-    let mut ids: Vec<String> = from_a.into_iter().chain(from_b).collect();
+    let clients = [a, b];
+    let mut ids = futures::future::join_all((0..30).map(|n| create_next_block(clients[n % 2].clone()))).await;
     ids.sort();
     assert_eq!(ids, (6..36).map(id).collect::<Vec<_>>());
 }
