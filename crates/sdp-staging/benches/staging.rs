@@ -16,8 +16,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 fn mib(var: &str, default: u64) -> u64 {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -40,18 +38,9 @@ fn fill(path: &Path, mib: u64) {
 }
 
 async fn stage(base: &str, method: &str, source: &str, target: &str) -> Duration {
-    let url =
-        reqwest::Url::parse_with_params(&format!("{base}/stage-data/"), [("method", method), ("username", "alice")])
-            .unwrap();
+    let url = peers::stage_url(base, "/stage-data/", &[("method", method), ("username", "alice")]);
     let start = Instant::now();
-    let resp = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .post(url)
-        .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
-        .send()
-        .await
-        .unwrap();
+    let resp = peers::post_stage(url, source, target).await;
     let took = start.elapsed();
     let status = resp.status();
     assert!(status.is_success(), "{method} {source}: {status} {}", resp.text().await.unwrap_or_default());

@@ -10,39 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use peers::{start_service, Service};
+use peers::{get_json, post_stage, stage_url, start_service};
 use serde_json::{json, Value};
-
-fn stage_url(s: &Service, method: &str, user: &str) -> reqwest::Url {
-    reqwest::Url::parse_with_params(&format!("{}/stage-data/", s.base), [("method", method), ("username", user)])
-        .unwrap()
-}
-
-async fn stage(s: &Service, method: &str, user: &str, source: &str, target: &str) -> (u16, Value) {
-    let resp = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .post(stage_url(s, method, user))
-        .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(s: &Service, path: &str) -> Value {
-    sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .get(format!("{}{path}", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
@@ -78,13 +47,13 @@ async fn local_copy_of_a_file_and_a_tree_is_read_only_and_the_source_untouched()
     std::fs::write(s.storage.join("obs/tree/sub/b"), b"bb").unwrap();
     let source_before = listing(&s.storage);
 
-    let (status, body) = stage(&s, "local_copy", "alice", "obs/file.dat", "project/file.dat").await;
+    let (status, body) = s.stage("local_copy", "alice", "obs/file.dat", "project/file.dat").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("success")), "{body}");
     let copied = s.users.join("alice/project/file.dat");
     assert_eq!(std::fs::read(&copied).unwrap(), b"0123456789");
     assert_eq!(mode(&copied), 0o400);
 
-    let (status, body) = stage(&s, "local_copy", "alice", "obs/tree", "").await;
+    let (status, body) = s.stage("local_copy", "alice", "obs/tree", "").await;
     assert_eq!(status, 200, "{body}");
     let tree = s.users.join("alice/tree");
     assert_eq!(std::fs::read(tree.join("sub/b")).unwrap(), b"bb");
@@ -92,11 +61,11 @@ async fn local_copy_of_a_file_and_a_tree_is_read_only_and_the_source_untouched()
     assert_eq!(listing(&s.storage), source_before, "the source must not change");
 
     // Staging again answers that the data is there, without touching it.
-    let (status, body) = stage(&s, "local_copy", "alice", "obs/file.dat", "project/file.dat").await;
+    let (status, body) = s.stage("local_copy", "alice", "obs/file.dat", "project/file.dat").await;
     assert_eq!(status, 200);
     assert!(body["message"].as_str().unwrap().contains("already available"), "{body}");
 
-    let log = get(&s, "/logs/").await;
+    let log = s.get("/logs/").await;
     assert_eq!(log["total"], 3);
     let newest = &log["entries"][0];
     assert_eq!((newest["status"].as_str(), newest["method"].as_str()), (Some("done"), Some("local_copy")));
@@ -110,7 +79,7 @@ async fn local_symlink_points_at_the_source_and_never_changes_its_permissions() 
     let src = s.storage.join("shared.ms");
     std::fs::write(&src, b"visibilities").unwrap();
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (status, body) = stage(&s, "local_symlink", "bob", "shared.ms", "links/shared.ms").await;
+    let (status, body) = s.stage("local_symlink", "bob", "shared.ms", "links/shared.ms").await;
     assert_eq!(status, 200, "{body}");
     let link = s.users.join("bob/links/shared.ms");
     assert_eq!(std::fs::read_link(&link).unwrap(), src.canonicalize().unwrap());
@@ -125,7 +94,7 @@ async fn direct_download_streams_with_ranges_type_and_length() {
     let client = sdp_staging::http_client().build().unwrap();
     let req = |range: Option<&str>| {
         let mut r = client
-            .post(stage_url(&s, "direct_download", "carol"))
+            .post(s.stage_url("direct_download", "carol"))
             .json(&json!({"data": {"local_path_on_storage": "notes.txt", "relative_path": ""}}));
         if let Some(range) = range {
             r = r.header("Range", range);
@@ -145,7 +114,7 @@ async fn direct_download_streams_with_ranges_type_and_length() {
     assert_eq!(req(Some("bytes=100-200")).await.unwrap().status(), 416);
     // A folder is not downloadable.
     std::fs::create_dir(s.storage.join("dir")).unwrap();
-    assert_eq!(stage(&s, "direct_download", "carol", "dir", "").await.0, 400);
+    assert_eq!(s.stage("direct_download", "carol", "dir", "").await.0, 400);
 }
 
 #[tokio::test]
@@ -203,7 +172,7 @@ async fn path_attacks_are_refused_and_change_nothing() {
         }
     }
     for (method, user, src, target) in &cases {
-        let (status, body) = stage(&s, method, user, src, target).await;
+        let (status, body) = s.stage(method, user, src, target).await;
         assert_eq!(status, 400, "{method} user {user:?} source {src:?} target {target:?}: {body}");
         assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
     }
@@ -221,7 +190,7 @@ async fn path_attacks_are_refused_and_change_nothing() {
     }
     assert_eq!(snapshot(), before);
     // Every refusal is in the log.
-    let log = get(&s, "/logs/?limit=1000").await;
+    let log = s.get("/logs/?limit=1000").await;
     assert_eq!(log["total"].as_u64(), Some(cases.len() as u64));
     assert!(log["entries"].as_array().unwrap().iter().all(|e| e["status"] == "rejected"));
     // The eve link (a user area pointing outside) is the only one whose message names a link.
@@ -234,12 +203,12 @@ async fn methods_config_logs_and_helpers() {
     let s = start_service(|st| st.allowed_methods = vec![sdp_staging::method::Method::LocalCopy]).await;
     let health = sdp_staging::http_client().build().unwrap().get(format!("{}/health", s.base)).send().await.unwrap();
     assert_eq!((health.status().as_u16(), health.text().await.unwrap()), (200, "ok".to_string()));
-    assert_eq!(get(&s, "/config/allowed-methods/").await, json!({"allowed_methods": ["local_copy"]}));
-    assert_eq!(get(&s, "/config/allowed-methods").await, json!({"allowed_methods": ["local_copy"]}));
-    let config = get(&s, "/config/").await;
+    assert_eq!(s.get("/config/allowed-methods/").await, json!({"allowed_methods": ["local_copy"]}));
+    assert_eq!(s.get("/config/allowed-methods").await, json!({"allowed_methods": ["local_copy"]}));
+    let config = s.get("/config/").await;
     assert_eq!(config["source_storage_path"], json!(s.storage));
     assert_eq!(config["database"], "sqlite");
-    let openapi = get(&s, "/openapi.json").await;
+    let openapi = s.get("/openapi.json").await;
     assert!(openapi["paths"]["/stage-data/"]["post"].is_object());
     let page = sdp_staging::http_client().build().unwrap().get(&s.base).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<form id=\"stage\""));
@@ -255,19 +224,19 @@ async fn methods_config_logs_and_helpers() {
     assert_eq!(created.status(), 200);
     assert_eq!(std::fs::read_to_string(s.storage.join("made/by/helper.txt")).unwrap(), "made");
 
-    let (status, body) = stage(&s, "local_symlink", "alice", "made/by/helper.txt", "x").await;
+    let (status, body) = s.stage("local_symlink", "alice", "made/by/helper.txt", "x").await;
     assert_eq!(status, 400);
     assert!(body["detail"].as_str().unwrap().contains("not allowed"), "{body}");
-    assert_eq!(stage(&s, "teleport", "alice", "made", "x").await.0, 400);
-    let (status, body) = stage(&s, "local_copy", "alice", "no/such/file", "x").await;
+    assert_eq!(s.stage("teleport", "alice", "made", "x").await.0, 400);
+    let (status, body) = s.stage("local_copy", "alice", "no/such/file", "x").await;
     assert_eq!(status, 404);
     assert!(body["detail"].as_str().unwrap().contains("does not exist"), "{body}");
     for i in 0..5 {
-        assert_eq!(stage(&s, "local_copy", "alice", "made/by/helper.txt", &format!("c{i}")).await.0, 200);
+        assert_eq!(s.stage("local_copy", "alice", "made/by/helper.txt", &format!("c{i}")).await.0, 200);
     }
-    let all = get(&s, "/logs/?limit=100").await;
+    let all = s.get("/logs/?limit=100").await;
     assert_eq!(all["total"], 8);
-    let page = get(&s, "/logs/?offset=2&limit=3").await;
+    let page = s.get("/logs/?offset=2&limit=3").await;
     let ids: Vec<i64> = page["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
     let all_ids: Vec<i64> = all["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, all_ids[2..5]);
@@ -288,12 +257,12 @@ async fn methods_config_logs_and_helpers() {
 async fn jupyter_copy_explains_what_is_missing() {
     let s = start_service(|_| {}).await;
     std::fs::write(s.storage.join("f"), b"f").unwrap();
-    let (status, body) = stage(&s, "jupyter_copy", "alice", "f", "f").await;
+    let (status, body) = s.stage("jupyter_copy", "alice", "f", "f").await;
     assert_eq!(status, 400);
     assert!(body["detail"].as_str().unwrap().contains("set JUPYTERHUB_URL"), "{body}");
     let no_token = start_service(|st| st.jupyterhub_url = Some("http://127.0.0.1:9".into())).await;
     std::fs::write(no_token.storage.join("f"), b"f").unwrap();
-    let (status, body) = stage(&no_token, "jupyter_copy", "alice", "f", "f").await;
+    let (status, body) = no_token.stage("jupyter_copy", "alice", "f", "f").await;
     assert_eq!(status, 400);
     assert!(body["detail"].as_str().unwrap().contains("jupyter_token"), "{body}");
 }
@@ -301,7 +270,7 @@ async fn jupyter_copy_explains_what_is_missing() {
 #[tokio::test]
 async fn a_missing_storage_root_is_named() {
     let s = start_service(|st| st.source_root = "/nonexistent/storage".into()).await;
-    let (status, body) = stage(&s, "local_copy", "alice", "f", "f").await;
+    let (status, body) = s.stage("local_copy", "alice", "f", "f").await;
     assert_eq!(status, 500);
     assert!(body["detail"].as_str().unwrap().contains("SOURCE_STORAGE_PATH"), "{body}");
 }
@@ -317,7 +286,7 @@ async fn bearer_token_guards_everything_but_health() {
         assert_eq!(client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401, "{path}");
         assert_eq!(client.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200, "{path}");
     }
-    assert_eq!(stage(&s, "local_copy", "a", "x", "y").await.0, 401);
+    assert_eq!(s.stage("local_copy", "a", "x", "y").await.0, 401);
     // Nothing reached the log without the token.
     let log = client.get(format!("{}/logs/", s.base)).bearer_auth("s3cret").send().await.unwrap();
     assert_eq!(log.json::<Value>().await.unwrap()["total"], 0);
@@ -363,10 +332,10 @@ async fn rucio_dids_are_resolved_with_the_rucio_token_header() {
     .await;
     std::fs::create_dir_all(dir.path().join("ska")).unwrap();
     std::fs::write(dir.path().join("ska/obs1.ms"), b"measurement").unwrap();
-    let (status, body) = stage(&s, "local_copy", "alice", "ska:obs1.ms", "from-rucio.ms").await;
+    let (status, body) = s.stage("local_copy", "alice", "ska:obs1.ms", "from-rucio.ms").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(std::fs::read(s.users.join("alice/from-rucio.ms")).unwrap(), b"measurement");
-    let (status, body) = stage(&s, "local_copy", "alice", "ska:missing", "m").await;
+    let (status, body) = s.stage("local_copy", "alice", "ska:missing", "m").await;
     assert_eq!(status, 404, "{body}");
 
     let wrong = start_service(|st| {
@@ -375,7 +344,7 @@ async fn rucio_dids_are_resolved_with_the_rucio_token_header() {
         st.rucio_token = Some(sdp_staging::config::Secret("wrong".into()));
     })
     .await;
-    let (status, body) = stage(&wrong, "local_copy", "alice", "ska:obs1.ms", "x").await;
+    let (status, body) = wrong.stage("local_copy", "alice", "ska:obs1.ms", "x").await;
     assert_eq!(status, 502);
     assert!(body["detail"].as_str().unwrap().contains("RUCIO_AUTH_TOKEN"), "{body}");
 }
@@ -411,16 +380,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         .unwrap();
     let mut child = sdp_testkit::KillOnDrop(child);
     sdp_testkit::wait_for_port(port, Duration::from_secs(20), "sdp-staging up");
-    let config: Value = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .get(format!("http://127.0.0.1:{port}/config/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = get_json(&format!("http://127.0.0.1:{port}/config/")).await;
     assert_eq!(config["allowed_methods"], json!(["local_symlink", "jupyter_copy"]));
     assert_eq!(config["source_storage_path"], json!(storage));
     assert_eq!(config["target_storage_path"], json!(dir.path().join("users")));
@@ -429,19 +389,12 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     assert!(dir.path().join("data/staging.db").exists());
 
     // At DEBUG (the environment wins over the file's WARNING) requests are logged, tokens never.
-    let url = reqwest::Url::parse_with_params(
-        &format!("http://127.0.0.1:{port}/stage-data/"),
-        [("method", "jupyter_copy"), ("username", "alice"), ("jupyter_token", "request-token-never-shown")],
-    )
-    .unwrap();
-    let resp = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .post(url)
-        .json(&json!({"data": {"local_path_on_storage": "nothing-here", "relative_path": "x"}}))
-        .send()
-        .await
-        .unwrap();
+    let url = stage_url(
+        &format!("http://127.0.0.1:{port}"),
+        "/stage-data/",
+        &[("method", "jupyter_copy"), ("username", "alice"), ("jupyter_token", "request-token-never-shown")],
+    );
+    let resp = post_stage(url, "nothing-here", "x").await;
     assert_eq!(resp.status(), 404);
     child.0.kill().unwrap();
     let mut out = String::new();
@@ -565,19 +518,12 @@ server.serve_forever()
         (child, port)
     };
     let stage_did = |port: u16, target: &'static str| async move {
-        let url = reqwest::Url::parse_with_params(
-            &format!("http://127.0.0.1:{port}/stage-data/"),
-            [("method", "local_copy"), ("username", "alice")],
-        )
-        .unwrap();
-        let resp = sdp_staging::http_client()
-            .build()
-            .unwrap()
-            .post(url)
-            .json(&json!({"data": {"local_path_on_storage": "ska:obs2.ms", "relative_path": target}}))
-            .send()
-            .await
-            .unwrap();
+        let url = stage_url(
+            &format!("http://127.0.0.1:{port}"),
+            "/stage-data/",
+            &[("method", "local_copy"), ("username", "alice")],
+        );
+        let resp = post_stage(url, "ska:obs2.ms", target).await;
         (resp.status().as_u16(), resp.text().await.unwrap())
     };
     let (_trusting, port) = start(true);
@@ -597,19 +543,8 @@ server.serve_forever()
 async fn the_ingress_path_with_an_underscore_stages() {
     let s = start_service(|_| {}).await;
     std::fs::write(s.storage.join("obs.ms"), b"vis").unwrap();
-    let url = reqwest::Url::parse_with_params(
-        &format!("{}/stage_data", s.base),
-        [("method", "local_copy"), ("username", "dave")],
-    )
-    .unwrap();
-    let resp = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .post(url)
-        .json(&json!({"data": {"local_path_on_storage": "obs.ms", "relative_path": "obs.ms"}}))
-        .send()
-        .await
-        .unwrap();
+    let url = stage_url(&s.base, "/stage_data", &[("method", "local_copy"), ("username", "dave")]);
+    let resp = post_stage(url, "obs.ms", "obs.ms").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(std::fs::read(s.users.join("dave/obs.ms")).unwrap(), b"vis");
 }

@@ -6,22 +6,14 @@ mod hub;
 #[path = "peers/service.rs"]
 mod peers;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 async fn jupyter_copy(base: &str, user: &str, token: Option<&str>, source: &str, target: &str) -> (u16, Value) {
     let mut params = vec![("method", "jupyter_copy"), ("username", user)];
     if let Some(t) = token {
         params.push(("jupyter_token", t));
     }
-    let url = reqwest::Url::parse_with_params(&format!("{base}/stage-data/"), params).unwrap();
-    let resp = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .post(url)
-        .json(&json!({"data": {"local_path_on_storage": source, "relative_path": target}}))
-        .send()
-        .await
-        .unwrap();
+    let resp = peers::post_stage(peers::stage_url(base, "/stage-data/", &params), source, target).await;
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
@@ -68,16 +60,7 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     });
     let mut seen_running = Vec::new();
     while !upload.is_finished() {
-        let log: Value = sdp_staging::http_client()
-            .build()
-            .unwrap()
-            .get(format!("{}/logs/?limit=1", s.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let log = s.get("/logs/?limit=1").await;
         let e = &log["entries"][0];
         if e["status"] == "running" && e["target"] == "deep/er/big.bin" {
             seen_running.push((e["bytes_done"].as_u64().unwrap(), e["bytes_total"].as_u64().unwrap()));
@@ -97,16 +80,7 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(std::fs::read(hub.home("alice").join("set/sub/b.bin")).unwrap(), pattern(1000));
 
-    let log: Value = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .get(format!("{}/logs/", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = s.get("/logs/").await;
     let big_entry = &log["entries"][1];
     assert_eq!(big_entry["bytes_done"].as_u64(), Some(big.len() as u64), "{big_entry}");
     assert!(!log.to_string().contains(&hub.token), "a token reached the log");

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use sdp_staging::db::{Db, NewEntry, Status};
 use sdp_testkit::{free_port, program, wait_for_port, KillOnDrop};
-use serde_json::{json, Value};
 
 struct MariaDb {
     port: u16,
@@ -101,44 +100,13 @@ async fn metadata_round_trip_and_migrations_on_mariadb() {
     let s = peers::start_service(move |st| st.database_url = sdp_staging::config::Secret(service_url)).await;
     std::fs::write(s.storage.join("f.dat"), b"data").unwrap();
     for (source, want) in [("f.dat", 200), ("../x", 400)] {
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/stage-data/", s.base),
-            [("method", "local_copy"), ("username", "alice")],
-        )
-        .unwrap();
-        let resp = sdp_staging::http_client()
-            .build()
-            .unwrap()
-            .post(url)
-            .json(&json!({"data": {"local_path_on_storage": source, "relative_path": "in/f.dat"}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), want, "{source}");
+        assert_eq!(s.stage("local_copy", "alice", source, "in/f.dat").await.0, want, "{source}");
     }
     assert_eq!(std::fs::read(s.users.join("alice/in/f.dat")).unwrap(), b"data");
-    let log: Value = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .get(format!("{}/logs/", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = s.get("/logs/").await;
     let statuses: Vec<&str> =
         log["entries"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, vec!["rejected", "done"]);
-    let config: Value = sdp_staging::http_client()
-        .build()
-        .unwrap()
-        .get(format!("{}/config/", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = s.get("/config/").await;
     assert_eq!(config["database"], "mysql");
 }
