@@ -64,12 +64,7 @@ async fn main() {
     let copy_mib = mib("SDP_BENCH_COPY_MIB", 1024);
     let jupyter_mib = mib("SDP_BENCH_JUPYTER_MIB", 256);
     let hub = hub::JupyterHub::start(&["alice"]).await;
-    let (url, token) = (hub.url.clone(), hub.token.clone());
-    let s = peers::start_service(move |st| {
-        st.jupyterhub_url = Some(url);
-        st.jupyterhub_token = Some(sdp_staging::config::Secret(token));
-    })
-    .await;
+    let s = peers::start_service(hub.staging_settings()).await;
 
     // 1. A tree of 16 files (plus a few small ones) totalling copy_mib MiB.
     let tree = s.storage.join("tree");

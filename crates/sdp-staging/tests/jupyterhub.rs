@@ -34,12 +34,7 @@ fn pattern(len: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     let hub = hub::JupyterHub::start(&["alice"]).await;
-    let (url, token) = (hub.url.clone(), hub.token.clone());
-    let s = peers::start_service(move |st| {
-        st.jupyterhub_url = Some(url);
-        st.jupyterhub_token = Some(sdp_staging::config::Secret(token));
-    })
-    .await;
+    let s = peers::start_service(hub.staging_settings()).await;
     std::fs::write(s.storage.join("small.txt"), b"small file\n").unwrap();
     let big = pattern((sdp_staging::jupyter::CHUNK_BYTES * 6 + 12345) as usize);
     std::fs::write(s.storage.join("big.bin"), &big).unwrap();

@@ -110,6 +110,15 @@ c.JupyterHub.load_roles = [{{"name": "staging", "scopes": ["admin:users", "serve
         hub
     }
 
+    /// Settings edit pointing a staging service at this hub with its service token.
+    pub fn staging_settings(&self) -> impl FnOnce(&mut sdp_staging::Settings) {
+        let (url, token) = (self.url.clone(), self.token.clone());
+        move |settings| {
+            settings.jupyterhub_url = Some(url);
+            settings.jupyterhub_token = Some(sdp_staging::config::Secret(token));
+        }
+    }
+
     /// The folder the user's single-user server serves.
     pub fn home(&self, user: &str) -> PathBuf {
         self.dir.path().join("home").join(user)
