@@ -9,13 +9,9 @@ use sdp_config::Config;
 use sdp_testkit::{deployment_state, eventually, free_port};
 
 mod support;
-use support::start_up;
+use support::{connect, start_up, Platform};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-async fn connect(port: u16) -> Config {
-    Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap()
-}
 
 async fn create(config: &Config, workflow: &str, parameters: Value) -> String {
     let workflow: sdp_config::Workflow = workflow.parse().unwrap();
@@ -64,26 +60,24 @@ fn script_processes(pb_id: &str, port: u16) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _up = start_up(port, dir.path());
-    let config = connect(port).await;
+    let platform = Platform::start().await;
+    let config = &platform.config;
 
-    let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
-    eventually("the script's owner entry", LIMIT, || async { owner(&config, &pb_id).await.is_some() }).await;
-    let owner = owner(&config, &pb_id).await.unwrap();
+    let pb_id = create(config, "realtime:testdask:0.1.0", json!({})).await;
+    eventually("the script's owner entry", LIMIT, || async { owner(config, &pb_id).await.is_some() }).await;
+    let owner = owner(config, &pb_id).await.unwrap();
     assert_eq!(owner.command, [env!("CARGO_BIN_EXE_sdp"), "script", "testdask", pb_id.as_str()]);
     assert!(!owner.hostname.is_empty());
-    let script = deployment_state(&config, &format!("{pb_id}-workflow")).await.unwrap();
+    let script = deployment_state(config, &format!("{pb_id}-workflow")).await.unwrap();
     assert_eq!((script["status"].as_str(), script["pid"].as_u64()), (Some("RUNNING"), Some(owner.pid as u64)));
     // The script deploys Dask as the seed shows; without a cluster it is rendered, which the script takes as
     // ready.
     let dask = format!("{pb_id}-dask");
     eventually("Dask ready in the block's state", LIMIT, || async {
-        pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered"
+        pb_state(config, &pb_id).await["dask"]["deployment"] == "rendered"
     })
     .await;
-    assert_eq!(deployments(&config).await, [dask.clone(), format!("{pb_id}-workflow")]);
+    assert_eq!(deployments(config).await, [dask.clone(), format!("{pb_id}-workflow")]);
     let entry = config.txn(|t| {
         let dask = &dask;
         async move { t.get_deployment(dask).await }
@@ -92,86 +86,79 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
         entry.await.unwrap().unwrap().args,
         json!({"chart": "dask", "values": {"jupyter.enabled": "false", "worker.replicas": 2, "scheduler.serviceType": "ClusterIP"}})
     );
-    let state = pb_state(&config, &pb_id).await;
+    let state = pb_state(config, &pb_id).await;
     assert_eq!((state["state"].as_str(), state["status"].as_str()), (Some("executing"), Some("RUNNING")));
-    let manifest = std::fs::read_to_string(dir.path().join(format!("rendered/{dask}.yaml"))).unwrap();
+    let manifest = std::fs::read_to_string(platform.dir.path().join(format!("rendered/{dask}.yaml"))).unwrap();
     assert!(manifest.contains(&format!("name: {dask}-scheduler")), "{manifest}");
 
     // sdpcfg delete /pb/<id>: the script stops and its deployments go.
     let id = pb_id.as_str();
     config.txn(|t| async move { t.delete(&sdp_config::keys::paths::pb(id), true, true).await }).await.unwrap();
     eventually("the script ended and every deployment gone", LIMIT, || async {
-        !alive(owner.pid) && deployments(&config).await.is_empty()
+        !alive(owner.pid) && deployments(config).await.is_empty()
     })
     .await;
-    let log = std::fs::read_to_string(dir.path().join(format!("processes/{pb_id}-workflow.log"))).unwrap();
+    let log = std::fs::read_to_string(platform.dir.path().join(format!("processes/{pb_id}-workflow.log"))).unwrap();
     assert!(log.contains("claimed the processing block") && log.contains("Released(Deleted)"), "{log}");
     assert!(!log.contains('\x1b'), "colour codes in a log file");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_script_killed_with_sigkill_fails_its_block_and_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _up = start_up(port, dir.path());
-    let config = connect(port).await;
-    let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
+    let platform = Platform::start().await;
+    let config = &platform.config;
+    let pb_id = create(config, "realtime:testdask:0.1.0", json!({})).await;
     let dask = format!("{pb_id}-dask");
-    eventually("Dask ready", LIMIT, || async { pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered" })
+    eventually("Dask ready", LIMIT, || async { pb_state(config, &pb_id).await["dask"]["deployment"] == "rendered" })
         .await;
-    let pid = owner(&config, &pb_id).await.unwrap().pid;
+    let pid = owner(config, &pb_id).await.unwrap().pid;
     // SAFETY: a signal to a process this test found.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     let workflow = format!("{pb_id}-workflow");
     eventually("the script's deployment FAILED", LIMIT, || async {
-        deployment_state(&config, &workflow).await.is_some_and(|s| s["status"] == "FAILED" && s["signal"] == 9)
+        deployment_state(config, &workflow).await.is_some_and(|s| s["status"] == "FAILED" && s["signal"] == 9)
     })
     .await;
     eventually("the block failed", LIMIT, || async {
-        let state = pb_state(&config, &pb_id).await;
+        let state = pb_state(config, &pb_id).await;
         state["state"] == "failed" && state["status"] == "FAILED"
     })
     .await;
-    assert_eq!(pb_state(&config, &pb_id).await["error"], "processing script ended: killed by signal 9 (SIGKILL)");
+    assert_eq!(pb_state(config, &pb_id).await["error"], "processing script ended: killed by signal 9 (SIGKILL)");
     // The owner entry lives on the dead script's lease: it expires (TTL 10 s), then Dask goes.
     eventually("the owner lease expired and Dask removed", LIMIT, || async {
-        owner(&config, &pb_id).await.is_none() && !deployments(&config).await.contains(&dask)
+        owner(config, &pb_id).await.is_none() && !deployments(config).await.contains(&dask)
     })
     .await;
-    assert!(script_processes(&pb_id, port).is_empty());
+    assert!(script_processes(&pb_id, platform.port).is_empty());
     // Nothing restarts a failed script.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(script_processes(&pb_id, port).is_empty());
+    assert!(script_processes(&pb_id, platform.port).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_script_finishes_by_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _up = start_up(port, dir.path());
-    let config = connect(port).await;
-    let pb_id = create(&config, "batch:test_batch:0.1.0", json!({"duration": 1})).await;
-    eventually("the block finished", LIMIT, || async { pb_state(&config, &pb_id).await["state"] == "finished" }).await;
-    let state = pb_state(&config, &pb_id).await;
+    let platform = Platform::start().await;
+    let config = &platform.config;
+    let pb_id = create(config, "batch:test_batch:0.1.0", json!({"duration": 1})).await;
+    eventually("the block finished", LIMIT, || async { pb_state(config, &pb_id).await["state"] == "finished" }).await;
+    let state = pb_state(config, &pb_id).await;
     assert_eq!((state["status"].as_str(), state["progress"].as_str()), (Some("FINISHED"), Some("1/1")));
-    assert!(owner(&config, &pb_id).await.is_none(), "the script let go of the block");
-    let script = deployment_state(&config, &format!("{pb_id}-workflow")).await.unwrap();
+    assert!(owner(config, &pb_id).await.is_none(), "the script let go of the block");
+    let script = deployment_state(config, &format!("{pb_id}-workflow")).await.unwrap();
     assert_eq!((script["status"].as_str(), script["exit_code"].as_i64()), (Some("FINISHED"), Some(0)));
     // Bad parameters fail the block with the reason.
-    let bad = create(&config, "batch:test_batch:0.1.0", json!({"duration": "soon"})).await;
-    eventually("the bad block failed", LIMIT, || async { pb_state(&config, &bad).await["state"] == "failed" }).await;
+    let bad = create(config, "batch:test_batch:0.1.0", json!({"duration": "soon"})).await;
+    eventually("the bad block failed", LIMIT, || async { pb_state(config, &bad).await["state"] == "failed" }).await;
     assert_eq!(
-        pb_state(&config, &bad).await["error"],
+        pb_state(config, &bad).await["error"],
         "invalid parameters: duration is \"soon\": expected a whole number from 1 to 86400"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut up = start_up(port, dir.path());
-    let config = connect(port).await;
+    let Platform { mut up, config, port, dir } = Platform::start().await;
     let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
     eventually("the script running", LIMIT, || async { owner(&config, &pb_id).await.is_some() }).await;
     let first = owner(&config, &pb_id).await.unwrap().pid;
@@ -286,36 +273,32 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
 /// teststate reports the original's error state after its duration.
 #[tokio::test(flavor = "multi_thread")]
 async fn testdeploy_and_teststate_do_what_the_originals_did() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _up = start_up(port, dir.path());
-    let config = connect(port).await;
+    let platform = Platform::start().await;
+    let config = &platform.config;
     let sleeper = json!({"sleeper": {"type": "process-direct", "args": {"args": ["sleep 300"], "shell": true}}});
-    let deploy_block = create(&config, "realtime:testdeploy:0.1.0", sleeper).await;
+    let deploy_block = create(config, "realtime:testdeploy:0.1.0", sleeper).await;
     let sleeper_id = format!("{deploy_block}-sleeper");
     eventually("the parameter's process running", LIMIT, || async {
-        deployment_state(&config, &sleeper_id).await.is_some_and(|s| s["status"] == "RUNNING")
+        deployment_state(config, &sleeper_id).await.is_some_and(|s| s["status"] == "RUNNING")
     })
     .await;
-    let pid = deployment_state(&config, &sleeper_id).await.unwrap()["pid"].as_u64().unwrap() as u32;
+    let pid = deployment_state(config, &sleeper_id).await.unwrap()["pid"].as_u64().unwrap() as u32;
     assert_eq!(
-        pb_state(&config, &deploy_block).await["deployments"],
+        pb_state(config, &deploy_block).await["deployments"],
         json!([format!("{deploy_block}-workflow"), sleeper_id])
     );
 
-    let state_block = create(&config, "realtime:teststate:0.1.0", json!({"duration": 1})).await;
-    eventually("teststate's error state", LIMIT, || async {
-        pb_state(&config, &state_block).await["state"] == "error"
-    })
-    .await;
-    let state = pb_state(&config, &state_block).await;
+    let state_block = create(config, "realtime:teststate:0.1.0", json!({"duration": 1})).await;
+    eventually("teststate's error state", LIMIT, || async { pb_state(config, &state_block).await["state"] == "error" })
+        .await;
+    let state = pb_state(config, &state_block).await;
     assert_eq!((state["obsState"].as_str(), state["status"].as_str()), (Some("SCANNING-test"), Some("FINISHED")));
     assert_eq!(state["receiveAddresses"], json!({"1": {"1": ["0.0.0.0", 1024]}}));
 
     let id = deploy_block.as_str();
     config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
     eventually("the parameter's process stopped and its deployment gone", LIMIT, || async {
-        !alive(pid) && !deployments(&config).await.contains(&sleeper_id)
+        !alive(pid) && !deployments(config).await.contains(&sleeper_id)
     })
     .await;
 }

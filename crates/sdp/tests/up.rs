@@ -7,7 +7,7 @@ use etcd_client::{Client, GetOptions, PutOptions};
 use sdp_testkit::{free_port, wait_for_port, KillOnDrop};
 
 mod support;
-use support::{create_batch_processing_block, http_get, start_up, start_up_with_lmc, up_command};
+use support::{create_batch_processing_block, http_get, start_up, start_up_with_lmc, up_command, Platform};
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill() {
@@ -52,11 +52,8 @@ async fn acknowledged_writes_survive_sigkill() {
 
 #[tokio::test]
 async fn the_client_library_works_against_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = start_up(port, dir.path());
-    let settings = sdp_config::Settings { port, ..Default::default() };
-    let config = sdp_config::Config::connect(&settings).await.unwrap();
+    let platform = Platform::start().await;
+    let config = &platform.config;
     let pb_id = config
         .txn(|t| async move {
             t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, serde_json::json!({})).await

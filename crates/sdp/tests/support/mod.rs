@@ -6,6 +6,29 @@ use std::time::Duration;
 
 use sdp_testkit::{free_port, wait_for_port, KillOnDrop};
 
+/// `sdp up` on free loopback ports with a temporary data directory, and a client of its configuration database.
+/// Fields drop in order: the platform is killed before its data directory goes.
+pub struct Platform {
+    pub up: KillOnDrop,
+    pub config: sdp_config::Config,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let up = start_up(port, dir.path());
+        Platform { up, config: connect(port).await, port, dir }
+    }
+}
+
+/// A client of the configuration database on `port`.
+pub async fn connect(port: u16) -> sdp_config::Config {
+    sdp_config::Config::connect(&sdp_config::Settings { port, ..Default::default() }).await.unwrap()
+}
+
 /// Starts `sdp up` with its configuration database on `port` and its LMC surface on a free port.
 pub fn start_up(port: u16, data_dir: &std::path::Path) -> KillOnDrop {
     start_up_with_lmc(port, free_port(), data_dir)
