@@ -26,7 +26,7 @@ pub(crate) enum Precondition {
     PrefixUnchangedSince { prefix: String, revision: i64 },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Write {
     Put {
         key: String,

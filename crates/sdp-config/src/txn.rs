@@ -357,13 +357,31 @@ impl TxnState {
             .collect();
         let mut writes: Vec<Write> =
             ranges.iter().map(|prefix| Write::DeletePrefix { prefix: (*prefix).clone() }).collect();
-        writes.extend(self.writes.iter().filter(|(key, _)| !ranges.iter().any(|p| key.starts_with(p.as_str()))).map(
-            |(key, w)| match w {
-                Some((value, lease)) => Write::Put { key: key.clone(), value: value.clone(), lease: *lease },
-                None => Write::Delete { key: key.clone() },
-            },
-        ));
+        writes.extend(
+            self.writes
+                .iter()
+                .filter(|(key, w)| self.changes_store(key, w) && !ranges.iter().any(|p| key.starts_with(p.as_str())))
+                .map(|(key, w)| match w {
+                    Some((value, lease)) => Write::Put { key: key.clone(), value: value.clone(), lease: *lease },
+                    None => Write::Delete { key: key.clone() },
+                }),
+        );
         writes
+    }
+
+    /// Whether a buffered write changes the store: a delete of a key read as absent (the commit requires it
+    /// still absent) changes nothing, also when this transaction created it first. It is not sent, and a watch
+    /// sees no event for it.
+    fn changes_store(&self, key: &str, write: &Option<(String, i64)>) -> bool {
+        write.is_some() || !matches!(self.reads.get(key), Some(None))
+    }
+
+    /// Whether the commit changes a key under `prefix`.
+    fn changes_under(&self, prefix: &str) -> bool {
+        self.writes
+            .range(prefix.to_string()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .any(|(key, w)| self.changes_store(key, w))
     }
 }
 
@@ -377,10 +395,7 @@ impl Txn {
                 self.backend.choices.keep(prefix, listed_at, keys);
             }
         }
-        let writes = &state.writes;
-        self.backend.choices.wrote(revision, |prefix| {
-            writes.range(prefix.to_string()..).next().is_some_and(|(key, _)| key.starts_with(prefix))
-        });
+        self.backend.choices.wrote(revision, |prefix| state.changes_under(prefix));
     }
 }
 
@@ -503,5 +518,30 @@ impl Watcher {
         let (out, reads) = run(&self.backend, &self.prefix, self.max_retries, &mut body).await?;
         self.last = Some(reads);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(value: &str) -> Option<(String, i64)> {
+        Some((value.to_string(), 0))
+    }
+
+    #[test]
+    fn deletes_of_keys_read_as_absent_are_not_sent_and_change_nothing() {
+        let mut state = TxnState::default();
+        // Created then deleted within the transaction: read as absent, so nothing to send.
+        state.reads.insert("1/a/x".into(), None);
+        state.writes.insert("1/a/x".into(), None);
+        // Deleted without being read: sent, it may exist.
+        state.writes.insert("1/b/y".into(), None);
+        assert_eq!(state.writes_to_send(), [Write::Delete { key: "1/b/y".into() }]);
+        assert!(!state.changes_under("1/a/"));
+        assert!(state.changes_under("1/b/"));
+        state.writes.insert("1/a/z".into(), put("v"));
+        assert!(state.changes_under("1/a/"));
+        assert!(!state.changes_under("1/c/"));
     }
 }
