@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::keys::paths;
+use crate::txn::parse;
 use crate::{Error, Lease, Txn};
 
 /// A processing script (workflow) reference: `type:id:version`, e.g. `realtime:testdask:0.1.0`.
@@ -62,6 +63,23 @@ impl ProcessingBlock {
     pub fn validate(&self) -> Result<(), Error> {
         validate_id("processing block", &self.pb_id)
     }
+
+    /// Reads the entry stored at `/pb/<pb_id>`: a processing block whose `pb_id` is its key's.
+    pub fn read(pb_id: &str, text: &str) -> Result<ProcessingBlock, Error> {
+        let path = paths::pb(pb_id);
+        let pb: ProcessingBlock = parse(&path, text)?;
+        same_id("pb_id", &pb.pb_id, pb_id, &path)?;
+        pb.validate()?;
+        Ok(pb)
+    }
+}
+
+/// An entry's ID field must name the entry's own key: deployers name releases, files and states after it.
+fn same_id(field: &str, id: &str, key_id: &str, path: &str) -> Result<(), Error> {
+    if id != key_id {
+        return Err(Error::Invalid(format!("{field} {id:?} of {path} must be the key's own ID, {key_id:?}")));
+    }
+    Ok(())
 }
 
 /// IDs are 1–64 characters of `[A-Za-z0-9-]`.
@@ -91,6 +109,16 @@ impl Deployment {
             )));
         }
         Ok(())
+    }
+
+    /// Reads the entry stored at `/deploy/<deploy_id>`: a deployment of a known type whose `deploy_id` is its
+    /// key's.
+    pub fn read(deploy_id: &str, text: &str) -> Result<Deployment, Error> {
+        let path = paths::deploy(deploy_id);
+        let deployment: Deployment = parse(&path, text)?;
+        same_id("deploy_id", &deployment.deploy_id, deploy_id, &path)?;
+        deployment.validate()?;
+        Ok(deployment)
     }
 }
 
@@ -162,7 +190,7 @@ impl Txn {
     }
 
     pub async fn get_processing_block(&self, pb_id: &str) -> Result<Option<ProcessingBlock>, Error> {
-        self.get_json(&paths::pb(pb_id)).await
+        self.get(&paths::pb(pb_id)).await?.map(|text| ProcessingBlock::read(pb_id, &text)).transpose()
     }
 
     pub async fn list_processing_blocks(&self) -> Result<Vec<String>, Error> {
@@ -207,7 +235,7 @@ impl Txn {
     }
 
     pub async fn get_deployment(&self, deploy_id: &str) -> Result<Option<Deployment>, Error> {
-        self.get_json(&paths::deploy(deploy_id)).await
+        self.get(&paths::deploy(deploy_id)).await?.map(|text| Deployment::read(deploy_id, &text)).transpose()
     }
 
     pub async fn list_deployments(&self) -> Result<Vec<String>, Error> {
@@ -225,6 +253,15 @@ impl Txn {
 
     pub async fn put_deployment_state(&self, deploy_id: &str, state: &Value) -> Result<(), Error> {
         self.put_json(&paths::deploy_state(deploy_id), state).await
+    }
+
+    /// Removes `/deploy/<id>/state` once `/deploy/<id>` is gone (deleted without its state, or while its
+    /// deployer was down), so that no state describes a deployment that is not there. Returns whether it did.
+    pub async fn remove_orphaned_deployment_state(&self, deploy_id: &str) -> Result<bool, Error> {
+        if self.get(&paths::deploy(deploy_id)).await?.is_some() {
+            return Ok(false);
+        }
+        Ok(!self.delete(&paths::deploy_state(deploy_id), false, false).await?.is_empty())
     }
 
     /// Merges `fields` into `/deploy/<id>/state` while the entry exists: a deployer reporting on a deployment
@@ -286,6 +323,24 @@ mod tests {
         assert!(validate_id("pb", "").is_err());
         assert!(validate_id("pb", "a/b").is_err());
         assert!(validate_id("pb", &"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn entries_are_read_under_their_own_key_only() {
+        let deployment = r#"{"deploy_id": "pb-1-dask", "type": "helm", "args": {"chart": "dask"}}"#;
+        assert_eq!(Deployment::read("pb-1-dask", deployment).unwrap().args["chart"], "dask");
+        let elsewhere = Deployment::read("other", deployment).unwrap_err().to_string();
+        assert_eq!(elsewhere, r#"deploy_id "pb-1-dask" of /deploy/other must be the key's own ID, "other""#);
+        let hostile = r#"{"deploy_id": "../../tmp/x", "type": "helm", "args": {}}"#;
+        assert!(Deployment::read("x", hostile).is_err());
+        let unknown = r#"{"deploy_id": "x", "type": "teleport", "args": {}}"#;
+        assert!(Deployment::read("x", unknown).unwrap_err().to_string().contains("unknown deployment type"));
+        let not_json = Deployment::read("x", "{").unwrap_err().to_string();
+        assert!(not_json.starts_with("value of /deploy/x is not valid JSON for this entry"), "{not_json}");
+
+        let pb = r#"{"pb_id": "pb-1", "workflow": {"type": "batch", "id": "t", "version": "1"}}"#;
+        assert_eq!(ProcessingBlock::read("pb-1", pb).unwrap().workflow.id, "t");
+        assert!(ProcessingBlock::read("pb-2", pb).unwrap_err().to_string().contains("must be the key's own ID"));
     }
 }
 

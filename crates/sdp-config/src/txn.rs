@@ -98,12 +98,7 @@ impl Txn {
 
     /// A key's value parsed as JSON into `T`; `None` if it does not exist.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, Error> {
-        match self.get(path).await? {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::BadJson { path: path.to_string(), detail: e.to_string() }),
-        }
+        self.get(path).await?.map(|text| parse(path, &text)).transpose()
     }
 
     /// Paths starting with `path` at its own depth and up to `recurse` levels deeper, sorted.
@@ -397,6 +392,11 @@ impl Txn {
         }
         self.backend.choices.wrote(revision, |prefix| state.changes_under(prefix));
     }
+}
+
+/// The value of `path` read as JSON into `T`.
+pub(crate) fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::BadJson { path: path.to_string(), detail: e.to_string() })
 }
 
 fn canonical<T: Serialize>(path: &str, value: &T) -> Result<String, Error> {

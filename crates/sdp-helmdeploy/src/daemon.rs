@@ -2,7 +2,7 @@
 //! (one at a time per deployment, independent ones in parallel), record the outcome in `/deploy/<id>/state`,
 //! retry failures with capped exponential backoff.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,10 +83,13 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     let mut backoff: HashMap<String, (Backoff, Instant)> = HashMap::new();
     let release_policy = Policy::HELM_RELEASE.with_max(d.max_backoff);
     let mut read_backoff = Backoff::new(Policy::DATABASE);
-    let mut entries: Option<(BTreeMap<String, Desired>, BTreeMap<String, String>)> = None;
+    let mut entries: Option<Entries> = None;
     let helm_slots = Arc::new(Semaphore::new(d.max_parallel.max(1)));
     loop {
-        if let Some((desired, invalid)) = &entries {
+        if let Some(read) = &mut entries {
+            // Once per read: a removal shows in the next one.
+            remove_orphaned_states(&d.config, &std::mem::take(&mut read.orphaned_states)).await;
+            let Entries { desired, invalid, .. } = &*read;
             for (id, error) in invalid {
                 d.config.record_deployment_state(id, json!({"status": "failed", "error": error})).await;
             }
@@ -158,29 +161,59 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     }
 }
 
-/// Reads the helm entries, all in one read: valid ones as desired releases, invalid ones with the reason.
-async fn read_entries(t: sdp_config::Txn) -> Result<(BTreeMap<String, Desired>, BTreeMap<String, String>), Error> {
-    let mut desired = BTreeMap::new();
-    let mut invalid = BTreeMap::new();
+/// Removes the states whose entry is gone: deleted without its state (`sdpcfg delete /deploy/<id>`), or
+/// while a deployer was down. Whoever ran the deployment has stopped it or is stopping it.
+async fn remove_orphaned_states(config: &sdp_config::Config, ids: &[String]) {
+    for id in ids {
+        match config.txn(|t| async move { t.remove_orphaned_deployment_state(id).await }).await {
+            Ok(true) => tracing::info!(deploy_id = id, "state of a deleted deployment removed"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(deploy_id = id, error = %e, "cannot remove the state of a deleted deployment"),
+        }
+    }
+}
+
+/// The `/deploy` entries as this deployer sees them.
+#[derive(Default)]
+struct Entries {
+    /// Valid helm entries, as the releases they ask for.
+    desired: BTreeMap<String, Desired>,
+    /// Entries of any type that are not valid, with the reason.
+    invalid: BTreeMap<String, String>,
+    /// IDs with a state and no entry.
+    orphaned_states: Vec<String>,
+}
+
+/// Reads the entries in one read per level: the helm ones as desired releases, invalid ones (of any type) with
+/// the reason, and the states whose entry is gone.
+async fn read_entries(t: sdp_config::Txn) -> Result<Entries, Error> {
+    let mut entries = Entries::default();
     let below = format!("{}/", paths::DEPLOY);
+    let mut ids = BTreeSet::new();
+    let mut states = Vec::new();
     for (path, value) in t.list_values(&below, 0).await? {
         let Some(id) = path.strip_prefix(&below).map(str::to_string) else { continue };
-        match serde_json::from_str::<sdp_config::Deployment>(&value) {
-            Ok(entry) => match Desired::from_deployment(&entry) {
-                Some(Ok(d)) => {
-                    desired.insert(id, d);
-                }
-                Some(Err(reason)) => {
-                    invalid.insert(id, reason);
-                }
-                None => {}
-            },
+        ids.insert(id.clone());
+        match sdp_config::Deployment::read(&id, &value).map(|entry| Desired::from_deployment(&entry)) {
+            Ok(Some(Ok(d))) => {
+                entries.desired.insert(id, d);
+            }
+            Ok(Some(Err(reason))) => {
+                entries.invalid.insert(id, reason);
+            }
+            Ok(None) => {}
             Err(e) => {
-                invalid.insert(id, format!("deployment entry is not valid: {e}"));
+                entries.invalid.insert(id, e.to_string());
             }
         }
     }
-    Ok((desired, invalid))
+    for path in t.list_keys(&below, 1).await? {
+        if let Some(id) = path.strip_prefix(&below).and_then(|rest| rest.strip_suffix("/state")) {
+            states.push(id.to_string());
+        }
+    }
+    entries.orphaned_states = states.into_iter().filter(|id| !ids.contains(id)).collect();
+    Ok(entries)
 }
 
 /// The releases as they are: in the namespace with their values and status (cluster), or rendered manifests.

@@ -22,8 +22,14 @@ impl Desired {
             return None;
         }
         Some((|| {
-            let chart = d.args.get("chart").and_then(Value::as_str).filter(|c| !c.is_empty());
-            let chart = chart.ok_or("args.chart must be a chart name (e.g. \"workflow\" or \"repo/chart\")")?;
+            let chart = d.args.get("chart").and_then(Value::as_str).filter(|c| chart_reference(c));
+            let chart = chart.ok_or_else(|| {
+                format!(
+                    "args.chart must be a chart name (\"workflow\"), repo/chart (\"stable/dask\") or an oci:// \
+                     reference, not a path: {}",
+                    d.args.get("chart").unwrap_or(&Value::Null)
+                )
+            })?;
             let values = match d.args.get("values") {
                 None | Some(Value::Null) => Value::Object(Default::default()),
                 Some(Value::Object(v)) => values::nest(v)?,
@@ -36,6 +42,23 @@ impl Desired {
     /// What identifies the applied configuration: the chart and its values.
     pub fn fingerprint(&self) -> String {
         format!("{}\n{}", self.chart, self.values)
+    }
+}
+
+/// Whether `chart` names a chart rather than a place on the deployer's disk: `name`, `repo/name` or
+/// `oci://...`. A path (`/etc`, `../x`, `./x`) would make helm read whatever is there.
+fn chart_reference(chart: &str) -> bool {
+    let name = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if let Some(reference) = chart.strip_prefix("oci://") {
+        return reference.split('/').all(|part| !part.is_empty() && part != ".." && part != ".");
+    }
+    match chart.split_once('/') {
+        None => name(chart),
+        Some((repo, chart)) => name(repo) && name(chart),
     }
 }
 
@@ -200,6 +223,15 @@ mod tests {
             .unwrap();
         assert_eq!(ok.values, json!({"worker": {"replicas": 2}}));
         assert!(Desired::from_deployment(&entry(json!({}))).unwrap().unwrap_err().contains("args.chart"));
+        for path in ["../../etc/passwd", "/etc", "./workflow", "a/b/c", "..", "oci://r/../x", "a b"] {
+            let refused = Desired::from_deployment(&entry(json!({"chart": path}))).unwrap().unwrap_err();
+            assert!(refused.contains("not a path"), "{path}: {refused}");
+        }
+        for chart in
+            ["workflow", "stable/dask", "vis-receive", "ska-helm/ska_sdp-1.0", "oci://registry.example/charts/dask"]
+        {
+            assert!(Desired::from_deployment(&entry(json!({"chart": chart}))).unwrap().is_ok(), "{chart}");
+        }
         assert!(Desired::from_deployment(&entry(json!({"chart": "c", "values": [1]})))
             .unwrap()
             .unwrap_err()

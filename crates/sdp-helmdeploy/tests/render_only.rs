@@ -205,6 +205,74 @@ async fn workflow_chart_lints_renders_and_packages() {
     assert!(err.contains("pb_id") && err.contains("wf_image"), "{err}");
 }
 
+/// Entries naming another ID than their key's, a chart on the deployer's disk or an unknown type are refused
+/// with the reason, and nothing is written outside the deployer's folders; a state goes when its entry goes,
+/// also when the entry alone is deleted (`sdpcfg delete /deploy/<id>`) or was deleted before the deployer
+/// started.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_entries_are_refused_and_states_go_with_their_entries() {
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let dir = tempfile::tempdir().unwrap();
+    charts(dir.path());
+    let create = |path: String, value: &'static str| {
+        let config = config.clone();
+        async move {
+            config
+                .txn(|t| {
+                    let path = path.clone();
+                    async move { t.create(&path, value, None).await }
+                })
+                .await
+                .unwrap()
+        }
+    };
+    create("/deploy/gone/state".into(), r#"{"status": "RUNNING", "pid": 1}"#).await;
+    let deployer = start_deployer(&config, dir.path(), Default::default());
+    let refused = [
+        (
+            "elsewhere",
+            r#"{"deploy_id": "../evil", "type": "helm", "args": {"chart": "workflow"}}"#,
+            "must be the key's own ID",
+        ),
+        ("on-disk", r#"{"deploy_id": "on-disk", "type": "helm", "args": {"chart": "../../etc"}}"#, "not a path"),
+        ("odd-type", r#"{"deploy_id": "odd-type", "type": "teleport", "args": {}}"#, "unknown deployment type"),
+    ];
+    for (id, entry, _) in refused {
+        create(format!("/deploy/{id}"), entry).await;
+    }
+    for (id, _, reason) in refused {
+        eventually("the entry refused with its reason", || async {
+            state(&config, id)
+                .await
+                .is_some_and(|s| s["status"] == "failed" && s["error"].as_str().is_some_and(|e| e.contains(reason)))
+        })
+        .await;
+    }
+    eventually("the state without an entry removed", || async { state(&config, "gone").await.is_none() }).await;
+    let mut written = Vec::new();
+    let mut pending = vec![dir.path().to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(path.clone());
+            }
+            written.push(path.display().to_string());
+        }
+    }
+    assert!(!written.iter().any(|p| p.contains("evil")), "{written:?}");
+    // Each entry deleted alone: its state follows.
+    for (id, _, _) in refused {
+        config.txn(|t| async move { t.delete(&format!("/deploy/{id}"), true, false).await }).await.unwrap();
+    }
+    for (id, _, _) in refused {
+        eventually("the state removed with its entry", || async { state(&config, id).await.is_none() }).await;
+    }
+    deployer.abort();
+    server.stop().await;
+}
+
 /// The deployer dies midway; entries change while it is down; once restarted, releases and entries agree.
 #[tokio::test(flavor = "multi_thread")]
 async fn converges_after_a_restart() {

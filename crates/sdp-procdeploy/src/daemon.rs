@@ -171,8 +171,8 @@ async fn read_entries(t: Txn) -> Result<BTreeMap<String, Entry>, Error> {
         let Some(rest) = path.strip_prefix(&below) else { continue };
         match rest.split_once('/') {
             None => {
-                // Entries that are not JSON belong to no type; the Helm deployer reports them.
-                if let Ok(d) = serde_json::from_str::<Deployment>(&text) {
+                // Entries that are not valid belong to no deployer; the Helm deployer reports them.
+                if let Ok(d) = Deployment::read(rest, &text) {
                     if d.kind == KIND {
                         specs.insert(rest.to_string(), ProcessSpec::from_args(&d.args));
                     }

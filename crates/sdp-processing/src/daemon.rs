@@ -61,7 +61,7 @@ async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
         let Some(rest) = path.strip_prefix(&below) else { continue };
         match rest.split_once('/') {
             None => {
-                let pb = serde_json::from_str::<ProcessingBlock>(&value).map_err(|e| e.to_string());
+                let pb = ProcessingBlock::read(rest, &value).map_err(|e| e.to_string());
                 snapshot.processing_blocks.insert(rest.to_string(), pb);
             }
             Some((pb_id, entry)) => entries.push((pb_id.to_string(), entry.to_string(), value)),
