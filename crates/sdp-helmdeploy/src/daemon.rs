@@ -84,6 +84,8 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     let release_policy = Policy::HELM_RELEASE.with_max(d.max_backoff);
     let mut read_backoff = Backoff::new(Policy::DATABASE);
     let mut entries: Option<Entries> = None;
+    // The refused entries already logged, with their reasons.
+    let mut reported: BTreeMap<String, String> = BTreeMap::new();
     let helm_slots = Arc::new(Semaphore::new(d.max_parallel.max(1)));
     loop {
         if let Some(read) = &mut entries {
@@ -91,8 +93,12 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
             remove_orphaned_states(&d.config, &std::mem::take(&mut read.orphaned_states)).await;
             let Entries { desired, invalid, .. } = &*read;
             for (id, error) in invalid {
+                if reported.get(id) != Some(error) {
+                    tracing::warn!(deploy_id = id, error, "deployment entry refused");
+                }
                 d.config.record_deployment_state(id, json!({"status": "failed", "error": error})).await;
             }
+            reported.clone_from(invalid);
             for (id, entry) in desired {
                 if let ReleaseState::Locked(reason) = release_state(entry, observed.get(id)) {
                     d.config.record_deployment_state(id, json!({"status": "locked", "error": reason})).await;
