@@ -61,7 +61,16 @@ impl ProcessingBlock {
     }
 
     pub fn validate(&self) -> Result<(), Error> {
-        validate_id("processing block", &self.pb_id)
+        validate_id("processing block", &self.pb_id)?;
+        for (field, value) in [("parameters", &self.parameters), ("scan_parameters", &self.scan_parameters)] {
+            if !(value.is_object() || value.is_null()) {
+                return Err(Error::Invalid(format!(
+                    "{field} of processing block {} must be a JSON object of named values, not {value}",
+                    self.pb_id
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the entry stored at `/pb/<pb_id>`: a processing block whose `pb_id` is its key's.
@@ -341,6 +350,10 @@ mod tests {
         let pb = r#"{"pb_id": "pb-1", "workflow": {"type": "batch", "id": "t", "version": "1"}}"#;
         assert_eq!(ProcessingBlock::read("pb-1", pb).unwrap().workflow.id, "t");
         assert!(ProcessingBlock::read("pb-2", pb).unwrap_err().to_string().contains("must be the key's own ID"));
+        let listed =
+            r#"{"pb_id": "pb-1", "workflow": {"type": "batch", "id": "t", "version": "1"}, "parameters": [1]}"#;
+        let refused = ProcessingBlock::read("pb-1", listed).unwrap_err().to_string();
+        assert_eq!(refused, "parameters of processing block pb-1 must be a JSON object of named values, not [1]");
     }
 }
 

@@ -154,6 +154,13 @@ async fn a_batch_script_finishes_by_itself() {
         pb_state(config, &bad).await["error"],
         "invalid parameters: duration is \"soon\": expected a whole number from 1 to 86400"
     );
+    // Parameters that are not named values are refused when the block is created.
+    let listed = config
+        .txn(|t| async move { t.create_new_processing_block("batch:test_batch:0.1.0".parse()?, json!([1])).await })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(listed.contains("must be a JSON object of named values, not [1]"), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,7 +282,10 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
 async fn testdeploy_and_teststate_do_what_the_originals_did() {
     let platform = Platform::start().await;
     let config = &platform.config;
-    let sleeper = json!({"sleeper": {"type": "process-direct", "args": {"args": ["sleep 300"], "shell": true}}});
+    let sleeper = json!({
+        "sleeper": {"type": "process-direct", "args": {"args": ["sleep 300"], "shell": true}},
+        "../x": {"type": "process-direct", "args": {"args": ["true"]}},
+    });
     let deploy_block = create(config, "realtime:testdeploy:0.1.0", sleeper).await;
     let sleeper_id = format!("{deploy_block}-sleeper");
     eventually("the parameter's process running", LIMIT, || async {
@@ -287,6 +297,13 @@ async fn testdeploy_and_teststate_do_what_the_originals_did() {
         pb_state(config, &deploy_block).await["deployments"],
         json!([format!("{deploy_block}-workflow"), sleeper_id])
     );
+    // The parameter that cannot name a deployment is reported in the block's state.
+    eventually("the refused parameter reported", LIMIT, || async {
+        pb_state(config, &deploy_block).await["refused_deployments"]["../x"]
+            .as_str()
+            .is_some_and(|e| e.contains("must be 1 to 64 characters"))
+    })
+    .await;
 
     let state_block = create(config, "realtime:teststate:0.1.0", json!({"duration": 1})).await;
     eventually("teststate's error state", LIMIT, || async { pb_state(config, &state_block).await["state"] == "error" })

@@ -1,11 +1,12 @@
 //! `testdeploy`: every parameter `<name>: {"type": ..., "args": ...}` becomes the deployment
 //! `<pb_id>-<name>`, and follows the parameters while the block lives: a changed one is replaced, a removed
-//! one removed. E.g. `{"sleeper": {"type": "process-direct", "args": {"args": ["sleep infinity"], "shell": true}}}`.
+//! one removed. Parameters that are not valid deployments are listed with the reason under
+//! `refused_deployments` in the block's state. E.g. `{"sleeper": {"type": "process-direct", "args": {"args": ["sleep infinity"], "shell": true}}}`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::{Claim, Engine, Outcome, ScriptError};
 
@@ -25,6 +26,7 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
     let pb_id = claim.pb_id().to_string();
     let mut watcher = claim.config().watcher().with_timeout(Duration::from_secs(30));
     let mut made: BTreeMap<String, (Engine, String)> = BTreeMap::new();
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let read = watcher
             .txn(|t| {
@@ -50,6 +52,7 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
                 claim.remove(&deploy_id).await?;
             }
         }
+        let mut now_refused = BTreeMap::new();
         for (name, engine) in wanted {
             if made.contains_key(&name) {
                 continue;
@@ -60,10 +63,18 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
                 }
                 // A parameter that is not a valid deployment is reported, not fatal.
                 Err(ScriptError::Config(sdp_config::Error::Invalid(error))) => {
-                    tracing::warn!(name, error, "parameter is not a valid deployment")
+                    if refused.get(&name) != Some(&error) {
+                        tracing::warn!(name, error, "parameter is not a valid deployment");
+                    }
+                    now_refused.insert(name, error);
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if now_refused != refused {
+            let listed = if now_refused.is_empty() { Value::Null } else { json!(now_refused) };
+            claim.update_state(json!({"refused_deployments": listed})).await?;
+            refused = now_refused;
         }
     }
 }
@@ -71,7 +82,6 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn deployments_from_parameters() {
