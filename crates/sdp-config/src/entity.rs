@@ -75,20 +75,27 @@ impl ProcessingBlock {
 
     /// Reads the entry stored at `/pb/<pb_id>`: a processing block whose `pb_id` is its key's.
     pub fn read(pb_id: &str, text: &str) -> Result<ProcessingBlock, Error> {
-        let path = paths::pb(pb_id);
-        let pb: ProcessingBlock = parse(&path, text)?;
-        same_id("pb_id", &pb.pb_id, pb_id, &path)?;
+        let pb = read_entry(&paths::pb(pb_id), pb_id, text, "pb_id", |pb: &ProcessingBlock| &pb.pb_id)?;
         pb.validate()?;
         Ok(pb)
     }
 }
 
-/// An entry's ID field must name the entry's own key: deployers name releases, files and states after it.
-fn same_id(field: &str, id: &str, key_id: &str, path: &str) -> Result<(), Error> {
-    if id != key_id {
-        return Err(Error::Invalid(format!("{field} {id:?} of {path} must be the key's own ID, {key_id:?}")));
+/// Parses the entry stored at `path` and checks that its ID `field` names its key, `key_id`: deployers name
+/// releases, files and states after it.
+fn read_entry<T: serde::de::DeserializeOwned>(
+    path: &str,
+    key_id: &str,
+    text: &str,
+    field: &str,
+    id: impl Fn(&T) -> &String,
+) -> Result<T, Error> {
+    let entry: T = parse(path, text)?;
+    if id(&entry) != key_id {
+        let found = id(&entry);
+        return Err(Error::Invalid(format!("{field} {found:?} of {path} must be the key's own ID, {key_id:?}")));
     }
-    Ok(())
+    Ok(entry)
 }
 
 /// IDs are 1–64 characters of `[A-Za-z0-9-]`.
@@ -123,9 +130,8 @@ impl Deployment {
     /// Reads the entry stored at `/deploy/<deploy_id>`: a deployment of a known type whose `deploy_id` is its
     /// key's.
     pub fn read(deploy_id: &str, text: &str) -> Result<Deployment, Error> {
-        let path = paths::deploy(deploy_id);
-        let deployment: Deployment = parse(&path, text)?;
-        same_id("deploy_id", &deployment.deploy_id, deploy_id, &path)?;
+        let deployment =
+            read_entry(&paths::deploy(deploy_id), deploy_id, text, "deploy_id", |d: &Deployment| &d.deploy_id)?;
         deployment.validate()?;
         Ok(deployment)
     }
