@@ -17,6 +17,7 @@ use sdp_ops::retry::retry;
 use sdp_ops::{Backoff, Policy};
 
 use crate::helm::Helm;
+use crate::manifest;
 use crate::plan::{plan, release_state, Desired, HelmAction, Observed, ReleaseState, ReleaseStatus};
 
 /// The component name of the leadership entry (`/controller/helmdeploy`): one replica deploys at a time.
@@ -289,16 +290,21 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                             HelmAction::Install(_) => ctx.helm(&helm.install_args(d, &values_file)).await,
                             _ => ctx.helm(&helm.upgrade_args(d, &values_file)).await,
                         };
-                        match installed {
+                        let release = match installed {
                             // A release of that name exists after all (made while the deployer was down): upgrade it.
                             Err(crate::helm::HelmError::NameInUse { .. }) => {
-                                ctx.helm(&helm.upgrade_args(d, &values_file)).await.map_err(|e| e.to_string())?;
+                                ctx.helm(&helm.upgrade_args(d, &values_file)).await.map_err(|e| e.to_string())?
                             }
-                            other => {
-                                other.map_err(|e| e.to_string())?;
-                            }
-                        }
-                        Ok(json!({"status": "deployed", "error": null}))
+                            other => other.map_err(|e| e.to_string())?,
+                        };
+                        // Without the count, readiness falls back to "every pod seen runs".
+                        let pods_expected = manifest::release_manifest(&release)
+                            .and_then(|m| manifest::expected_pods(&m))
+                            .inspect_err(|e| {
+                                tracing::warn!(deploy_id = id, error = e, "cannot count the release's pods")
+                            })
+                            .ok();
+                        Ok(json!({"status": "deployed", "pods_expected": pods_expected, "error": null}))
                     }
                     Mode::RenderOnly(dir) => {
                         let manifest =

@@ -64,12 +64,18 @@ impl Helm {
         chart.to_string()
     }
 
+    /// Installs, printing the release as JSON (its manifest says how many pods to wait for).
     pub fn install_args(&self, d: &Desired, values_file: &Path) -> Vec<String> {
-        self.release_args("install", d, values_file)
+        let mut args = self.release_args("install", d, values_file);
+        args.extend(["--output".into(), "json".into()]);
+        args
     }
 
+    /// Upgrades, printing the release as JSON.
     pub fn upgrade_args(&self, d: &Desired, values_file: &Path) -> Vec<String> {
-        self.release_args("upgrade", d, values_file)
+        let mut args = self.release_args("upgrade", d, values_file);
+        args.extend(["--output".into(), "json".into()]);
+        args
     }
 
     pub fn template_args(&self, d: &Desired, values_file: &Path) -> Vec<String> {
@@ -191,7 +197,17 @@ mod tests {
         let local = dir.path().join("workflow").display().to_string();
         assert_eq!(
             helm.install_args(&d, Path::new("/v/pb-1-workflow.json")),
-            ["install", "pb-1-workflow", local.as_str(), "--namespace", "sdp", "--values", "/v/pb-1-workflow.json"]
+            [
+                "install",
+                "pb-1-workflow",
+                local.as_str(),
+                "--namespace",
+                "sdp",
+                "--values",
+                "/v/pb-1-workflow.json",
+                "--output",
+                "json"
+            ]
         );
         assert_eq!(helm.upgrade_args(&d, Path::new("/v.json"))[0], "upgrade");
         assert_eq!(helm.chart_ref("dask"), "ska/dask");

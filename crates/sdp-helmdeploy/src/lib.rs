@@ -7,6 +7,7 @@
 pub mod bundled;
 mod daemon;
 pub mod helm;
+pub mod manifest;
 pub mod metrics;
 pub mod namespace;
 pub mod plan;

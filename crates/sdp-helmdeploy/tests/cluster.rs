@@ -139,9 +139,13 @@ async fn labelled_network_definitions_are_published() {
     let ipam = json!({"type": "whereabouts", "range": "10.9.0.0/16"});
     let nad = sdp_testkit::cluster::labelled_network_attachment(&name, "default", ipam);
     nads.create(&PostParams::default(), &nad).await.unwrap();
+    // Only this test's: the monitor publishes every labelled definition of the cluster, other tests' too.
     let keys = || {
-        let config = config.clone();
-        async move { config.txn(|t| async move { t.list_keys("/resource/", 8).await }).await.unwrap() }
+        let (config, name) = (config.clone(), name.clone());
+        async move {
+            let keys = config.txn(|t| async move { t.list_keys("/resource/", 8).await }).await.unwrap();
+            keys.into_iter().filter(|k| k.ends_with(&format!("/{name}"))).collect::<Vec<_>>()
+        }
     };
     let expected = [
         format!("/resource/network-attachment-definition/default/{name}"),

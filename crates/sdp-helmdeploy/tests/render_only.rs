@@ -185,6 +185,25 @@ async fn flow_on_etcd() {
     flow(etcd.config().await).await;
 }
 
+/// The engine charts' manifests say how many pods to wait for: the Dask scheduler and its workers, one per
+/// receive process.
+#[tokio::test]
+async fn engine_manifests_count_their_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let helm = helm(&sdp_testkit::charts_dir());
+    for (chart, values, pods) in [
+        ("dask", json!({"worker": {"replicas": 2}}), 3),
+        ("dask", json!({"worker": {"replicas": 5}}), 6),
+        ("vis-receive", json!({"receive": {"processes": 4}}), 4),
+    ] {
+        let file = dir.path().join("v.json");
+        std::fs::write(&file, values.to_string()).unwrap();
+        let d = sdp_helmdeploy::plan::Desired { deploy_id: "pb-1-engine".into(), chart: chart.into(), values };
+        let manifest = helm.run(&helm.template_args(&d, &file)).await.unwrap();
+        assert_eq!(sdp_helmdeploy::manifest::expected_pods(&manifest), Ok(pods), "{chart}: {manifest}");
+    }
+}
+
 /// The chart the controller deploys scripts with passes `helm lint --strict`, renders, and packages.
 #[tokio::test]
 async fn workflow_chart_lints_renders_and_packages() {

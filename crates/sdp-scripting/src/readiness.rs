@@ -12,7 +12,8 @@ pub enum Readiness {
 }
 
 /// - Helm without a cluster: `rendered` is as ready as it gets.
-/// - Helm with a cluster: `deployed`, and every pod of the release RUNNING (FINISHED counts too).
+/// - Helm with a cluster: `deployed`, and every pod of the release RUNNING (FINISHED counts too), at least as
+///   many as its workloads ask for (`pods_expected`, from the release's manifest) when the deployer counted them.
 /// - Processes: RUNNING or FINISHED.
 ///
 /// A failed release, a FAILED pod or process, or a locked release is a failure.
@@ -29,16 +30,17 @@ pub fn readiness(state: Option<&Value>) -> Readiness {
                 .map(|pods| pods.values().map(|p| p.get("status").and_then(Value::as_str).unwrap_or("")).collect())
                 .unwrap_or_default();
             let running = statuses.iter().filter(|s| matches!(**s, "RUNNING" | "FINISHED")).count();
+            let expected = state.get("pods_expected").and_then(Value::as_u64).unwrap_or(0) as usize;
             if let Some((name, _)) =
                 pods.into_iter().flatten().find(|(_, p)| p.get("status").and_then(Value::as_str) == Some("FAILED"))
             {
                 Readiness::Failed(format!("pod {name} failed"))
             } else if statuses.is_empty() {
                 Readiness::Waiting("released; no pods seen yet".into())
-            } else if running == statuses.len() {
+            } else if running == statuses.len() && running >= expected {
                 Readiness::Ready
             } else {
-                Readiness::Waiting(format!("{running} of {} pods running", statuses.len()))
+                Readiness::Waiting(format!("{running} of {} pods running", statuses.len().max(expected)))
             }
         }
         "" => Readiness::Waiting("no status yet".into()),
@@ -75,6 +77,12 @@ mod tests {
             Readiness::Waiting("2 of 3 pods running".into())
         );
         assert_eq!(with_pods(json!({"s": {"status": "RUNNING"}, "w1": {"status": "RUNNING"}})), Readiness::Ready);
+        // The workloads ask for three: the third pod is not there yet.
+        let counted = |pods: Value| readiness(Some(&json!({"status": "deployed", "pods": pods, "pods_expected": 3})));
+        let two = json!({"s": {"status": "RUNNING"}, "w1": {"status": "RUNNING"}});
+        assert_eq!(counted(two), Readiness::Waiting("2 of 3 pods running".into()));
+        let three = json!({"s": {"status": "RUNNING"}, "w1": {"status": "RUNNING"}, "w2": {"status": "RUNNING"}});
+        assert_eq!(counted(three), Readiness::Ready);
         assert_eq!(
             with_pods(json!({"s": {"status": "RUNNING"}, "w1": {"status": "FAILED"}})),
             Readiness::Failed("pod w1 failed".into())

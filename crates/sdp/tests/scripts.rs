@@ -250,6 +250,8 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
     assert_eq!(dask_pods.items.len(), 3, "a scheduler and two workers");
     assert!(dask_pods.items.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")));
     let dask_state = deployment_state(&config, &format!("{dask_block}-dask")).await.unwrap();
+    // The script waited for all three: the release's manifest asks for them.
+    assert_eq!(dask_state["pods_expected"], 3, "{dask_state}");
     assert_eq!(dask_state["pods"].as_object().unwrap().len(), 3, "{dask_state}");
 
     eventually("receive addresses from the supernet", cluster_limit, || async {
