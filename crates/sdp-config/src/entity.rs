@@ -270,6 +270,19 @@ impl Txn {
         self.put_json(&paths::deploy_state(deploy_id), state).await
     }
 
+    /// The IDs whose `/deploy/<id>/state` exists without `/deploy/<id>`.
+    pub async fn orphaned_deployment_states(&self) -> Result<Vec<String>, Error> {
+        let below = format!("{}/", paths::DEPLOY);
+        let keys = self.list_keys(&below, 1).await?;
+        let ids: std::collections::BTreeSet<&str> = keys.iter().filter_map(|k| k.strip_prefix(&below)).collect();
+        Ok(ids
+            .iter()
+            .filter_map(|rest| rest.strip_suffix("/state"))
+            .filter(|id| !ids.contains(id))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// Removes `/deploy/<id>/state` once `/deploy/<id>` is gone (deleted without its state, or while its
     /// deployer was down), so that no state describes a deployment that is not there. Returns whether it did.
     pub async fn remove_orphaned_deployment_state(&self, deploy_id: &str) -> Result<bool, Error> {

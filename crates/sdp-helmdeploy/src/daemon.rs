@@ -2,7 +2,7 @@
 //! (one at a time per deployment, independent ones in parallel), record the outcome in `/deploy/<id>/state`,
 //! retry failures with capped exponential backoff.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,10 +89,7 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     let mut reported: BTreeMap<String, String> = BTreeMap::new();
     let helm_slots = Arc::new(Semaphore::new(d.max_parallel.max(1)));
     loop {
-        if let Some(read) = &mut entries {
-            // Once per read: a removal shows in the next one.
-            remove_orphaned_states(&d.config, &std::mem::take(&mut read.orphaned_states)).await;
-            let Entries { desired, invalid, .. } = &*read;
+        if let Some(Entries { desired, invalid }) = &entries {
             for (id, error) in invalid {
                 if reported.get(id) != Some(error) {
                     tracing::warn!(deploy_id = id, error, "deployment entry refused");
@@ -136,6 +133,8 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
                     d.metrics.reconciles.inc();
                     read_backoff.succeeded();
                     entries = Some(read);
+                    // States orphan when entries go: the read that saw them go looks for them.
+                    remove_orphaned_states(&d.config).await;
                 }
                 Ok(Err(e)) => {
                     d.metrics.watch_restart("deploy");
@@ -170,8 +169,12 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
 
 /// Removes the states whose entry is gone: deleted without its state (`sdpcfg delete /deploy/<id>`), or
 /// while a deployer was down. Whoever ran the deployment has stopped it or is stopping it.
-async fn remove_orphaned_states(config: &sdp_config::Config, ids: &[String]) {
-    for id in ids {
+async fn remove_orphaned_states(config: &sdp_config::Config) {
+    let ids = match config.txn(|t| async move { t.orphaned_deployment_states().await }).await {
+        Ok(ids) => ids,
+        Err(e) => return tracing::warn!(error = %e, "cannot look for the states of deleted deployments"),
+    };
+    for id in &ids {
         match config.txn(|t| async move { t.remove_orphaned_deployment_state(id).await }).await {
             Ok(true) => tracing::info!(deploy_id = id, "state of a deleted deployment removed"),
             Ok(false) => {}
@@ -187,20 +190,15 @@ struct Entries {
     desired: BTreeMap<String, Desired>,
     /// Entries of any type that are not valid, with the reason.
     invalid: BTreeMap<String, String>,
-    /// IDs with a state and no entry.
-    orphaned_states: Vec<String>,
 }
 
-/// Reads the entries in one read per level: the helm ones as desired releases, invalid ones (of any type) with
-/// the reason, and the states whose entry is gone.
+/// Reads the entries in one read: the helm ones as desired releases, invalid ones (of any type) with the
+/// reason.
 async fn read_entries(t: sdp_config::Txn) -> Result<Entries, Error> {
     let mut entries = Entries::default();
     let below = format!("{}/", paths::DEPLOY);
-    let mut ids = BTreeSet::new();
-    let mut states = Vec::new();
     for (path, value) in t.list_values(&below, 0).await? {
         let Some(id) = path.strip_prefix(&below).map(str::to_string) else { continue };
-        ids.insert(id.clone());
         match sdp_config::Deployment::read(&id, &value).map(|entry| Desired::from_deployment(&entry)) {
             Ok(Some(Ok(d))) => {
                 entries.desired.insert(id, d);
@@ -214,12 +212,6 @@ async fn read_entries(t: sdp_config::Txn) -> Result<Entries, Error> {
             }
         }
     }
-    for path in t.list_keys(&below, 1).await? {
-        if let Some(id) = path.strip_prefix(&below).and_then(|rest| rest.strip_suffix("/state")) {
-            states.push(id.to_string());
-        }
-    }
-    entries.orphaned_states = states.into_iter().filter(|id| !ids.contains(id)).collect();
     Ok(entries)
 }
 
