@@ -38,6 +38,9 @@ started = time.monotonic()
 d.adminMode = "ONLINE"
 wait_for(1, since, 90)
 print(f"subscribed again after {time.monotonic() - started:.0f} s")
+# That value may be the read cppTango makes when it subscribes again, while its ZeroMQ socket still connects:
+# an event published before the connection completes is not delivered (ZeroMQ's "slow joiner"). Let it connect.
+time.sleep(2)
 since = len(received)
 d.adminMode = "OFFLINE"
 wait_for(0, since, 10)
