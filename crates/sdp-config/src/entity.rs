@@ -91,8 +91,8 @@ fn read_entry<T: serde::de::DeserializeOwned>(
     id: impl Fn(&T) -> &String,
 ) -> Result<T, Error> {
     let entry: T = parse(path, text)?;
-    if id(&entry) != key_id {
-        let found = id(&entry);
+    let found = id(&entry);
+    if found != key_id {
         return Err(Error::Invalid(format!("{field} {found:?} of {path} must be the key's own ID, {key_id:?}")));
     }
     Ok(entry)
