@@ -4,9 +4,6 @@ use etcd_client::proto::*;
 use sdp_kvstore as kv;
 use tonic::Status;
 
-/// etcd's limit on operations per transaction branch (`--max-txn-ops` default).
-pub const MAX_TXN_OPS: usize = 128;
-
 pub fn status(e: kv::Error) -> Status {
     match e {
         kv::Error::Compacted { .. } => Status::out_of_range("etcdserver: mvcc: required revision has been compacted"),
@@ -19,6 +16,16 @@ pub fn status(e: kv::Error) -> Status {
         kv::Error::DuplicateKey => Status::invalid_argument("etcdserver: duplicate key given in txn request"),
         kv::Error::InvalidArgument(m) => Status::invalid_argument(format!("etcdserver: {m}")),
         kv::Error::Storage(m) => Status::unavailable(format!("etcdserver: storage failure: {m}")),
+        kv::Error::LeaseTtlTooLarge { .. } => Status::out_of_range("etcdserver: too large lease TTL"),
+        e @ kv::Error::TooManyOps { .. } => {
+            Status::invalid_argument(format!("etcdserver: too many operations in txn request: {e}"))
+        }
+        e @ kv::Error::ResponseTooLarge { .. } => {
+            Status::resource_exhausted(format!("grpc: trying to send message larger than max: {e}"))
+        }
+        e @ kv::Error::NoSpace { .. } => {
+            Status::resource_exhausted(format!("etcdserver: mvcc: database space exceeded: {e}"))
+        }
     }
 }
 
@@ -156,9 +163,6 @@ fn request_op(op: PbTxnRequestOp) -> Result<kv::RequestOp, Status> {
 }
 
 pub fn txn_request(t: PbTxnRequest) -> Result<kv::TxnRequest, Status> {
-    if t.compare.len() > MAX_TXN_OPS || t.success.len() > MAX_TXN_OPS || t.failure.len() > MAX_TXN_OPS {
-        return Err(Status::invalid_argument("etcdserver: too many operations in txn request"));
-    }
     Ok(kv::TxnRequest {
         compare: t.compare.into_iter().map(compare).collect::<Result<_, _>>()?,
         success: t.success.into_iter().map(request_op).collect::<Result<_, _>>()?,

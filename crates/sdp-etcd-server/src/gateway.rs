@@ -181,6 +181,30 @@ async fn answer(shared: &Shared, call: &str, r: &Map<String, Value>) -> Result<O
             });
             Ok(Some(Answer::Stream(Box::pin(lines))))
         }
+        "maintenance/alarm" => {
+            let req = PbAlarmRequest {
+                action: enumeration(r, "action", &["GET", "ACTIVATE", "DEACTIVATE"])?,
+                member_id: int(r, "memberID")? as u64,
+                alarm: enumeration(r, "alarm", &["NONE", "NOSPACE", "CORRUPT"])?,
+            };
+            let resp = MaintenanceService(shared.clone()).alarm(Request::new(req)).await?.into_inner();
+            let mut m = Map::new();
+            if !resp.alarms.is_empty() {
+                let alarms = resp.alarms.iter().map(|a| {
+                    let mut m = Map::new();
+                    put_int(&mut m, "memberID", a.member_id);
+                    m.insert("alarm".into(), Value::String(if a.alarm == 1 { "NOSPACE" } else { "CORRUPT" }.into()));
+                    Value::Object(m)
+                });
+                m.insert("alarms".into(), alarms.collect());
+            }
+            one(with_header(resp.header, m))
+        }
+        "maintenance/defragment" => {
+            let resp =
+                MaintenanceService(shared.clone()).defragment(Request::new(PbDefragmentRequest {})).await?.into_inner();
+            one(with_header(resp.header, Map::new()))
+        }
         "maintenance/status" => {
             let resp = MaintenanceService(shared.clone()).status(Request::new(PbStatusRequest {})).await?.into_inner();
             one(status_response(resp))
@@ -320,6 +344,16 @@ fn txn_request(r: &Map<String, Value>) -> Result<PbTxnRequest, Failure> {
         list(r, name)?
             .into_iter()
             .map(|op| {
+                let given = ["request_range", "request_put", "request_delete_range", "request_txn"]
+                    .into_iter()
+                    .filter(|name| op.get(*name).is_some_and(|v| !v.is_null()))
+                    .collect::<Vec<_>>();
+                if given.len() > 1 {
+                    return Err(bad_request(format!(
+                        "one operation holds {}: give one request per operation",
+                        given.join(" and ")
+                    )));
+                }
                 let request = if let Some(o) = object(op, "request_range")? {
                     PbTxnOpRequest::RequestRange(range_request(o)?)
                 } else if let Some(o) = object(op, "request_put")? {

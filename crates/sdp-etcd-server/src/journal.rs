@@ -6,7 +6,9 @@
 //! every client behind one disk flush.
 //!
 //! Frame: `u32 length (LE) | u32 crc32 of payload (LE) | payload (postcard-encoded Record)`. A torn or
-//! corrupt tail (a crash mid-write) is cut off at the last good frame.
+//! corrupt tail (a crash mid-write) is cut off at the last good frame. Changes are journaled without the
+//! previous values of their keys (the replay reads those from the state), and the journal replaces itself with
+//! a snapshot of the live state whenever it has grown [`GROWTH_BEFORE_REWRITE`] times past its last snapshot.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -14,13 +16,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sdp_kvstore::{Journal, Record};
+use sdp_kvstore::{Event, Journal, Record};
 
-const JOURNAL_FILE: &str = "journal.log";
+pub(crate) const JOURNAL_FILE: &str = "journal.log";
+
+/// A journal smaller than this is never rewritten while running.
+const MIN_REWRITE_BYTES: u64 = 64 << 20;
+/// How many times its size after the last rewrite the journal may grow before the next.
+pub const GROWTH_BEFORE_REWRITE: u64 = 4;
 
 pub struct FileJournal {
     path: PathBuf,
-    file: Mutex<File>,
+    /// The file appended to; replaced by a rewrite. The syncer flushes whichever file is current.
+    file: Mutex<Arc<File>>,
+    /// Size after the last rewrite (or at opening).
+    base: AtomicU64,
+    /// Smaller than this, the journal is never rewritten while running.
+    min_rewrite_bytes: u64,
     /// Bytes written to the file so far.
     written: AtomicU64,
     /// How far the file is known to be on disk, published by the syncer thread.
@@ -30,6 +42,8 @@ pub struct FileJournal {
 
 #[derive(Clone, Debug, Default)]
 struct Durability {
+    /// How many times the file was rewritten; offsets count from the start of the current one.
+    generation: u64,
     synced: u64,
     failed: Option<String>,
 }
@@ -38,17 +52,19 @@ struct Durability {
 pub struct Recovered {
     pub journal: FileJournal,
     pub records: Vec<Record>,
+    /// Where each record starts in the file, in bytes.
+    pub offsets: Vec<u64>,
     /// Bytes cut off the end (a torn last write).
     pub truncated: u64,
 }
 
 impl FileJournal {
     /// Opens (or creates) the journal in `dir` and reads back its records.
-    pub fn open(dir: &Path) -> std::io::Result<Recovered> {
+    pub fn open(dir: &Path) -> Result<Recovered, OpenError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(JOURNAL_FILE);
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-        let (records, good_len) = read_records(&file)?;
+        let (records, offsets, good_len) = read_records(&file)?;
         let total = file.metadata()?.len();
         if good_len < total {
             file.set_len(good_len)?;
@@ -57,12 +73,22 @@ impl FileJournal {
         file.seek(SeekFrom::End(0))?;
         let journal = FileJournal {
             path,
-            file: Mutex::new(file),
+            file: Mutex::new(Arc::new(file)),
+            base: AtomicU64::new(good_len),
+            min_rewrite_bytes: MIN_REWRITE_BYTES,
             written: AtomicU64::new(good_len),
-            durable: tokio::sync::watch::Sender::new(Durability { synced: good_len, failed: None }),
+            durable: tokio::sync::watch::Sender::new(Durability { generation: 0, synced: good_len, failed: None }),
             wake_syncer: Mutex::new(None),
         };
-        Ok(Recovered { journal, records, truncated: total - good_len })
+        Ok(Recovered { journal, records, offsets, truncated: total - good_len })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn current_file(&self) -> Arc<File> {
+        Arc::clone(&self.file.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Bytes written to the journal so far.
@@ -74,15 +100,20 @@ impl FileJournal {
     /// started, so concurrent writers share flushes (group commit).
     pub fn start_syncer(self: &Arc<Self>) -> std::io::Result<()> {
         let (wake, woken) = std::sync::mpsc::channel::<()>();
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner()).try_clone()?;
         let journal = Arc::downgrade(self);
         std::thread::Builder::new().name("journal-sync".into()).spawn(move || {
             while woken.recv().is_ok() {
                 while woken.try_recv().is_ok() {}
                 let Some(journal) = journal.upgrade() else { break };
-                let covered = journal.written.load(Ordering::SeqCst);
+                // Read together under the lock: the bytes written so far are all in this file.
+                let (file, covered, generation) = {
+                    let file = journal.file.lock().unwrap_or_else(|p| p.into_inner());
+                    (Arc::clone(&file), journal.written.load(Ordering::SeqCst), journal.durable.borrow().generation)
+                };
                 let result = file.sync_data();
                 journal.durable.send_modify(|d| match result {
+                    // A rewrite since made this flush moot (the snapshot was flushed whole).
+                    _ if d.generation != generation => {}
                     Ok(()) => d.synced = d.synced.max(covered),
                     Err(e) => d.failed = Some(e.to_string()),
                 });
@@ -94,7 +125,10 @@ impl FileJournal {
 
     /// Waits until everything appended so far is on disk.
     pub async fn sync(&self) -> std::io::Result<()> {
-        let target = self.written.load(Ordering::SeqCst);
+        let (target, generation) = {
+            let _file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            (self.written.load(Ordering::SeqCst), self.durable.borrow().generation)
+        };
         let mut durable = self.durable.subscribe();
         if durable.borrow().synced >= target {
             return Ok(());
@@ -103,14 +137,16 @@ impl FileJournal {
             Some(wake) => {
                 let _ = wake.send(());
             }
-            None => return self.file.lock().unwrap_or_else(|p| p.into_inner()).sync_data(),
+            None => return self.current_file().sync_data(),
         }
         let state = durable
-            .wait_for(|d| d.synced >= target || d.failed.is_some())
+            .wait_for(|d| d.generation != generation || d.synced >= target || d.failed.is_some())
             .await
             .map_err(|_| std::io::Error::other("journal syncer stopped"))?;
         match &state.failed {
-            Some(e) if state.synced < target => Err(std::io::Error::other(format!("fsync failed: {e}"))),
+            Some(e) if state.generation == generation && state.synced < target => {
+                Err(std::io::Error::other(format!("fsync failed: {e}")))
+            }
             _ => Ok(()),
         }
     }
@@ -126,10 +162,15 @@ impl FileJournal {
             File::open(dir)?.sync_all()?;
         }
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        *file = OpenOptions::new().append(true).open(&self.path)?;
+        *file = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
         let len = file.metadata()?.len();
+        self.base.store(len, Ordering::SeqCst);
         self.written.store(len, Ordering::SeqCst);
-        self.durable.send_modify(|d| d.synced = len);
+        // Everything written before is in the snapshot, on disk: a new generation of the file starts.
+        self.durable.send_modify(|d| {
+            d.generation += 1;
+            d.synced = len;
+        });
         Ok(())
     }
 }
@@ -137,15 +178,35 @@ impl FileJournal {
 impl Journal for FileJournal {
     fn append(&self, record: &Record) -> std::io::Result<()> {
         let bytes = frame(record)?;
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&bytes)?;
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        (&**file).write_all(&bytes)?;
         self.written.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn rewrite_due(&self) -> bool {
+        let written = self.written.load(Ordering::SeqCst);
+        written >= self.min_rewrite_bytes
+            && written >= self.base.load(Ordering::SeqCst).saturating_mul(GROWTH_BEFORE_REWRITE)
+    }
+
+    fn replace_with(&self, snapshot: &Record) -> std::io::Result<()> {
+        let before = self.size_bytes();
+        self.rewrite(snapshot)?;
+        tracing::info!(before, after = self.size_bytes(), "journal rewritten as a snapshot of the live state");
         Ok(())
     }
 }
 
 fn frame(record: &Record) -> std::io::Result<Vec<u8>> {
-    let payload = postcard::to_stdvec(record).map_err(std::io::Error::other)?;
+    let payload = match record {
+        Record::Changes { revision, events } if events.iter().any(|e| e.prev_kv.is_some()) => {
+            let events = events.iter().map(|e| Event { prev_kv: None, ..e.clone() }).collect();
+            postcard::to_stdvec(&Record::Changes { revision: *revision, events })
+        }
+        _ => postcard::to_stdvec(record),
+    }
+    .map_err(std::io::Error::other)?;
     let mut bytes = Vec::with_capacity(payload.len() + 8);
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -153,36 +214,124 @@ fn frame(record: &Record) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads frames until the end or the first bad one; returns the records and the length of the good part.
-fn read_records(file: &File) -> std::io::Result<(Vec<Record>, u64)> {
+/// A journal that cannot be read back whole: a bad record that is not a torn last write.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("the record at byte {offset} {reason}")]
+    BadRecord { offset: u64, reason: String },
+}
+
+/// One frame as the file holds it.
+struct Frame {
+    offset: u64,
+    crc: u32,
+    payload: Vec<u8>,
+}
+
+/// Reads the frame at the reader's position, `None` at the end of the file or for a frame cut short there.
+fn next_frame(reader: &mut impl Read, offset: u64, file_len: u64) -> std::io::Result<Option<Frame>> {
+    let mut header = [0u8; 8];
+    if offset + 8 > file_len {
+        return Ok(None);
+    }
+    reader.read_exact(&mut header)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    // The length is checked against the file before anything is allocated for it.
+    if offset + 8 + len > file_len {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; len as usize];
+    reader.read_exact(&mut payload)?;
+    Ok(Some(Frame { offset, crc, payload }))
+}
+
+/// Reads every record; returns them, where each starts, and the length of the good part. A bad last frame is
+/// a write torn by a crash and is left out; a bad frame with more after it is corruption, and an error.
+fn read_records(file: &File) -> Result<(Vec<Record>, Vec<u64>, u64), OpenError> {
+    let file_len = file.metadata()?.len();
     let mut reader = BufReader::new(file.try_clone()?);
     reader.seek(SeekFrom::Start(0))?;
     let mut records = Vec::new();
+    let mut offsets = Vec::new();
     let mut good = 0u64;
-    let mut header = [0u8; 8];
-    loop {
-        if reader.read_exact(&mut header).is_err() {
-            break;
+    while let Some(frame) = next_frame(&mut reader, good, file_len)? {
+        let end = frame.offset + 8 + frame.payload.len() as u64;
+        let last = end == file_len;
+        if crc32fast::hash(&frame.payload) != frame.crc {
+            if last {
+                break;
+            }
+            return Err(OpenError::BadRecord { offset: frame.offset, reason: "fails its checksum".into() });
         }
-        let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().unwrap());
-        let mut payload = vec![0u8; len];
-        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-            break;
+        match postcard::from_bytes::<Record>(&frame.payload) {
+            Ok(record) => {
+                records.push(record);
+                offsets.push(frame.offset);
+            }
+            Err(e) => {
+                let reason = format!("passes its checksum but cannot be decoded ({e})");
+                return Err(OpenError::BadRecord { offset: frame.offset, reason });
+            }
         }
-        match postcard::from_bytes::<Record>(&payload) {
-            Ok(record) => records.push(record),
-            Err(_) => break,
-        }
-        good += 8 + len as u64;
+        good = end;
     }
-    Ok((records, good))
+    Ok((records, offsets, good))
+}
+
+/// How to repair a journal whose replay stopped at a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// Drop the one record that starts at this byte, keep the rest.
+    SkipRecord(u64),
+    /// Drop the record that starts at this byte and everything after it.
+    TruncateAt(u64),
+}
+
+/// Applies `repair` to the journal in `dir`, after copying it to a backup file whose path is returned.
+pub fn repair(dir: &Path, repair: Repair) -> std::io::Result<PathBuf> {
+    let path = dir.join(JOURNAL_FILE);
+    let bytes = std::fs::read(&path)?;
+    let offset = match repair {
+        Repair::SkipRecord(offset) | Repair::TruncateAt(offset) => offset,
+    };
+    // Walk the frames by their headers alone (a bad record's checksum does not matter here) to the one named.
+    let mut at = 0u64;
+    let mut frame_end = None;
+    while at < bytes.len() as u64 && at <= offset {
+        let header =
+            bytes.get(at as usize..at as usize + 4).ok_or_else(|| std::io::Error::other("a frame is cut short"))?;
+        let end = at + 8 + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
+        if at == offset {
+            frame_end = Some(end.min(bytes.len() as u64));
+        }
+        at = end;
+    }
+    let Some(frame_end) = frame_end else {
+        return Err(std::io::Error::other(format!("no record of {} starts at byte {offset}", path.display())));
+    };
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let backup = path.with_extension(format!("log.{seconds}.bak"));
+    std::fs::copy(&path, &backup)?;
+    let kept: Vec<u8> = match repair {
+        Repair::SkipRecord(_) => [&bytes[..offset as usize], &bytes[frame_end as usize..]].concat(),
+        Repair::TruncateAt(_) => bytes[..offset as usize].to_vec(),
+    };
+    let tmp = path.with_extension("tmp");
+    let mut out = File::create(&tmp)?;
+    out.write_all(&kept)?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(backup)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sdp_kvstore::{Event, EventKind, KeyValue};
+    use sdp_kvstore::{EventKind, KeyValue};
 
     fn put(rev: i64, key: &str) -> Record {
         let kv = KeyValue {
@@ -225,6 +374,31 @@ mod tests {
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(FileJournal::open(dir.path()).unwrap().records.len(), 2);
+    }
+
+    #[test]
+    fn rewriting_one_key_does_not_grow_the_journal_without_end() {
+        use sdp_kvstore::{Limits, PutRequest, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let mut opened = FileJournal::open(dir.path()).unwrap();
+        opened.journal.min_rewrite_bytes = 1 << 20;
+        let journal = Arc::new(opened.journal);
+        let store = Store::recover(Some(journal.clone()), [], Limits::default()).unwrap();
+        let mut largest = 0;
+        for i in 0..200u8 {
+            store.put(PutRequest { key: b"one".to_vec(), value: vec![i; 100 << 10], ..Default::default() }).unwrap();
+            largest = largest.max(journal.size_bytes());
+        }
+        // 200 versions of 100 KiB: 20 MiB journaled without rewrites, 40 MiB with previous values.
+        assert!(largest < 5 << 20, "the journal grew to {largest} bytes");
+        drop((store, journal));
+        let reopened = FileJournal::open(dir.path()).unwrap();
+        let store = Store::recover(None, reopened.records, Limits::default()).unwrap();
+        let (read, _) = store
+            .range(&sdp_kvstore::RangeRequest { range: sdp_kvstore::KeyRange::single("one"), ..Default::default() })
+            .unwrap();
+        assert_eq!(read.kvs[0].value, vec![199u8; 100 << 10]);
+        assert_eq!(read.kvs[0].version, 200);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod gateway;
 mod journal;
 mod kv;
 mod lease;
+mod listener;
 mod maintenance;
 mod watch;
 
@@ -18,11 +19,13 @@ use std::time::Duration;
 
 use etcd_client::proto::*;
 use sdp_kvstore::Store;
-use tokio::sync::oneshot;
+
 use tokio::task::JoinHandle;
 use tonic::Status;
 
-pub use journal::FileJournal;
+pub use journal::{repair, FileJournal, Repair};
+pub use listener::{raise_open_files_limit, ConnectionLimits, TlsError, TlsFiles};
+pub use sdp_kvstore::Limits;
 
 /// Identifiers reported in response headers (a single member of its own cluster).
 pub const CLUSTER_ID: u64 = 0x5344_505f_4346_4700;
@@ -32,6 +35,8 @@ pub const RAFT_TERM: u64 = 2;
 
 /// Past this size the journal is rewritten as one snapshot at start-up.
 const SNAPSHOT_THRESHOLD: u64 = 64 << 20;
+/// etcd's default `--max-request-bytes`.
+pub const MAX_REQUEST_BYTES: usize = 3 << 19;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -43,6 +48,14 @@ pub struct ServerConfig {
     pub history_revisions: i64,
     /// How often watchers that asked for progress notifications get one (etcd: 10 minutes).
     pub progress_interval: Duration,
+    /// What one request may cost: operations, response bytes, and the space quota.
+    pub limits: Limits,
+    /// The largest request accepted, in bytes (etcd's `--max-request-bytes`, 1.5 MiB).
+    pub max_request_bytes: usize,
+    /// How many clients may connect, and when an idle connection is closed.
+    pub connections: ConnectionLimits,
+    /// TLS for clients (etcd's `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +65,10 @@ impl Default for ServerConfig {
             data_dir: None,
             history_revisions: 100_000,
             progress_interval: Duration::from_secs(600),
+            limits: Limits::default(),
+            max_request_bytes: MAX_REQUEST_BYTES,
+            connections: ConnectionLimits::default(),
+            tls: None,
         }
     }
 }
@@ -62,6 +79,16 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot use data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "the journal {path} cannot be replayed: {reason}. Nothing was started. To start without that record, run \
+         `sdp repair-journal --data-dir {dir} --skip-record {offset}` (or `--truncate-at {offset}` to drop it and \
+         every later one); the journal is copied to a backup file first",
+        dir = .path.parent().unwrap_or(std::path::Path::new(".")).display(),
+        path = .path.display()
+    )]
+    Journal { path: PathBuf, offset: u64, reason: String },
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 #[derive(Clone)]
@@ -90,8 +117,8 @@ impl Shared {
 pub struct RunningServer {
     pub addr: SocketAddr,
     store: Arc<Store>,
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -103,9 +130,9 @@ impl RunningServer {
     /// Stops accepting requests, lets requests under way finish (for up to two seconds: open watch streams
     /// would otherwise hold it forever, since etcd clients keep them until told otherwise), then stops.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(());
+        let _ = self.shutdown.send(true);
         let mut task = self.task;
-        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(3), &mut task).await.is_err() {
             task.abort();
         }
         for task in self.background {
@@ -116,16 +143,32 @@ impl RunningServer {
 
 /// Opens the data directory (replaying its journal) and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let tls = config.tls.as_ref().map(TlsFiles::server_config).transpose()?;
     let (store, journal) = match &config.data_dir {
         Some(dir) => {
             let data_err = |source| ServerError::DataDir { path: dir.clone(), source };
-            let recovered = FileJournal::open(dir).map_err(data_err)?;
+            let recovered = FileJournal::open(dir).map_err(|e| match e {
+                journal::OpenError::Io(source) => data_err(source),
+                journal::OpenError::BadRecord { offset, reason } => ServerError::Journal {
+                    path: dir.join(journal::JOURNAL_FILE),
+                    offset,
+                    reason: format!("the record at byte {offset} {reason}"),
+                },
+            })?;
             if recovered.truncated > 0 {
                 tracing::warn!(bytes = recovered.truncated, "cut a torn write off the end of the journal");
             }
             let journal = Arc::new(recovered.journal);
             let records = recovered.records.len();
-            let store = Store::with_journal(Some(journal.clone()), recovered.records);
+            let offsets = recovered.offsets;
+            let store = Store::recover(Some(journal.clone()), recovered.records, config.limits).map_err(|e| {
+                let offset = offsets[e.index];
+                ServerError::Journal {
+                    path: journal.path().to_path_buf(),
+                    offset,
+                    reason: format!("the record at byte {offset} does not follow the ones before it: {}", e.reason),
+                }
+            })?;
             if journal.size_bytes() > SNAPSHOT_THRESHOLD {
                 journal.rewrite(&store.snapshot()).map_err(data_err)?;
                 tracing::info!(bytes = journal.size_bytes(), "journal rewritten as a snapshot");
@@ -134,7 +177,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             tracing::info!(dir = %dir.display(), records, revision = store.revision(), keys = store.key_count(), "configuration database recovered");
             (store, Some(journal))
         }
-        None => (Store::new(), None),
+        None => (Store::in_memory(config.limits), None),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -147,27 +190,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         background.push(tokio::spawn(compact_periodically(Arc::clone(&store), config.history_revisions)));
     }
 
-    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    // gRPC (HTTP/2) and etcd's JSON gateway (HTTP/1) on one port, as etcd serves them.
-    let grpc = tonic::service::Routes::new(PbKvServer::new(kv::KvService(shared.clone())))
-        .add_service(PbWatchServer::new(watch::WatchService(shared.clone())))
-        .add_service(PbLeaseServer::new(lease::LeaseService(shared.clone())))
-        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService(shared.clone())))
-        .prepare()
-        .into_axum_router();
-    let app = grpc.merge(gateway::router(shared));
-    // Small request/response messages: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "configuration database (etcd v3 API) listening");
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    // gRPC (HTTP/2) and etcd's JSON gateway (HTTP/1) on one port, as etcd serves them. etcd accepts gRPC
+    // messages up to --max-request-bytes plus 512 KiB of framing; JSON carries values in base64.
+    let grpc_limit = config.max_request_bytes + (512 << 10);
+    let grpc = tonic::service::Routes::new(
+        PbKvServer::new(kv::KvService(shared.clone())).max_decoding_message_size(grpc_limit),
+    )
+    .add_service(PbWatchServer::new(watch::WatchService(shared.clone())).max_decoding_message_size(grpc_limit))
+    .add_service(PbLeaseServer::new(lease::LeaseService(shared.clone())).max_decoding_message_size(grpc_limit))
+    .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService(shared.clone())))
+    .prepare()
+    .into_axum_router();
+    let gateway_limit = axum::extract::DefaultBodyLimit::max(config.max_request_bytes / 3 * 4 + (512 << 10));
+    let app = grpc.merge(gateway::router(shared).layer(gateway_limit));
+    let task = tokio::spawn(listener::serve(listener, app, config.connections.clone(), tls, shutdown_rx));
+    tracing::info!(%addr, tls = config.tls.is_some(), client_cert_auth = config.tls.as_ref().is_some_and(|t| t.client_cert_auth), "configuration database (etcd v3 API) listening");
     Ok(RunningServer { addr, store, shutdown, task, background })
 }
 

@@ -5,7 +5,7 @@
 mod store;
 mod types;
 
-pub use store::{EventBatch, Journal, Store, Watch};
+pub use store::{EventBatch, Journal, Limits, ReplayError, Store, Watch, MAX_LEASE_TTL};
 pub use types::*;
 
 /// Errors carry etcd's meaning so that a server can map them onto etcd's gRPC status codes.
@@ -27,4 +27,12 @@ pub enum Error {
     InvalidArgument(String),
     #[error("storage failure: {0}")]
     Storage(String),
+    #[error("too large lease TTL ({ttl} s; at most {MAX_LEASE_TTL} s)")]
+    LeaseTtlTooLarge { ttl: i64 },
+    #[error("too many operations in txn request ({ops}, nested ones included; at most {limit})")]
+    TooManyOps { ops: usize, limit: usize },
+    #[error("the response would be larger than {limit} bytes: ask for fewer keys (limit, keys_only) or raise --max-response-bytes")]
+    ResponseTooLarge { limit: usize },
+    #[error("database space exceeded (quota {quota} bytes): compact, defragment, then disarm the NOSPACE alarm")]
+    NoSpace { quota: u64 },
 }

@@ -15,7 +15,48 @@ use crate::Error;
 /// Persists records before a write is acknowledged. The in-memory store uses none.
 pub trait Journal: Send + Sync {
     fn append(&self, record: &Record) -> std::io::Result<()>;
+
+    /// Whether the journal has grown enough to be replaced by a snapshot of the state (checked after each
+    /// record, so that rewriting one key does not grow it without end).
+    fn rewrite_due(&self) -> bool;
+
+    /// Replaces everything journaled so far with `snapshot`, atomically.
+    fn replace_with(&self, snapshot: &Record) -> std::io::Result<()>;
 }
+
+/// etcd's largest lease TTL (`MaxLeaseTTL`, in seconds).
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// What one request may cost, as etcd bounds it (the server's options carry etcd's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Operations in one transaction: compares and requests of both branches, nested transactions included
+    /// (`--max-txn-ops`).
+    pub max_txn_ops: usize,
+    /// Keys and values one response may carry, every read of a transaction together (`--max-response-bytes`).
+    pub max_response_bytes: usize,
+    /// Size of every kept version of every key past which writes are refused and the NOSPACE alarm is raised
+    /// (`--quota-backend-bytes`; 0: no quota).
+    pub quota_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_txn_ops: 128, max_response_bytes: 64 << 20, quota_bytes: 2 << 30 }
+    }
+}
+
+/// A journal record that cannot be applied to the state the records before it built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {index} of the journal cannot be applied: {reason}")]
+pub struct ReplayError {
+    /// Position of the record in the journal, from 0.
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Bytes a version of a key costs the store beyond its key and value (revisions, version, lease).
+const VERSION_OVERHEAD: u64 = 48;
 
 /// A batch of events delivered to one watcher, in revision order.
 pub type EventBatch = Vec<Event>;
@@ -29,6 +70,12 @@ struct Lease {
     ttl: i64,
     deadline: Instant,
     keys: BTreeSet<Vec<u8>>,
+}
+
+/// `now + ttl` seconds; a deadline past what `Instant` holds is as good as never.
+fn deadline_after(now: Instant, ttl: i64) -> Instant {
+    let ttl = Duration::from_secs(ttl.clamp(0, MAX_LEASE_TTL) as u64);
+    now.checked_add(ttl).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Versions of one key, oldest first; `None` marks a deletion (tombstone).
@@ -46,6 +93,8 @@ struct State {
     watchers: HashMap<u64, Watcher>,
     next_watcher: u64,
     next_lease: LeaseId,
+    /// What every kept version costs (keys, values, overhead): what the quota bounds.
+    bytes: u64,
 }
 
 /// A thread-safe store. Operations are synchronous and short; watchers receive events through channels.
@@ -53,6 +102,9 @@ pub struct Store {
     state: Mutex<State>,
     journal: Option<Arc<dyn Journal>>,
     lease_changed: Notify,
+    limits: Limits,
+    /// etcd's NOSPACE alarm: raised when a write would pass the quota, cleared by an operator.
+    no_space: std::sync::atomic::AtomicBool,
 }
 
 /// A registered watcher; dropping it stops delivery.
@@ -70,18 +122,57 @@ impl Drop for Watch {
 
 impl Store {
     pub fn new() -> Arc<Store> {
-        Self::with_journal(None, std::iter::empty())
+        Self::in_memory(Limits::default())
     }
 
-    /// A store rebuilt from `records` (in journal order) that appends new records to `journal`.
-    pub fn with_journal(journal: Option<Arc<dyn Journal>>, records: impl IntoIterator<Item = Record>) -> Arc<Store> {
+    pub fn in_memory(limits: Limits) -> Arc<Store> {
+        Self::recover(None, std::iter::empty(), limits).expect("an empty journal replays")
+    }
+
+    /// A store rebuilt from `records` (in journal order) that appends new records to `journal`. A record that
+    /// does not fit the state before it stops the replay: nothing starts on partial data.
+    pub fn recover(
+        journal: Option<Arc<dyn Journal>>,
+        records: impl IntoIterator<Item = Record>,
+        limits: Limits,
+    ) -> Result<Arc<Store>, ReplayError> {
         // Like etcd, a fresh store is at revision 1, so that revision 0 can mean "the latest" in requests.
         let mut state = State { revision: 1, next_lease: initial_lease_id(), ..State::default() };
         let now = Instant::now();
-        for record in records {
-            state.apply(record, now);
+        for (index, record) in records.into_iter().enumerate() {
+            state.check(&record).map_err(|reason| ReplayError { index, reason })?;
+            // A record that passed the check applies; should one panic all the same, the start fails with
+            // the record named rather than the process dying.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.apply(record, now)))
+                .map_err(|_| ReplayError { index, reason: "applying it failed (the process panicked)".into() })?;
         }
-        Arc::new(Store { state: Mutex::new(state), journal, lease_changed: Notify::new() })
+        let over_quota = limits.quota_bytes > 0 && state.bytes > limits.quota_bytes;
+        Ok(Arc::new(Store {
+            state: Mutex::new(state),
+            journal,
+            lease_changed: Notify::new(),
+            limits,
+            no_space: over_quota.into(),
+        }))
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether the NOSPACE alarm is raised: writes that add data are refused until it is disarmed.
+    pub fn no_space(&self) -> bool {
+        self.no_space.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Clears the NOSPACE alarm (etcd's `alarm disarm`); a write past the quota raises it again.
+    pub fn disarm_no_space(&self) {
+        self.no_space.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// What every kept version of every key costs, in bytes (what the quota bounds).
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().bytes
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -91,11 +182,27 @@ impl Store {
     }
 
     fn commit(&self, state: &mut State, record: Record) -> Result<(), Error> {
+        // A record that could not be replayed is never journaled.
+        state.check(&record).map_err(Error::InvalidArgument)?;
         if let Some(journal) = &self.journal {
             journal.append(&record).map_err(|e| Error::Storage(e.to_string()))?;
         }
         state.apply(record, Instant::now());
-        Ok(())
+        match &self.journal {
+            Some(journal) if journal.rewrite_due() => {
+                journal.replace_with(&state.snapshot()).map_err(|e| Error::Storage(e.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Replaces the journal with a snapshot of the live state now (etcd's defragment).
+    pub fn rewrite_journal(&self) -> Result<(), Error> {
+        let state = self.lock();
+        match &self.journal {
+            Some(journal) => journal.replace_with(&state.snapshot()).map_err(|e| Error::Storage(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     pub fn revision(&self) -> Revision {
@@ -113,32 +220,46 @@ impl Store {
 
     /// A record that rebuilds the current live state (without history) when applied to an empty store.
     pub fn snapshot(&self) -> Record {
-        let state = self.lock();
-        let none = BTreeMap::new();
-        let kvs =
-            state.visible(&KeyRange { key: Vec::new(), range_end: vec![0] }, 0, &none).into_iter().cloned().collect();
-        let mut leases: Vec<(LeaseId, i64)> = state.leases.iter().map(|(id, l)| (*id, l.ttl)).collect();
-        leases.sort_unstable();
-        Record::Snapshot { revision: state.revision, kvs, leases }
+        self.lock().snapshot()
     }
 
     /// Returns the response and the revision it was read at.
     pub fn range(&self, req: &RangeRequest) -> Result<(RangeResponse, Revision), Error> {
         let state = self.lock();
-        let resp = state.range(req, &BTreeMap::new())?;
+        let resp = state.range(req, &BTreeMap::new(), &mut Budget::new(self.limits.max_response_bytes))?;
         Ok((resp, state.revision))
     }
 
     /// Runs a transaction atomically; returns the response and the store revision after it.
     pub fn txn(&self, req: &TxnRequest) -> Result<(TxnResponse, Revision), Error> {
+        let ops = req.total_ops();
+        if ops > self.limits.max_txn_ops {
+            return Err(Error::TooManyOps { ops, limit: self.limits.max_txn_ops });
+        }
         let mut state = self.lock();
-        let mut pending = Pending::new(state.revision + 1);
+        let mut pending = Pending::new(state.revision + 1, self.limits.max_response_bytes);
         let resp = state.eval_txn(req, &mut pending)?;
         if !pending.events.is_empty() {
+            self.check_quota(&state, &pending.events)?;
             let revision = pending.revision;
             self.commit(&mut state, Record::Changes { revision, events: pending.events })?;
         }
         Ok((resp, state.revision))
+    }
+
+    /// Refuses changes that add data while the NOSPACE alarm is raised, and raises it for a change that would
+    /// pass the quota. Deletions pass, so that space can be freed.
+    fn check_quota(&self, state: &State, events: &[Event]) -> Result<(), Error> {
+        let quota = self.limits.quota_bytes;
+        if quota == 0 || events.iter().all(|e| e.kind == EventKind::Delete) {
+            return Ok(());
+        }
+        let added: u64 = events.iter().map(|e| version_size(&e.kv.key, Some(&e.kv))).sum();
+        if self.no_space() || state.bytes.saturating_add(added) > quota {
+            self.no_space.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(Error::NoSpace { quota });
+        }
+        Ok(())
     }
 
     pub fn put(&self, req: PutRequest) -> Result<(PutResponse, Revision), Error> {
@@ -204,6 +325,15 @@ impl Store {
         if ttl <= 0 {
             return Err(Error::InvalidArgument("lease TTL must be positive".into()));
         }
+        if ttl > MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge { ttl });
+        }
+        if id < 0 {
+            return Err(Error::InvalidArgument("lease ID must not be negative".into()));
+        }
+        if self.no_space() {
+            return Err(Error::NoSpace { quota: self.limits.quota_bytes });
+        }
         let mut state = self.lock();
         let id = if id == 0 {
             while state.leases.contains_key(&state.next_lease) {
@@ -233,9 +363,11 @@ impl Store {
             Some(lease) => lease.keys.iter().cloned().collect(),
             None => return Err(Error::LeaseNotFound(id)),
         };
-        let mut pending = Pending::new(state.revision + 1);
+        let mut pending = Pending::new(state.revision + 1, usize::MAX);
         for key in keys {
-            state.delete_range(&DeleteRangeRequest { range: KeyRange::single(key), prev_kv: false }, &mut pending);
+            // Without prev_kv a deletion spends no response budget, so this cannot fail.
+            let _ =
+                state.delete_range(&DeleteRangeRequest { range: KeyRange::single(key), prev_kv: false }, &mut pending);
         }
         if !pending.events.is_empty() {
             let revision = pending.revision;
@@ -248,7 +380,7 @@ impl Store {
     pub fn lease_keep_alive(&self, id: LeaseId) -> Result<i64, Error> {
         let mut state = self.lock();
         let lease = state.leases.get_mut(&id).ok_or(Error::LeaseNotFound(id))?;
-        lease.deadline = Instant::now() + Duration::from_secs(lease.ttl as u64);
+        lease.deadline = deadline_after(Instant::now(), lease.ttl);
         Ok(lease.ttl)
     }
 
@@ -311,12 +443,39 @@ struct Pending {
     revision: Revision,
     writes: BTreeMap<Vec<u8>, Option<KeyValue>>,
     events: Vec<Event>,
+    budget: Budget,
 }
 
 impl Pending {
-    fn new(revision: Revision) -> Self {
-        Pending { revision, writes: BTreeMap::new(), events: Vec::new() }
+    fn new(revision: Revision, max_response_bytes: usize) -> Self {
+        Pending { revision, writes: BTreeMap::new(), events: Vec::new(), budget: Budget::new(max_response_bytes) }
     }
+}
+
+/// The bytes a response may still carry.
+struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget { left: limit, limit }
+    }
+
+    /// Takes what `kvs` add to the response, before they are copied into it.
+    fn spend<'a>(&mut self, kvs: impl IntoIterator<Item = &'a KeyValue>, with_values: bool) -> Result<(), Error> {
+        for kv in kvs {
+            let cost = kv.key.len() + if with_values { kv.value.len() } else { 0 } + VERSION_OVERHEAD as usize;
+            self.left = self.left.checked_sub(cost).ok_or(Error::ResponseTooLarge { limit: self.limit })?;
+        }
+        Ok(())
+    }
+}
+
+/// What one version of `key` costs the store.
+fn version_size(key: &[u8], kv: Option<&KeyValue>) -> u64 {
+    key.len() as u64 + kv.map_or(0, |kv| kv.value.len() as u64) + VERSION_OVERHEAD
 }
 
 impl State {
@@ -376,7 +535,18 @@ impl State {
         merged.into_values().collect()
     }
 
-    fn range(&self, req: &RangeRequest, pending: &BTreeMap<Vec<u8>, Option<KeyValue>>) -> Result<RangeResponse, Error> {
+    fn range(
+        &self,
+        req: &RangeRequest,
+        pending: &BTreeMap<Vec<u8>, Option<KeyValue>>,
+        budget: &mut Budget,
+    ) -> Result<RangeResponse, Error> {
+        if req.revision < 0 {
+            return Err(Error::InvalidArgument("negative revision: use 0 for the latest".into()));
+        }
+        if req.limit < 0 {
+            return Err(Error::InvalidArgument("negative limit: use 0 for no limit".into()));
+        }
         if req.revision > self.revision {
             return Err(Error::FutureRevision { requested: req.revision, current: self.revision });
         }
@@ -408,6 +578,9 @@ impl State {
         let more = req.limit > 0 && kvs.len() as i64 > req.limit;
         if req.limit > 0 {
             kvs.truncate(req.limit as usize);
+        }
+        if !req.count_only {
+            budget.spend(kvs.iter().copied(), !req.keys_only)?;
         }
         let kvs = if req.count_only {
             Vec::new()
@@ -446,10 +619,10 @@ impl State {
                     if r.revision == self.revision {
                         r.revision = 0;
                     }
-                    ResponseOp::Range(self.range(&r, &pending.writes)?)
+                    ResponseOp::Range(self.range(&r, &pending.writes, &mut pending.budget)?)
                 }
                 RequestOp::Put(p) => ResponseOp::Put(self.put(p, pending)?),
-                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(d, pending)),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_range(d, pending)?),
                 RequestOp::Txn(t) => ResponseOp::Txn(self.eval_txn(t, pending)?),
             });
         }
@@ -478,31 +651,81 @@ impl State {
             version: prev.as_ref().map_or(1, |p| p.version + 1),
             lease,
         };
+        if req.prev_kv {
+            pending.budget.spend(prev.as_ref(), true)?;
+        }
         pending.writes.insert(req.key.clone(), Some(kv.clone()));
         pending.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone() });
         Ok(PutResponse { prev_kv: if req.prev_kv { prev } else { None } })
     }
 
-    fn delete_range(&self, req: &DeleteRangeRequest, pending: &mut Pending) -> DeleteRangeResponse {
-        let victims: Vec<KeyValue> = self.visible(&req.range, 0, &pending.writes).into_iter().cloned().collect();
+    fn delete_range(&self, req: &DeleteRangeRequest, pending: &mut Pending) -> Result<DeleteRangeResponse, Error> {
+        let victims = self.visible(&req.range, 0, &pending.writes);
+        if req.prev_kv {
+            pending.budget.spend(victims.iter().copied(), true)?;
+        }
+        let victims: Vec<KeyValue> = victims.into_iter().cloned().collect();
         for prev in &victims {
             pending.writes.insert(prev.key.clone(), None);
             let kv = KeyValue { key: prev.key.clone(), mod_revision: pending.revision, ..KeyValue::default() };
             pending.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
         }
-        DeleteRangeResponse { deleted: victims.len() as i64, prev_kvs: if req.prev_kv { victims } else { Vec::new() } }
+        Ok(DeleteRangeResponse {
+            deleted: victims.len() as i64,
+            prev_kvs: if req.prev_kv { victims } else { Vec::new() },
+        })
     }
 
-    /// Applies one record. Live writes and journal replay both come through here.
+    /// A record that rebuilds the live state (without history) when applied to an empty store.
+    fn snapshot(&self) -> Record {
+        let none = BTreeMap::new();
+        let kvs =
+            self.visible(&KeyRange { key: Vec::new(), range_end: vec![0] }, 0, &none).into_iter().cloned().collect();
+        let mut leases: Vec<(LeaseId, i64)> = self.leases.iter().map(|(id, l)| (*id, l.ttl)).collect();
+        leases.sort_unstable();
+        Record::Snapshot { revision: self.revision, kvs, leases }
+    }
+
+    /// Why `record` cannot follow this state, if it cannot: what a journal replay refuses to apply.
+    fn check(&self, record: &Record) -> Result<(), String> {
+        match record {
+            Record::Changes { revision, .. } if *revision <= self.revision => {
+                Err(format!("changes at revision {revision}, not after the current revision {}", self.revision))
+            }
+            Record::LeaseGrant { id, ttl } if !(1..=MAX_LEASE_TTL).contains(ttl) || *id < 0 => {
+                Err(format!("lease {id:x} granted with TTL {ttl} s (between 1 and {MAX_LEASE_TTL} s expected)"))
+            }
+            Record::Compact { revision } if *revision > self.revision => {
+                Err(format!("compaction at revision {revision}, past the current revision {}", self.revision))
+            }
+            Record::Snapshot { leases, .. } => {
+                match leases.iter().find(|(_, ttl)| !(1..=MAX_LEASE_TTL).contains(ttl)) {
+                    Some((id, ttl)) => Err(format!("snapshot with lease {id:x} of TTL {ttl} s")),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies one record that [`State::check`] accepted. Live writes and journal replay both come through here.
     fn apply(&mut self, record: Record, now: Instant) {
         match record {
             Record::Changes { revision, events } => {
                 for ev in &events {
-                    if let Some(prev) = &ev.prev_kv {
-                        if prev.lease != 0 {
-                            if let Some(l) = self.leases.get_mut(&prev.lease) {
-                                l.keys.remove(&prev.key);
-                            }
+                    // A journal keeps no previous values (they would double its size): they are read here.
+                    let prev = match &ev.prev_kv {
+                        Some(prev) => Some(prev.lease),
+                        None => self
+                            .history
+                            .get(&ev.kv.key)
+                            .and_then(|h| h.last())
+                            .and_then(|(_, kv)| kv.as_ref())
+                            .map(|kv| kv.lease),
+                    };
+                    if let Some(lease) = prev.filter(|lease| *lease != 0) {
+                        if let Some(l) = self.leases.get_mut(&lease) {
+                            l.keys.remove(&ev.kv.key);
                         }
                     }
                     let entry = match ev.kind {
@@ -516,6 +739,7 @@ impl State {
                         }
                         EventKind::Delete => None,
                     };
+                    self.bytes += version_size(&ev.kv.key, entry.as_ref());
                     self.history.entry(ev.kv.key.clone()).or_default().push((revision, entry));
                     self.log.push_back((revision, ev.clone()));
                 }
@@ -523,9 +747,8 @@ impl State {
                 self.notify(&events);
             }
             Record::LeaseGrant { id, ttl } => {
-                let deadline = now + Duration::from_secs(ttl as u64);
-                self.leases.insert(id, Lease { ttl, deadline, keys: BTreeSet::new() });
-                self.next_lease = self.next_lease.max(id + 1);
+                self.leases.insert(id, Lease { ttl, deadline: deadline_after(now, ttl), keys: BTreeSet::new() });
+                self.next_lease = self.next_lease.max(id.saturating_add(1));
             }
             Record::LeaseRevoke { id } => {
                 self.leases.remove(&id);
@@ -541,6 +764,7 @@ impl State {
                     if let Some(l) = self.leases.get_mut(&kv.lease) {
                         l.keys.insert(kv.key.clone());
                     }
+                    self.bytes += version_size(&kv.key, Some(&kv));
                     self.history.insert(kv.key.clone(), vec![(kv.mod_revision, Some(kv))]);
                 }
             }
@@ -549,15 +773,18 @@ impl State {
                 while self.log.front().is_some_and(|(rev, _)| *rev < revision) {
                     self.log.pop_front();
                 }
-                self.history.retain(|_, versions| {
+                let mut freed = 0;
+                self.history.retain(|key, versions| {
                     // Keep the newest version at or before the compaction revision, unless it is a deletion.
                     let keep_from = versions.partition_point(|(rev, _)| *rev <= revision).saturating_sub(1);
-                    versions.drain(..keep_from);
+                    freed += versions.drain(..keep_from).map(|(_, kv)| version_size(key, kv.as_ref())).sum::<u64>();
                     if versions.len() == 1 && versions[0].1.is_none() && versions[0].0 <= revision {
+                        freed += version_size(key, None);
                         versions.clear();
                     }
                     !versions.is_empty()
                 });
+                self.bytes -= freed;
             }
         }
     }

@@ -187,6 +187,16 @@ pub struct TxnRequest {
     pub failure: Vec<RequestOp>,
 }
 
+impl TxnRequest {
+    /// Compares and requests of both branches, those of nested transactions included: what one request costs.
+    pub fn total_ops(&self) -> usize {
+        let nested = |ops: &[RequestOp]| -> usize {
+            ops.iter().map(|op| if let RequestOp::Txn(t) = op { 1 + t.total_ops() } else { 1 }).sum()
+        };
+        self.compare.len() + nested(&self.success) + nested(&self.failure)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TxnResponse {
     pub succeeded: bool,

@@ -141,7 +141,7 @@ fn a_snapshot_rebuilds_the_live_state() {
     put(&store, "a", "1");
     store.put(PutRequest { key: "b".into(), value: "2".into(), lease: id, ..Default::default() }).unwrap();
     put(&store, "a", "3");
-    let copy = Store::with_journal(None, [store.snapshot()]);
+    let copy = Store::recover(None, [store.snapshot()], Limits::default()).unwrap();
     assert_eq!(copy.revision(), store.revision());
     assert_eq!(get(&copy, "a", 0), get(&store, "a", 0));
     assert_eq!(copy.lease_time_to_live(id).unwrap().keys, vec![b"b".to_vec()]);

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use sdp_config::{Config, Settings};
 use tokio::task::JoinHandle;
 
+mod database;
 mod lmc_cli;
 
 #[derive(Parser)]
@@ -28,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform on this machine until Ctrl-C.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Read and write the SDP devices' attributes and run their commands (through `sdp up`'s LMC surface);
     /// `sdp lmc serve` runs the LMC devices alone.
     Lmc(lmc_cli::LmcArgs),
@@ -38,6 +39,9 @@ enum Command {
     HelmDeployer(HelmDeployerArgs),
     /// Run a processing script on a processing block (the processing controller deploys this command).
     Script(RunScriptArgs),
+    /// Drop a record that the embedded configuration database cannot replay from its journal (`sdp up` names
+    /// it when it refuses to start); the journal is copied aside first.
+    RepairJournal(database::RepairArgs),
 }
 
 #[derive(clap::Args)]
@@ -50,9 +54,8 @@ struct RunScriptArgs {
 
 #[derive(clap::Args)]
 struct UpArgs {
-    /// Where the embedded configuration database listens (ignored when SDP_CONFIG_HOST is set).
-    #[arg(long, env = "SDP_CONFIG_LISTEN", default_value = "127.0.0.1:2379")]
-    config_listen: SocketAddr,
+    #[command(flatten)]
+    database: database::DatabaseArgs,
     /// Data directory of the embedded configuration database (and of the Helm deployer's files).
     #[arg(long, env = "SDP_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
@@ -162,13 +165,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
-        Command::Up(args) => runtime.block_on(up(args)),
+        Command::Up(args) => runtime.block_on(up(*args)),
         Command::Lmc(args) => match args.serve_args() {
             Some(serve) => runtime.block_on(lmc_serve(serve)),
             None => runtime.block_on(lmc_cli::run(args)),
         },
         Command::ProcessingController(args) => runtime.block_on(processing_controller(args)),
         Command::HelmDeployer(args) => runtime.block_on(helm_deployer(args)),
+        Command::RepairJournal(args) => database::repair_journal(&args),
         Command::Script(args) => {
             drop(runtime);
             // One thread: a script mostly waits, and a hundred of them run at once.
@@ -424,12 +428,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let embedded = if external {
         None
     } else {
-        let config = sdp_etcd_server::ServerConfig {
-            listen: args.config_listen,
-            data_dir: Some(args.data_dir.clone()),
-            ..Default::default()
-        };
-        Some(sdp_etcd_server::start(config).await?)
+        sdp_etcd_server::raise_open_files_limit();
+        Some(sdp_etcd_server::start(args.database.server_config(args.data_dir.clone())?).await?)
     };
     let settings = match &embedded {
         Some(server) => {
