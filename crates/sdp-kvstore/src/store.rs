@@ -42,7 +42,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_txn_ops: 128, max_response_bytes: 64 << 20, quota_bytes: 2 << 30 }
+        Limits { max_txn_ops: 128, max_response_bytes: 64 << 20, quota_bytes: 512 << 20 }
     }
 }
 
