@@ -113,12 +113,11 @@ pub(crate) fn tls_fix(tls: Tls, detail: &str) -> Option<&'static str> {
         || has("broken pipe")
         || has("operation was canceled")
         || has("frame with invalid size");
-    if has("certificaterequired") || has("certificate required") || (tls == Tls::ServerOnly && dropped) {
-        Some(
-            "If the database checks client certificates, set SDP_CONFIG_CERT and SDP_CONFIG_KEY to a certificate \
-             signed by a CA it trusts and its key",
-        )
-    } else if tls == Tls::Off {
+    let client_refused = dropped
+        || ["certificaterequired", "certificate required", "badcertificate", "bad certificate", "unknownca"]
+            .iter()
+            .any(|alert| has(alert));
+    if tls == Tls::Off {
         dropped.then_some(
             "If the database serves TLS, set SDP_CONFIG_CACERT to the CA bundle that signed its certificate (and \
              SDP_CONFIG_CERT and SDP_CONFIG_KEY if it checks client certificates)",
@@ -138,15 +137,15 @@ pub(crate) fn tls_fix(tls: Tls, detail: &str) -> Option<&'static str> {
             "The database does not serve TLS: unset SDP_CONFIG_CACERT, SDP_CONFIG_CERT and SDP_CONFIG_KEY, or turn \
              TLS on at the database",
         )
-    } else if has("badcertificate")
-        || has("unknownca")
-        || has("bad certificate")
-        || has("unknown certificate")
-        || dropped
-    {
+    } else if client_refused && tls == Tls::ServerOnly {
         Some(
-            "The database may not accept the client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY to a \
-             certificate signed by a CA the database trusts (its --trusted-ca-file) and its key",
+            "The database wants a client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY to a certificate \
+             signed by a CA it trusts and its key",
+        )
+    } else if client_refused {
+        Some(
+            "The database does not accept the client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY to a \
+             certificate signed by a CA it trusts (its --trusted-ca-file) and its key",
         )
     } else {
         None
@@ -206,8 +205,10 @@ mod tests {
     fn tls_failures_say_which_setting_to_change() {
         let fix = |tls, detail| tls_fix(tls, detail).unwrap_or("");
         let with_cert = Tls::WithClientCertificate;
-        assert!(fix(with_cert, "received fatal alert: CertificateRequired").contains("set SDP_CONFIG_CERT and"));
-        assert!(fix(Tls::ServerOnly, "hyper::Error(Canceled, \"connection closed\")").contains("set SDP_CONFIG_CERT"));
+        let server_only = Tls::ServerOnly;
+        for refusal in ["received fatal alert: BadCertificate", "hyper::Error(Canceled, \"connection closed\")"] {
+            assert!(fix(server_only, refusal).starts_with("The database wants a client certificate: set"), "{refusal}");
+        }
         assert!(fix(with_cert, "invalid peer certificate: UnknownIssuer").contains("SDP_CONFIG_CACERT to the CA"));
         assert!(fix(with_cert, "received fatal alert: BadCertificate").contains("accept the client certificate"));
         assert!(fix(with_cert, "connection closed").contains("accept the client certificate"));

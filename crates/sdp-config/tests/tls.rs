@@ -43,7 +43,7 @@ async fn a_client_without_a_certificate_is_told_to_set_one() {
     let settings = Settings { cert: None, key: None, ..etcd.settings() };
     let e = first_error(&settings).await;
     assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
-    assert!(e.to_string().contains("set SDP_CONFIG_CERT and SDP_CONFIG_KEY"), "{e}");
+    assert!(e.to_string().contains("wants a client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY"), "{e}");
 }
 
 #[tokio::test]
