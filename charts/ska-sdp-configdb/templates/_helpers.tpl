@@ -30,3 +30,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "configdb.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) -}}
 {{- end -}}
+
+{{/* The Secret with the server's TLS certificate: this chart's value, else the umbrella's; empty: no TLS. */}}
+{{- define "configdb.tlsSecret" -}}
+{{- .Values.tls.serverSecret | default (dig "configDb" "tls" "serverSecret" "" (.Values.global | default dict)) -}}
+{{- end -}}

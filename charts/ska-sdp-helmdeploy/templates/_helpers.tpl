@@ -53,3 +53,38 @@ configuration database chart of the same release. */}}
 {{- .Values.serviceAccount.name | default "default" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret with the configuration database client's TLS files: this chart's value, else the umbrella's; empty:
+no TLS. */}}
+{{- define "helmdeploy.configDbTlsSecret" -}}
+{{- .Values.configDb.tlsSecret | default (dig "configDb" "tls" "clientSecret" "" (.Values.global | default dict)) -}}
+{{- end -}}
+
+{{/* SDP_CONFIG_CACERT, SDP_CONFIG_CERT and SDP_CONFIG_KEY, with the Secret of helmdeploy.configDbTlsSecret mounted as
+helmdeploy.configDbTlsVolume says. */}}
+{{- define "helmdeploy.configDbTlsEnv" -}}
+{{- if include "helmdeploy.configDbTlsSecret" . }}
+- name: SDP_CONFIG_CACERT
+  value: /etc/sdp/configdb-tls/ca.crt
+- name: SDP_CONFIG_CERT
+  value: /etc/sdp/configdb-tls/tls.crt
+- name: SDP_CONFIG_KEY
+  value: /etc/sdp/configdb-tls/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "helmdeploy.configDbTlsMount" -}}
+{{- if include "helmdeploy.configDbTlsSecret" . }}
+- name: configdb-tls
+  mountPath: /etc/sdp/configdb-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "helmdeploy.configDbTlsVolume" -}}
+{{- with include "helmdeploy.configDbTlsSecret" . }}
+- name: configdb-tls
+  secret:
+    secretName: {{ . | quote }}
+{{- end }}
+{{- end -}}

@@ -57,6 +57,16 @@ configuration database chart of the same release. */}}
   value: {{ include "lmc.configHost" . | quote }}
 - name: SDP_CONFIG_PORT
   value: {{ include "lmc.configPort" . | quote }}
+{{- with include "lmc.configDbTlsEnv" . | trim }}
+{{ . }}
+{{- end }}
+{{- with .Values.http.tokenSecret }}
+- name: SDP_LMC_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $.Values.http.tokenSecretKey | quote }}
+{{- end }}
 - name: SDP_SUBARRAYS
   value: {{ .Values.subarrays | quote }}
 - name: SDP_LMC_LISTEN
@@ -76,4 +86,39 @@ configuration database chart of the same release. */}}
 {{- $_ := set $servers (printf "SDPSubarray/%d" $n) (dict "SDPSubarray" (list (printf "mid_sdp/elt/subarray_%d" $n))) -}}
 {{- end -}}
 {{- toJson $servers -}}
+{{- end -}}
+
+{{/* The Secret with the configuration database client's TLS files: this chart's value, else the umbrella's; empty:
+no TLS. */}}
+{{- define "lmc.configDbTlsSecret" -}}
+{{- .Values.configDb.tlsSecret | default (dig "configDb" "tls" "clientSecret" "" (.Values.global | default dict)) -}}
+{{- end -}}
+
+{{/* SDP_CONFIG_CACERT, SDP_CONFIG_CERT and SDP_CONFIG_KEY, with the Secret of lmc.configDbTlsSecret mounted as
+lmc.configDbTlsVolume says. */}}
+{{- define "lmc.configDbTlsEnv" -}}
+{{- if include "lmc.configDbTlsSecret" . }}
+- name: SDP_CONFIG_CACERT
+  value: /etc/sdp/configdb-tls/ca.crt
+- name: SDP_CONFIG_CERT
+  value: /etc/sdp/configdb-tls/tls.crt
+- name: SDP_CONFIG_KEY
+  value: /etc/sdp/configdb-tls/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "lmc.configDbTlsMount" -}}
+{{- if include "lmc.configDbTlsSecret" . }}
+- name: configdb-tls
+  mountPath: /etc/sdp/configdb-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "lmc.configDbTlsVolume" -}}
+{{- with include "lmc.configDbTlsSecret" . }}
+- name: configdb-tls
+  secret:
+    secretName: {{ . | quote }}
+{{- end }}
 {{- end -}}

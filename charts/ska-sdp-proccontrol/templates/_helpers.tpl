@@ -58,3 +58,38 @@ is qualified with the release namespace. */}}
 {{- printf "%s.%s.svc" $host .Release.Namespace -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret with the configuration database client's TLS files: this chart's value, else the umbrella's; empty:
+no TLS. */}}
+{{- define "proccontrol.configDbTlsSecret" -}}
+{{- .Values.configDb.tlsSecret | default (dig "configDb" "tls" "clientSecret" "" (.Values.global | default dict)) -}}
+{{- end -}}
+
+{{/* SDP_CONFIG_CACERT, SDP_CONFIG_CERT and SDP_CONFIG_KEY, with the Secret of proccontrol.configDbTlsSecret mounted as
+proccontrol.configDbTlsVolume says. */}}
+{{- define "proccontrol.configDbTlsEnv" -}}
+{{- if include "proccontrol.configDbTlsSecret" . }}
+- name: SDP_CONFIG_CACERT
+  value: /etc/sdp/configdb-tls/ca.crt
+- name: SDP_CONFIG_CERT
+  value: /etc/sdp/configdb-tls/tls.crt
+- name: SDP_CONFIG_KEY
+  value: /etc/sdp/configdb-tls/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "proccontrol.configDbTlsMount" -}}
+{{- if include "proccontrol.configDbTlsSecret" . }}
+- name: configdb-tls
+  mountPath: /etc/sdp/configdb-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "proccontrol.configDbTlsVolume" -}}
+{{- with include "proccontrol.configDbTlsSecret" . }}
+- name: configdb-tls
+  secret:
+    secretName: {{ . | quote }}
+{{- end }}
+{{- end -}}

@@ -1,12 +1,14 @@
 //! The two storage backends behind one small interface: a real etcd v3 server, or an in-process store with
 //! the same semantics (revisions, compare-on-revision commits, watches, leases).
 
+use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client as etcd;
 use sdp_kvstore as kv;
 
+use crate::tls::Tls;
 use crate::Error;
 
 /// A stored key with the revision it was last modified at.
@@ -52,21 +54,26 @@ pub(crate) struct Backend {
 
 #[derive(Clone)]
 enum Store {
-    Etcd { client: Arc<etcd::Client>, endpoint: String },
+    Etcd { client: Arc<etcd::Client>, endpoint: String, tls: Tls },
     Memory(Arc<kv::Store>),
 }
 
 impl Backend {
-    pub async fn connect_etcd(host: &str, port: u16) -> Result<Backend, Error> {
-        let endpoint = format!("{host}:{port}");
+    pub async fn connect_etcd(settings: &crate::Settings) -> Result<Backend, Error> {
+        let endpoint = format!("{}:{}", settings.host, settings.port);
         let options = etcd::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let client = etcd::Client::connect([format!("http://{endpoint}")], Some(options))
-            .await
-            .map_err(|e| Error::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
-        Ok(Backend::new(Store::Etcd { client: Arc::new(client), endpoint }))
+        let (url, options, tls) = match crate::tls::tls_files(settings)? {
+            Some(files) => {
+                (format!("https://{endpoint}"), options.with_tls(crate::tls::tls_options(&files)?), files.mode())
+            }
+            None => (format!("http://{endpoint}"), options, Tls::Off),
+        };
+        let client =
+            etcd::Client::connect([url], Some(options)).await.map_err(|e| connection_error(&endpoint, tls, e))?;
+        Ok(Backend::new(Store::Etcd { client: Arc::new(client), endpoint, tls }))
     }
 
     pub fn memory() -> Backend {
@@ -81,18 +88,9 @@ impl Backend {
     }
 
     fn etcd_error(&self, e: etcd::Error) -> Error {
-        let endpoint = match &self.store {
-            Store::Etcd { endpoint, .. } => endpoint.clone(),
-            Store::Memory(_) => "memory".into(),
-        };
-        match e {
-            etcd::Error::TransportError(_) | etcd::Error::IoError(_) => {
-                Error::Unreachable { endpoint, detail: e.to_string() }
-            }
-            etcd::Error::GRpcStatus(ref s) if s.code() == tonic::Code::Unavailable => {
-                Error::Unreachable { endpoint, detail: s.message().to_string() }
-            }
-            other => Error::Backend(other.to_string()),
+        match &self.store {
+            Store::Etcd { endpoint, tls, .. } => connection_error(endpoint, *tls, e),
+            Store::Memory(_) => Error::Backend(e.to_string()),
         }
     }
 
@@ -436,6 +434,36 @@ impl Follower {
             }
         }
     }
+}
+
+/// The error a failed request to etcd becomes: what to do about TLS when that is the cause, that the database
+/// is unreachable when it cannot be reached, else the server's answer.
+fn connection_error(endpoint: &str, tls: Tls, e: etcd::Error) -> Error {
+    let detail = match &e {
+        etcd::Error::TransportError(t) => with_sources(t.to_string(), t.source()),
+        etcd::Error::IoError(io) => with_sources(io.to_string(), io.source()),
+        // A status with a source is the transport's, whatever its code.
+        etcd::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable || s.source().is_some() => {
+            with_sources(s.message().to_string(), s.source())
+        }
+        _ => return Error::Backend(e.to_string()),
+    };
+    match crate::tls::tls_fix(tls, &detail) {
+        Some(fix) => Error::TlsRefused { endpoint: endpoint.to_string(), detail, fix },
+        None => Error::Unreachable { endpoint: endpoint.to_string(), detail },
+    }
+}
+
+/// An error's text followed by its sources' on one line (a TLS alert is usually a few sources deep).
+fn with_sources(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn stored_from_kv(kv: kv::KeyValue) -> Stored {

@@ -25,9 +25,11 @@ pub mod json;
 pub mod keys;
 pub mod leadership;
 mod lease;
+mod tls;
 mod txn;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
@@ -53,6 +55,12 @@ pub enum Error {
          Set SDP_CONFIG_HOST and SDP_CONFIG_PORT to where it listens"
     )]
     Unreachable { endpoint: String, detail: String },
+    #[error("{variable}={}: {problem}", path.display())]
+    TlsFile { variable: &'static str, path: PathBuf, problem: String },
+    #[error("{0}")]
+    TlsSettings(&'static str),
+    #[error("TLS with the configuration database at {endpoint} failed: {detail}. {fix}")]
+    TlsRefused { endpoint: String, detail: String, fix: &'static str },
     #[error("configuration database error: {0}")]
     Backend(String),
     #[error("transaction gave up after {0} attempts: other clients kept changing what it read")]
@@ -74,16 +82,32 @@ pub struct Settings {
     pub port: u16,
     /// Prepended to every logical path (for sharing one database between independent users or tests).
     pub prefix: String,
+    /// CA bundle (PEM) to trust for the database's certificate; set, the client speaks TLS (etcdctl's
+    /// `--cacert`).
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for servers that ask for one (etcdctl's `--cert`); needs `key`.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM) (etcdctl's `--key`).
+    pub key: Option<PathBuf>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { backend: "etcd3".into(), host: "127.0.0.1".into(), port: 2379, prefix: String::new() }
+        Settings {
+            backend: "etcd3".into(),
+            host: "127.0.0.1".into(),
+            port: 2379,
+            prefix: String::new(),
+            cacert: None,
+            cert: None,
+            key: None,
+        }
     }
 }
 
 impl Settings {
-    /// Reads `SDP_CONFIG_BACKEND`, `SDP_CONFIG_HOST` and `SDP_CONFIG_PORT`.
+    /// Reads `SDP_CONFIG_BACKEND`, `SDP_CONFIG_HOST`, `SDP_CONFIG_PORT` and, for TLS, `SDP_CONFIG_CACERT`,
+    /// `SDP_CONFIG_CERT` and `SDP_CONFIG_KEY` (an empty value counts as unset).
     pub fn from_env() -> Result<Settings, Error> {
         let mut s = Settings::default();
         if let Ok(b) = std::env::var("SDP_CONFIG_BACKEND") {
@@ -97,6 +121,10 @@ impl Settings {
                 .parse()
                 .map_err(|_| Error::Invalid(format!("SDP_CONFIG_PORT={p:?} is not a port number (1-65535)")))?;
         }
+        let path = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        s.cacert = path("SDP_CONFIG_CACERT");
+        s.cert = path("SDP_CONFIG_CERT");
+        s.key = path("SDP_CONFIG_KEY");
         Ok(s)
     }
 }
@@ -111,7 +139,7 @@ pub struct Config {
 impl Config {
     pub async fn connect(settings: &Settings) -> Result<Config, Error> {
         let backend = match settings.backend.as_str() {
-            "etcd3" | "etcd" => Backend::connect_etcd(&settings.host, settings.port).await?,
+            "etcd3" | "etcd" => Backend::connect_etcd(settings).await?,
             "memory" => Backend::memory(),
             other => return Err(Error::Invalid(format!("unknown SDP_CONFIG_BACKEND {other:?}: use etcd3 or memory"))),
         };

@@ -2,6 +2,7 @@
 //! and is killed when its handle is dropped.
 
 pub mod cluster;
+pub mod tls;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,11 @@ pub fn helm() -> PathBuf {
     program("helm", "SDP_HELM", "run scripts/setup, which installs helm into ~/.cache/sdp/tools/bin")
 }
 
+/// Debian's etcdctl (API v3).
+pub fn etcdctl() -> PathBuf {
+    program("etcdctl", "SDP_TEST_ETCDCTL", "install it with `apt-get install etcd-client` (scripts/setup does)")
+}
+
 /// The repository's `charts/` folder.
 pub fn charts_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts")
@@ -66,40 +72,66 @@ impl Drop for KillOnDrop {
 /// A real etcd server (Debian's `etcd-server`), single member, on free loopback ports.
 pub struct Etcd {
     pub port: u16,
+    /// With [`Etcd::start_tls`]: the certificates it serves and trusts.
+    pub certs: Option<tls::TestCerts>,
     _child: KillOnDrop,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
     pub fn start() -> Etcd {
+        Etcd::launch(false)
+    }
+
+    /// An etcd that serves its clients over TLS only and accepts only clients whose certificate its test CA
+    /// signed (`--cert-file --key-file --trusted-ca-file --client-cert-auth`). [`Etcd::settings`] has such a
+    /// client's settings.
+    pub fn start_tls() -> Etcd {
+        Etcd::launch(true)
+    }
+
+    fn launch(tls: bool) -> Etcd {
         let bin =
             program("etcd", "SDP_TEST_ETCD", "install it with `apt-get install etcd-server` (scripts/setup does)");
         let dir = tempfile::tempdir().expect("temp dir");
+        let certs = tls.then(|| tls::TestCerts::new(dir.path()));
         let (port, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{port}");
+        let client_url = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["--name", "test", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start etcd");
+            .args(["--initial-cluster", &format!("test={peer_url}")]);
+        if let Some(certs) = &certs {
+            command
+                .arg("--cert-file")
+                .arg(&certs.server_cert)
+                .arg("--key-file")
+                .arg(&certs.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&certs.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("cannot start etcd");
         let child = KillOnDrop(child);
         wait_for_port(port, Duration::from_secs(20), "etcd");
-        Etcd { port, _child: child, _dir: dir }
+        Etcd { port, certs, _child: child, _dir: dir }
     }
 
     pub fn log_path(&self) -> &Path {
         self._dir.path()
     }
 
+    /// A client's settings: over TLS with the client certificate for [`Etcd::start_tls`].
     pub fn settings(&self) -> sdp_config::Settings {
-        sdp_config::Settings { port: self.port, ..Default::default() }
+        match &self.certs {
+            Some(certs) => certs.client_settings(self.port),
+            None => sdp_config::Settings { port: self.port, ..Default::default() },
+        }
     }
 
     pub async fn config(&self) -> sdp_config::Config {
