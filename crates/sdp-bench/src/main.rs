@@ -6,6 +6,7 @@
 //! Starts its own etcd (Debian's) and embedded server on free loopback ports, unless `--port` names a
 //! running server to measure alone.
 
+mod hostile;
 mod operator;
 mod scripts;
 
@@ -48,6 +49,11 @@ struct Args {
     /// owner entry, this many blocks at once, memory per script, beside a Python etcd3-py claimer.
     #[arg(long)]
     scripts: Option<usize>,
+    /// Instead of the database figures: an attacker's requests against `sdp up` (huge lease TTL, nested
+    /// transactions, overwrites of a big value, a command in a deployment entry, this many idle connections),
+    /// with `sdp up`'s memory and whether it stays up after each.
+    #[arg(long)]
+    hostile: Option<usize>,
 }
 
 #[tokio::main]
@@ -64,6 +70,9 @@ async fn main() {
     }
     if let Some(n) = args.scripts {
         return scripts::scripts_bench(n).await;
+    }
+    if let Some(flood) = args.hostile {
+        return hostile::hostile_probes(flood).await;
     }
     let mut targets: Vec<(String, u16)> = Vec::new();
     let _etcd;
