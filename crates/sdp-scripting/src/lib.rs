@@ -93,7 +93,7 @@ impl Claim {
     /// another process owns it (an earlier run whose lease has not expired yet), waits.
     pub async fn take(config: &Config, pb_id: &str) -> Result<Claim, ScriptError> {
         enum Taken {
-            Yes(Box<ProcessingBlock>),
+            Yes(Box<ProcessingBlock>, Option<String>),
             Busy,
             NoBlock,
         }
@@ -106,17 +106,19 @@ impl Claim {
                     let lease = &lease;
                     async move {
                         let Some(pb) = t.get_processing_block(pb_id).await? else { return Ok(Taken::NoBlock) };
-                        match t.take_processing_block(pb_id, lease).await {
-                            Ok(()) => Ok(Taken::Yes(Box::new(pb))),
-                            Err(sdp_config::Error::Collision(_)) => Ok(Taken::Busy),
-                            Err(e) => Err(e),
-                        }
+                        Ok(match t.take_processing_block(pb_id, lease).await? {
+                            sdp_config::leadership::Taken::Held => Taken::Busy,
+                            taken => Taken::Yes(Box::new(pb), taken.reason()),
+                        })
                     }
                 })
                 .await?;
             match taken {
-                Taken::Yes(pb) => {
-                    tracing::info!(pb_id, "claimed the processing block");
+                Taken::Yes(pb, stale) => {
+                    match stale {
+                        Some(reason) => tracing::warn!(pb_id, reason, "took over the processing block: {reason}"),
+                        None => tracing::info!(pb_id, "claimed the processing block"),
+                    }
                     return Ok(Claim { config: config.clone(), pb: *pb, lease, deployed: Mutex::new(Vec::new()) });
                 }
                 Taken::NoBlock => return Err(ScriptError::NoSuchBlock(pb_id.to_string())),
