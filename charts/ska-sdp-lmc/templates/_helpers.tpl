@@ -51,6 +51,11 @@ configuration database chart of the same release. */}}
 {{- .Values.tango.host | default (dig "tangoHost" "" (.Values.global | default dict)) -}}
 {{- end -}}
 
+{{/* The Secret holding the HTTP surface's bearer token (key lmc-token). */}}
+{{- define "lmc.tokenSecret" -}}
+{{- .Values.http.tokenSecret | default (printf "%s-token" (include "lmc.fullname" .)) -}}
+{{- end -}}
+
 {{/* The environment of `sdp lmc serve`, in both forms. */}}
 {{- define "lmc.env" -}}
 - name: SDP_CONFIG_HOST
@@ -61,6 +66,11 @@ configuration database chart of the same release. */}}
   value: {{ .Values.subarrays | quote }}
 - name: SDP_LMC_LISTEN
   value: {{ printf "0.0.0.0:%d" (int .Values.http.port) | quote }}
+- name: SDP_LMC_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "lmc.tokenSecret" . | quote }}
+      key: lmc-token
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
 {{- range $name, $value := .Values.extraEnv }}
