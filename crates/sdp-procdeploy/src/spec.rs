@@ -137,7 +137,9 @@ impl Runnable {
                          `sdp up --process-engines` (SDP_PROCESS_ENGINES)"
                     )
                 })?;
-                let (program, args) = engine.command.split_first().expect("definitions are checked when read");
+                let Some((program, args)) = engine.command.split_first() else {
+                    return Err(format!("process engine {name:?} is registered without a command"));
+                };
                 Ok(ProcessSpec { program: program.clone(), args: args.to_vec(), env: engine.env.clone() })
             }
         }
