@@ -51,6 +51,11 @@ configuration database chart of the same release. */}}
 {{- .Values.tango.host | default (dig "tangoHost" "" (.Values.global | default dict)) -}}
 {{- end -}}
 
+{{/* The Secret holding the HTTP surface's bearer token (under http.tokenSecretKey). */}}
+{{- define "lmc.tokenSecret" -}}
+{{- .Values.http.tokenSecret | default (printf "%s-token" (include "lmc.fullname" .)) -}}
+{{- end -}}
+
 {{/* The environment of `sdp lmc serve`, in both forms. */}}
 {{- define "lmc.env" -}}
 - name: SDP_CONFIG_HOST
@@ -60,17 +65,15 @@ configuration database chart of the same release. */}}
 {{- with include "lmc.configDbTlsEnv" . | trim }}
 {{ . }}
 {{- end }}
-{{- with .Values.http.tokenSecret }}
-- name: SDP_LMC_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ . | quote }}
-      key: {{ $.Values.http.tokenSecretKey | quote }}
-{{- end }}
 - name: SDP_SUBARRAYS
   value: {{ .Values.subarrays | quote }}
 - name: SDP_LMC_LISTEN
   value: {{ printf "0.0.0.0:%d" (int .Values.http.port) | quote }}
+- name: SDP_LMC_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "lmc.tokenSecret" . | quote }}
+      key: {{ .Values.http.tokenSecretKey | quote }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
 {{- range $name, $value := .Values.extraEnv }}

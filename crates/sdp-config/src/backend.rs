@@ -17,6 +17,8 @@ pub(crate) struct Stored {
     pub key: String,
     pub value: String,
     pub mod_revision: i64,
+    /// The lease the key is attached to (0: none).
+    pub lease: i64,
 }
 
 /// A commit precondition.
@@ -160,6 +162,7 @@ impl Backend {
                         key: String::from_utf8_lossy(kv.key()).into_owned(),
                         value: String::from_utf8_lossy(kv.value()).into_owned(),
                         mod_revision: kv.mod_revision(),
+                        lease: kv.lease(),
                     })
                     .collect();
                 Ok((found, rev))
@@ -312,6 +315,17 @@ impl Backend {
                 }
                 tokio::time::sleep(period).await;
             },
+        }
+    }
+
+    /// Whether lease `id` exists (etcd reports an unknown or ended lease with TTL -1).
+    pub async fn lease_alive(&self, id: i64) -> Result<bool, Error> {
+        match &self.store {
+            Store::Etcd { client, .. } => {
+                let resp = client.lease_client().time_to_live(id, None).await.map_err(|e| self.etcd_error(e))?;
+                Ok(resp.ttl() >= 0)
+            }
+            Store::Memory(store) => Ok(store.lease_time_to_live(id).is_ok()),
         }
     }
 
@@ -471,5 +485,6 @@ fn stored_from_kv(kv: kv::KeyValue) -> Stored {
         key: String::from_utf8_lossy(&kv.key).into_owned(),
         value: String::from_utf8_lossy(&kv.value).into_owned(),
         mod_revision: kv.mod_revision,
+        lease: kv.lease,
     }
 }

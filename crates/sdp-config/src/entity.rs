@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::keys::paths;
+use crate::leadership::Taken;
 use crate::txn::parse;
 use crate::{Error, Lease, Txn};
 
@@ -221,10 +222,10 @@ impl Txn {
         self.get_json(&paths::pb_owner(pb_id)).await
     }
 
-    /// Claims a processing block for this process, attached to `lease`. Fails with [`Error::Collision`] if
-    /// another process owns it.
-    pub async fn take_processing_block(&self, pb_id: &str, lease: &Lease) -> Result<(), Error> {
-        self.create_json(&paths::pb_owner(pb_id), &Owner::this_process(), Some(lease)).await
+    /// Claims a processing block for this process, attached to `lease`, unless another live process owns it
+    /// ([`Taken::Held`]); an owner entry on no live lease does not count ([`Txn::take_owner_entry`]).
+    pub async fn take_processing_block(&self, pb_id: &str, lease: &Lease) -> Result<Taken, Error> {
+        self.take_owner_entry(&paths::pb_owner(pb_id), lease).await
     }
 
     pub async fn is_processing_block_owner(&self, pb_id: &str) -> Result<bool, Error> {

@@ -229,6 +229,37 @@ impl Txn {
         self.update(path, &canonical(path, value)?).await
     }
 
+    /// The lease the key at `path` is attached to (0: none), `None` if it does not exist. A read like
+    /// [`Txn::get`]: the commit requires the key unchanged.
+    pub async fn lease_of(&self, path: &str) -> Result<Option<i64>, Error> {
+        self.get(path).await?;
+        let key = self.stored_key(path)?;
+        let state = self.lock();
+        Ok(match state.writes.get(&key) {
+            Some(write) => write.as_ref().map(|(_, lease)| *lease),
+            None => state.reads.get(&key).cloned().flatten().map(|stored| stored.lease),
+        })
+    }
+
+    /// Whether lease `id` exists now: asked of the database at once, not a read the commit checks.
+    pub async fn lease_alive(&self, id: i64) -> Result<bool, Error> {
+        self.backend.lease_alive(id).await
+    }
+
+    /// Writes `value` at `path` attached to `lease`, whatever is there: the commit requires the key as read.
+    pub async fn replace_json_on_lease<T: Serialize>(
+        &self,
+        path: &str,
+        value: &T,
+        lease: &crate::Lease,
+    ) -> Result<(), Error> {
+        let text = canonical(path, value)?;
+        self.get(path).await?;
+        let key = self.stored_key(path)?;
+        self.lock().writes.insert(key, Some((text, lease.id())));
+        Ok(())
+    }
+
     /// Creates the key or replaces its value.
     pub async fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<(), Error> {
         let text = canonical(path, value)?;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sdp_config::leadership::Taken;
 use sdp_config::{Config, Deployment, Error, ProcessingBlock};
 use serde_json::json;
 
@@ -325,14 +326,14 @@ async fn lease_expiry_removes_owner(db: Config) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let owned = db.txn(|t| async move { t.is_processing_block_owner("pb-1").await }).await.unwrap();
     assert!(owned, "owner entry vanished while its lease was kept alive");
-    let err = db
+    let taken = db
         .txn(|t| {
             let l = Arc::clone(&lease);
             async move { t.take_processing_block("pb-1", &l).await }
         })
         .await
-        .unwrap_err();
-    assert!(matches!(err, Error::Collision(_)));
+        .unwrap();
+    assert_eq!(taken, Taken::Held);
     // The holder dies: renewals stop, the entry goes after the TTL.
     drop(lease);
     let start = Instant::now();
@@ -448,6 +449,50 @@ async fn prefixes_isolate(db: Config) {
     assert_eq!(db.txn(|t| async move { t.get("/tenant-a/pb/x").await }).await.unwrap().as_deref(), Some("1"));
 }
 
+/// An owner entry written without a lease names nobody alive: a taker replaces it, in a transaction that
+/// requires it as read, and holds it on its own lease from then on.
+async fn an_owner_entry_without_a_lease_does_not_count(db: Config) {
+    db.txn(|t| async move { t.create_processing_block(&ProcessingBlock::new("pb-1", "batch:x:1".parse()?)).await })
+        .await
+        .unwrap();
+    let squatter = json!({"command": ["squatter"], "hostname": "elsewhere", "pid": 1});
+    let owner = sdp_config::keys::paths::pb_owner("pb-1");
+    let put = |value: serde_json::Value| {
+        let (db, owner) = (db.clone(), owner.clone());
+        async move {
+            db.txn(|t| {
+                let (owner, value) = (&owner, &value);
+                async move { t.put_json(owner, value).await }
+            })
+            .await
+            .unwrap()
+        }
+    };
+    put(squatter.clone()).await;
+    let take = |lease: Arc<sdp_config::Lease>| {
+        let db = db.clone();
+        async move {
+            db.txn(|t| {
+                let lease = &lease;
+                async move { t.take_processing_block("pb-1", lease).await }
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let mine = Arc::new(db.lease(10).await.unwrap());
+    assert_eq!(take(Arc::clone(&mine)).await, Taken::Stale { lease: 0 });
+    let held_on = db.txn(|t| async move { t.lease_of(&sdp_config::keys::paths::pb_owner("pb-1")).await }).await;
+    assert_eq!(held_on.unwrap(), Some(mine.id()));
+    assert!(db.txn(|t| async move { t.is_processing_block_owner("pb-1").await }).await.unwrap());
+    // A live owner counts.
+    let other = Arc::new(db.lease(10).await.unwrap());
+    assert_eq!(take(Arc::clone(&other)).await, Taken::Held);
+    // Overwritten without a lease again: taken again.
+    put(squatter).await;
+    assert_eq!(take(other).await, Taken::Stale { lease: 0 });
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -501,6 +546,7 @@ conformance!(
     processing_block_ids_fill_gaps,
     processing_block_ids_see_changes_made_since_the_last_choice,
     lease_expiry_removes_owner,
+    an_owner_entry_without_a_lease_does_not_count,
     lease_revoke_removes_keys_at_once,
     watcher_wakes_on_change,
     watcher_wakes_on_new_key_under_listed_prefix,

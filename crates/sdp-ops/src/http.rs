@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::http::{header, StatusCode};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -41,6 +43,36 @@ pub fn metrics(registry: &Registry) -> Response {
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`. The comparison takes as long wherever the given
+/// token differs, so timing does not tell how much of a guess was right.
+pub fn bearer_admits(headers: &HeaderMap, token: &str) -> bool {
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|given| same(given.as_bytes(), token.as_bytes()))
+}
+
+/// Comparison whose time does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Every route of `router` (those it has now: merge open ones after) answers `refusal()` (a 401) to a
+/// request without the bearer token.
+pub fn require_bearer(router: Router, token: &str, refusal: fn() -> Response) -> Router {
+    let token: Arc<str> = token.into();
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let token = Arc::clone(&token);
+        async move {
+            if bearer_admits(request.headers(), &token) {
+                next.run(request).await
+            } else {
+                tracing::info!(path = %request.uri().path(), "request without the bearer token refused");
+                refusal()
+            }
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -90,5 +122,32 @@ mod tests {
         assert_eq!(get(&app, "/health").await.0, StatusCode::OK);
         let (status, text) = get(&app, "/metrics").await;
         assert!(status == StatusCode::OK && text.contains("demo_events_total 1"), "{text}");
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+
+    #[tokio::test]
+    async fn routes_behind_the_bearer_token_refuse_requests_without_it() {
+        let refusal = || (StatusCode::UNAUTHORIZED, "send the token").into_response();
+        let private = Router::new().route("/private", axum::routing::get(|| async { "secret" }));
+        let app = require_bearer(private, "s3cret", refusal).route("/open", axum::routing::get(|| async { "ok" }));
+        let with = |token: Option<&str>| {
+            let mut request = Request::get("/private");
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let app = app.clone();
+            async move { app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap().status() }
+        };
+        assert_eq!(with(None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(with(Some("s3cre")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(with(Some("s3cret!")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(with(Some("s3cret")).await, StatusCode::OK);
+        assert_eq!(get(&app, "/open").await, (StatusCode::OK, "ok".into()));
     }
 }

@@ -20,7 +20,7 @@ use sdp_config::{Config, Deployment, Error, Txn};
 
 use crate::plan::{plan, Action, Entry};
 use crate::process;
-use crate::spec::ProcessSpec;
+use crate::spec::{ProcessSpec, Runnable};
 
 /// The component name of the leadership entry (`/controller/procdeploy`): one replica runs processes.
 pub const LEADER: &str = "procdeploy";
@@ -29,6 +29,8 @@ pub const KIND: &str = "process-direct";
 
 pub struct ProcessDeployer {
     pub config: Config,
+    /// What it may run: the script runner and the registered engines. Nothing else runs.
+    pub runnable: Runnable,
     /// Each process's output is appended to `<log_dir>/<deploy_id>.log`.
     pub log_dir: PathBuf,
     /// How long a process has between SIGTERM and SIGKILL.
@@ -163,7 +165,7 @@ async fn supervise(
     (id, status, stopped)
 }
 
-async fn read_entries(t: Txn) -> Result<BTreeMap<String, Entry>, Error> {
+async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, Entry>, Error> {
     let below = format!("{}/", paths::DEPLOY);
     let mut specs = BTreeMap::new();
     let mut states = BTreeMap::new();
@@ -174,7 +176,7 @@ async fn read_entries(t: Txn) -> Result<BTreeMap<String, Entry>, Error> {
                 // Entries that are not valid belong to no deployer; the Helm deployer reports them.
                 if let Ok(d) = Deployment::read(rest, &text) {
                     if d.kind == KIND {
-                        specs.insert(rest.to_string(), ProcessSpec::from_args(&d.args));
+                        specs.insert(rest.to_string(), runnable.process_for(&d.args));
                     }
                 }
             }
@@ -271,7 +273,7 @@ async fn run_processes(
                 tracing::info!("process deployer stopped its processes");
                 return std::future::pending().await;
             }
-            read = watcher.txn(read_entries) => {
+            read = watcher.txn(|t| read_entries(t, &d.runnable)) => {
                 let read = read?;
                 if entries.is_none() {
                     end_leftovers(&read, d.grace).await;
@@ -314,7 +316,7 @@ async fn apply(
 ) {
     match action {
         Action::Reject(id, error) => {
-            tracing::warn!(deploy_id = id, error, "process-direct entry cannot run");
+            tracing::warn!(deploy_id = id, error, "process-direct entry refused: nothing runs");
             d.config.record_deployment_state(&id, json!({"status": "FAILED", "error": error})).await;
         }
         Action::Stop(id) => {

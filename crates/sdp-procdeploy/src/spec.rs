@@ -1,12 +1,25 @@
-//! What a `process-direct` entry asks to run.
+//! What a `process-direct` entry may ask to run, and the process that is.
+//!
+//! An entry names something the platform defines; it never carries a command. It asks for either
+//! - `{"script": "<name>", "pb_id": "<pb_id>"}`: the platform's script runner, `<sdp> script <name> <pb_id>`,
+//!   with the configuration database's settings in its environment, all from the deployer's own settings; or
+//! - `{"engine": "<name>"}`: a process engine an operator registered in the engine definitions file
+//!   (`sdp up --process-engines FILE`), run with the command and environment defined there.
+//!
+//! Anyone who can write `/deploy` can so start only what the platform or its operator defined.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-/// The process of a `process-direct` deployment: `args` of `{"command": "prog" | ["prog", "arg", ...],
-/// "args": [...], "env": {"NAME": "value"}}`. The original's form `{"args": ["sleep infinity"], "shell": true}`
-/// runs its arguments, joined by spaces, with `sh -c`.
+/// What an entry that carries a command is told.
+const NO_COMMANDS: &str = "process-direct entries name what to run, never a command: \
+    {\"script\": <name>, \"pb_id\": <pb_id>} for a processing script, or {\"engine\": <name>} for a process \
+    engine registered in the definitions file given to `sdp up --process-engines` (SDP_PROCESS_ENGINES)";
+
+/// The process to start: program, arguments and extra environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessSpec {
     pub program: String,
@@ -15,62 +28,146 @@ pub struct ProcessSpec {
 }
 
 impl ProcessSpec {
-    /// The process an entry's `args` describe, or what is wrong with them.
-    pub fn from_args(args: &Value) -> Result<ProcessSpec, String> {
-        let strings = |field: &str| -> Result<Vec<String>, String> {
-            match args.get(field) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::String(s)) => Ok(vec![s.clone()]),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|item| match item {
-                        Value::String(s) => Ok(s.clone()),
-                        Value::Number(n) => Ok(n.to_string()),
-                        other => Err(format!("args.{field} holds {other}: expected strings")),
-                    })
-                    .collect(),
-                Some(other) => Err(format!("args.{field} is {other}: expected a string or a list of strings")),
-            }
-        };
-        let mut env = BTreeMap::new();
-        match args.get("env") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(vars)) => {
-                for (name, value) in vars {
-                    if name.is_empty() || name.contains('=') || name.contains('\0') {
-                        return Err(format!("args.env has an invalid variable name {name:?}"));
-                    }
-                    let value = match value {
-                        Value::String(s) => s.clone(),
-                        Value::Number(_) | Value::Bool(_) => value.to_string(),
-                        other => return Err(format!("args.env.{name} is {other}: expected a string")),
-                    };
-                    env.insert(name.clone(), value);
-                }
-            }
-            Some(other) => return Err(format!("args.env is {other}: expected an object of strings")),
-        }
-        let command = strings("command")?;
-        let rest = strings("args")?;
-        let shell = args.get("shell").and_then(Value::as_bool).unwrap_or(false);
-        let (program, args) = if shell {
-            let line = command.into_iter().chain(rest).collect::<Vec<_>>().join(" ");
-            ("sh".to_string(), vec!["-c".to_string(), line])
-        } else {
-            let mut words = command.into_iter().chain(rest);
-            let program = words.next().ok_or("args.command is missing: name the program to run")?;
-            (program, words.collect())
-        };
-        if program.is_empty() || program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
-            return Err("args.command names no runnable program".into());
-        }
-        Ok(ProcessSpec { program, args, env })
-    }
-
     /// The command line, as the state reports it.
     pub fn command_line(&self) -> Vec<String> {
         std::iter::once(self.program.clone()).chain(self.args.iter().cloned()).collect()
     }
+}
+
+/// What a `process-direct` entry's `args` ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Processing script `name` on processing block `pb_id`.
+    Script { name: String, pb_id: String },
+    /// The registered process engine of this name.
+    Engine(String),
+}
+
+impl Request {
+    /// The request an entry's `args` make, or why they make none. Shape only: whether the script or engine
+    /// exists is for the deployer to say ([`Runnable::resolve`]).
+    pub fn from_args(args: &Value) -> Result<Request, String> {
+        let Some(fields) = args.as_object() else {
+            return Err(format!("args is {args}: {NO_COMMANDS}"));
+        };
+        if let Some(field) = fields.keys().find(|f| !matches!(f.as_str(), "script" | "pb_id" | "engine")) {
+            return Err(format!("args.{field} is not allowed: {NO_COMMANDS}"));
+        }
+        let text = |field: &str| match fields.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("args.{field} is {other}: expected a string")),
+        };
+        match (text("script")?, text("pb_id")?, text("engine")?) {
+            (Some(name), Some(pb_id), None) => {
+                check_name("script", &name)?;
+                sdp_config::entity::validate_id("processing block", &pb_id).map_err(|e| format!("args.pb_id: {e}"))?;
+                Ok(Request::Script { name, pb_id })
+            }
+            (None, None, Some(name)) => {
+                check_name("engine", &name)?;
+                Ok(Request::Engine(name))
+            }
+            _ => Err(format!("args name neither a script with its pb_id nor an engine: {NO_COMMANDS}")),
+        }
+    }
+}
+
+/// Script and engine names: 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'.
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(valid) {
+        return Err(format!("{what} name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// The platform's script runner: `<program> script <name> <pb_id>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScriptRunner {
+    /// The `sdp` command.
+    pub program: String,
+    /// The scripts it runs.
+    pub names: Vec<String>,
+    /// Given to every script: how it reaches the configuration database.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A process engine an operator registered: its command and fixed environment.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineDefinition {
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Everything the process deployer may run: the script runner and the registered engines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Runnable {
+    /// None: no scripts run here.
+    pub scripts: Option<ScriptRunner>,
+    pub engines: BTreeMap<String, EngineDefinition>,
+}
+
+impl Runnable {
+    /// The process an entry's `args` ask for, or why it does not run.
+    pub fn process_for(&self, args: &Value) -> Result<ProcessSpec, String> {
+        self.resolve(&Request::from_args(args)?)
+    }
+
+    /// The process of a request, when the platform defines it.
+    pub fn resolve(&self, request: &Request) -> Result<ProcessSpec, String> {
+        match request {
+            Request::Script { name, pb_id } => {
+                let runner = self.scripts.as_ref().ok_or("this process deployer runs no processing scripts")?;
+                if !runner.names.contains(name) {
+                    return Err(format!("no processing script {name:?}: the platform has {}", runner.names.join(", ")));
+                }
+                Ok(ProcessSpec {
+                    program: runner.program.clone(),
+                    args: vec!["script".into(), name.clone(), pb_id.clone()],
+                    env: runner.env.clone(),
+                })
+            }
+            Request::Engine(name) => {
+                let engine = self.engines.get(name).ok_or_else(|| {
+                    format!(
+                        "no process engine {name:?} is registered: add it to the definitions file given to \
+                         `sdp up --process-engines` (SDP_PROCESS_ENGINES)"
+                    )
+                })?;
+                let Some((program, args)) = engine.command.split_first() else {
+                    return Err(format!("process engine {name:?} is registered without a command"));
+                };
+                Ok(ProcessSpec { program: program.clone(), args: args.to_vec(), env: engine.env.clone() })
+            }
+        }
+    }
+}
+
+/// The engine definitions of a JSON text `{"<name>": {"command": ["program", "arg", ...], "env": {...}}}`.
+pub fn parse_engines(text: &str) -> Result<BTreeMap<String, EngineDefinition>, String> {
+    let engines: BTreeMap<String, EngineDefinition> = serde_json::from_str(text).map_err(|e| {
+        format!("{e}: expected {{\"<name>\": {{\"command\": [\"program\", \"arg\", ...], \"env\": {{...}}}}}}")
+    })?;
+    for (name, engine) in &engines {
+        check_name("engine", name)?;
+        let runnable = engine.command.first().is_some_and(|p| !p.is_empty());
+        if !runnable || engine.command.iter().any(|a| a.contains('\0')) {
+            return Err(format!("engine {name:?}: command must name a program, without NUL characters"));
+        }
+        if let Some(var) = engine.env.keys().find(|v| v.is_empty() || v.contains('=') || v.contains('\0')) {
+            return Err(format!("engine {name:?}: invalid environment variable name {var:?}"));
+        }
+    }
+    Ok(engines)
+}
+
+/// The engine definitions file at `path`.
+pub fn load_engines(path: &Path) -> Result<BTreeMap<String, EngineDefinition>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_engines(&text).map_err(|e| format!("process engine definitions {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -78,31 +175,65 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn command_args_and_env() {
-        let spec = ProcessSpec::from_args(&json!({
-            "command": ["/bin/sdp", "script"], "args": ["testdask", "pb-1"], "env": {"A": "1", "N": 2}
-        }))
-        .unwrap();
-        assert_eq!(spec.command_line(), ["/bin/sdp", "script", "testdask", "pb-1"]);
-        assert_eq!(spec.env, BTreeMap::from([("A".into(), "1".into()), ("N".into(), "2".into())]));
-        assert_eq!(ProcessSpec::from_args(&json!({"command": "true"})).unwrap().command_line(), ["true"]);
+    fn runnable() -> Runnable {
+        Runnable {
+            scripts: Some(ScriptRunner {
+                program: "/opt/sdp".into(),
+                names: vec!["testdask".into()],
+                env: BTreeMap::from([("SDP_CONFIG_PORT".into(), "2400".into())]),
+            }),
+            engines: parse_engines(r#"{"sleeper": {"command": ["sleep", "300"], "env": {"A": "1"}}}"#).unwrap(),
+        }
     }
 
     #[test]
-    fn the_original_shell_form() {
-        let spec = ProcessSpec::from_args(&json!({"args": ["sleep infinity"], "shell": true})).unwrap();
-        assert_eq!(spec.command_line(), ["sh", "-c", "sleep infinity"]);
+    fn scripts_run_the_platforms_runner_with_its_settings() {
+        let spec = runnable().process_for(&json!({"script": "testdask", "pb_id": "pb-1"})).unwrap();
+        assert_eq!(spec.command_line(), ["/opt/sdp", "script", "testdask", "pb-1"]);
+        assert_eq!(spec.env["SDP_CONFIG_PORT"], "2400");
+        let error = runnable().process_for(&json!({"script": "rm", "pb_id": "pb-1"})).unwrap_err();
+        assert!(error.contains("no processing script \"rm\""), "{error}");
+        let error = runnable().process_for(&json!({"script": "testdask", "pb_id": "../x"})).unwrap_err();
+        assert!(error.contains("args.pb_id"), "{error}");
+        let none = Runnable { scripts: None, ..runnable() };
+        assert!(none.process_for(&json!({"script": "testdask", "pb_id": "pb-1"})).is_err());
     }
 
     #[test]
-    fn bad_entries_say_what_is_wrong() {
-        let error = |args: Value| ProcessSpec::from_args(&args).unwrap_err();
-        assert!(error(json!({})).contains("args.command is missing"));
-        assert!(error(json!({"command": 3})).contains("expected a string or a list"));
-        assert!(error(json!({"command": ["x", {"a": 1}]})).contains("expected strings"));
-        assert!(error(json!({"command": "x", "env": {"A=B": "1"}})).contains("invalid variable name"));
-        assert!(error(json!({"command": "x", "env": ["A"]})).contains("expected an object"));
-        assert!(error(json!({"command": ""})).contains("no runnable program"));
+    fn engines_run_as_registered() {
+        let spec = runnable().process_for(&json!({"engine": "sleeper"})).unwrap();
+        assert_eq!(spec.command_line(), ["sleep", "300"]);
+        assert_eq!(spec.env["A"], "1");
+        let error = runnable().process_for(&json!({"engine": "other"})).unwrap_err();
+        assert!(error.contains("no process engine \"other\"") && error.contains("--process-engines"), "{error}");
+    }
+
+    #[test]
+    fn commands_in_entries_are_refused() {
+        let refused = |args: Value| runnable().process_for(&args).unwrap_err();
+        for args in [
+            json!({"command": ["/bin/sh", "-c", "id > pwned.txt"]}),
+            json!({"args": ["id > pwned.txt"], "shell": true}),
+            json!({"engine": "sleeper", "args": ["600"]}),
+            json!({"engine": "sleeper", "env": {"LD_PRELOAD": "/tmp/x.so"}}),
+            json!({"script": "testdask", "pb_id": "pb-1", "command": "sh"}),
+        ] {
+            let error = refused(args.clone());
+            assert!(error.contains("never a command") && error.contains("--process-engines"), "{args}: {error}");
+        }
+        assert!(refused(json!({})).contains("neither a script"));
+        assert!(refused(json!({"script": "testdask"})).contains("neither a script"));
+        assert!(refused(json!({"engine": 3})).contains("expected a string"));
+        assert!(refused(json!({"engine": "../x"})).contains("engine name"));
+        assert!(refused(json!("sh")).contains("never a command"));
+    }
+
+    #[test]
+    fn bad_definitions_say_what_is_wrong() {
+        assert!(parse_engines(r#"{"x": {"command": []}}"#).unwrap_err().contains("must name a program"));
+        assert!(parse_engines(r#"{"x": {"command": ["a"], "env": {"A=B": "1"}}}"#).unwrap_err().contains("A=B"));
+        assert!(parse_engines(r#"{"x y": {"command": ["a"]}}"#).unwrap_err().contains("engine name"));
+        assert!(parse_engines(r#"{"x": ["a"]}"#).unwrap_err().contains("expected"));
+        assert!(parse_engines(r#"{"x": {"command": ["a"], "shell": true}}"#).is_err());
     }
 }

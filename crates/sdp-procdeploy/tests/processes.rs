@@ -6,11 +6,29 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use sdp_config::{Config, Deployment};
+use sdp_procdeploy::Runnable;
 use sdp_testkit::{deployment_state, eventually, Embedded};
+
+/// The engines the tests register, as an operator would in the definitions file.
+fn engines(marker: &Path) -> Runnable {
+    let stubborn = format!("trap '' TERM; sleep 300 & echo $! > {}; wait", marker.display());
+    let definitions = json!({
+        "ok": {"command": ["sh", "-c", "echo hello $GREETING; exit 0"], "env": {"GREETING": "world"}},
+        "exit3": {"command": ["sh", "-c", "exit 3"]},
+        "killed": {"command": ["sh", "-c", "kill -9 $$"]},
+        "missing": {"command": ["/nonexistent/program"]},
+        "stubborn": {"command": ["sh", "-c", stubborn]},
+        "service": {"command": ["sleep", "300"]},
+    });
+    let file = marker.with_extension("engines.json");
+    std::fs::write(&file, definitions.to_string()).unwrap();
+    Runnable { scripts: None, engines: sdp_procdeploy::load_engines(&file).unwrap() }
+}
 
 fn deployer(config: &Config, logs: &Path, grace: Duration) -> sdp_procdeploy::Running {
     sdp_procdeploy::start(sdp_procdeploy::ProcessDeployer {
         config: config.clone(),
+        runnable: engines(&logs.join("child.pid")),
         log_dir: logs.to_path_buf(),
         grace,
         lease_ttl: 2,
@@ -51,16 +69,14 @@ async fn processes_run_end_and_report() {
     let logs = tempfile::tempdir().unwrap();
     let running = deployer(&config, logs.path(), Duration::from_secs(5));
 
-    put(&config, "ok", json!({"command": ["sh", "-c", "echo hello $GREETING; exit 0"], "env": {"GREETING": "world"}}))
-        .await;
-    put(&config, "exit3", json!({"command": "sh", "args": ["-c", "exit 3"]})).await;
-    put(&config, "shell", json!({"args": ["kill -9 $$"], "shell": true})).await;
-    put(&config, "missing", json!({"command": "/nonexistent/program"})).await;
-    put(&config, "invalid", json!({"env": {"A": "1"}})).await;
+    for id in ["ok", "exit3", "killed", "missing"] {
+        put(&config, id, json!({"engine": id})).await;
+    }
+    put(&config, "invalid", json!({"engine": "unregistered"})).await;
     eventually("every entry reported", LIMIT, || async {
         status_is(&config, "ok", "FINISHED").await
             && status_is(&config, "exit3", "FAILED").await
-            && status_is(&config, "shell", "FAILED").await
+            && status_is(&config, "killed", "FAILED").await
             && status_is(&config, "missing", "FAILED").await
             && status_is(&config, "invalid", "FAILED").await
     })
@@ -71,9 +87,9 @@ async fn processes_run_end_and_report() {
     };
     assert_eq!(state("ok").await["exit_code"], 0);
     assert_eq!(state("exit3").await["error"], "exited with code 3");
-    assert_eq!(state("shell").await["error"], "killed by signal 9 (SIGKILL)");
+    assert_eq!(state("killed").await["error"], "killed by signal 9 (SIGKILL)");
     assert!(state("missing").await["error"].as_str().unwrap().contains("cannot start /nonexistent/program"));
-    assert!(state("invalid").await["error"].as_str().unwrap().contains("args.command is missing"));
+    assert!(state("invalid").await["error"].as_str().unwrap().contains("no process engine \"unregistered\""));
     let log = std::fs::read_to_string(logs.path().join("ok.log")).unwrap();
     assert!(
         log.contains("starting: sh -c") && log.contains("hello world") && log.contains("ended: exit code 0"),
@@ -97,8 +113,7 @@ async fn a_deleted_entry_stops_its_process_and_everything_it_started() {
     let marker = logs.path().join("child.pid");
     let running = deployer(&config, logs.path(), Duration::from_millis(500));
     // A process that ignores SIGTERM and has a child of its own: SIGKILL after the grace period, to both.
-    let script = format!("trap '' TERM; sleep 300 & echo $! > {}; wait", marker.display());
-    put(&config, "stubborn", json!({"command": ["sh", "-c", script]})).await;
+    put(&config, "stubborn", json!({"engine": "stubborn"})).await;
     eventually("the process running", LIMIT, || async {
         status_is(&config, "stubborn", "RUNNING").await && marker.is_file()
     })
@@ -121,7 +136,7 @@ async fn stopping_the_deployer_stops_its_processes_and_the_next_one_runs_them_on
     let config = db.config().await;
     let logs = tempfile::tempdir().unwrap();
     let first = deployer(&config, logs.path(), Duration::from_secs(5));
-    put(&config, "service", json!({"command": ["sleep", "300"]})).await;
+    put(&config, "service", json!({"engine": "service"})).await;
     eventually("running", LIMIT, || async { status_is(&config, "service", "RUNNING").await }).await;
     let pid = deployment_state(&config, "service").await.unwrap()["pid"].as_u64().unwrap();
     first.stop().await;
@@ -149,7 +164,7 @@ async fn a_process_that_outlived_its_deployer_is_stopped_before_the_entry_runs_a
     let orphan = std::process::Command::new("sleep").arg("300").process_group(0).spawn().unwrap();
     let pid = orphan.id();
     let ticks = sdp_procdeploy::process::start_ticks(pid).unwrap();
-    put(&config, "service", json!({"command": ["sleep", "300"]})).await;
+    put(&config, "service", json!({"engine": "service"})).await;
     let state = json!({"status": "RUNNING", "pid": pid, "pid_start": ticks});
     config
         .txn(|t| {
@@ -165,6 +180,50 @@ async fn a_process_that_outlived_its_deployer_is_stopped_before_the_entry_runs_a
         ended && deployment_state(&config, "service").await.is_some_and(|s| s["status"] == "RUNNING" && s["pid"] != pid)
     })
     .await;
+    running.stop().await;
+    db.stop().await;
+}
+
+/// Whether a process whose command line holds `text` runs.
+fn runs_with(text: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains(text)
+    })
+}
+
+#[tokio::test]
+async fn commands_written_into_entries_never_run() {
+    let db = Embedded::start().await;
+    let config = db.config().await;
+    let logs = tempfile::tempdir().unwrap();
+    let running = deployer(&config, logs.path(), Duration::from_secs(5));
+    let pwned = |n: u32| logs.path().join(format!("pwned{n}.txt"));
+    let line = |n: u32| format!("id > {}; sleep 300", pwned(n).display());
+    put(&config, "direct", json!({"command": ["/bin/sh", "-c", line(1)]})).await;
+    put(&config, "shell", json!({"args": [line(2)], "shell": true})).await;
+    put(&config, "extended", json!({"engine": "service", "args": ["-c", line(3)]})).await;
+    eventually("every entry refused", LIMIT, || async {
+        status_is(&config, "direct", "FAILED").await
+            && status_is(&config, "shell", "FAILED").await
+            && status_is(&config, "extended", "FAILED").await
+    })
+    .await;
+    for id in ["direct", "shell", "extended"] {
+        let state = deployment_state(&config, id).await.unwrap();
+        let error = state["error"].as_str().unwrap();
+        assert!(error.contains("never a command") && error.contains("--process-engines"), "{id}: {error}");
+        assert!(state["pid"].is_null(), "{id}: {state}");
+        assert!(!logs.path().join(format!("{id}.log")).exists(), "{id} started something");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 1..=3 {
+        assert!(!pwned(n).exists(), "the command of entry {n} ran");
+        assert!(!runs_with(&pwned(n).display().to_string()), "the command of entry {n} runs");
+    }
+    // A registered engine still runs.
+    put(&config, "service", json!({"engine": "service"})).await;
+    eventually("the engine running", LIMIT, || async { status_is(&config, "service", "RUNNING").await }).await;
     running.stop().await;
     db.stop().await;
 }

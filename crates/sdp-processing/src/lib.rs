@@ -2,8 +2,9 @@
 //!
 //! For every processing block it deploys the block's processing script, `/deploy/<pb_id>-workflow`: a Helm
 //! deployment of the `workflow` chart with the values the original passes (`env.SDP_CONFIG_HOST`,
-//! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`), or, on one machine, a `process-direct` deployment of
-//! `sdp script <name> <pb_id>` ([`ScriptRunner`]). It keeps the block's `state` field in `/pb/<pb_id>/state`:
+//! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`), or, on one machine, a `process-direct` deployment
+//! `{"script": <name>, "pb_id": <pb_id>}`, which the process deployer runs as `sdp script <name> <pb_id>`
+//! ([`ScriptRunner`]). It keeps the block's `state` field in `/pb/<pb_id>/state`:
 //! `executing`, then `finished` or `failed` as the script reports (`status`) or its deployment ends in failure.
 //! Once the script has ended and let go of the block, the engines it left (`<pb_id>-*`) are removed. When a
 //! processing block is deleted, every deployment whose ID starts with `<pb_id>-` goes too, and so does
@@ -49,11 +50,12 @@ pub fn builtin_scripts() -> Vec<ScriptDefinition> {
 pub enum ScriptRunner {
     /// The `workflow` chart with the script definition's image (on a cluster).
     Helm,
-    /// A local process `<program> script <name> <pb_id>` (`sdp up`): `program` is the `sdp` command.
-    Process { program: String },
+    /// A local process `sdp script <name> <pb_id>` (`sdp up`): the process deployer knows the program and
+    /// passes the database settings.
+    Process,
 }
 
-/// Settings passed to every script deployment.
+/// Settings passed to every script deployment of the `workflow` chart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControllerSettings {
     /// How processing scripts reach the configuration database (`env.SDP_CONFIG_HOST`).
@@ -227,22 +229,19 @@ fn script_deployment(
     script: &ScriptDefinition,
     settings: &ControllerSettings,
 ) -> Deployment {
-    let mut env = Map::new();
-    env.insert("SDP_CONFIG_HOST".into(), json!(settings.config_host));
-    if settings.config_port != DEFAULT_CONFIG_PORT {
-        env.insert("SDP_CONFIG_PORT".into(), json!(settings.config_port.to_string()));
-    }
-    env.insert("SDP_HELM_NAMESPACE".into(), json!(settings.helm_namespace));
     let (kind, args) = match &settings.runner {
         ScriptRunner::Helm => {
-            let mut values: Map<String, Value> = env.into_iter().map(|(k, v)| (format!("env.{k}"), v)).collect();
+            let mut values = Map::new();
+            values.insert("env.SDP_CONFIG_HOST".into(), json!(settings.config_host));
+            if settings.config_port != DEFAULT_CONFIG_PORT {
+                values.insert("env.SDP_CONFIG_PORT".into(), json!(settings.config_port.to_string()));
+            }
+            values.insert("env.SDP_HELM_NAMESPACE".into(), json!(settings.helm_namespace));
             values.insert("pb_id".into(), json!(pb_id));
             values.insert("wf_image".into(), json!(script.image));
             ("helm", json!({"chart": SCRIPT_CHART, "values": values}))
         }
-        ScriptRunner::Process { program } => {
-            ("process-direct", json!({"command": [program, "script", script.name, pb_id], "env": env}))
-        }
+        ScriptRunner::Process => ("process-direct", json!({"script": script.name, "pb_id": pb_id})),
     };
     Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args }
 }

@@ -142,20 +142,12 @@ fn a_deleted_blocks_state_goes_once_no_script_owns_it() {
 #[test]
 fn on_one_machine_the_script_is_a_local_sdp_script_process() {
     let snapshot = Snapshot { processing_blocks: [pb("pb-1", "batch:test_batch:0.1.0")].into(), ..Default::default() };
-    let settings = ControllerSettings {
-        config_host: "127.0.0.1".into(),
-        config_port: 12379,
-        runner: ScriptRunner::Process { program: "/opt/sdp/bin/sdp".into() },
-        ..settings()
-    };
+    let settings = ControllerSettings { runner: ScriptRunner::Process, ..settings() };
     let actions = plan(&snapshot, &builtin_scripts(), &settings);
     let Action::CreateDeployment(d) = &actions[0] else { panic!("{actions:?}") };
     assert_eq!(d.kind, "process-direct");
-    assert_eq!(
-        d.args,
-        json!({"command": ["/opt/sdp/bin/sdp", "script", "test_batch", "pb-1"],
-               "env": {"SDP_CONFIG_HOST": "127.0.0.1", "SDP_CONFIG_PORT": "12379", "SDP_HELM_NAMESPACE": "sdp"}})
-    );
+    // What to run, as data: the process deployer builds the command line and its environment itself.
+    assert_eq!(d.args, json!({"script": "test_batch", "pb_id": "pb-1"}));
 }
 
 /// A block whose script runs: its deployment, the controller's state, and what the script reported.

@@ -5,7 +5,6 @@
 //! [`scripts`] holds the scripts the platform ships, written on this API; `sdp script <name> <pb_id>` runs
 //! one (the processing controller deploys that command).
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -61,9 +60,11 @@ pub enum ScriptError {
 pub enum Engine {
     /// A chart the Helm deployer installs (renders without a cluster), with flat `--set`-style values.
     Helm { chart: String, values: Value },
-    /// A process the process deployer runs: program and arguments, extra environment.
-    Process { command: Vec<String>, env: BTreeMap<String, String> },
-    /// Any deployment type with its `args` as given (e.g. from a block's parameters).
+    /// A process engine an operator registered with the process deployer (`sdp up --process-engines`), by
+    /// name: the deployer runs its command, as defined there.
+    Process { engine: String },
+    /// Any deployment type with its `args` as given (e.g. from a block's parameters); a `process-direct` one
+    /// must ask for what the process deployer runs ([`sdp_procdeploy::Request`]).
     Entry { kind: String, args: Value },
 }
 
@@ -71,7 +72,7 @@ impl Engine {
     fn deployment(&self, deploy_id: &str) -> Deployment {
         let (kind, args) = match self {
             Engine::Helm { chart, values } => ("helm", json!({"chart": chart, "values": values})),
-            Engine::Process { command, env } => ("process-direct", json!({"command": command, "env": env})),
+            Engine::Process { engine } => (sdp_procdeploy::KIND, json!({"engine": engine})),
             Engine::Entry { kind, args } => (kind.as_str(), args.clone()),
         };
         Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args }
@@ -92,7 +93,7 @@ impl Claim {
     /// another process owns it (an earlier run whose lease has not expired yet), waits.
     pub async fn take(config: &Config, pb_id: &str) -> Result<Claim, ScriptError> {
         enum Taken {
-            Yes(Box<ProcessingBlock>),
+            Yes(Box<ProcessingBlock>, Option<String>),
             Busy,
             NoBlock,
         }
@@ -105,17 +106,19 @@ impl Claim {
                     let lease = &lease;
                     async move {
                         let Some(pb) = t.get_processing_block(pb_id).await? else { return Ok(Taken::NoBlock) };
-                        match t.take_processing_block(pb_id, lease).await {
-                            Ok(()) => Ok(Taken::Yes(Box::new(pb))),
-                            Err(sdp_config::Error::Collision(_)) => Ok(Taken::Busy),
-                            Err(e) => Err(e),
-                        }
+                        Ok(match t.take_processing_block(pb_id, lease).await? {
+                            sdp_config::leadership::Taken::Held => Taken::Busy,
+                            taken => Taken::Yes(Box::new(pb), taken.reason()),
+                        })
                     }
                 })
                 .await?;
             match taken {
-                Taken::Yes(pb) => {
-                    tracing::info!(pb_id, "claimed the processing block");
+                Taken::Yes(pb, stale) => {
+                    match stale {
+                        Some(reason) => tracing::warn!(pb_id, reason, "took over the processing block: {reason}"),
+                        None => tracing::info!(pb_id, "claimed the processing block"),
+                    }
                     return Ok(Claim { config: config.clone(), pb: *pb, lease, deployed: Mutex::new(Vec::new()) });
                 }
                 Taken::NoBlock => return Err(ScriptError::NoSuchBlock(pb_id.to_string())),
@@ -172,6 +175,10 @@ impl Claim {
         let deploy_id = format!("{}-{name}", self.pb_id());
         let deployment = engine.deployment(&deploy_id);
         deployment.validate()?;
+        if deployment.kind == sdp_procdeploy::KIND {
+            // What the process deployer would refuse is refused here, before anything is written.
+            sdp_procdeploy::Request::from_args(&deployment.args).map_err(sdp_config::Error::Invalid)?;
+        }
         let pb_id = self.pb_id();
         self.config
             .txn(|t| {

@@ -95,21 +95,11 @@ pub fn router(settings: Settings, db: Db) -> Router {
 async fn bearer(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let open = matches!(req.uri().path(), "/" | "/health" | "/healthz" | "/readyz");
     if let (Some(token), false) = (&app.settings.api_token, open) {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| same(g.as_bytes(), token.0.as_bytes())) {
+        if !sdp_ops::http::bearer_admits(req.headers(), &token.0) {
             return Error::Unauthorized.into_response();
         }
     }
     next.run(req).await
-}
-
-/// Comparison whose time does not depend on where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Ready while the metadata database answers.
@@ -284,14 +274,4 @@ async fn create_file(State(app): State<Arc<App>>, Json(f): Json<NewFile>) -> Res
         "status": "success",
         "message": format!("File '{}' created successfully in {}.", f.filename, path.display()),
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn constant_time_compare() {
-        assert!(super::same(b"abc", b"abc"));
-        assert!(!super::same(b"abc", b"abd"));
-        assert!(!super::same(b"abc", b"ab"));
-    }
 }

@@ -9,6 +9,9 @@ pub struct LmcArgs {
     /// The LMC surface of `sdp up` (or `sdp lmc serve`).
     #[arg(long, env = "SDP_LMC_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// The LMC surface's bearer token, when it has one.
+    #[arg(long, env = "SDP_LMC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     action: Action,
 }
@@ -38,6 +41,25 @@ pub struct ServeArgs {
     /// Number of subarray devices.
     #[arg(long, env = "SDP_SUBARRAYS", default_value_t = 1)]
     pub subarrays: usize,
+    /// When set, every route but /health(z), /readyz and /metrics needs `Authorization: Bearer <token>`.
+    /// Required to listen beyond loopback.
+    #[arg(long, env = "SDP_LMC_TOKEN", hide_env_values = true)]
+    pub lmc_token: Option<String>,
+}
+
+impl ServeArgs {
+    /// The bearer token the surface requires, if any; an error when it would listen beyond loopback without one.
+    pub fn token(&self) -> anyhow::Result<Option<&str>> {
+        let token = self.lmc_token.as_deref().filter(|t| !t.is_empty());
+        if token.is_none() && !self.lmc_listen.ip().is_loopback() {
+            bail!(
+                "the LMC surface would listen on {} without authentication: set SDP_LMC_TOKEN (or --lmc-token) to \
+                 the bearer token clients must send, or listen on a loopback address",
+                self.lmc_listen
+            );
+        }
+        Ok(token)
+    }
 }
 
 impl LmcArgs {
@@ -53,7 +75,14 @@ impl LmcArgs {
 pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
     // reqwest has no crypto provider of its own here (one TLS stack: rustls with ring).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) {
+        let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("SDP_LMC_TOKEN holds characters a header cannot carry")?;
+        bearer.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    }
+    let http = reqwest::Client::builder().default_headers(headers).build().context("cannot make an HTTP client")?;
     let url = args.url.trim_end_matches('/');
     let unreachable =
         || format!("cannot reach the LMC surface at {url}: is `sdp up` running? (set --url or SDP_LMC_URL)");
@@ -99,4 +128,23 @@ pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(listen: &str, token: Option<&str>) -> ServeArgs {
+        ServeArgs { lmc_listen: listen.parse().unwrap(), subarrays: 1, lmc_token: token.map(str::to_string) }
+    }
+
+    #[test]
+    fn beyond_loopback_only_with_a_token() {
+        assert_eq!(serve("127.0.0.1:8080", None).token().unwrap(), None);
+        assert_eq!(serve("[::1]:8080", Some("t")).token().unwrap(), Some("t"));
+        assert_eq!(serve("0.0.0.0:8080", Some("t")).token().unwrap(), Some("t"));
+        let error = serve("0.0.0.0:8080", None).token().unwrap_err().to_string();
+        assert!(error.contains("set SDP_LMC_TOKEN"), "{error}");
+        assert!(serve("10.1.2.3:8080", Some("")).token().is_err());
+    }
 }

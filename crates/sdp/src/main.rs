@@ -74,6 +74,11 @@ struct UpArgs {
     /// Seconds a processing script has to end after SIGTERM before SIGKILL.
     #[arg(long, env = "SDP_SCRIPT_GRACE", default_value_t = 10)]
     script_grace: u64,
+    /// Process engines the process deployer may run besides the processing scripts, a JSON file
+    /// `{"<name>": {"command": ["program", "arg", ...], "env": {...}}}`; entries ask for one by name
+    /// (`{"engine": "<name>"}`). Nothing else runs.
+    #[arg(long, env = "SDP_PROCESS_ENGINES")]
+    process_engines: Option<PathBuf>,
 }
 
 /// The staging service's settings from its own environment variables (`sdp-staging up`'s).
@@ -205,17 +210,7 @@ fn start_processing_controller(
     let metrics = sdp_processing::Metrics::register(registry);
     let runner = match scripts.script_runner.unwrap_or(default_runner) {
         Runner::Helm => sdp_processing::ScriptRunner::Helm,
-        Runner::Process => {
-            // Without /proc (a minimal container), the sdp on PATH.
-            let program = std::env::current_exe().map_or_else(
-                |e| {
-                    tracing::warn!(error = %e, "cannot tell where this sdp command is; scripts run the sdp on PATH");
-                    "sdp".to_string()
-                },
-                |path| path.display().to_string(),
-            );
-            sdp_processing::ScriptRunner::Process { program }
-        }
+        Runner::Process => sdp_processing::ScriptRunner::Process,
     };
     tracing::info!(?runner, "processing scripts");
     let handle = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
@@ -232,6 +227,29 @@ fn start_processing_controller(
     }));
     tracing::info!("processing controller started");
     handle
+}
+
+/// How the process deployer runs processing scripts: this `sdp`, told where the configuration database is.
+fn script_runner(settings: &Settings, scripts: &ScriptArgs, namespace: &NamespaceArgs) -> sdp_procdeploy::ScriptRunner {
+    // Without /proc (a minimal container), the sdp on PATH.
+    let program = std::env::current_exe().map_or_else(
+        |e| {
+            tracing::warn!(error = %e, "cannot tell where this sdp command is; scripts run the sdp on PATH");
+            "sdp".to_string()
+        },
+        |path| path.display().to_string(),
+    );
+    let host = scripts.script_config_host.clone().unwrap_or_else(|| settings.host.clone());
+    let env = [
+        ("SDP_CONFIG_HOST", host),
+        ("SDP_CONFIG_PORT", settings.port.to_string()),
+        ("SDP_HELM_NAMESPACE", namespace.helm_namespace.clone()),
+    ];
+    sdp_procdeploy::ScriptRunner {
+        program,
+        names: sdp_scripting::scripts::NAMES.iter().map(|n| n.to_string()).collect(),
+        env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    }
 }
 
 /// The Helm deployer and, with a cluster, its pod and network-resource monitors.
@@ -366,6 +384,7 @@ async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
 
 async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
     let stop = sdp_ops::shutdown_signal();
+    args.token()?;
     let settings = Settings::from_env()?;
     let config = connect(&settings).await?;
     let (lmc, http) = start_lmc(&config, args, Registry::default()).await?;
@@ -380,11 +399,28 @@ async fn start_lmc(
     args: &lmc_cli::ServeArgs,
     registry: Registry,
 ) -> anyhow::Result<(Arc<sdp_lmc::Lmc>, JoinHandle<()>)> {
+    let token = args.token()?;
     let lmc = sdp_lmc::Lmc::start(config.clone(), args.subarrays);
-    let app = sdp_lmc::http::router(Arc::clone(&lmc)).merge(ops_router(registry, config.clone()));
+    let mut devices = sdp_lmc::http::router(Arc::clone(&lmc));
+    if let Some(token) = token {
+        devices = sdp_ops::http::require_bearer(devices, token, lmc_unauthorized);
+    }
+    // The probes and metrics stay open.
+    let app = devices.merge(ops_router(registry, config.clone()));
     let http = serve_http(args.lmc_listen, app, "the LMC surface (--lmc-listen)").await?;
     tracing::info!(listen = %args.lmc_listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
     Ok((lmc, http))
+}
+
+/// The LMC surface's answer to a request without its bearer token, in its error format.
+fn lmc_unauthorized() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let body = serde_json::json!({
+        "kind": "Unauthorized", "reason": "API_Unauthorized",
+        "desc": "missing or wrong token: send `Authorization: Bearer <token>` with the platform's SDP_LMC_TOKEN",
+    });
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    (axum::http::StatusCode::UNAUTHORIZED, json, body.to_string()).into_response()
 }
 
 async fn start_tango_if_configured(lmc: &Arc<sdp_lmc::Lmc>) -> anyhow::Result<Option<sdp_tango::TangoServers>> {
@@ -424,6 +460,8 @@ async fn start_staging(args: &UpArgs) -> anyhow::Result<sdp_staging::Running> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let stop = sdp_ops::shutdown_signal();
+    // Refused before anything starts.
+    args.lmc.token()?;
     let external = std::env::var("SDP_CONFIG_HOST").is_ok();
     let embedded = if external {
         None
@@ -460,8 +498,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         &mut registry,
     )];
     tasks.extend(start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?);
+    let runnable = sdp_procdeploy::Runnable {
+        scripts: Some(script_runner(&settings, &args.scripts, &args.namespace)),
+        engines: match &args.process_engines {
+            Some(file) => sdp_procdeploy::load_engines(file).map_err(anyhow::Error::msg)?,
+            None => Default::default(),
+        },
+    };
+    tracing::info!(engines = ?runnable.engines.keys().collect::<Vec<_>>(), "process engines registered");
     let processes = sdp_procdeploy::start(sdp_procdeploy::ProcessDeployer {
         config: config.clone(),
+        runnable,
         log_dir: args.data_dir.join("processes"),
         grace: std::time::Duration::from_secs(args.script_grace),
         lease_ttl: 10,

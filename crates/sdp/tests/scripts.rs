@@ -165,7 +165,7 @@ async fn a_batch_script_finishes_by_itself() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
-    let Platform { mut up, config, port, dir } = Platform::start().await;
+    let Platform { mut up, config, port, dir, .. } = Platform::start().await;
     let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
     eventually("the script running", LIMIT, || async { owner(&config, &pb_id).await.is_some() }).await;
     let first = owner(&config, &pb_id).await.unwrap().pid;
@@ -278,15 +278,25 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
     namespaces.delete(&namespace, &Default::default()).await.unwrap();
 }
 
-/// testdeploy turns each parameter into a deployment (here a local process, the original's example), and
-/// teststate reports the original's error state after its duration.
+/// `sdp up` with the process engine `sleeper` registered.
+async fn platform_with_sleeper() -> Platform {
+    Platform::start_with(|up, dir| {
+        let engines = dir.join("engines.json");
+        std::fs::write(&engines, r#"{"sleeper": {"command": ["sleep", "300"]}}"#).unwrap();
+        up.env("SDP_PROCESS_ENGINES", engines);
+    })
+    .await
+}
+
+/// testdeploy turns each parameter into a deployment (here a registered process engine, as the original's
+/// example), and teststate reports the original's error state after its duration.
 #[tokio::test(flavor = "multi_thread")]
 async fn testdeploy_and_teststate_do_what_the_originals_did() {
-    let platform = Platform::start().await;
+    let platform = platform_with_sleeper().await;
     let config = &platform.config;
     let sleeper = json!({
-        "sleeper": {"type": "process-direct", "args": {"args": ["sleep 300"], "shell": true}},
-        "../x": {"type": "process-direct", "args": {"args": ["true"]}},
+        "sleeper": {"type": "process-direct", "args": {"engine": "sleeper"}},
+        "../x": {"type": "process-direct", "args": {"engine": "sleeper"}},
     });
     let deploy_block = create(config, "realtime:testdeploy:0.1.0", sleeper).await;
     let sleeper_id = format!("{deploy_block}-sleeper");

@@ -1,7 +1,9 @@
 //! `testdeploy`: every parameter `<name>: {"type": ..., "args": ...}` becomes the deployment
 //! `<pb_id>-<name>`, and follows the parameters while the block lives: a changed one is replaced, a removed
 //! one removed. Parameters that are not valid deployments are listed with the reason under
-//! `refused_deployments` in the block's state. E.g. `{"sleeper": {"type": "process-direct", "args": {"args": ["sleep infinity"], "shell": true}}}`.
+//! `refused_deployments` in the block's state. E.g. `{"sleeper": {"type": "process-direct", "args": {"engine":
+//! "sleeper"}}}` runs the process engine `sleeper` an operator registered; a parameter that carries a command
+//! is refused, as the process deployer would refuse it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -86,14 +88,14 @@ mod tests {
     #[test]
     fn deployments_from_parameters() {
         let wanted = wanted(&json!({
-            "sleeper": {"type": "process-direct", "args": {"args": ["sleep infinity"], "shell": true}},
+            "sleeper": {"type": "process-direct", "args": {"engine": "sleeper"}},
             "not-a-deployment": 3,
             "untyped": {"args": {}},
         }));
         assert_eq!(wanted.keys().collect::<Vec<_>>(), ["sleeper"]);
         assert_eq!(
             wanted["sleeper"],
-            Engine::Entry { kind: "process-direct".into(), args: json!({"args": ["sleep infinity"], "shell": true}) }
+            Engine::Entry { kind: "process-direct".into(), args: json!({"engine": "sleeper"}) }
         );
     }
 }

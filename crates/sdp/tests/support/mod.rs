@@ -12,15 +12,23 @@ pub struct Platform {
     pub up: KillOnDrop,
     pub config: sdp_config::Config,
     pub port: u16,
+    pub lmc_port: u16,
     pub dir: tempfile::TempDir,
 }
 
 impl Platform {
     pub async fn start() -> Platform {
+        Platform::start_with(|_, _| {}).await
+    }
+
+    /// With `configure` adding options or environment to the command; it gets the data directory.
+    pub async fn start_with(configure: impl FnOnce(&mut Command, &std::path::Path)) -> Platform {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let up = start_up(port, dir.path());
-        Platform { up, config: connect(port).await, port, dir }
+        let (port, lmc_port) = (free_port(), free_port());
+        let mut command = up_command(port, lmc_port, dir.path());
+        configure(&mut command, dir.path());
+        let up = spawn_up(command, port, lmc_port);
+        Platform { up, config: connect(port).await, port, lmc_port, dir }
     }
 }
 
@@ -78,8 +86,36 @@ pub async fn create_batch_processing_block(config: &sdp_config::Config) -> Strin
 }
 
 pub fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
-    let child = KillOnDrop(up_command(port, lmc_port, data_dir).spawn().unwrap());
+    spawn_up(up_command(port, lmc_port, data_dir), port, lmc_port)
+}
+
+/// Starts `up` (an [`up_command`]) and waits until its database and LMC surface listen.
+fn spawn_up(mut up: Command, port: u16, lmc_port: u16) -> KillOnDrop {
+    let child = KillOnDrop(up.spawn().unwrap());
     wait_for_port(port, Duration::from_secs(20), "sdp up");
     wait_for_port(lmc_port, Duration::from_secs(20), "sdp up's LMC surface");
     child
+}
+
+/// An HTTP request on loopback with an optional bearer token: the status and the body.
+pub fn http_request(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let script = r#"
+import sys, urllib.request, urllib.error
+port, method, path, body, token = sys.argv[1:6]
+request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body.encode() if method != "GET" else None, method=method)
+if token:
+    request.add_header("Authorization", f"Bearer {token}")
+try:
+    with urllib.request.urlopen(request) as response:
+        print(response.status); print(response.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+"#;
+    let port = port.to_string();
+    let out =
+        Command::new("python3").args(["-c", script, &port, method, path, body, token.unwrap_or("")]).output().unwrap();
+    assert!(out.status.success(), "{method} {path}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, body) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.trim().parse().unwrap(), body.trim_end().to_string())
 }
