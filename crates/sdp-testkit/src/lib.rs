@@ -2,6 +2,9 @@
 //! and is killed when its handle is dropped.
 
 pub mod cluster;
+mod logs;
+
+pub use logs::{put_unchecked, Logs};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
