@@ -39,6 +39,9 @@ pub struct Release {
     pub status: String,
 }
 
+/// The name the chart repository (`--chart-repo-url`) is added under: entries name its charts `helmdeploy/<chart>`.
+pub const REPOSITORY: &str = "helmdeploy";
+
 /// Why the chart a deployment entry names is not taken: helm is not started for it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChartRefused {
@@ -47,11 +50,8 @@ pub enum ChartRefused {
          or set --chart-repo-url (SDP_CHART_REPO_URL)"
     )]
     NotFound { chart: String, dir: String },
-    #[error(
-        "chart {chart:?} names the repository {repo:?}, which is not configured: name a local chart, or one of \
-         the configured repository as {configured}"
-    )]
-    UnknownRepository { chart: String, repo: String, configured: String },
+    #[error("chart {chart:?} names the repository {repo:?}, which is not configured: name a local chart, or {hint}")]
+    UnknownRepository { chart: String, repo: String, hint: String },
     #[error(
         "chart {chart:?} is in the OCI registry {registry:?}, which is not allowed: add it to \
          --helm-oci-registries (SDP_HELM_OCI_REGISTRIES) to allow it"
@@ -104,7 +104,12 @@ impl Helm {
             Some((named, _)) => Err(ChartRefused::UnknownRepository {
                 chart: chart.into(),
                 repo: named.into(),
-                configured: repo.map_or("none".into(), |r| format!("{r}/<chart>")),
+                hint: match repo {
+                    Some(repo) => format!("one of the configured repository as {repo}/<chart>"),
+                    None => {
+                        format!("set --chart-repo-url (SDP_CHART_REPO_URL) and name its charts {REPOSITORY}/<chart>")
+                    }
+                },
             }),
         }
     }
@@ -309,7 +314,8 @@ mod tests {
         helm.repo = Some(("ska".into(), "https://charts.example/".into()));
         assert_eq!(helm.chart_ref("dask").as_deref(), Ok("ska/dask"));
         assert_eq!(helm.chart_ref("ska/dask").as_deref(), Ok("ska/dask"));
-        assert!(matches!(helm.chart_ref("stable/dask"), Err(ChartRefused::UnknownRepository { .. })));
+        let unknown = helm.chart_ref("stable/dask").unwrap_err();
+        assert!(unknown.to_string().ends_with("or one of the configured repository as ska/<chart>"), "{unknown}");
     }
 
     #[test]

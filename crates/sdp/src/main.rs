@@ -266,7 +266,7 @@ async fn start_helm_deployer(
             bin: helm.helm.clone(),
             namespace: namespace.clone(),
             charts_dir: Some(charts_dir),
-            repo: helm.chart_repo_url.clone().map(|url| ("helmdeploy".to_string(), url)),
+            repo: helm.chart_repo_url.clone().map(|url| (sdp_helmdeploy::helm::REPOSITORY.to_string(), url)),
             oci_registries: helm
                 .helm_oci_registries
                 .iter()
