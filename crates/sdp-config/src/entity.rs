@@ -125,6 +125,12 @@ impl Deployment {
                 self.kind
             )));
         }
+        if !self.args.is_object() {
+            return Err(Error::Invalid(format!(
+                "args of deployment {} must be a JSON object of named values ({{\"chart\": \"dask\"}}), not {}",
+                self.deploy_id, self.args
+            )));
+        }
         Ok(())
     }
 

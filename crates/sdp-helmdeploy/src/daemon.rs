@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error};
 use sdp_ops::retry::retry;
-use sdp_ops::{Backoff, Policy};
+use sdp_ops::{Backoff, Policy, Refusals};
 
 use crate::helm::Helm;
 use crate::manifest;
@@ -85,18 +85,19 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     let release_policy = Policy::HELM_RELEASE.with_max(d.max_backoff);
     let mut read_backoff = Backoff::new(Policy::DATABASE);
     let mut entries: Option<Entries> = None;
-    // The refused entries already logged, with their reasons.
-    let mut reported: BTreeMap<String, String> = BTreeMap::new();
+    let mut reported = Refusals::default();
     let helm_slots = Arc::new(Semaphore::new(d.max_parallel.max(1)));
     loop {
         if let Some(Entries { desired, invalid }) = &entries {
-            for (id, error) in invalid {
-                if reported.get(id) != Some(error) {
-                    tracing::warn!(deploy_id = id, error, "deployment entry refused");
+            // Charts are looked for on every pass: one added to the local charts is taken without an entry change.
+            let refused = refusals(invalid, desired, &d.helm);
+            for (id, error) in reported.update(&refused) {
+                tracing::warn!(deploy_id = id, error, "deployment entry refused");
+                // An ID that is not one has no state key to hold the reason.
+                if sdp_config::entity::validate_id("deployment", &id).is_ok() {
+                    d.config.record_deployment_state(&id, json!({"status": "failed", "error": error})).await;
                 }
-                d.config.record_deployment_state(id, json!({"status": "failed", "error": error})).await;
             }
-            reported.clone_from(invalid);
             for (id, entry) in desired {
                 if let ReleaseState::Locked(reason) = release_state(entry, observed.get(id)) {
                     d.config.record_deployment_state(id, json!({"status": "locked", "error": reason})).await;
@@ -107,7 +108,7 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
             // takes deleting the entry, not breaking it.
             for action in plan(desired, &observed) {
                 let id = action.deploy_id().to_string();
-                if invalid.contains_key(&id)
+                if refused.contains_key(&id)
                     || in_flight.contains(&id)
                     || backoff.get(&id).is_some_and(|(_, retry_at)| *retry_at > now)
                 {
@@ -215,6 +216,18 @@ async fn read_entries(t: sdp_config::Txn) -> Result<Entries, Error> {
     Ok(entries)
 }
 
+/// The entries refused, with the reason: those not valid, and those naming a chart from nowhere helm may take
+/// one.
+fn refusals(
+    invalid: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, Desired>,
+    helm: &Helm,
+) -> BTreeMap<String, String> {
+    let unreachable =
+        desired.iter().filter_map(|(id, d)| Some((id.clone(), helm.chart_ref(&d.chart).err()?.to_string())));
+    invalid.clone().into_iter().chain(unreachable).collect()
+}
+
 /// The releases as they are: in the namespace with their values and status (cluster), or rendered manifests.
 async fn initial_observed(d: &Deployer) -> Result<BTreeMap<String, Observed>, String> {
     let mut observed = BTreeMap::new();
@@ -278,14 +291,17 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                     .map_err(|e| format!("cannot write {}: {e}", values_file.display()))?;
                 match &mode {
                     Mode::Cluster => {
+                        let upgrade = helm.upgrade_args(d, &values_file).map_err(|e| e.to_string())?;
                         let installed = match &action {
-                            HelmAction::Install(_) => ctx.helm(&helm.install_args(d, &values_file)).await,
-                            _ => ctx.helm(&helm.upgrade_args(d, &values_file)).await,
+                            HelmAction::Install(_) => {
+                                ctx.helm(&helm.install_args(d, &values_file).map_err(|e| e.to_string())?).await
+                            }
+                            _ => ctx.helm(&upgrade).await,
                         };
                         let release = match installed {
                             // A release of that name exists after all (made while the deployer was down): upgrade it.
                             Err(crate::helm::HelmError::NameInUse { .. }) => {
-                                ctx.helm(&helm.upgrade_args(d, &values_file)).await.map_err(|e| e.to_string())?
+                                ctx.helm(&upgrade).await.map_err(|e| e.to_string())?
                             }
                             other => other.map_err(|e| e.to_string())?,
                         };
@@ -299,8 +315,8 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                         Ok(json!({"status": "deployed", "pods_expected": pods_expected, "error": null}))
                     }
                     Mode::RenderOnly(dir) => {
-                        let manifest =
-                            ctx.helm(&helm.template_args(d, &values_file)).await.map_err(|e| e.to_string())?;
+                        let template = helm.template_args(d, &values_file).map_err(|e| e.to_string())?;
+                        let manifest = ctx.helm(&template).await.map_err(|e| e.to_string())?;
                         let path = dir.join(format!("{id}.yaml"));
                         tokio::fs::write(&path, manifest)
                             .await

@@ -37,6 +37,7 @@ fn start_deployer(
             namespace: namespace.to_string(),
             charts_dir: Some(sdp_testkit::charts_dir()),
             repo: None,
+            oci_registries: vec![],
         },
         mode: Mode::Cluster,
         work_dir: dir.to_path_buf(),
@@ -112,7 +113,13 @@ async fn processing_block_to_running_pods_and_back() {
     // Deleting the processing block uninstalls the release and removes the state.
     let id = pb_id.as_str();
     config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
-    let helm = Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: None, repo: None };
+    let helm = Helm {
+        bin: sdp_testkit::helm(),
+        namespace: namespace.clone(),
+        charts_dir: None,
+        repo: None,
+        oci_registries: vec![],
+    };
     eventually("release uninstalled", || async { helm.list().await.is_ok_and(|r| r.is_empty()) }).await;
     eventually("state removed", || async { state().await.is_none() }).await;
 
@@ -192,7 +199,13 @@ async fn a_failed_release_is_retried_after_a_restart() {
     };
     let deployer = start();
     eventually("the install failed on the quota", || async { status().await == "failed" }).await;
-    let helm = Helm { bin: sdp_testkit::helm(), namespace: namespace.clone(), charts_dir: None, repo: None };
+    let helm = Helm {
+        bin: sdp_testkit::helm(),
+        namespace: namespace.clone(),
+        charts_dir: None,
+        repo: None,
+        oci_registries: vec![],
+    };
     eventually("helm holds a failed release", || async {
         helm.list().await.is_ok_and(|r| r.iter().any(|r| r.name == "retry-workflow" && r.status == "failed"))
     })

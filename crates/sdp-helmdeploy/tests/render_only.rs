@@ -18,7 +18,13 @@ where
 }
 
 fn helm(charts: &Path) -> Helm {
-    Helm { bin: sdp_testkit::helm(), namespace: "sdp".into(), charts_dir: Some(charts.to_path_buf()), repo: None }
+    Helm {
+        bin: sdp_testkit::helm(),
+        namespace: "sdp".into(),
+        charts_dir: Some(charts.to_path_buf()),
+        repo: None,
+        oci_registries: vec![],
+    }
 }
 
 async fn state(config: &Config, id: &str) -> Option<Value> {
@@ -199,7 +205,7 @@ async fn engine_manifests_count_their_pods() {
         let file = dir.path().join("v.json");
         std::fs::write(&file, values.to_string()).unwrap();
         let d = sdp_helmdeploy::plan::Desired { deploy_id: "pb-1-engine".into(), chart: chart.into(), values };
-        let manifest = helm.run(&helm.template_args(&d, &file)).await.unwrap();
+        let manifest = helm.run(&helm.template_args(&d, &file).unwrap()).await.unwrap();
         assert_eq!(sdp_helmdeploy::manifest::expected_pods(&manifest), Ok(pods), "{chart}: {manifest}");
     }
 }
@@ -375,5 +381,37 @@ async fn two_deployers_do_the_work_of_one() {
     eventually("rendered by the standby", || async { rendered_with("two", "img:1") }).await;
     assert!(renders(&standby_metrics) >= 1);
     standby.abort();
+    server.stop().await;
+}
+
+/// An entry whose ID cannot name a key (written by another client) is logged once, however many passes see
+/// it; and once again for another reason.
+#[tokio::test]
+async fn a_refused_entry_is_logged_once_per_reason() {
+    let logs = sdp_testkit::Logs::capture();
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let port = server.server.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    charts(dir.path());
+    let metrics = sdp_helmdeploy::metrics::Metrics::default();
+    let deployer = start_deployer(&config, dir.path(), metrics.clone());
+    let entry = |id: &str| json!({"deploy_id": id, "type": "helm", "args": {"chart": "workflow"}}).to_string();
+    for id in ["..", "é"] {
+        sdp_testkit::put_unchecked(port, &format!("/deploy/{id}"), &entry(id)).await;
+    }
+    // Every change to /deploy is a pass.
+    for i in 0..10 {
+        sdp_testkit::put_workflow_deployment(&config, "other", &format!("img:{i}")).await;
+        let passes = metrics.reconciles.get();
+        eventually("another pass", || async { metrics.reconciles.get() > passes }).await;
+    }
+    for id in ["\"..\"", "\"é\""] {
+        assert_eq!(logs.lines_with(&["WARN", id]).len(), 1, "{:#?}", logs.lines_with(&["WARN"]));
+    }
+    // Another reason is logged again.
+    sdp_testkit::put_unchecked(port, "/deploy/..", "not JSON").await;
+    eventually("the new reason logged", || async { logs.lines_with(&["WARN", "\"..\""]).len() == 2 }).await;
+    deployer.abort();
     server.stop().await;
 }

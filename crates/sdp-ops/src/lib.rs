@@ -1,11 +1,13 @@
 //! What every SDP daemon shares, so that they behave alike: named retry policies with capped exponential
 //! backoff ([`retry`]), the operations endpoints `/healthz`, `/readyz` and `/metrics` ([`http`]), tracing
-//! set-up and the shutdown signal.
+//! set-up, the shutdown signal, and refused entries logged once ([`refusals`]).
 
 #[cfg(feature = "server")]
 pub mod http;
+pub mod refusals;
 pub mod retry;
 
+pub use refusals::Refusals;
 pub use retry::{Backoff, Policy};
 
 #[cfg(feature = "server")]

@@ -248,8 +248,13 @@ async fn run_processes(
     let mut exits: JoinSet<Exit> = JoinSet::new();
     let mut ended: BTreeMap<String, ProcessSpec> = BTreeMap::new();
     let mut entries: Option<BTreeMap<String, Entry>> = None;
+    let mut reported = sdp_ops::Refusals::default();
     loop {
         if let Some(entries) = &entries {
+            let refused = entries.iter().filter_map(|(id, e)| Some((id, e.spec.as_ref().err()?)));
+            for (id, error) in reported.update(refused) {
+                tracing::warn!(deploy_id = id, error, "process-direct entry cannot run");
+            }
             let running = children.running.iter().map(|(id, c)| (id.clone(), c.spec.clone())).collect();
             for action in plan(entries, &running, &ended) {
                 apply(d, action, &mut children, &mut exits, &mut ended).await;
@@ -316,7 +321,6 @@ async fn apply(
 ) {
     match action {
         Action::Reject(id, error) => {
-            tracing::warn!(deploy_id = id, error, "process-direct entry refused: nothing runs");
             d.config.record_deployment_state(&id, json!({"status": "FAILED", "error": error})).await;
         }
         Action::Stop(id) => {

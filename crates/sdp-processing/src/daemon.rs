@@ -1,5 +1,6 @@
 //! The controller's loop: lead, read a snapshot, apply the plan in the same transaction, wait for a change.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -7,8 +8,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use sdp_config::entity::validate_id;
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
+use sdp_ops::Refusals;
 
 use crate::{plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
 
@@ -51,17 +54,31 @@ impl Metrics {
     }
 }
 
+/// The processing blocks refused, by ID, with the reason.
+type Refused = BTreeMap<String, String>;
+
 /// Blocks, their states and owners in one read per level (`/pb/<id>`, `/pb/<id>/<entry>`), then the
-/// deployments and their states the same way.
-async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
+/// deployments and their states the same way. Entries whose ID cannot name a key (`..`, unicode; written by
+/// some other client) are left out, since no state or deletion can be written for them: the blocks among them
+/// are returned as refused, with the blocks that are not valid.
+async fn read_snapshot(t: &Txn) -> Result<(Snapshot, Refused), Error> {
     let mut snapshot = Snapshot::default();
+    let mut refused = Refused::new();
     let below = format!("{}/", paths::PB);
     let mut entries = Vec::new();
     for (path, value) in t.list_values(&below, 1).await? {
         let Some(rest) = path.strip_prefix(&below) else { continue };
+        let id = rest.split_once('/').map_or(rest, |(id, _)| id);
+        if let Err(e) = validate_id("processing block", id) {
+            refused.insert(id.to_string(), e.to_string());
+            continue;
+        }
         match rest.split_once('/') {
             None => {
                 let pb = ProcessingBlock::read(rest, &value).map_err(|e| e.to_string());
+                if let Err(e) = &pb {
+                    refused.insert(rest.to_string(), e.clone());
+                }
                 snapshot.processing_blocks.insert(rest.to_string(), pb);
             }
             Some((pb_id, entry)) => entries.push((pb_id.to_string(), entry.to_string(), value)),
@@ -94,6 +111,10 @@ async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
     let below = format!("{}/", paths::DEPLOY);
     for (path, value) in t.list_values(&below, 1).await? {
         let Some(rest) = path.strip_prefix(&below) else { continue };
+        // The Helm deployer reports these.
+        if validate_id("deployment", rest.split_once('/').map_or(rest, |(id, _)| id)).is_err() {
+            continue;
+        }
         match rest.split_once('/') {
             None => {
                 snapshot.deployments.insert(rest.to_string());
@@ -107,7 +128,7 @@ async fn read_snapshot(t: &Txn) -> Result<Snapshot, Error> {
             Some(_) => {}
         }
     }
-    Ok(snapshot)
+    Ok((snapshot, refused))
 }
 
 async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
@@ -145,25 +166,29 @@ pub async fn run(controller: Controller) {
 async fn work(c: &Controller) -> Result<(), Error> {
     let leader = paths::leader(LEADER);
     let mut watcher = c.config.watcher().with_timeout(Duration::from_secs(30));
+    let mut reported = Refusals::default();
     loop {
-        let actions = watcher
+        let pass = watcher
             .txn(|t| {
                 let leader = &leader;
                 async move {
                     if !t.is_owner_of(leader).await? {
                         return Ok(None);
                     }
-                    let snapshot = read_snapshot(&t).await?;
+                    let (snapshot, refused) = read_snapshot(&t).await?;
                     let mut actions = plan(&snapshot, &c.scripts, &c.settings);
                     actions.truncate(MAX_ACTIONS_PER_TRANSACTION);
                     apply(&t, &actions).await?;
-                    Ok(Some(actions))
+                    Ok(Some((actions, refused)))
                 }
             })
             .await?;
-        match actions {
+        match pass {
             None => return Err(Error::Invalid(format!("{leader} no longer names this process"))),
-            Some(actions) => {
+            Some((actions, refused)) => {
+                for (pb_id, error) in reported.update(refused) {
+                    tracing::warn!(pb_id, error, "processing block refused");
+                }
                 // What this pass wrote does not wake the watcher (it follows changes after the commit), and some
                 // plans take two passes (a stale deployment goes, then the new one comes) or more (more actions
                 // than one transaction takes): after any change, the next pass runs at once.

@@ -170,3 +170,41 @@ macro_rules! on_both {
 }
 
 on_both!(seed_flow, racing_controllers_never_duplicate, a_hundred_blocks_at_once);
+
+/// Blocks whose ID cannot name a key (written by another client, with entries below them and a deployment
+/// named after them) neither stop the controller nor fill its log: each is logged once, however many passes
+/// see it, and the other blocks get their scripts.
+#[tokio::test]
+async fn entries_with_ids_that_name_no_key_are_logged_once_and_stop_nothing() {
+    let logs = sdp_testkit::Logs::capture();
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let port = server.server.addr.port();
+    let block = |id: &str| json!({"pb_id": id, "workflow": {"type": "batch", "id": "testdask", "version": "0.1.0"}});
+    for id in ["..", "é"] {
+        sdp_testkit::put_unchecked(port, &format!("/pb/{id}"), &block(id).to_string()).await;
+    }
+    sdp_testkit::put_unchecked(port, "/pb/../state", r#"{"state": "executing"}"#).await;
+    sdp_testkit::put_unchecked(port, "/deploy/é-workflow", "{}").await;
+    let metrics = sdp_processing::Metrics::default();
+    let running = tokio::spawn(sdp_processing::run(Controller { metrics: metrics.clone(), ..controller(&config) }));
+    for i in 0..10 {
+        let id = format!("good-{i}");
+        config
+            .txn(|t| {
+                let id = id.clone();
+                async move { t.create_processing_block(&ProcessingBlock::new(&id, "batch:testdask:0.1.0".parse()?)).await }
+            })
+            .await
+            .unwrap();
+        let deploy_id = format!("{id}-workflow");
+        eventually("the good block's script deployment", || async { deployments(&config).await.contains(&deploy_id) })
+            .await;
+    }
+    assert!(metrics.reconciles.get() >= 10);
+    for id in ["\"..\"", "\"é\""] {
+        assert_eq!(logs.lines_with(&["WARN", id]).len(), 1, "{:#?}", logs.lines_with(&["WARN"]));
+    }
+    running.abort();
+    server.stop().await;
+}

@@ -126,6 +126,7 @@ async fn config(State(app): State<Arc<App>>) -> Json<Value> {
         "rucio_base_url": s.rucio_base_url,
         "database": app.db.backend(),
         "api_token_required": s.api_token.is_some(),
+        "create_file_overwrites": s.may_overwrite(),
     }))
 }
 
@@ -258,7 +259,8 @@ async fn create_file(State(app): State<Arc<App>>, Json(f): Json<NewFile>) -> Res
         return Err(paths::PathError::Empty { what: "filename", root: "storage root" }.into());
     }
     let path = match paths::resolve_source(root, &rel, &f.filename)? {
-        Source::Found(p) if p.is_file() => p,
+        Source::Found(p) if p.is_file() && app.settings.may_overwrite() => p,
+        Source::Found(p) if p.is_file() => return Err(Error::Overwrite(f.filename)),
         Source::Found(_) => return Err(Error::BadRequest(format!("`{}` is a folder: give a file name", f.filename))),
         Source::Missing(p) => p,
     };

@@ -34,6 +34,16 @@ pub struct Settings {
     pub rucio_token: Option<Secret>,
     pub database_url: Secret,
     pub api_token: Option<Secret>,
+    /// `POST /create-file/` may replace an existing file even without an API token.
+    pub allow_overwrite: bool,
+}
+
+impl Settings {
+    /// Whether `POST /create-file/` may replace a file in the storage root: source data is only overwritten by
+    /// callers holding the API token, or where the operator said anyone may.
+    pub fn may_overwrite(&self) -> bool {
+        self.api_token.is_some() || self.allow_overwrite
+    }
 }
 
 /// A configuration that cannot be used.
@@ -110,6 +120,9 @@ pub struct UpArgs {
     /// When set, every API route but /health needs `Authorization: Bearer <token>`.
     #[arg(long, env = "STAGING_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Let `POST /create-file/` replace existing files without an API token (with one, token holders may).
+    #[arg(long, env = "STAGING_ALLOW_OVERWRITE")]
+    pub allow_overwrite: bool,
 }
 
 /// The YAML file: the chart's `config:` keys.
@@ -135,6 +148,7 @@ struct FileConfig {
     mysql_password: Option<String>,
     data_dir: Option<PathBuf>,
     api_token: Option<String>,
+    allow_overwrite: Option<bool>,
 }
 
 /// The tracing filter for a `LOGGING_LEVEL` as the original took it (Python's level names).
@@ -220,6 +234,7 @@ impl UpArgs {
             rucio_token: nonempty(self.rucio_auth_token.or(file.rucio_auth_token)).map(Secret),
             database_url: Secret(database_url),
             api_token: nonempty(self.api_token.or(file.api_token)).map(Secret),
+            allow_overwrite: self.allow_overwrite || file.allow_overwrite.unwrap_or(false),
         })
     }
 }
@@ -263,7 +278,7 @@ mod tests {
         std::fs::write(
             &path,
             "allowedMethods: [local_copy, jupyter_copy]\njupyterHubUrl: https://hub/\nsourceStoragePath: /s\n\
-             targetStoragePath: /t\nloggingLevel: DEBUG\nrucioBaseUrl: https://rucio\nunrelated: 1\n",
+             targetStoragePath: /t\nloggingLevel: DEBUG\nrucioBaseUrl: https://rucio\nallowOverwrite: true\nunrelated: 1\n",
         )
         .unwrap();
         let args =
@@ -274,6 +289,8 @@ mod tests {
         assert_eq!((s.source_root.to_str(), s.target_root.to_str()), (Some("/s"), Some("/env")));
         assert_eq!(s.log_filter, "debug,sqlx=warn");
         assert_eq!(s.listen.to_string(), "0.0.0.0:8000");
+        assert!(s.allow_overwrite && s.may_overwrite());
+        assert!(!UpArgs::default().settings().unwrap().may_overwrite());
         let s = UpArgs { config: Some(path), allowed_methods: Some("local_symlink".into()), ..Default::default() };
         assert_eq!(s.settings().unwrap().allowed_methods, vec![Method::LocalSymlink]);
         assert_eq!(format!("{:?}", Secret("tok".into())), "***");

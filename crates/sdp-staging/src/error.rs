@@ -26,6 +26,11 @@ pub enum Error {
     SourceMissing(String),
     #[error("missing or wrong token: send `Authorization: Bearer <token>` with the service's STAGING_API_TOKEN")]
     Unauthorized,
+    #[error(
+        "`{0}` exists in the storage root and is source data: replacing it needs the service's STAGING_API_TOKEN \
+         (then only its holders may) or STAGING_ALLOW_OVERWRITE=true"
+    )]
+    Overwrite(String),
     #[error(transparent)]
     Jupyter(#[from] JupyterError),
     #[error(transparent)]
@@ -47,6 +52,7 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::SourceMissing(_) => StatusCode::NOT_FOUND,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Overwrite(_) => StatusCode::CONFLICT,
             Error::Jupyter(e) => match e {
                 JupyterError::NotConfigured | JupyterError::NoToken => StatusCode::BAD_REQUEST,
                 JupyterError::Refused { .. } => StatusCode::FORBIDDEN,

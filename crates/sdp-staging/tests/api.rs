@@ -292,6 +292,43 @@ async fn bearer_token_guards_everything_but_health() {
     assert_eq!(log.json::<Value>().await.unwrap()["total"], 0);
 }
 
+/// `create-file` replaces source data only where the operator allowed it: with an API token (its holders may)
+/// or STAGING_ALLOW_OVERWRITE; otherwise 409 and the file is left as it was.
+#[tokio::test]
+async fn create_file_replaces_source_data_only_when_allowed() {
+    async fn create(s: &peers::Service, token: Option<&str>, name: &str, content: &str) -> (u16, Value) {
+        let mut req = sdp_staging::http_client()
+            .build()
+            .unwrap()
+            .post(format!("{}/create-file/", s.base))
+            .json(&json!({"filename": name, "content": content}));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    }
+    let by_default = start_service(|_| {}).await;
+    std::fs::write(by_default.storage.join("obs.dat"), "visibilities").unwrap();
+    let (status, body) = create(&by_default, None, "obs.dat", "replaced").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("STAGING_ALLOW_OVERWRITE"), "{body}");
+    assert_eq!(std::fs::read_to_string(by_default.storage.join("obs.dat")).unwrap(), "visibilities");
+    assert_eq!(create(&by_default, None, "new.dat", "new").await.0, 200);
+    assert_eq!(by_default.get("/config/").await["create_file_overwrites"], false);
+
+    let allowed = start_service(|st| st.allow_overwrite = true).await;
+    std::fs::write(allowed.storage.join("obs.dat"), "visibilities").unwrap();
+    assert_eq!(create(&allowed, None, "obs.dat", "replaced").await.0, 200);
+    assert_eq!(std::fs::read_to_string(allowed.storage.join("obs.dat")).unwrap(), "replaced");
+
+    let guarded = start_service(|st| st.api_token = Some(sdp_staging::config::Secret("s3cret".into()))).await;
+    std::fs::write(guarded.storage.join("obs.dat"), "visibilities").unwrap();
+    assert_eq!(create(&guarded, None, "obs.dat", "replaced").await.0, 401);
+    assert_eq!(create(&guarded, Some("s3cret"), "obs.dat", "replaced").await.0, 200);
+    assert_eq!(std::fs::read_to_string(guarded.storage.join("obs.dat")).unwrap(), "replaced");
+}
+
 /// A stand-in for Rucio's replicas API (Rucio itself cannot run here): answers only with the right token.
 async fn fake_rucio(storage: &Path) -> String {
     use axum::extract::Path as UrlPath;
@@ -371,6 +408,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
         .env("JUPYTERHUB_URL", "http://127.0.0.1:1/")
         .env("LOGGING_LEVEL", "DEBUG")
         .env("JUPYTERHUB_API_TOKEN", "hub-token-never-shown")
+        .env("STAGING_ALLOW_OVERWRITE", "true")
         .env_remove("DATABASE_URL")
         .env_remove("MYSQL_HOST")
         .env_remove("SOURCE_STORAGE_PATH")
@@ -385,6 +423,7 @@ async fn the_binary_takes_the_charts_environment_and_config_file() {
     assert_eq!(config["source_storage_path"], json!(storage));
     assert_eq!(config["target_storage_path"], json!(dir.path().join("users")));
     assert_eq!(config["jupyterhub_url"], "http://127.0.0.1:1");
+    assert_eq!(config["create_file_overwrites"], true);
     assert!(!config.to_string().contains("hub-token-never-shown"));
     assert!(dir.path().join("data/staging.db").exists());
 

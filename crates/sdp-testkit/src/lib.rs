@@ -2,7 +2,10 @@
 //! and is killed when its handle is dropped.
 
 pub mod cluster;
+mod logs;
 pub mod tls;
+
+pub use logs::{put_unchecked, Logs};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -121,6 +121,10 @@ struct HelmArgs {
     /// Chart repository for charts not found locally (added as `helmdeploy`).
     #[arg(long, env = "SDP_CHART_REPO_URL")]
     chart_repo_url: Option<String>,
+    /// OCI registries that `oci://` charts may come from, comma-separated `host` or `host:port` (none by
+    /// default: every `oci://` chart is refused).
+    #[arg(long, env = "SDP_HELM_OCI_REGISTRIES", value_delimiter = ',')]
+    helm_oci_registries: Vec<String>,
     /// The helm program.
     #[arg(long, env = "SDP_HELM", default_value = "helm")]
     helm: PathBuf,
@@ -284,7 +288,13 @@ async fn start_helm_deployer(
             bin: helm.helm.clone(),
             namespace: namespace.clone(),
             charts_dir: Some(charts_dir),
-            repo: helm.chart_repo_url.clone().map(|url| ("helmdeploy".to_string(), url)),
+            repo: helm.chart_repo_url.clone().map(|url| (sdp_helmdeploy::helm::REPOSITORY.to_string(), url)),
+            oci_registries: helm
+                .helm_oci_registries
+                .iter()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .collect(),
         },
         mode: mode.clone(),
         work_dir: data_dir.join("helm-values"),

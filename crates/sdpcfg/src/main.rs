@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use cli::{Command, Invocation, ParseOutcome, USAGE};
-use sdp_config::{json, Config, Deployment, Error, Txn, MAX_RECURSION};
+use sdp_config::{json, Config, Deployment, Error, Settings, Txn, MAX_RECURSION};
 use serde_json::Value;
 
 fn main() -> ExitCode {
@@ -61,7 +61,15 @@ fn parse_yaml(what: &str, text: &str) -> Result<Value, Error> {
 
 async fn run(inv: Invocation) -> Result<(), Error> {
     let io_error = |e: std::io::Error| Error::Invalid(format!("cannot read standard input: {e}"));
-    let mut config = Config::from_env().await?;
+    let settings = Settings::from_env()?;
+    if settings.backend == "memory" {
+        return Err(Error::Invalid(
+            "SDP_CONFIG_BACKEND=memory keeps entries only inside one process: what sdpcfg wrote would be gone when it \
+             exits. Use etcd3 (the default), with SDP_CONFIG_HOST and SDP_CONFIG_PORT naming the database"
+                .into(),
+        ));
+    }
+    let mut config = Config::connect(&settings).await?;
     if let Some(prefix) = &inv.prefix {
         config = config.with_prefix(prefix)?;
     }

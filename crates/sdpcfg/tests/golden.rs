@@ -192,6 +192,12 @@ fn errors_are_one_clear_line(cli: &Cli) {
     assert!(usage.starts_with("Path must start with '/'!\nKey path must not end with '/'!\n"), "{usage}");
     assert!(cli.fails(&["get", "/a b"]).starts_with("Path contains non-permissable characters!\n"));
     assert!(cli.fails(&["bogus"]).starts_with("Command line utility"));
+    // A deployment's arguments are named values.
+    for args in ["nope", "[1, 2]", "3", "null"] {
+        let bad = cli.fails(&["deploy", "helm", "dask", args]);
+        assert!(bad.starts_with("sdpcfg: args of deployment dask must be a JSON object of named values"), "{bad}");
+        assert_eq!(bad.lines().count(), 1);
+    }
     // Nothing stored was touched by the failures.
     assert_eq!(cli.ok(&["ls", "-R", "/"]), "Keys with / prefix: /a\n");
 }
@@ -206,4 +212,17 @@ fn unreachable_server() {
     let out = cli.run_with_stdin(&["ls", "/"], "", &[("SDP_CONFIG_PORT", "http")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SDP_CONFIG_PORT=\"http\" is not a port number"));
+}
+
+/// The memory backend would keep what sdpcfg writes only until it exits: refused, with nothing printed as done.
+#[test]
+fn the_memory_backend_is_refused() {
+    let cli = Cli { port: sdp_testkit::free_port() };
+    for args in [&["create", "/a", "1"][..], &["deploy", "helm", "dask", "{chart: dask}"], &["ls", "/"]] {
+        let out = cli.run_with_stdin(args, "", &[("SDP_CONFIG_BACKEND", "memory")]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("sdpcfg: SDP_CONFIG_BACKEND=memory keeps entries only inside one process"), "{err}");
+    }
 }
