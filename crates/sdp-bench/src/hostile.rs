@@ -71,7 +71,11 @@ pub async fn hostile_probes(flood: usize) {
     let report = |name: &str, answer: &str| {
         let (rss, peak) = memory_mib(pid);
         let alive = std::fs::metadata(format!("/proc/{pid}")).is_ok();
-        println!("{name:<46} {:<70} {rss:>8.0} {peak:>8.0}  {}", answer.replace('\n', " "), if alive { "yes" } else { "NO" });
+        println!(
+            "{name:<46} {:<70} {rss:>8.0} {peak:>8.0}  {}",
+            answer.replace('\n', " "),
+            if alive { "yes" } else { "NO" }
+        );
     };
 
     let answer = probe.post("/v3/lease/grant", &json!({"TTL": "9223372036854775807"})).await;
@@ -81,9 +85,7 @@ pub async fn hostile_probes(flood: usize) {
     let answer = probe.post("/v3/kv/put", &json!({"key": BASE64.encode("big"), "value": big})).await;
     report("put a 1.4 MB value", &answer);
     let ranges = |n: usize| (0..n).map(|_| json!({"request_range": {"key": BASE64.encode("big")}})).collect::<Vec<_>>();
-    let nested = |levels: usize, each: usize| {
-        json!({"success": (0..levels).map(|_| json!({"request_txn": {"success": ranges(each)}})).collect::<Vec<_>>()})
-    };
+    let nested = |levels: usize, each: usize| json!({"success": (0..levels).map(|_| json!({"request_txn": {"success": ranges(each)}})).collect::<Vec<_>>()});
     report("txn: 10 nested txns x 10 ranges of it", &probe.post("/v3/kv/txn", &nested(10, 10)).await);
     report("txn: 128 nested txns x 128 ranges of it", &probe.post("/v3/kv/txn", &nested(128, 128)).await);
 
