@@ -130,17 +130,21 @@ pub async fn hostile_probes(flood: usize) {
         use tokio::io::AsyncWriteExt;
         let _ = stream.write_all(b"POST /v3/kv/range HTTP/1.1\r\nHost: x\r\n").await;
     }
-    let during = probe.answers().await;
+    // A client connected before the flood (as the daemons are) and one that connects during it.
+    let connected = probe.answers().await;
+    let fresh = Probe { http: reqwest::Client::new(), base: probe.base.clone() };
+    let new_client = tokio::time::timeout(Duration::from_secs(5), fresh.answers()).await.unwrap_or(false);
     report(
         &format!("flood: {} idle + {} half-sent connections", held.len(), flood / 100),
-        &format!("{failed} connects failed; a new client answered during the flood: {during}"),
+        &format!("{failed} connects failed; answered: connected client {connected}, new client {new_client}"),
     );
     drop(held);
     let waited = Instant::now();
-    while !probe.answers().await && waited.elapsed() < Duration::from_secs(90) {
+    let fresh = Probe { http: reqwest::Client::new(), base: probe.base.clone() };
+    while !fresh.answers().await && waited.elapsed() < Duration::from_secs(90) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    report("after the flood", &format!("answers again after {:.1} s", waited.elapsed().as_secs_f64()));
+    report("after the flood", &format!("a new client answers after {:.1} s", waited.elapsed().as_secs_f64()));
 
     // SIGTERM, as an operator stops it; then the same data folder must start.
     // SAFETY: kill sends a signal to the child this function started.

@@ -88,7 +88,9 @@ struct State {
     /// Versions of each key.
     history: BTreeMap<Vec<u8>, Versions>,
     /// Every event since the compaction revision, in order.
-    log: VecDeque<(Revision, Event)>,
+    /// Which key changed at each revision, in order. The versions themselves are in `history` only: a
+    /// watch replaying the past reads them there, so that a value is held once, not once per event.
+    log: VecDeque<(Revision, Vec<u8>)>,
     leases: HashMap<LeaseId, Lease>,
     watchers: HashMap<u64, Watcher>,
     next_watcher: u64,
@@ -303,12 +305,13 @@ impl Store {
             let mut batch: EventBatch = Vec::new();
             let mut batch_rev = 0;
             let first = state.log.partition_point(|(rev, _)| *rev < start_revision);
-            for (rev, ev) in state.log.range(first..).filter(|(_, ev)| range.contains(&ev.kv.key)) {
+            let changes = state.log.range(first..).filter(|(_, key)| range.contains(key));
+            for (rev, ev) in changes.filter_map(|(rev, key)| Some((rev, state.event_at(key, *rev)?))) {
                 if *rev != batch_rev && !batch.is_empty() {
                     let _ = tx.send(std::mem::take(&mut batch));
                 }
                 batch_rev = *rev;
-                batch.push(ev.clone());
+                batch.push(ev);
             }
             if !batch.is_empty() {
                 let _ = tx.send(batch);
@@ -676,6 +679,24 @@ impl State {
         })
     }
 
+    /// The change of `key` at `revision`, with the version before it, rebuilt from the key's history.
+    fn event_at(&self, key: &[u8], revision: Revision) -> Option<Event> {
+        let versions = self.history.get(key)?;
+        let at = versions.partition_point(|(rev, _)| *rev <= revision).checked_sub(1)?;
+        let (rev, version) = &versions[at];
+        if *rev != revision {
+            return None;
+        }
+        let prev_kv = at.checked_sub(1).and_then(|before| versions[before].1.clone());
+        Some(match version {
+            Some(kv) => Event { kind: EventKind::Put, kv: kv.clone(), prev_kv },
+            None => {
+                let kv = KeyValue { key: key.to_vec(), mod_revision: revision, ..KeyValue::default() };
+                Event { kind: EventKind::Delete, kv, prev_kv }
+            }
+        })
+    }
+
     /// A record that rebuilds the live state (without history) when applied to an empty store.
     fn snapshot(&self) -> Record {
         let none = BTreeMap::new();
@@ -741,7 +762,7 @@ impl State {
                     };
                     self.bytes += version_size(&ev.kv.key, entry.as_ref());
                     self.history.entry(ev.kv.key.clone()).or_default().push((revision, entry));
-                    self.log.push_back((revision, ev.clone()));
+                    self.log.push_back((revision, ev.kv.key.clone()));
                 }
                 self.revision = revision;
                 self.notify(&events);
@@ -775,10 +796,11 @@ impl State {
                 }
                 let mut freed = 0;
                 self.history.retain(|key, versions| {
-                    // Keep the newest version at or before the compaction revision, unless it is a deletion.
+                    // Keep the newest version at or before the compaction revision, unless it is a deletion before
+                    // it (one at the compaction revision is still an event a watch from there replays).
                     let keep_from = versions.partition_point(|(rev, _)| *rev <= revision).saturating_sub(1);
                     freed += versions.drain(..keep_from).map(|(_, kv)| version_size(key, kv.as_ref())).sum::<u64>();
-                    if versions.len() == 1 && versions[0].1.is_none() && versions[0].0 <= revision {
+                    if versions.len() == 1 && versions[0].1.is_none() && versions[0].0 < revision {
                         freed += version_size(key, None);
                         versions.clear();
                     }
