@@ -454,11 +454,11 @@ impl Follower {
 /// is unreachable when it cannot be reached, else the server's answer.
 fn connection_error(endpoint: &str, tls: Tls, e: etcd::Error) -> Error {
     let detail = match &e {
-        etcd::Error::TransportError(t) => with_sources(t.to_string(), t.source()),
-        etcd::Error::IoError(io) => with_sources(io.to_string(), io.source()),
+        etcd::Error::TransportError(t) => sdp_ops::with_causes(t.to_string(), t.source()),
+        etcd::Error::IoError(io) => sdp_ops::with_causes(io.to_string(), io.source()),
         // A status with a source is the transport's, whatever its code.
         etcd::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable || s.source().is_some() => {
-            with_sources(s.message().to_string(), s.source())
+            sdp_ops::with_causes(s.message().to_string(), s.source())
         }
         _ => return Error::Backend(e.to_string()),
     };
@@ -466,18 +466,6 @@ fn connection_error(endpoint: &str, tls: Tls, e: etcd::Error) -> Error {
         Some(fix) => Error::TlsRefused { endpoint: endpoint.to_string(), detail, fix },
         None => Error::Unreachable { endpoint: endpoint.to_string(), detail },
     }
-}
-
-/// An error's text followed by its sources' on one line (a TLS alert is usually a few sources deep).
-fn with_sources(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn stored_from_kv(kv: kv::KeyValue) -> Stored {

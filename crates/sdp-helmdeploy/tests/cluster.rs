@@ -113,13 +113,7 @@ async fn processing_block_to_running_pods_and_back() {
     // Deleting the processing block uninstalls the release and removes the state.
     let id = pb_id.as_str();
     config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
-    let helm = Helm {
-        bin: sdp_testkit::helm(),
-        namespace: namespace.clone(),
-        charts_dir: None,
-        repo: None,
-        oci_registries: vec![],
-    };
+    let helm = helm_in(&namespace);
     eventually("release uninstalled", || async { helm.list().await.is_ok_and(|r| r.is_empty()) }).await;
     eventually("state removed", || async { state().await.is_none() }).await;
 
@@ -199,13 +193,7 @@ async fn a_failed_release_is_retried_after_a_restart() {
     };
     let deployer = start();
     eventually("the install failed on the quota", || async { status().await == "failed" }).await;
-    let helm = Helm {
-        bin: sdp_testkit::helm(),
-        namespace: namespace.clone(),
-        charts_dir: None,
-        repo: None,
-        oci_registries: vec![],
-    };
+    let helm = helm_in(&namespace);
     eventually("helm holds a failed release", || async {
         helm.list().await.is_ok_and(|r| r.iter().any(|r| r.name == "retry-workflow" && r.status == "failed"))
     })
@@ -219,4 +207,9 @@ async fn a_failed_release_is_retried_after_a_restart() {
     restarted.abort();
     Api::<Namespace>::all(client).delete(&namespace, &Default::default()).await.unwrap();
     server.stop().await;
+}
+
+/// helm on `namespace`, to look at the releases the deployer made.
+fn helm_in(namespace: &str) -> Helm {
+    Helm { bin: sdp_testkit::helm(), namespace: namespace.to_string(), charts_dir: None, repo: None, oci_registries: vec![] }
 }

@@ -3,10 +3,12 @@
 //! set-up, the shutdown signal, and refused entries logged once ([`refusals`]).
 
 #[cfg(feature = "server")]
+pub mod causes;
 pub mod http;
 pub mod refusals;
 pub mod retry;
 
+pub use causes::{causes, with_causes};
 pub use refusals::Refusals;
 pub use retry::{Backoff, Policy};
 

@@ -7,7 +7,6 @@
 //! [`local`], [`jupyter`], [`rucio`] and [`db`] the I/O.
 
 pub mod api;
-mod causes;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -110,14 +110,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("test={peer_url}")]);
         if let Some(certs) = &certs {
-            command
-                .arg("--cert-file")
-                .arg(&certs.server_cert)
-                .arg("--key-file")
-                .arg(&certs.server_key)
-                .arg("--trusted-ca-file")
-                .arg(&certs.ca)
-                .arg("--client-cert-auth");
+            command.args(certs.server_args());
         }
         let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("cannot start etcd");
         let child = KillOnDrop(child);

@@ -56,6 +56,18 @@ impl TestCerts {
         }
     }
 
+    /// etcd's options (which `sdp up` shares) for a server with the server certificate that asks every client
+    /// for one the CA signed.
+    pub fn server_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        for (flag, path) in [("--cert-file", &self.server_cert), ("--key-file", &self.server_key), ("--trusted-ca-file", &self.ca)] {
+            args.push(flag.into());
+            args.push(path.into());
+        }
+        args.push("--client-cert-auth".into());
+        args
+    }
+
     /// etcdctl's options for a client with the client certificate (`--cacert --cert --key`).
     pub fn etcdctl_args(&self) -> Vec<std::ffi::OsString> {
         let flag = |name: &str, path: &Path| {

@@ -17,13 +17,7 @@ async fn every_client_of_the_platform_connects_with_its_certificate() {
     let certs = TestCerts::new(dir.path());
     let (port, lmc_port) = (free_port(), free_port());
     let mut up = up_command(port, lmc_port, &dir.path().join("data"));
-    up.arg("--cert-file")
-        .arg(&certs.server_cert)
-        .arg("--key-file")
-        .arg(&certs.server_key)
-        .arg("--trusted-ca-file")
-        .arg(&certs.ca)
-        .arg("--client-cert-auth");
+    up.args(certs.server_args());
     // The platform's own clients take their certificate where every client of ours does.
     for (name, value) in certs.client_env(port) {
         if name != "SDP_CONFIG_HOST" && name != "SDP_CONFIG_PORT" {
