@@ -67,7 +67,7 @@ async fn processing_block_to_running_pods_and_back() {
                 config_host: "etcd".into(),
                 config_port: 2379,
                 helm_namespace: namespace.clone(),
-                runner: sdp_processing::ScriptRunner::Helm,
+                runner: sdp_processing::ScriptRunner::Helm { tls_secret: None },
             },
             lease_ttl: 5,
             metrics: Default::default(),

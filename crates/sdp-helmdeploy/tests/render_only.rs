@@ -84,7 +84,7 @@ async fn flow(config: Config) {
             config_host: "etcd.example".into(),
             config_port: 2379,
             helm_namespace: "sdp".into(),
-            runner: sdp_processing::ScriptRunner::Helm,
+            runner: sdp_processing::ScriptRunner::Helm { tls_secret: None },
         },
         lease_ttl: 3,
         metrics: Default::default(),

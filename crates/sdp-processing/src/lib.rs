@@ -48,8 +48,10 @@ pub fn builtin_scripts() -> Vec<ScriptDefinition> {
 /// How processing scripts are deployed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScriptRunner {
-    /// The `workflow` chart with the script definition's image (on a cluster).
-    Helm,
+    /// The `workflow` chart with the script definition's image (on a cluster). `tls_secret` names the Secret,
+    /// in the scripts' namespace, that holds their client certificate for a database on TLS
+    /// (`configDb.tlsSecret`).
+    Helm { tls_secret: Option<String> },
     /// A local process `sdp script <name> <pb_id>` (`sdp up`): the process deployer knows the program and
     /// passes the database settings.
     Process,
@@ -230,7 +232,7 @@ fn script_deployment(
     settings: &ControllerSettings,
 ) -> Deployment {
     let (kind, args) = match &settings.runner {
-        ScriptRunner::Helm => {
+        ScriptRunner::Helm { tls_secret } => {
             let mut values = Map::new();
             values.insert("env.SDP_CONFIG_HOST".into(), json!(settings.config_host));
             if settings.config_port != DEFAULT_CONFIG_PORT {
@@ -239,6 +241,9 @@ fn script_deployment(
             values.insert("env.SDP_HELM_NAMESPACE".into(), json!(settings.helm_namespace));
             values.insert("pb_id".into(), json!(pb_id));
             values.insert("wf_image".into(), json!(script.image));
+            if let Some(secret) = tls_secret {
+                values.insert("configDb.tlsSecret".into(), json!(secret));
+            }
             ("helm", json!({"chart": SCRIPT_CHART, "values": values}))
         }
         ScriptRunner::Process => ("process-direct", json!({"script": script.name, "pb_id": pb_id})),

@@ -15,7 +15,7 @@ fn controller(config: &Config) -> Controller {
             config_host: "127.0.0.1".into(),
             config_port: 2379,
             helm_namespace: "sdp".into(),
-            runner: ScriptRunner::Helm,
+            runner: ScriptRunner::Helm { tls_secret: None },
         },
         lease_ttl: 3,
         metrics: Default::default(),

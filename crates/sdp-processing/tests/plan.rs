@@ -9,7 +9,7 @@ fn settings() -> ControllerSettings {
         config_host: "sdp-prototype-etcd-client.default.svc.cluster.local".into(),
         config_port: 2379,
         helm_namespace: "sdp".into(),
-        runner: ScriptRunner::Helm,
+        runner: ScriptRunner::Helm { tls_secret: None },
     }
 }
 
@@ -211,4 +211,16 @@ fn a_block_deleted_and_created_again_before_the_controller_looked_gets_a_fresh_s
     snapshot.script_states.clear();
     let actions = plan(&snapshot, &builtin_scripts(), &settings());
     assert!(matches!(&actions[0], Action::CreateDeployment(d) if d.deploy_id == "p-workflow"));
+}
+
+#[test]
+fn on_a_database_with_tls_the_script_pod_gets_its_client_certificate() {
+    let snapshot = Snapshot { processing_blocks: [pb("pb-1", "batch:test_batch:0.1.0")].into(), ..Default::default() };
+    let settings = ControllerSettings { runner: ScriptRunner::Helm { tls_secret: Some("scripts-tls".into()) }, ..settings() };
+    let actions = plan(&snapshot, &builtin_scripts(), &settings);
+    let Action::CreateDeployment(d) = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(d.args["values"]["configDb.tlsSecret"], "scripts-tls");
+    let without = plan(&snapshot, &builtin_scripts(), &self::settings());
+    let Action::CreateDeployment(d) = &without[0] else { panic!("{without:?}") };
+    assert!(d.args["values"].get("configDb.tlsSecret").is_none());
 }

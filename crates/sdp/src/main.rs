@@ -104,6 +104,10 @@ struct ScriptArgs {
     /// `helm` (the workflow chart, the default of `sdp processing-controller`).
     #[arg(long, env = "SDP_SCRIPT_RUNNER", value_enum)]
     script_runner: Option<Runner>,
+    /// With the `helm` runner and a database on TLS: the Secret in the scripts' namespace with their client
+    /// certificate (ca.crt, tls.crt, tls.key), mounted for SDP_CONFIG_CACERT, SDP_CONFIG_CERT, SDP_CONFIG_KEY.
+    #[arg(long, env = "SDP_SCRIPT_TLS_SECRET")]
+    script_tls_secret: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -213,7 +217,7 @@ fn start_processing_controller(
 ) -> JoinHandle<()> {
     let metrics = sdp_processing::Metrics::register(registry);
     let runner = match scripts.script_runner.unwrap_or(default_runner) {
-        Runner::Helm => sdp_processing::ScriptRunner::Helm,
+        Runner::Helm => sdp_processing::ScriptRunner::Helm { tls_secret: scripts.script_tls_secret.clone() },
         Runner::Process => sdp_processing::ScriptRunner::Process,
     };
     tracing::info!(?runner, "processing scripts");
