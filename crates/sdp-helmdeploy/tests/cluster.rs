@@ -211,5 +211,11 @@ async fn a_failed_release_is_retried_after_a_restart() {
 
 /// helm on `namespace`, to look at the releases the deployer made.
 fn helm_in(namespace: &str) -> Helm {
-    Helm { bin: sdp_testkit::helm(), namespace: namespace.to_string(), charts_dir: None, repo: None, oci_registries: vec![] }
+    Helm {
+        bin: sdp_testkit::helm(),
+        namespace: namespace.to_string(),
+        charts_dir: None,
+        repo: None,
+        oci_registries: vec![],
+    }
 }

@@ -216,7 +216,8 @@ fn a_block_deleted_and_created_again_before_the_controller_looked_gets_a_fresh_s
 #[test]
 fn on_a_database_with_tls_the_script_pod_gets_its_client_certificate() {
     let snapshot = Snapshot { processing_blocks: [pb("pb-1", "batch:test_batch:0.1.0")].into(), ..Default::default() };
-    let settings = ControllerSettings { runner: ScriptRunner::Helm { tls_secret: Some("scripts-tls".into()) }, ..settings() };
+    let settings =
+        ControllerSettings { runner: ScriptRunner::Helm { tls_secret: Some("scripts-tls".into()) }, ..settings() };
     let actions = plan(&snapshot, &builtin_scripts(), &settings);
     let Action::CreateDeployment(d) = &actions[0] else { panic!("{actions:?}") };
     assert_eq!(d.args["values"]["configDb.tlsSecret"], "scripts-tls");

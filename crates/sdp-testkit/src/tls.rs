@@ -60,7 +60,9 @@ impl TestCerts {
     /// for one the CA signed.
     pub fn server_args(&self) -> Vec<std::ffi::OsString> {
         let mut args = Vec::new();
-        for (flag, path) in [("--cert-file", &self.server_cert), ("--key-file", &self.server_key), ("--trusted-ca-file", &self.ca)] {
+        for (flag, path) in
+            [("--cert-file", &self.server_cert), ("--key-file", &self.server_key), ("--trusted-ca-file", &self.ca)]
+        {
             args.push(flag.into());
             args.push(path.into());
         }
