@@ -23,13 +23,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
+/// An HTTP/1 request's headers (and the next request's, on a kept-alive connection) must be in within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How connections are bounded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Open client connections at most; more are closed as they arrive (`--max-connections`).
     pub max_connections: usize,
-    /// A connection that carries no request under way and has sent nothing for this long is closed, and so is
-    /// an HTTP/1 connection that does not finish a request's headers within it (`--idle-connection-timeout`).
+    /// A connection that carries no request under way and has sent nothing for this long is closed
+    /// (`--idle-connection-timeout`); an HTTP/1 request's headers must be in within 10 s, or this if shorter.
     pub idle_timeout: Duration,
 }
 
@@ -204,7 +207,7 @@ async fn drive<S>(
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout.min(HEADER_TIMEOUT));
     builder
         .http2()
         .timer(TokioTimer::new())
