@@ -188,12 +188,26 @@ pub struct TxnRequest {
 }
 
 impl TxnRequest {
-    /// Compares and requests of both branches, those of nested transactions included: what one request costs.
+    /// What the transaction may cost, as the operation limit counts it: the larger of its compares (those of
+    /// nested transactions included) and the requests of the costlier branch at each level, a nested
+    /// transaction counting its own requests. A flat transaction costs what etcd counts (its longest list);
+    /// nesting cannot multiply the work past the limit.
     pub fn total_ops(&self) -> usize {
+        self.compares().max(self.requests())
+    }
+
+    fn compares(&self) -> usize {
         let nested = |ops: &[RequestOp]| -> usize {
-            ops.iter().map(|op| if let RequestOp::Txn(t) = op { 1 + t.total_ops() } else { 1 }).sum()
+            ops.iter().map(|op| if let RequestOp::Txn(t) = op { t.compares() } else { 0 }).sum()
         };
         self.compare.len() + nested(&self.success) + nested(&self.failure)
+    }
+
+    fn requests(&self) -> usize {
+        let branch = |ops: &[RequestOp]| -> usize {
+            ops.iter().map(|op| if let RequestOp::Txn(t) = op { 1 + t.requests() } else { 1 }).sum()
+        };
+        branch(&self.success).max(branch(&self.failure))
     }
 }
 

@@ -148,3 +148,35 @@ fn a_snapshot_rebuilds_the_live_state() {
     // The copy goes on from the same revision.
     assert_eq!(put(&copy, "c", "4"), store.revision() + 1);
 }
+
+#[test]
+fn the_operation_limit_counts_nested_requests_but_not_both_branches() {
+    let range = || RequestOp::Range(RangeRequest { range: KeyRange::single("k"), ..Default::default() });
+    let put = |i: usize| RequestOp::Put(PutRequest { key: format!("k{i}").into(), ..Default::default() });
+    let compare = |i: usize| Compare {
+        range: KeyRange::single(format!("k{i}")),
+        result: CompareResult::Equal,
+        target: CompareTarget::Version(0),
+    };
+    // As etcd counts a flat transaction: 100 compares and 100 puts, or 128 requests in each branch, pass.
+    let flat =
+        TxnRequest { compare: (0..100).map(compare).collect(), success: (0..100).map(put).collect(), failure: vec![] };
+    assert_eq!(flat.total_ops(), 100);
+    let branches = TxnRequest {
+        compare: vec![],
+        success: (0..128).map(|_| range()).collect(),
+        failure: (0..128).map(|_| range()).collect(),
+    };
+    assert_eq!(branches.total_ops(), 128);
+    // Nested transactions add up: 10 of 10 ranges cost 110, 100 of 100 cost 10,100.
+    let nested = |levels: usize, each: usize| TxnRequest {
+        success: (0..levels)
+            .map(|_| RequestOp::Txn(TxnRequest { success: (0..each).map(|_| range()).collect(), ..Default::default() }))
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(nested(10, 10).total_ops(), 110);
+    let store = Store::new();
+    assert_eq!(store.txn(&nested(100, 100)).unwrap_err(), Error::TooManyOps { ops: 10_100, limit: 128 });
+    store.txn(&flat).unwrap();
+}

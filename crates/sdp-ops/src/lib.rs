@@ -1,9 +1,10 @@
 //! What every SDP daemon shares, so that they behave alike: named retry policies with capped exponential
 //! backoff ([`retry`]), the operations endpoints `/healthz`, `/readyz` and `/metrics` ([`http`]), tracing
-//! set-up, the shutdown signal, and refused entries logged once ([`refusals`]).
+//! set-up, the shutdown signal, refused entries logged once ([`refusals`]), and errors with their causes
+//! ([`causes`]).
 
-#[cfg(feature = "server")]
 pub mod causes;
+#[cfg(feature = "server")]
 pub mod http;
 pub mod refusals;
 pub mod retry;
