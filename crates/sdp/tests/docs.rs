@@ -186,7 +186,10 @@ fn readme_and_docs_have_no_broken_links() {
 #[test]
 fn readme_fits_on_a_few_screens() {
     let size = fs::metadata(root().join("README.md")).unwrap().len() as usize;
-    assert!(size < README_MAX_BYTES, "README.md is {size} bytes; keep it under {README_MAX_BYTES}: move detail to docs/");
+    assert!(
+        size < README_MAX_BYTES,
+        "README.md is {size} bytes; keep it under {README_MAX_BYTES}: move detail to docs/"
+    );
 }
 
 #[test]
