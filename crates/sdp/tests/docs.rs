@@ -193,6 +193,18 @@ fn readme_fits_on_a_few_screens() {
 }
 
 #[test]
+fn readme_links_every_page_of_docs() {
+    let root = root();
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let missing: Vec<String> = pages(&root)[1..]
+        .iter()
+        .map(|page| format!("docs/{}", page.file_name().unwrap().to_string_lossy()))
+        .filter(|page| !readme.contains(&format!("]({page})")))
+        .collect();
+    assert!(missing.is_empty(), "README.md does not link {missing:?}");
+}
+
+#[test]
 fn anchors_follow_github() {
     assert_eq!(anchor(" Clients over TLS"), "clients-over-tls");
     assert_eq!(anchor(" etcd's JSON gateway"), "etcds-json-gateway");
