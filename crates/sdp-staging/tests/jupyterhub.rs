@@ -91,4 +91,18 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     assert_eq!(status, 404, "{body}");
     // jupyter_copy writes nothing into the local user areas.
     assert_eq!(std::fs::read_dir(&s.users).unwrap().count(), 0);
+
+    // Stopping the hub stops the single-user server it started for alice.
+    let home = hub.home("alice").display().to_string();
+    drop(hub);
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| {
+            let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            environ.split(|b| *b == 0).any(|var| var == format!("HOME={home}").as_bytes())
+        })
+        .map(|p| p.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "processes of the hub's user left running: {left:?}");
 }

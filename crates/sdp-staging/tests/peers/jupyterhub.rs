@@ -1,5 +1,6 @@
 //! A real JupyterHub (PyPI, in the tool cache) with the dummy authenticator and the local-process spawner, its
-//! proxy (npm `configurable-http-proxy`) and API on free loopback ports; killed on drop.
+//! proxy (npm `configurable-http-proxy`) and API on free loopback ports; stopped on drop, with the single-user
+//! servers it spawned.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -122,5 +123,18 @@ c.JupyterHub.load_roles = [{{"name": "staging", "scopes": ["admin:users", "serve
     /// The folder the user's single-user server serves.
     pub fn home(&self, user: &str) -> PathBuf {
         self.dir.path().join("home").join(user)
+    }
+}
+
+impl Drop for JupyterHub {
+    /// SIGTERM first: the hub then stops the single-user servers it spawned and its proxy (`cleanup_servers`);
+    /// the SIGKILL of its handle afterwards would leave them running.
+    fn drop(&mut self) {
+        let hub = &mut self._hub.0;
+        let _ = Command::new("kill").args(["-TERM", &hub.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && matches!(hub.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
