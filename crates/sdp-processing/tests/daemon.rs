@@ -113,7 +113,7 @@ async fn racing_controllers_never_duplicate(config: Config) {
         .map(|_| tokio::spawn(sdp_processing::run(Controller { metrics: metrics.clone(), ..controller(&config) })))
         .collect();
     let new_block = |i: usize| {
-        let workflow = if i % 2 == 0 { "realtime:testdask:0.1.0" } else { "batch:testdask:0.1.0" };
+        let workflow = if i.is_multiple_of(2) { "realtime:testdask:0.1.0" } else { "batch:testdask:0.1.0" };
         config.txn(move |t| async move {
             let id = t.new_processing_block_id(workflow.split(':').next().unwrap()).await?;
             t.create_processing_block(&ProcessingBlock::new(&id, workflow.parse()?)).await
