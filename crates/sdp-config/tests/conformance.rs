@@ -98,13 +98,15 @@ async fn list_values_reads_keys_and_values_at_once(db: Config) {
     let mut watcher = db.watcher();
     watcher.txn(|t| async move { t.list_values("/pb/", 0).await }).await.unwrap();
     let writer = db.clone();
-    tokio::spawn(async move { writer.txn(|t| async move { t.update("/pb/x", "10").await }).await.unwrap() });
+    let write =
+        tokio::spawn(async move { writer.txn(|t| async move { t.update("/pb/x", "10").await }).await.unwrap() });
     let after =
         tokio::time::timeout(Duration::from_secs(10), watcher.txn(|t| async move { t.list_values("/pb/", 0).await }))
             .await
             .expect("the watcher did not wake on a listed value's change")
             .unwrap();
     assert_eq!(after, pairs(&[("/pb/x", "10"), ("/pb/y", "30")]));
+    write.await.unwrap();
 }
 
 async fn recursive_delete(db: Config) {
@@ -391,7 +393,7 @@ async fn watcher_wakes_on_new_key_under_listed_prefix(db: Config) {
     let mut watcher = db.watcher();
     assert!(watcher.txn(|t| async move { t.list_deployments().await }).await.unwrap().is_empty());
     let writer = db.clone();
-    tokio::spawn(async move {
+    let write = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let d = Deployment { deploy_id: "d1".into(), kind: "helm".into(), args: json!({"chart": "c"}) };
         writer
@@ -407,6 +409,7 @@ async fn watcher_wakes_on_new_key_under_listed_prefix(db: Config) {
         .expect("watcher did not wake up")
         .unwrap();
     assert_eq!(ids, ["d1"]);
+    write.await.unwrap();
 }
 
 async fn contention_loses_no_update(db: Config) {

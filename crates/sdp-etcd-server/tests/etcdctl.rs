@@ -1,27 +1,70 @@
 //! `etcdctl` (Debian's, API v3) against real etcd and against the embedded server: the same session must
 //! print the same thing on both, revisions and errors included.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long one etcdctl command may take before the test fails (a bound on a failure: they take milliseconds).
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 struct Step {
     args: Vec<String>,
     stdin: Option<&'static str>,
-    /// A watch that never ends by itself: stopped after a moment, its output so far compared.
-    stop_after_a_moment: bool,
+    /// A watch never ends by itself: it is stopped once its output ends with this, the last event it replays.
+    last_event: Option<&'static str>,
 }
 
+/// One command line; `""` is an empty argument (`--prefix ""`: the whole key space).
 fn step(line: &str) -> Step {
-    Step { args: line.split_whitespace().map(str::to_string).collect(), stdin: None, stop_after_a_moment: false }
+    let args = line.split_whitespace().map(|a| if a == "\"\"" { String::new() } else { a.to_string() }).collect();
+    Step { args, stdin: None, last_event: None }
 }
 
 fn txn(input: &'static str) -> Step {
     Step { stdin: Some(input), ..step("txn") }
 }
 
-fn watch(line: &str) -> Step {
-    Step { stop_after_a_moment: true, ..step(line) }
+fn watch(line: &str, last_event: &'static str) -> Step {
+    Step { last_event: Some(last_event), ..step(line) }
+}
+
+/// The child's standard output once it exits, or once it ends with `last_event` (the child is then stopped).
+/// Panics when neither happens within STEP_TIMEOUT.
+fn output_until(child: &mut Child, last_event: Option<&str>, what: &[String]) -> String {
+    let mut pipe = child.stdout.take().unwrap();
+    let (chunks, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0; 4096];
+        loop {
+            match pipe.read(&mut buffer) {
+                Ok(n) if n > 0 && chunks.send(buffer[..n].to_vec()).is_ok() => {}
+                _ => break,
+            }
+        }
+    });
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut out = Vec::new();
+    loop {
+        if last_event.is_some_and(|end| out.ends_with(end.as_bytes())) {
+            child.kill().unwrap();
+            break;
+        }
+        match received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(chunk) => out.extend(chunk),
+            // The child closed its output: it has exited.
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                child.kill().unwrap();
+                panic!(
+                    "etcdctl {what:?}: no end within {STEP_TIMEOUT:?} (expected last event {last_event:?}), printed {:?}",
+                    String::from_utf8_lossy(&out)
+                );
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Runs one etcdctl command; returns "stdout|stderr|exit code" with the session's lease ID replaced.
@@ -43,12 +86,8 @@ fn run(endpoint: &str, step: &Step, lease: &mut Option<String>) -> String {
         stdin.write_all(input.as_bytes()).unwrap();
     }
     drop(stdin);
-    if step.stop_after_a_moment {
-        std::thread::sleep(Duration::from_millis(1000));
-        child.kill().unwrap();
-    }
+    let stdout = output_until(&mut child, step.last_event, &args);
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     if let Some(id) = stdout.strip_prefix("lease ").and_then(|rest| rest.split_whitespace().next()) {
         if stdout.contains("granted with TTL") {
             *lease = Some(id.to_string());
@@ -102,11 +141,12 @@ fn session() -> Vec<Step> {
         step("lease revoke LEASE"),
         step("lease timetolive LEASE"),
         step("put ignore --ignore-value"),
-        watch("watch --prefix \"\" --rev 1 --prev-kv"),
-        watch("watch b/ --prefix --rev 5"),
-        watch("watch a --rev 3"),
+        watch("watch --prefix \"\" --rev 1 --prev-kv", "DELETE\nk2\nv2\nk2\n\n"),
+        watch("watch b/ --prefix --rev 5", "DELETE\nb/y\n\n"),
+        watch("watch a --rev 3", "PUT\na\n3\n"),
         step("compaction 4"),
-        watch("watch a --rev 3"),
+        // The server cancels a watch of a compacted revision: etcdctl exits.
+        step("watch a --rev 3"),
         step("get a --rev 3"),
         step("get a --rev 4"),
         step("compaction 2"),

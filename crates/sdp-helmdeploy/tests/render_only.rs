@@ -174,8 +174,8 @@ async fn flow(config: Config) {
     assert!(text.contains("sdp_helmdeploy_helm_calls_total{verb=\"template\",result=\"ok\"}"), "{text}");
     assert!(text.contains("sdp_helmdeploy_helm_calls_total{verb=\"template\",result=\"error\"}"), "{text}");
     assert!(text.contains("sdp_helmdeploy_reconciles_total"), "{text}");
-    deployer.abort();
-    controller.abort();
+    sdp_testkit::stop_task(deployer).await;
+    sdp_testkit::stop_task(controller).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -294,7 +294,7 @@ async fn hostile_entries_are_refused_and_states_go_with_their_entries() {
     for (id, _, _) in refused {
         eventually("the state removed with its entry", || async { state(&config, id).await.is_none() }).await;
     }
-    deployer.abort();
+    sdp_testkit::stop_task(deployer).await;
     server.stop().await;
 }
 
@@ -319,8 +319,7 @@ async fn converges_after_a_restart() {
         put(id, "img:1").await;
     }
     eventually("three rendered", || async { files() == ["change.yaml", "drop.yaml", "keep.yaml"] }).await;
-    deployer.abort();
-    let _ = deployer.await;
+    sdp_testkit::stop_task(deployer).await;
 
     config.txn(|t| async move { t.delete_deployment("drop").await }).await.unwrap();
     put("change", "img:2").await;
@@ -336,7 +335,7 @@ async fn converges_after_a_restart() {
             .await;
     }
     assert!(state(&config, "drop").await.is_none());
-    restarted.abort();
+    sdp_testkit::stop_task(restarted).await;
     server.stop().await;
 }
 
@@ -375,12 +374,11 @@ async fn two_deployers_do_the_work_of_one() {
 
     let (leader, standby, standby_metrics) =
         if first_renders > 0 { (first, second, second_metrics) } else { (second, first, first_metrics) };
-    leader.abort();
-    let _ = leader.await;
+    sdp_testkit::stop_task(leader).await;
     put("two", "img:1").await;
     eventually("rendered by the standby", || async { rendered_with("two", "img:1") }).await;
     assert!(renders(&standby_metrics) >= 1);
-    standby.abort();
+    sdp_testkit::stop_task(standby).await;
     server.stop().await;
 }
 
@@ -412,6 +410,6 @@ async fn a_refused_entry_is_logged_once_per_reason() {
     // Another reason is logged again.
     sdp_testkit::put_unchecked(port, "/deploy/..", "not JSON").await;
     eventually("the new reason logged", || async { logs.lines_with(&["WARN", "\"..\""]).len() == 2 }).await;
-    deployer.abort();
+    sdp_testkit::stop_task(deployer).await;
     server.stop().await;
 }

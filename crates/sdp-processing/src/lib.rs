@@ -252,4 +252,4 @@ fn script_deployment(
 }
 
 mod daemon;
-pub use daemon::{run, Controller, Metrics};
+pub use daemon::{run, ActionKind, Controller, Metrics};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sdp_config::{Config, Deployment, ProcessingBlock};
-use sdp_processing::{builtin_scripts, Controller, ControllerSettings, ScriptRunner};
+use sdp_processing::{builtin_scripts, ActionKind, Controller, ControllerSettings, Metrics, ScriptRunner};
 use serde_json::json;
 
 fn controller(config: &Config) -> Controller {
@@ -104,29 +104,38 @@ async fn seed_flow(config: Config) {
     running.abort();
 }
 
+/// Three controllers share one set of metrics: the deployments they created, counted when their transaction
+/// commits, are exactly the blocks' deployments, and none was deleted (a duplicate would count twice).
 async fn racing_controllers_never_duplicate(config: Config) {
-    let controllers: Vec<_> = (0..3).map(|_| tokio::spawn(sdp_processing::run(controller(&config)))).collect();
+    let metrics = Metrics::default();
+    let actions = |action: &str| metrics.actions.get_or_create(&ActionKind { action: action.into() }).get();
+    let mut controllers: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(sdp_processing::run(Controller { metrics: metrics.clone(), ..controller(&config) })))
+        .collect();
+    let new_block = |i: usize| {
+        let workflow = if i.is_multiple_of(2) { "realtime:testdask:0.1.0" } else { "batch:testdask:0.1.0" };
+        config.txn(move |t| async move {
+            let id = t.new_processing_block_id(workflow.split(':').next().unwrap()).await?;
+            t.create_processing_block(&ProcessingBlock::new(&id, workflow.parse()?)).await
+        })
+    };
     for i in 0..20 {
-        let workflow = if i % 2 == 0 { "realtime:testdask:0.1.0" } else { "batch:testdask:0.1.0" };
-        config
-            .txn(|t| async move {
-                let id = t.new_processing_block_id(workflow.split(':').next().unwrap()).await?;
-                t.create_processing_block(&ProcessingBlock::new(&id, workflow.parse()?)).await
-            })
-            .await
-            .unwrap();
+        new_block(i).await.unwrap();
         if i == 10 {
             // A controller dies midway; the others carry on.
-            controllers[0].abort();
+            sdp_testkit::stop_task(controllers.remove(0)).await;
         }
     }
-    eventually("20 deployments", || async { deployments(&config).await.len() == 20 }).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("20 deployments created", || async { actions("create_deployment") >= 20 }).await;
+    // One block more: the pass that deploys it plans against all the others, so a duplicate would exist by then.
+    new_block(20).await.unwrap();
+    eventually("the last deployment created", || async { actions("create_deployment") >= 21 }).await;
+    assert_eq!((actions("create_deployment"), actions("delete_deployment")), (21, 0), "each created once");
     let ids = deployments(&config).await;
-    assert_eq!(ids.len(), 20, "{ids:?}");
+    assert_eq!(ids.len(), 21, "{ids:?}");
     assert!(ids.iter().all(|d| d.ends_with("-workflow")));
     for c in controllers {
-        c.abort();
+        sdp_testkit::stop_task(c).await;
     }
 }
 
@@ -186,7 +195,7 @@ async fn entries_with_ids_that_name_no_key_are_logged_once_and_stop_nothing() {
     }
     sdp_testkit::put_unchecked(port, "/pb/../state", r#"{"state": "executing"}"#).await;
     sdp_testkit::put_unchecked(port, "/deploy/é-workflow", "{}").await;
-    let metrics = sdp_processing::Metrics::default();
+    let metrics = Metrics::default();
     let running = tokio::spawn(sdp_processing::run(Controller { metrics: metrics.clone(), ..controller(&config) }));
     for i in 0..10 {
         let id = format!("good-{i}");

@@ -180,6 +180,16 @@ where
     }
 }
 
+/// Stops a task the test spawned. A panic of the task fails the test: aborting alone would lose it.
+pub async fn stop_task<T>(task: tokio::task::JoinHandle<T>) {
+    task.abort();
+    if let Err(e) = task.await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
 /// `/deploy/<deploy_id>/state` as it is now.
 pub async fn deployment_state(config: &sdp_config::Config, deploy_id: &str) -> Option<serde_json::Value> {
     config.txn(|t| async move { t.get_deployment_state(deploy_id).await }).await.expect("read a deployment state")
@@ -268,5 +278,23 @@ impl TangoDatabase {
 
     pub fn tango_host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    #[should_panic(expected = "the task's own panic")]
+    async fn stopping_a_task_that_panicked_fails() {
+        let task = tokio::spawn(async { panic!("the task's own panic") });
+        while !task.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        super::stop_task(task).await;
+    }
+
+    #[tokio::test]
+    async fn stopping_a_running_task_is_quiet() {
+        super::stop_task(tokio::spawn(std::future::pending::<()>())).await;
     }
 }

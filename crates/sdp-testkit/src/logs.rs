@@ -1,6 +1,6 @@
 //! What a test's code logs, as text, and entries written as another client would write them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The log lines of the tracing events on this thread while it lives. A test on a current-thread runtime (the
 /// default of `#[tokio::test]`) runs every task it spawns on that thread, so their events are caught too.
@@ -24,6 +24,11 @@ impl std::io::Write for Writer {
 
 impl Logs {
     pub fn capture() -> Logs {
+        // tracing decides whether a call site is on when it is first hit. While a single subscriber exists, it
+        // asks only the hitting thread's: a test on another thread would switch the call site off for this one.
+        // A second, silent subscriber that lives as long as the process makes it ask them all.
+        static SILENT: OnceLock<tracing::Dispatch> = OnceLock::new();
+        SILENT.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let text = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&text);
         let subscriber = tracing_subscriber::fmt()
@@ -47,4 +52,19 @@ pub async fn put_unchecked(port: u16, path: &str, value: &str) {
     let mut client =
         etcd_client::Client::connect([format!("127.0.0.1:{port}")], None).await.expect("connect to the database");
     client.put(sdp_config::keys::tag(path), value, None).await.expect("put an entry");
+}
+
+#[cfg(test)]
+mod tests {
+    fn refuse() {
+        tracing::warn!("refused");
+    }
+
+    #[test]
+    fn a_call_site_first_hit_on_another_thread_is_caught() {
+        let logs = super::Logs::capture();
+        std::thread::spawn(refuse).join().unwrap();
+        refuse();
+        assert_eq!(logs.lines_with(&["WARN", "refused"]).len(), 1);
+    }
 }

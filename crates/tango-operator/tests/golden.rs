@@ -1,5 +1,6 @@
-//! The all-in-one sample → the exact objects the operator makes (tests/golden/*.yaml, reviewed by hand; rewrite
-//! them with UPDATE_GOLDEN=1 after a deliberate change), and the chart's CRDs are what `crdgen` generates.
+//! The all-in-one sample → the exact objects the operator makes (tests/golden/*.yaml, reviewed by hand; after a
+//! deliberate change, UPDATE_GOLDEN=1 rewrites those that differ and fails, so the next run checks them), and the
+//! chart's CRDs are what `crdgen` generates.
 
 use std::path::{Path, PathBuf};
 
@@ -34,23 +35,48 @@ fn yaml_documents<T: Serialize>(objects: &[&T]) -> String {
     objects.iter().map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap())).collect()
 }
 
-fn check_golden(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+/// Compares `actual` with the golden file `path`. With `update` (UPDATE_GOLDEN=1), a file that differs is
+/// rewritten and the check still fails: a rewrite is reviewed, then a second run passes.
+fn compare_golden(path: &Path, actual: &str, update: bool) -> Result<(), String> {
+    let expected = std::fs::read_to_string(path);
+    if expected.as_deref().is_ok_and(|expected| expected == actual) {
+        return Ok(());
+    }
+    if update {
         std::fs::write(path, actual).unwrap();
-        return;
+        return Err(format!("{} rewritten: review the diff, then run again", path.display()));
     }
-    let expected =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-    if expected != actual {
-        let first = expected.lines().zip(actual.lines()).position(|(e, a)| e != a).unwrap_or(0);
-        panic!(
-            "{} differs from the objects made, first at line {}:\nexpected: {:?}\nactual:   {:?}",
-            path.display(),
-            first + 1,
-            expected.lines().nth(first),
-            actual.lines().nth(first)
-        );
+    let expected = expected.map_err(|e| format!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()))?;
+    let first = expected.lines().zip(actual.lines()).position(|(e, a)| e != a);
+    // Without a differing line, one file is the other plus lines at its end.
+    let first = first.unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+    Err(format!(
+        "{} differs from the objects made, first at line {}:\nexpected: {:?}\nactual:   {:?}",
+        path.display(),
+        first + 1,
+        expected.lines().nth(first),
+        actual.lines().nth(first)
+    ))
+}
+
+fn check_golden(path: &Path, actual: &str) {
+    let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|value| value == "1");
+    if let Err(message) = compare_golden(path, actual, update) {
+        panic!("{message}");
     }
+}
+
+#[test]
+fn a_rewritten_golden_file_fails_until_the_next_run() {
+    let path = std::env::temp_dir().join(format!("tango-operator-golden-{}.yaml", std::process::id()));
+    std::fs::write(&path, "old\n").unwrap();
+    assert!(compare_golden(&path, "new\n", false).unwrap_err().contains("differs"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n", "compared, not written");
+    assert!(compare_golden(&path, "new\n", true).unwrap_err().contains("rewritten"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+    assert_eq!(compare_golden(&path, "new\n", true), Ok(()));
+    assert_eq!(compare_golden(&path, "new\n", false), Ok(()));
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
