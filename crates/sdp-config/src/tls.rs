@@ -132,7 +132,7 @@ pub(crate) fn tls_fix(tls: Tls, detail: &str) -> Option<&'static str> {
             "The database's certificate does not name SDP_CONFIG_HOST: connect by a host name or address the \
              certificate lists",
         )
-    } else if has("invalidcontenttype") || has("corrupt message") {
+    } else if has("invalidcontenttype") || has("corrupt message") || has("tls handshake eof") {
         Some(
             "The database does not serve TLS: unset SDP_CONFIG_CACERT, SDP_CONFIG_CERT and SDP_CONFIG_KEY, or turn \
              TLS on at the database",
@@ -214,6 +214,7 @@ mod tests {
         assert!(fix(with_cert, "connection closed").contains("accept the client certificate"));
         assert!(fix(Tls::Off, "Connection reset by peer (os error 104)").contains("set SDP_CONFIG_CACERT"));
         assert!(fix(Tls::Off, "stream closed because of a broken pipe").contains("set SDP_CONFIG_CACERT"));
+        assert!(fix(with_cert, "tls handshake eof: transport error").starts_with("The database does not serve TLS"));
         for tls in [Tls::Off, Tls::ServerOnly, with_cert] {
             assert_eq!(tls_fix(tls, "Connection refused (os error 111)"), None);
         }

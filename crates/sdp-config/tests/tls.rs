@@ -85,3 +85,12 @@ async fn etcdctl_reads_what_the_client_wrote_and_writes_what_it_reads() {
     let read = config.txn(|t| async move { t.get("/tls/theirs").await }).await.unwrap();
     assert_eq!(read.as_deref(), Some("\"from etcdctl\""));
 }
+
+#[tokio::test]
+async fn a_tls_client_of_a_plain_database_is_told_to_unset_tls() {
+    let etcd = Etcd::start();
+    let certs = sdp_testkit::tls::TestCerts::new(etcd.log_path());
+    let e = first_error(&certs.client_settings(etcd.port)).await;
+    assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
+    assert!(e.to_string().contains("The database does not serve TLS: unset SDP_CONFIG_CACERT"), "{e}");
+}
