@@ -64,6 +64,20 @@ async fn a_client_trusting_another_ca_is_told_to_fix_its_ca() {
 }
 
 #[tokio::test]
+async fn a_client_certificate_from_another_ca_is_refused_with_what_to_change() {
+    let etcd = Etcd::start_tls();
+    let certs = etcd.certs.as_ref().unwrap();
+    let settings = Settings {
+        cert: Some(certs.untrusted_client_cert.clone()),
+        key: Some(certs.untrusted_client_key.clone()),
+        ..etcd.settings()
+    };
+    let e = first_error(&settings).await;
+    assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
+    assert!(e.to_string().contains("The database does not accept the client certificate"), "{e}");
+}
+
+#[tokio::test]
 async fn a_missing_certificate_file_is_named() {
     let etcd = Etcd::start_tls();
     let missing = etcd.log_path().join("missing.pem");
