@@ -43,7 +43,7 @@ async fn a_client_without_a_certificate_is_told_to_set_one() {
     let settings = Settings { cert: None, key: None, ..etcd.settings() };
     let e = first_error(&settings).await;
     assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
-    assert!(e.to_string().contains("wants a client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY"), "{e}");
+    assert!(e.to_string().contains("set SDP_CONFIG_CERT and SDP_CONFIG_KEY"), "{e}");
 }
 
 #[tokio::test]
@@ -74,7 +74,8 @@ async fn a_client_certificate_from_another_ca_is_refused_with_what_to_change() {
     };
     let e = first_error(&settings).await;
     assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
-    assert!(e.to_string().contains("The database does not accept the client certificate"), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("accept the client certificate") && text.contains("set SDP_CONFIG_CERT and"), "{e}");
 }
 
 #[tokio::test]
@@ -106,5 +107,8 @@ async fn a_tls_client_of_a_plain_database_is_told_to_unset_tls() {
     let certs = sdp_testkit::tls::TestCerts::new(etcd.log_path());
     let e = first_error(&certs.client_settings(etcd.port)).await;
     assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
-    assert!(e.to_string().contains("The database does not serve TLS: unset SDP_CONFIG_CACERT"), "{e}");
+    // The plain server drops the TLS client at its first bytes: the client sees the end of its handshake (a
+    // sure sign) or a reset (then the error names this cause among others).
+    let text = e.to_string();
+    assert!(text.contains("does not serve TLS") && text.contains("unset SDP_CONFIG_CACERT"), "{e}");
 }
