@@ -106,49 +106,47 @@ impl TlsFiles<'_> {
 pub(crate) fn tls_fix(tls: Tls, detail: &str) -> Option<&'static str> {
     let detail = detail.to_lowercase();
     let has = |s: &str| detail.contains(s);
-    // A TLS server drops a client it will not serve without always saying why (etcd ends a TLS 1.3 connection
-    // without a client certificate at the first request); a plain client sees its HTTP/2 preface cut off.
-    let dropped = has("connection closed")
-        || has("connection reset")
-        || has("broken pipe")
-        || has("operation was canceled")
-        || has("frame with invalid size");
-    let client_refused = dropped
-        || ["certificaterequired", "certificate required", "badcertificate", "bad certificate", "unknownca"]
-            .iter()
-            .any(|alert| has(alert));
-    if tls == Tls::Off {
-        dropped.then_some(
+    // A plain client's HTTP/2 preface is cut off by a TLS server at its first bytes. A TLS client is dropped
+    // without a reason both by a TLS server that will not serve it (etcd ends a TLS 1.3 connection without a
+    // client certificate at the first request) and by a plain server (at its first bytes, with an EOF or a reset).
+    let preface_cut = has("broken pipe") || has("connection reset") || has("frame with invalid size");
+    let dropped = preface_cut || has("connection closed") || has("operation was canceled");
+    let alert = |names: &[&str]| names.iter().any(|name| has(name));
+    match tls {
+        Tls::Off => preface_cut.then_some(
             "If the database serves TLS, set SDP_CONFIG_CACERT to the CA bundle that signed its certificate (and \
              SDP_CONFIG_CERT and SDP_CONFIG_KEY if it checks client certificates)",
-        )
-    } else if has("unknownissuer") || has("badsignature") {
-        Some(
+        ),
+        _ if has("unknownissuer") || has("badsignature") => Some(
             "The database's certificate is not signed by a CA in SDP_CONFIG_CACERT: set SDP_CONFIG_CACERT to the \
              CA bundle that signed it",
-        )
-    } else if has("notvalidforname") {
-        Some(
+        ),
+        _ if has("notvalidforname") => Some(
             "The database's certificate does not name SDP_CONFIG_HOST: connect by a host name or address the \
              certificate lists",
-        )
-    } else if has("invalidcontenttype") || has("corrupt message") {
-        Some(
+        ),
+        _ if alert(&["invalidcontenttype", "corrupt message", "tls handshake eof"]) => Some(
             "The database does not serve TLS: unset SDP_CONFIG_CACERT, SDP_CONFIG_CERT and SDP_CONFIG_KEY, or turn \
              TLS on at the database",
-        )
-    } else if client_refused && tls == Tls::ServerOnly {
-        Some(
+        ),
+        Tls::ServerOnly if alert(&["certificaterequired", "certificate required", "badcertificate"]) => Some(
             "The database wants a client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY to a certificate \
              signed by a CA it trusts and its key",
-        )
-    } else if client_refused {
-        Some(
+        ),
+        Tls::ServerOnly => dropped.then_some(
+            "The database closed the connection. If it checks client certificates, set SDP_CONFIG_CERT and \
+             SDP_CONFIG_KEY to a certificate signed by a CA it trusts and its key; if it does not serve TLS, unset \
+             SDP_CONFIG_CACERT",
+        ),
+        Tls::WithClientCertificate if alert(&["badcertificate", "bad certificate", "unknownca"]) => Some(
             "The database does not accept the client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY to a \
              certificate signed by a CA it trusts (its --trusted-ca-file) and its key",
-        )
-    } else {
-        None
+        ),
+        Tls::WithClientCertificate => dropped.then_some(
+            "The database closed the connection. If it does not accept the client certificate, set \
+             SDP_CONFIG_CERT and SDP_CONFIG_KEY to a certificate signed by a CA it trusts (its --trusted-ca-file) \
+             and its key; if it does not serve TLS, unset SDP_CONFIG_CACERT, SDP_CONFIG_CERT and SDP_CONFIG_KEY",
+        ),
     }
 }
 
@@ -206,14 +204,17 @@ mod tests {
         let fix = |tls, detail| tls_fix(tls, detail).unwrap_or("");
         let with_cert = Tls::WithClientCertificate;
         let server_only = Tls::ServerOnly;
-        for refusal in ["received fatal alert: BadCertificate", "hyper::Error(Canceled, \"connection closed\")"] {
-            assert!(fix(server_only, refusal).starts_with("The database wants a client certificate: set"), "{refusal}");
-        }
+        assert!(fix(server_only, "received fatal alert: BadCertificate").starts_with("The database wants a client"));
+        let closed = "hyper::Error(Canceled, \"connection closed\")";
+        assert!(fix(server_only, closed).contains("If it checks client certificates, set SDP_CONFIG_CERT and"));
+        assert!(fix(server_only, closed).contains("if it does not serve TLS, unset SDP_CONFIG_CACERT"));
         assert!(fix(with_cert, "invalid peer certificate: UnknownIssuer").contains("SDP_CONFIG_CACERT to the CA"));
-        assert!(fix(with_cert, "received fatal alert: BadCertificate").contains("accept the client certificate"));
-        assert!(fix(with_cert, "connection closed").contains("accept the client certificate"));
+        assert!(fix(with_cert, "received fatal alert: UnknownCA").starts_with("The database does not accept the"));
+        assert!(fix(with_cert, "Connection reset by peer").contains("If it does not accept the client certificate"));
+        assert!(fix(with_cert, "tls handshake eof: transport error").starts_with("The database does not serve TLS"));
         assert!(fix(Tls::Off, "Connection reset by peer (os error 104)").contains("set SDP_CONFIG_CACERT"));
         assert!(fix(Tls::Off, "stream closed because of a broken pipe").contains("set SDP_CONFIG_CACERT"));
+        assert_eq!(tls_fix(Tls::Off, closed), None);
         for tls in [Tls::Off, Tls::ServerOnly, with_cert] {
             assert_eq!(tls_fix(tls, "Connection refused (os error 111)"), None);
         }

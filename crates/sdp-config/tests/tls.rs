@@ -43,7 +43,7 @@ async fn a_client_without_a_certificate_is_told_to_set_one() {
     let settings = Settings { cert: None, key: None, ..etcd.settings() };
     let e = first_error(&settings).await;
     assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
-    assert!(e.to_string().contains("wants a client certificate: set SDP_CONFIG_CERT and SDP_CONFIG_KEY"), "{e}");
+    assert!(e.to_string().contains("set SDP_CONFIG_CERT and SDP_CONFIG_KEY"), "{e}");
 }
 
 #[tokio::test]
@@ -61,6 +61,21 @@ async fn a_client_trusting_another_ca_is_told_to_fix_its_ca() {
     let e = first_error(&Settings { cacert: Some(other_ca), ..etcd.settings() }).await;
     assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
     assert!(e.to_string().contains("not signed by a CA in SDP_CONFIG_CACERT"), "{e}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_another_ca_is_refused_with_what_to_change() {
+    let etcd = Etcd::start_tls();
+    let certs = etcd.certs.as_ref().unwrap();
+    let settings = Settings {
+        cert: Some(certs.untrusted_client_cert.clone()),
+        key: Some(certs.untrusted_client_key.clone()),
+        ..etcd.settings()
+    };
+    let e = first_error(&settings).await;
+    assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("accept the client certificate") && text.contains("set SDP_CONFIG_CERT and"), "{e}");
 }
 
 #[tokio::test]
@@ -84,4 +99,16 @@ async fn etcdctl_reads_what_the_client_wrote_and_writes_what_it_reads() {
     etcdctl(&etcd, &["put", "2/tls/theirs", "\"from etcdctl\""]);
     let read = config.txn(|t| async move { t.get("/tls/theirs").await }).await.unwrap();
     assert_eq!(read.as_deref(), Some("\"from etcdctl\""));
+}
+
+#[tokio::test]
+async fn a_tls_client_of_a_plain_database_is_told_to_unset_tls() {
+    let etcd = Etcd::start();
+    let certs = sdp_testkit::tls::TestCerts::new(etcd.log_path());
+    let e = first_error(&certs.client_settings(etcd.port)).await;
+    assert!(matches!(e, Error::TlsRefused { .. }), "{e:?}");
+    // The plain server drops the TLS client at its first bytes: the client sees the end of its handshake (a
+    // sure sign) or a reset (then the error names this cause among others).
+    let text = e.to_string();
+    assert!(text.contains("does not serve TLS") && text.contains("unset SDP_CONFIG_CACERT"), "{e}");
 }

@@ -17,18 +17,22 @@ pub struct TestCerts {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
-    /// A CA that signed nothing here: trusting it instead of `ca` must fail.
+    /// Another CA: trusting it instead of `ca` must fail.
     pub other_ca: PathBuf,
+    /// A client certificate and key that `other_ca` signed: a server trusting `ca` must refuse them.
+    pub untrusted_client_cert: PathBuf,
+    pub untrusted_client_key: PathBuf,
 }
 
 impl TestCerts {
     /// Makes the certificates and writes them into `dir` (`ca.pem`, `server.pem`, `server-key.pem`,
-    /// `client.pem`, `client-key.pem`, `other-ca.pem`).
+    /// `client.pem`, `client-key.pem`, `other-ca.pem`, `untrusted-client.pem`, `untrusted-client-key.pem`).
     pub fn new(dir: &Path) -> TestCerts {
         let ca = certificate_authority("sdp test CA");
         let server = leaf("127.0.0.1", &["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth, &ca);
         let client = leaf("sdp-test-client", &[], ExtendedKeyUsagePurpose::ClientAuth, &ca);
         let other_ca = certificate_authority("sdp unrelated CA");
+        let untrusted = leaf("sdp-untrusted-client", &[], ExtendedKeyUsagePurpose::ClientAuth, &other_ca);
         let write = |name: &str, pem: String| {
             let path = dir.join(name);
             std::fs::write(&path, pem).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
@@ -41,6 +45,8 @@ impl TestCerts {
             client_cert: write("client.pem", client.0),
             client_key: write("client-key.pem", client.1),
             other_ca: write("other-ca.pem", other_ca.pem()),
+            untrusted_client_cert: write("untrusted-client.pem", untrusted.0),
+            untrusted_client_key: write("untrusted-client-key.pem", untrusted.1),
         }
     }
 
