@@ -179,7 +179,12 @@ impl Journal for FileJournal {
     fn append(&self, record: &Record) -> std::io::Result<()> {
         let bytes = frame(record)?;
         let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        (&**file).write_all(&bytes)?;
+        if let Err(e) = (&**file).write_all(&bytes) {
+            // A full disk can take part of the frame: cut it off, or once writes go on again it would sit between
+            // good records, where a replay takes it for corruption.
+            let _ = file.set_len(self.written.load(Ordering::SeqCst));
+            return Err(e);
+        }
         self.written.fetch_add(bytes.len() as u64, Ordering::SeqCst);
         Ok(())
     }
