@@ -13,15 +13,7 @@ use crate::{sibling, up_command};
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (crate::status_mib(&pid.to_string(), "VmRSS:"), crate::status_mib(&pid.to_string(), "VmHWM:"))
 }
 
 struct Probe {

@@ -352,14 +352,19 @@ async fn fill(config: &Config, keys: usize) {
     }
 }
 
-/// Resident memory of a process, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// A memory figure of `/proc/<process>/status` (`VmRSS:`, `VmHWM:`, ...; process `self` or a PID), in MiB.
+fn status_mib(process: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    status_mib(&pid.to_string(), "VmRSS:")
 }
 
 /// `sdp up` (built beside this binary) on loopback ports, render-only with the real helm, its data in `data`.

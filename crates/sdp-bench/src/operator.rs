@@ -21,16 +21,6 @@ fn path(name: &str) -> String {
     format!("/apis/tango.tango-controls.org/v1/namespaces/{NS}/deviceservers/{name}")
 }
 
-/// Kibibytes of a `/proc/self/status` field.
-fn proc_status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// Reconciles every server once, `CONCURRENCY` at a time; returns the reconciles done.
 async fn round(api: &FakeApi, ctx: &Arc<Context>, names: &[String]) -> usize {
     futures::stream::iter(names)
@@ -66,7 +56,7 @@ pub async fn operator_bench(servers: usize) {
             }),
         );
     }
-    let idle = proc_status_mib("VmRSS:");
+    let idle = crate::status_mib("self", "VmRSS:");
     let started = Instant::now();
     let mut reconciles = 0;
     let mut rounds = 0;
@@ -92,7 +82,7 @@ pub async fn operator_bench(servers: usize) {
     );
     println!(
         "  memory (this process: operator + in-memory API): idle {idle:.1} MiB, after load {:.1} MiB, peak {:.1} MiB",
-        proc_status_mib("VmRSS:"),
-        proc_status_mib("VmHWM:")
+        crate::status_mib("self", "VmRSS:"),
+        crate::status_mib("self", "VmHWM:")
     );
 }

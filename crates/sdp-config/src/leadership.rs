@@ -143,9 +143,9 @@ where
         if led {
             backoff.succeeded();
         }
-        match outcome {
-            Ok(()) => backoff.succeeded(),
-            Err(e) => backoff.wait_after(&format!("leading {component}"), &e).await,
+        // Work that ended well ended while leading: the reset above covers it.
+        if let Err(e) = outcome {
+            backoff.wait_after(&format!("leading {component}"), &e).await;
         }
     }
 }

@@ -153,14 +153,7 @@ impl FileJournal {
 
     /// Replaces the journal with one record (a snapshot of the live state), atomically.
     pub fn rewrite(&self, snapshot: &Record) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut out = File::create(&tmp)?;
-        out.write_all(&frame(snapshot)?)?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        replace_file(&self.path, &frame(snapshot)?)?;
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         *file = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
         let len = file.metadata()?.len();
@@ -302,20 +295,17 @@ pub fn repair(dir: &Path, repair: Repair) -> std::io::Result<PathBuf> {
     let offset = match repair {
         Repair::SkipRecord(offset) | Repair::TruncateAt(offset) => offset,
     };
-    // Walk the frames by their headers alone (a bad record's checksum does not matter here) to the one named.
+    // Walk the frames to the one named (a bad record's checksum does not matter here).
+    let mut reader = std::io::Cursor::new(&bytes);
     let mut at = 0u64;
-    let mut frame_end = None;
-    while at < bytes.len() as u64 && at <= offset {
-        let header =
-            bytes.get(at as usize..at as usize + 4).ok_or_else(|| std::io::Error::other("a frame is cut short"))?;
-        let end = at + 8 + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
-        if at == offset {
-            frame_end = Some(end.min(bytes.len() as u64));
+    let frame_end = loop {
+        match next_frame(&mut reader, at, bytes.len() as u64)? {
+            Some(frame) if at < offset => at += 8 + frame.payload.len() as u64,
+            Some(frame) if at == offset => break at + 8 + frame.payload.len() as u64,
+            // A frame cut short by the end of the file runs to it.
+            None if at == offset && at < bytes.len() as u64 => break bytes.len() as u64,
+            _ => return Err(std::io::Error::other(format!("no record of {} starts at byte {offset}", path.display()))),
         }
-        at = end;
-    }
-    let Some(frame_end) = frame_end else {
-        return Err(std::io::Error::other(format!("no record of {} starts at byte {offset}", path.display())));
     };
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let backup = path.with_extension(format!("log.{seconds}.bak"));
@@ -324,13 +314,22 @@ pub fn repair(dir: &Path, repair: Repair) -> std::io::Result<PathBuf> {
         Repair::SkipRecord(_) => [&bytes[..offset as usize], &bytes[frame_end as usize..]].concat(),
         Repair::TruncateAt(_) => bytes[..offset as usize].to_vec(),
     };
+    replace_file(&path, &kept)?;
+    Ok(backup)
+}
+
+/// Replaces the file at `path` with `bytes`, atomically and durably (a new file renamed over it, then its folder
+/// flushed).
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut out = File::create(&tmp)?;
-    out.write_all(&kept)?;
+    out.write_all(bytes)?;
     out.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(backup)
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

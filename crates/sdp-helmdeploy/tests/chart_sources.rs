@@ -6,11 +6,11 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
-use sdp_config::{Config, Deployment};
+use sdp_config::Config;
 use sdp_helmdeploy::helm::Helm;
 use sdp_helmdeploy::metrics::Metrics;
 use sdp_helmdeploy::{Deployer, Mode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A chart that renders a ConfigMap saying where it came from.
 fn write_chart(dir: &Path) {
@@ -46,21 +46,6 @@ fn start(config: &Config, dir: &Path, repo: Option<(String, String)>, metrics: M
     }))
 }
 
-async fn deploy(config: &Config, id: &str, chart: &str) {
-    let d = Deployment {
-        deploy_id: id.into(),
-        kind: "helm".into(),
-        args: json!({"chart": chart, "values": {"pb_id": id, "wf_image": "img:1"}}),
-    };
-    config
-        .txn(|t| {
-            let d = d.clone();
-            async move { t.create_deployment(&d).await }
-        })
-        .await
-        .unwrap();
-}
-
 async fn failed_with(config: &Config, id: &str, reason: &str) {
     sdp_testkit::eventually(&format!("{id} failed: {reason}"), Duration::from_secs(30), || async {
         sdp_testkit::deployment_state(config, id)
@@ -87,10 +72,10 @@ async fn charts_are_never_taken_from_the_working_directory_or_an_unlisted_regist
     let metrics = Metrics::default();
     let first = dir.path().join("first");
     let deployer = start(&config, &first, None, metrics.clone());
-    deploy(&config, "cwd", "cwdchart").await;
-    deploy(&config, "nested", "nest/inner").await;
-    deploy(&config, "pull", &oci).await;
-    deploy(&config, "local", "workflow").await;
+    sdp_testkit::put_chart_deployment(&config, "cwd", "cwdchart", "img:1").await;
+    sdp_testkit::put_chart_deployment(&config, "nested", "nest/inner", "img:1").await;
+    sdp_testkit::put_chart_deployment(&config, "pull", &oci, "img:1").await;
+    sdp_testkit::put_chart_deployment(&config, "local", "workflow", "img:1").await;
     failed_with(&config, "cwd", "no chart \"cwdchart\" among the local charts").await;
     failed_with(&config, "nested", "names the repository \"nest\", which is not configured").await;
     failed_with(&config, "pull", "SDP_HELM_OCI_REGISTRIES").await;
@@ -109,7 +94,7 @@ async fn charts_are_never_taken_from_the_working_directory_or_an_unlisted_regist
     let config = config.with_prefix("/second").unwrap();
     let second = dir.path().join("second");
     let deployer = start(&config, &second, Some(("nest".into(), "http://127.0.0.1:1/".into())), Metrics::default());
-    deploy(&config, "nested", "nest/inner").await;
+    sdp_testkit::put_chart_deployment(&config, "nested", "nest/inner", "img:1").await;
     failed_with(&config, "nested", "nest").await;
     assert!(!second.join("rendered/nested.yaml").exists());
     deployer.abort();

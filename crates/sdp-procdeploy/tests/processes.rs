@@ -184,14 +184,6 @@ async fn a_process_that_outlived_its_deployer_is_stopped_before_the_entry_runs_a
     db.stop().await;
 }
 
-/// Whether a process whose command line holds `text` runs.
-fn runs_with(text: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        String::from_utf8_lossy(&cmdline).contains(text)
-    })
-}
-
 #[tokio::test]
 async fn commands_written_into_entries_never_run() {
     let db = Embedded::start().await;
@@ -219,7 +211,7 @@ async fn commands_written_into_entries_never_run() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 1..=3 {
         assert!(!pwned(n).exists(), "the command of entry {n} ran");
-        assert!(!runs_with(&pwned(n).display().to_string()), "the command of entry {n} runs");
+        assert!(!sdp_testkit::runs_with(&pwned(n).display().to_string()), "the command of entry {n} runs");
     }
     // A registered engine still runs.
     put(&config, "service", json!({"engine": "service"})).await;

@@ -190,6 +190,14 @@ pub async fn stop_task<T>(task: tokio::task::JoinHandle<T>) {
     }
 }
 
+/// Whether a process whose command line holds `text` runs.
+pub fn runs_with(text: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains(text)
+    })
+}
+
 /// `/deploy/<deploy_id>/state` as it is now.
 pub async fn deployment_state(config: &sdp_config::Config, deploy_id: &str) -> Option<serde_json::Value> {
     config.txn(|t| async move { t.get_deployment_state(deploy_id).await }).await.expect("read a deployment state")
@@ -197,10 +205,15 @@ pub async fn deployment_state(config: &sdp_config::Config, deploy_id: &str) -> O
 
 /// Creates or replaces `/deploy/<id>`: the `workflow` chart for processing block `id` with that image.
 pub async fn put_workflow_deployment(config: &sdp_config::Config, id: &str, image: &str) {
+    put_chart_deployment(config, id, "workflow", image).await;
+}
+
+/// Creates or replaces the Helm deployment `id` of `chart`, with the workflow chart's values (`pb_id`, `wf_image`).
+pub async fn put_chart_deployment(config: &sdp_config::Config, id: &str, chart: &str, image: &str) {
     let d = sdp_config::Deployment {
         deploy_id: id.into(),
         kind: "helm".into(),
-        args: serde_json::json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": image}}),
+        args: serde_json::json!({"chart": chart, "values": {"pb_id": id, "wf_image": image}}),
     };
     let path = sdp_config::keys::paths::deploy(id);
     config

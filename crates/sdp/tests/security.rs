@@ -14,14 +14,6 @@ use support::{http_request, up_command, Platform};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Whether a process whose command line holds `text` runs.
-fn runs_with(text: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        String::from_utf8_lossy(&cmdline).contains(text)
-    })
-}
-
 async fn status_is(config: &Config, id: &str, status: &str) -> bool {
     deployment_state(config, id).await.is_some_and(|s| s["status"] == status)
 }
@@ -89,7 +81,7 @@ async fn neither_lmc_configure_nor_a_deploy_entry_runs_a_command() {
     for n in 1..=3 {
         assert!(!platform.dir.path().join(format!("pwned{n}.txt")).exists(), "command {n} ran");
     }
-    assert!(!runs_with(&marker.display().to_string()), "a command runs");
+    assert!(!sdp_testkit::runs_with(&marker.display().to_string()), "a command runs");
 }
 
 /// With SDP_LMC_TOKEN set, the devices answer only requests that bring it; the probes and metrics stay open,
