@@ -40,13 +40,12 @@ done
 
 # setting NAME: MARIADB_NAME, else MYSQL_NAME, else the file MARIADB_NAME_FILE or MYSQL_NAME_FILE names.
 setting() {
-  local value file
-  eval "value=\${MARIADB_$1:-\${MYSQL_$1:-}}"
-  eval "file=\${MARIADB_$1_FILE:-\${MYSQL_$1_FILE:-}}"
-  if [ -z "$value" ] && [ -n "$file" ]; then
-    value=$(cat "$file") || die "cannot read ${1}_FILE $file"
+  eval "setting_value=\${MARIADB_$1:-\${MYSQL_$1:-}}"
+  eval "setting_file=\${MARIADB_$1_FILE:-\${MYSQL_$1_FILE:-}}"
+  if [ -z "$setting_value" ] && [ -n "$setting_file" ]; then
+    setting_value=$(cat "$setting_file") || die "cannot read ${1}_FILE $setting_file"
   fi
-  printf '%s' "$value"
+  printf '%s' "$setting_value"
 }
 # SQL string literal and identifier contents.
 quote() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }
@@ -72,7 +71,8 @@ if [ ! -d "$datadir/mysql" ]; then
       root_password=$(random_password)
       log "root's random password: $root_password"
     elif [ -z "$(setting ALLOW_EMPTY_ROOT_PASSWORD)" ]; then
-      die "the data folder $datadir is new and no root password is given: set MARIADB_ROOT_PASSWORD (or MARIADB_ALLOW_EMPTY_ROOT_PASSWORD, MARIADB_RANDOM_ROOT_PASSWORD)"
+      die "the data folder $datadir is new and no root password is given: set MARIADB_ROOT_PASSWORD" \
+        "(or MARIADB_ALLOW_EMPTY_ROOT_PASSWORD, MARIADB_RANDOM_ROOT_PASSWORD)"
     fi
   fi
   database=$(setting DATABASE)
@@ -138,7 +138,11 @@ if [ ! -d "$datadir/mysql" ]; then
     case "$file" in
       *.sql) log "running $file"; sql ${database:+"--database=$database"} <"$file" || die "$file failed" ;;
       *.sql.gz) log "running $file"; gunzip -c "$file" | sql ${database:+"--database=$database"} || die "$file failed" ;;
-      *.sh) log "sourcing $file"; . "$file" ;;
+      *.sh)
+        log "sourcing $file"
+        # shellcheck source=/dev/null
+        . "$file"
+        ;;
       */\*) ;;
       *) log "ignoring $file" ;;
     esac

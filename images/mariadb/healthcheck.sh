@@ -34,7 +34,8 @@ for check in $checks; do
       fi
       ;;
     innodb_initialized)
-      engine=$(client --skip-column-names -e "SELECT 1 FROM information_schema.ENGINES WHERE engine = 'innodb' AND support IN ('YES', 'DEFAULT', 'ENABLED')" 2>&1) || true
+      engine=$(client --skip-column-names -e "SELECT 1 FROM information_schema.ENGINES
+        WHERE engine = 'innodb' AND support IN ('YES', 'DEFAULT', 'ENABLED')" 2>&1) || true
       if [ "$engine" != 1 ]; then
         echo "healthcheck.sh: InnoDB is not initialised: $engine" >&2
         exit 1
