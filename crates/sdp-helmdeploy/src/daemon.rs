@@ -58,6 +58,10 @@ pub struct Deployer {
     pub max_parallel: usize,
     /// Lease TTL of the leadership entry, seconds: how long a standby waits after the leader died.
     pub lease_ttl: i64,
+    /// Values under every deployment's own, by chart as the entries name it (a site's images, pull policies,
+    /// resources for the charts scripts deploy); a deployment's own values win. Part of what a release is
+    /// compared with, so a change upgrades the releases of that chart.
+    pub chart_values: BTreeMap<String, serde_json::Value>,
 }
 
 /// Runs until dropped, deploying whenever this replica leads; one bad entry or failing release never stops it.
@@ -130,9 +134,16 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
         let wait = next_retry.map_or(Duration::from_secs(30), |t| t.saturating_duration_since(Instant::now()));
         tokio::select! {
             read = tokio::time::timeout(wait.max(Duration::from_millis(10)), watcher.txn(read_entries)) => match read {
-                Ok(Ok(read)) => {
+                Ok(Ok(mut read)) => {
                     d.metrics.reconciles.inc();
                     read_backoff.succeeded();
+                    read.desired = std::mem::take(&mut read.desired)
+                        .into_iter()
+                        .map(|(id, desired)| {
+                            let defaults = d.chart_values.get(&desired.chart);
+                            (id, desired.over(defaults))
+                        })
+                        .collect();
                     entries = Some(read);
                     // States orphan when entries go: the read that saw them go looks for them.
                     remove_orphaned_states(&d.config).await;

@@ -39,6 +39,14 @@ impl Desired {
         })())
     }
 
+    /// The release with `defaults` under its values (the deployer's values for its chart).
+    pub fn over(mut self, defaults: Option<&Value>) -> Desired {
+        if let Some(defaults) = defaults {
+            self.values = values::over(defaults, &self.values);
+        }
+        self
+    }
+
     /// What identifies the applied configuration: the chart and its values.
     pub fn fingerprint(&self) -> String {
         format!("{}\n{}", self.chart, self.values)

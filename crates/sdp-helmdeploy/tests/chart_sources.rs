@@ -43,6 +43,7 @@ fn start(config: &Config, dir: &Path, repo: Option<(String, String)>, metrics: M
         max_backoff: Duration::from_secs(2),
         max_parallel: 4,
         lease_ttl: 2,
+        chart_values: Default::default(),
     }))
 }
 

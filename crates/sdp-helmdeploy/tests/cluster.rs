@@ -44,6 +44,7 @@ fn start_deployer(
         max_backoff,
         max_parallel: 4,
         lease_ttl: 2,
+        chart_values: Default::default(),
     }))
 }
 

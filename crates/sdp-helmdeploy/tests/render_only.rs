@@ -50,6 +50,16 @@ fn start_deployer(
     dir: &Path,
     metrics: sdp_helmdeploy::metrics::Metrics,
 ) -> tokio::task::JoinHandle<()> {
+    start_deployer_with(config, dir, metrics, Default::default())
+}
+
+/// As [`start_deployer`], with the deployer's values per chart.
+fn start_deployer_with(
+    config: &Config,
+    dir: &Path,
+    metrics: sdp_helmdeploy::metrics::Metrics,
+    chart_values: std::collections::BTreeMap<String, Value>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(sdp_helmdeploy::run(Deployer {
         config: config.clone(),
         metrics,
@@ -59,6 +69,7 @@ fn start_deployer(
         max_backoff: Duration::from_secs(2),
         max_parallel: 4,
         lease_ttl: 2,
+        chart_values,
     }))
 }
 
@@ -76,6 +87,7 @@ async fn flow(config: Config) {
         max_backoff: Duration::from_secs(2),
         max_parallel: 4,
         lease_ttl: 3,
+        chart_values: Default::default(),
     }));
     let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),
@@ -101,7 +113,10 @@ async fn flow(config: Config) {
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(text.contains("kind: Deployment"), "{text}");
     assert!(text.contains(&format!("name: {deploy_id}")));
-    assert!(text.contains("image: \"nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0\""));
+    // The platform's image runs the script by its name: `sdp script testdask <pb_id>`.
+    let image = format!("image: \"{}\"", sdp_processing::default_script_image());
+    assert!(text.contains(&image), "{text}");
+    assert!(text.contains(&format!("args: [script, \"testdask\", \"{pb_id}\"]")), "{text}");
     assert!(text.contains("- name: SDP_CONFIG_HOST\n              value: \"etcd.example\""), "{text}");
     // The state follows the manifest.
     eventually("state rendered", || async {
@@ -295,6 +310,39 @@ async fn hostile_entries_are_refused_and_states_go_with_their_entries() {
         eventually("the state removed with its entry", || async { state(&config, id).await.is_none() }).await;
     }
     sdp_testkit::stop_task(deployer).await;
+    server.stop().await;
+}
+
+/// The deployer's values for a chart go under each deployment's: the entry's win, the rest is added; changing
+/// them re-renders the chart's releases.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deployers_chart_values_go_under_each_deployments() {
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered").join("site.yaml");
+    charts(dir.path());
+    let site = |policy: &str| {
+        sdp_helmdeploy::values::chart_values(
+            &json!({"workflow": {
+                "imagePullPolicy": policy, "wf_image": "site/ignored:0", "env.SITE": "local"
+            }})
+            .to_string(),
+        )
+        .unwrap()
+    };
+    let deployer = start_deployer_with(&config, dir.path(), Default::default(), site("Never"));
+    sdp_testkit::put_workflow_deployment(&config, "site", "img:1").await;
+    let text = || std::fs::read_to_string(&rendered).unwrap_or_default();
+    eventually("rendered with the site's values", || async { text().contains("imagePullPolicy: Never") }).await;
+    assert!(text().contains("image: \"img:1\""), "the entry's image wins: {}", text());
+    assert!(text().contains("- name: SITE\n              value: \"local\""), "{}", text());
+    sdp_testkit::stop_task(deployer).await;
+
+    let restarted = start_deployer_with(&config, dir.path(), Default::default(), site("IfNotPresent"));
+    eventually("re-rendered with the changed values", || async { text().contains("imagePullPolicy: IfNotPresent") })
+        .await;
+    sdp_testkit::stop_task(restarted).await;
     server.stop().await;
 }
 

@@ -2,7 +2,8 @@
 //!
 //! For every processing block it deploys the block's processing script, `/deploy/<pb_id>-workflow`: a Helm
 //! deployment of the `workflow` chart with the values the original passes (`env.SDP_CONFIG_HOST`,
-//! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`), or, on one machine, a `process-direct` deployment
+//! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`) and the script's name (`script`: the pod runs
+//! `sdp script <name> <pb_id>` in the platform's image, [`SCRIPT_IMAGE`]), or, on one machine, a `process-direct` deployment
 //! `{"script": <name>, "pb_id": <pb_id>}`, which the process deployer runs as `sdp script <name> <pb_id>`
 //! ([`ScriptRunner`]). It keeps the block's `state` field in `/pb/<pb_id>/state`:
 //! `executing`, then `finished` or `failed` as the script reports (`status`) or its deployment ends in failure.
@@ -31,12 +32,33 @@ pub const LEADER: &str = "processing";
 /// etcd's client port, which scripts assume when not told otherwise.
 const DEFAULT_CONFIG_PORT: u16 = 2379;
 
-/// A processing script definition: which image runs `kind:name:version`.
+/// The repository of the platform's image, which runs every shipped script (`sdp script <name> <pb_id>`).
+pub const SCRIPT_IMAGE: &str = "ska-sdp";
+
+/// The umbrella chart's `appVersion`, the tag of the platform's images (one place for it: the chart).
+pub fn app_version() -> &'static str {
+    const CHART: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/ska-sdp/Chart.yaml"));
+    CHART
+        .lines()
+        .find_map(|line| line.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"'))
+        .filter(|v| !v.is_empty())
+        .expect("charts/ska-sdp/Chart.yaml has an appVersion")
+}
+
+/// The platform's image with the umbrella chart's appVersion: `ska-sdp:<appVersion>`.
+pub fn default_script_image() -> String {
+    format!("{SCRIPT_IMAGE}:{}", app_version())
+}
+
+/// A processing script definition: which image runs `kind:name:version` (by default the platform's, which
+/// runs the script by its name; a definition may name another).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct ScriptDefinition {
     pub kind: String,
     pub name: String,
     pub version: String,
+    #[serde(default = "default_script_image")]
     pub image: String,
 }
 
@@ -241,6 +263,7 @@ fn script_deployment(
             values.insert("env.SDP_HELM_NAMESPACE".into(), json!(settings.helm_namespace));
             values.insert("pb_id".into(), json!(pb_id));
             values.insert("wf_image".into(), json!(script.image));
+            values.insert("script".into(), json!(script.name));
             if let Some(secret) = tls_secret {
                 values.insert("configDb.tlsSecret".into(), json!(secret));
             }
@@ -253,3 +276,19 @@ fn script_deployment(
 
 mod daemon;
 pub use daemon::{run, ActionKind, Controller, Metrics};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_image_is_the_platforms_with_the_umbrella_charts_app_version() {
+        let version = app_version();
+        assert!(
+            version.split('.').count() == 3 && version.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "appVersion {version:?} is not major.minor.patch"
+        );
+        assert_eq!(default_script_image(), format!("ska-sdp:{version}"));
+        assert!(!include_str!("scripts.json").contains("\"image\""), "the shipped scripts name no image of their own");
+    }
+}

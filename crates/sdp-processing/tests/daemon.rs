@@ -51,7 +51,8 @@ async fn seed_flow(config: Config) {
         .unwrap()
         .unwrap();
     assert_eq!(d.args["values"]["pb_id"], json!(pb_id));
-    assert_eq!(d.args["values"]["wf_image"], "nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0");
+    assert_eq!(d.args["values"]["wf_image"], json!(sdp_processing::default_script_image()));
+    assert_eq!(d.args["values"]["script"], "testdask");
     let state = config
         .txn(|t| {
             let id = pb_id.clone();

@@ -48,13 +48,29 @@ fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
             "env.SDP_CONFIG_HOST": "sdp-prototype-etcd-client.default.svc.cluster.local",
             "env.SDP_HELM_NAMESPACE": "sdp",
             "pb_id": "realtime-20191121-0000",
-            "wf_image": "nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0"
+            "wf_image": format!("ska-sdp:{}", sdp_processing::app_version()),
+            "script": "testdask"
         }}),
     };
     assert_eq!(actions[0], Action::CreateDeployment(expected));
     assert!(matches!(&actions[1], Action::UpdateState { pb_id, fields }
         if pb_id == "realtime-20191121-0000" && fields["state"] == "executing"));
     assert_eq!(actions.len(), 2);
+}
+
+#[test]
+fn every_shipped_script_runs_in_the_platforms_image_and_a_definition_may_name_another() {
+    let image = format!("ska-sdp:{}", sdp_processing::app_version());
+    assert!(builtin_scripts().iter().all(|s| s.image == image), "{:?}", builtin_scripts());
+    // A definition with its own image keeps it; the script's name still goes to the chart.
+    let scripts: Vec<sdp_processing::ScriptDefinition> = serde_json::from_value(json!([
+        {"kind": "realtime", "name": "testdask", "version": "0.1.0", "image": "registry.example.org/my-sdp:2"}
+    ]))
+    .unwrap();
+    let snapshot = Snapshot { processing_blocks: [pb("p", "realtime:testdask:0.1.0")].into(), ..Default::default() };
+    let Action::CreateDeployment(d) = &plan(&snapshot, &scripts, &settings())[0] else { panic!("no deployment") };
+    assert_eq!(d.args["values"]["wf_image"], "registry.example.org/my-sdp:2");
+    assert_eq!(d.args["values"]["script"], "testdask");
 }
 
 #[test]

@@ -132,6 +132,11 @@ struct HelmArgs {
     /// The helm program.
     #[arg(long, env = "SDP_HELM", default_value = "helm")]
     helm: PathBuf,
+    /// Values under every deployment's own, by chart as deployments name it, as a JSON object
+    /// (`{"dask": {"image": {"repository": "...", "tag": "..."}}}`): a site's images, pull policies or resources
+    /// for the charts processing scripts deploy. A deployment's own values win.
+    #[arg(long, env = "SDP_HELM_CHART_VALUES", value_parser = sdp_helmdeploy::values::chart_values)]
+    helm_chart_values: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(clap::Args)]
@@ -305,6 +310,7 @@ async fn start_helm_deployer(
         max_backoff: std::time::Duration::from_secs(300),
         max_parallel: 8,
         lease_ttl: 10,
+        chart_values: helm.helm_chart_values.clone().unwrap_or_default(),
     }))];
     match &mode {
         sdp_helmdeploy::Mode::Cluster => match kube::Client::try_default().await {

@@ -154,6 +154,14 @@ pub struct DatabaseDSSpec {
     /// Storage class of the Tango DB's PersistentVolumeClaim.
     #[serde(default, rename = "tangoDBStorageClass", skip_serializing_if = "Option::is_none")]
     pub tango_db_storage_class: Option<String>,
+    /// Image of the Tango DB (MariaDB with the Tango schema, started as `docker-entrypoint.sh mysqld`); default:
+    /// the operator's (`TANGODB_IMAGE`).
+    #[serde(default, rename = "tangoDBImage", skip_serializing_if = "Option::is_none")]
+    pub tango_db_image: Option<String>,
+    /// Image of the DataBaseds server (`/usr/local/bin/DataBaseds`); default: the operator's
+    /// (`DATABASEDS_IMAGE`).
+    #[serde(default, rename = "databaseDSImage", skip_serializing_if = "Option::is_none")]
+    pub database_ds_image: Option<String>,
 }
 
 /// `state` is `Building` until the Tango DB and the DataBaseds are ready, then `Running`.

@@ -116,6 +116,12 @@ pub fn databaseds_objects(db: &DatabaseDS, settings: &Settings) -> DatabaseDsObj
     let domain = domain(&db.spec.cluster_domain);
     let pull = db.spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
     let use_pv = db.spec.use_pv.unwrap_or(false);
+    // The resource's images, else the operator's.
+    let image = |own: &Option<String>, default: &str| {
+        own.as_deref().map(str::trim).filter(|i| !i.is_empty()).unwrap_or(default).to_owned()
+    };
+    let tangodb_image = image(&db.spec.tango_db_image, &settings.tangodb_image);
+    let databaseds_image = image(&db.spec.database_ds_image, &settings.databaseds_image);
     let config_name = format!("databaseds-{name}");
     let tangodb_name = format!("databaseds-tangodb-{name}");
     let ds_name = format!("databaseds-ds-{name}");
@@ -183,7 +189,7 @@ pub fn databaseds_objects(db: &DatabaseDS, settings: &Settings) -> DatabaseDsObj
                 "spec": {
                     "containers": [{
                         "name": "tangodb",
-                        "image": settings.tangodb_image,
+                        "image": tangodb_image,
                         "imagePullPolicy": pull,
                         "command": ["/bin/sh", format!("{SCRIPTS_DIR}/start-databaseds-tangodb.sh")],
                         "env": [
@@ -227,7 +233,7 @@ pub fn databaseds_objects(db: &DatabaseDS, settings: &Settings) -> DatabaseDsObj
                 "spec": {
                     "containers": [{
                         "name": "ds",
-                        "image": settings.databaseds_image,
+                        "image": databaseds_image,
                         "imagePullPolicy": pull,
                         "command": ["/bin/sh", format!("{SCRIPTS_DIR}/start-databaseds.sh")],
                         "env": [
@@ -401,5 +407,34 @@ mod tests {
         assert_eq!(tango_host("tango-db", "ska", "cluster.local"), "tango-db.ska.svc.cluster.local:10000");
         assert_eq!(tango_host("tango-db:10001", "ska", "cl"), "tango-db.ska.svc.cl:10001");
         assert_eq!(tango_host("db.example.org", "ska", "cl"), "db.example.org:10000");
+    }
+
+    fn image_of(set: &k8s_openapi::api::apps::v1::StatefulSet) -> String {
+        let pod = set.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        pod.containers[0].image.clone().unwrap()
+    }
+
+    #[test]
+    fn a_databaseds_names_its_images_else_the_operators_are_used() {
+        let resource = |spec: serde_json::Value| -> DatabaseDS {
+            serde_json::from_value(json!({
+                "apiVersion": "tango.tango-controls.org/v1", "kind": "DatabaseDS",
+                "metadata": {"name": "tango", "namespace": "ska", "uid": "6f1c2a9e-0000-4000-8000-000000000001"},
+                "spec": spec,
+            }))
+            .unwrap()
+        };
+        let settings = Settings::default();
+        let defaults = databaseds_objects(&resource(json!({})), &settings);
+        assert_eq!(image_of(&defaults.tangodb), settings.tangodb_image);
+        assert_eq!(image_of(&defaults.databaseds), settings.databaseds_image);
+        let own = databaseds_objects(
+            &resource(json!({"tangoDBImage": "ska-sdp-tangodb:0.1.0", "databaseDSImage": "ska-sdp-databaseds:0.1.0"})),
+            &settings,
+        );
+        assert_eq!(image_of(&own.tangodb), "ska-sdp-tangodb:0.1.0");
+        assert_eq!(image_of(&own.databaseds), "ska-sdp-databaseds:0.1.0");
+        let blank = databaseds_objects(&resource(json!({"tangoDBImage": " "})), &settings);
+        assert_eq!(image_of(&blank.tangodb), settings.tangodb_image);
     }
 }
