@@ -206,10 +206,35 @@ fn main() -> anyhow::Result<()> {
 
 /// Connects to the configuration database SDP_CONFIG_HOST/SDP_CONFIG_PORT name and checks that it answers.
 async fn connect(settings: &Settings) -> anyhow::Result<Config> {
+    Ok(try_connect(settings).await?)
+}
+
+async fn try_connect(settings: &Settings) -> Result<Config, sdp_config::Error> {
     let config = Config::connect(settings).await?;
     // Fail early, with a clear message, if the database cannot be used.
     config.txn(|t| async move { t.list_keys("/", 0).await }).await?;
     Ok(config)
+}
+
+/// The daemons' connection: a database that cannot be reached yet (in a cluster it starts beside them) is
+/// waited for, each failure logged, rather than ending the process for its supervisor to restart it with ever
+/// longer pauses; any other error (TLS, a refused request) ends the start at once. None when stopped first.
+async fn connect_when_reachable(
+    settings: &Settings,
+    stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> anyhow::Result<Option<Config>> {
+    let mut backoff = sdp_ops::retry::Backoff::new(sdp_ops::retry::Policy::DATABASE);
+    loop {
+        let error = match try_connect(settings).await {
+            Ok(config) => return Ok(Some(config)),
+            Err(e @ sdp_config::Error::Unreachable { .. }) => e,
+            Err(e) => return Err(e.into()),
+        };
+        tokio::select! {
+            () = backoff.wait_after("connecting to the configuration database", &error) => {}
+            () = &mut *stop => return Ok(None),
+        }
+    }
 }
 
 fn start_processing_controller(
@@ -368,9 +393,9 @@ async fn until_stopped(stop: impl std::future::Future<Output = ()>, tasks: Vec<J
 }
 
 async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result<()> {
-    let stop = sdp_ops::shutdown_signal();
+    let mut stop = Box::pin(sdp_ops::shutdown_signal());
     let settings = Settings::from_env()?;
-    let config = connect(&settings).await?;
+    let Some(config) = connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
     let mut registry = Registry::default();
     let controller =
         start_processing_controller(&config, &settings, &args.namespace, &args.scripts, Runner::Helm, &mut registry);
@@ -385,9 +410,9 @@ async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result
 }
 
 async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
-    let stop = sdp_ops::shutdown_signal();
+    let mut stop = Box::pin(sdp_ops::shutdown_signal());
     let settings = Settings::from_env()?;
-    let config = connect(&settings).await?;
+    let Some(config) = connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
     let mut registry = Registry::default();
     let mut tasks = start_helm_deployer(&config, &args.namespace, &args.helm, &args.data_dir, &mut registry).await?;
     tasks.push(
@@ -403,10 +428,10 @@ async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
 }
 
 async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
-    let stop = sdp_ops::shutdown_signal();
+    let mut stop = Box::pin(sdp_ops::shutdown_signal());
     args.token()?;
     let settings = Settings::from_env()?;
-    let config = connect(&settings).await?;
+    let Some(config) = connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
     let (lmc, http) = start_lmc(&config, args, Registry::default()).await?;
     let tango = start_tango_if_configured(&lmc).await?;
     until_stopped(stop, vec![http]).await;

@@ -325,6 +325,62 @@ fn components_run_alone_on_one_etcd() {
     });
 }
 
+/// In a cluster the database starts beside the daemons: one that cannot be reached yet is waited for (each try
+/// logged), not a reason to exit; SIGTERM still ends the wait at once.
+#[test]
+fn components_wait_for_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db_port, http_port) = (free_port(), free_port());
+    let component = |args: &[&str], log: &str| {
+        let child = Command::new(env!("CARGO_BIN_EXE_sdp"))
+            .args(args)
+            .env("SDP_CONFIG_HOST", "127.0.0.1")
+            .env("SDP_CONFIG_PORT", db_port.to_string())
+            .env("SDP_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("SDP_DATA_DIR", dir.path())
+            .env("HOME", dir.path())
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap();
+        KillOnDrop(child)
+    };
+    let read_log = |log: &str| std::fs::read_to_string(dir.path().join(log)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    let mut controller = component(&["processing-controller"], "controller.log");
+    rt.block_on(sdp_testkit::eventually("the controller logs that it waits", Duration::from_secs(20), || async {
+        read_log("controller.log").contains("cannot reach the configuration database")
+    }));
+    assert!(controller.0.try_wait().unwrap().is_none(), "the controller exited: {}", read_log("controller.log"));
+    // The database comes: the controller starts serving.
+    let server = rt.block_on(sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
+        listen: format!("127.0.0.1:{db_port}").parse().unwrap(),
+        data_dir: Some(dir.path().join("db")),
+        ..Default::default()
+    }));
+    let server = server.expect("the database on the port the controller tries");
+    wait_for_port(http_port, Duration::from_secs(30), "processing-controller");
+    assert_eq!(http_get(http_port, "/readyz").trim(), "ok");
+    drop(controller);
+    rt.block_on(server.stop());
+
+    // No database at all: SIGTERM ends the wait, with success.
+    let mut deployer = component(&["helm-deployer"], "deployer.log");
+    rt.block_on(sdp_testkit::eventually("the deployer logs that it waits", Duration::from_secs(20), || async {
+        read_log("deployer.log").contains("cannot reach the configuration database")
+    }));
+    let status = Command::new("kill").args(["-TERM", &deployer.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exited = (0..100).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        deployer.0.try_wait().unwrap()
+    });
+    assert!(exited.is_some_and(|s| s.success()), "the deployer did not end on SIGTERM: {exited:?}");
+}
+
 /// `sdp up` runs the staging service too: storage and user areas under its data directory.
 #[test]
 fn up_stages_data() {
