@@ -3,7 +3,8 @@
 //! `/pb/<id>/state`, idle until released, and always remove what it deployed.
 //!
 //! [`scripts`] holds the scripts the platform ships, written on this API; `sdp script <name> <pb_id>` runs
-//! one (the processing controller deploys that command).
+//! one (the processing controller deploys that command). [`dask`] asks a Dask scheduler, over Dask's own
+//! protocol, who it is and which workers it has.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use serde_json::{json, Map, Value};
 use sdp_config::keys::paths;
 use sdp_config::{Config, Deployment, Lease, ProcessingBlock};
 
+pub mod dask;
 mod readiness;
 pub mod scripts;
 
@@ -49,6 +51,8 @@ pub enum ScriptError {
     Released(Release),
     #[error("deployment {id} failed: {error}")]
     DeploymentFailed { id: String, error: String },
+    #[error(transparent)]
+    Dask(#[from] dask::DaskError),
     #[error("invalid parameters: {0}")]
     Parameters(String),
     #[error("no processing script {0:?}: the platform has {names}", names = scripts::NAMES.join(", "))]

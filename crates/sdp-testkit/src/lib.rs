@@ -248,10 +248,15 @@ pub fn etcd3py_python() -> PathBuf {
 
 /// `<tool cache>/<venv>/bin/python`, when scripts/setup made it.
 fn tool_python(venv: &str) -> Option<PathBuf> {
+    tool_path(&format!("{venv}/bin/python"))
+}
+
+/// `<tool cache>/<path>`, when it is a file.
+fn tool_path(path: &str) -> Option<PathBuf> {
     std::env::var_os("SDP_TOOLS_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdp/tools")))
-        .map(|t| t.join(venv).join("bin/python"))
+        .map(|t| t.join(path))
         .filter(|p| p.is_file())
 }
 
@@ -292,6 +297,127 @@ impl TangoDatabase {
     pub fn tango_host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// The `dask` command of the virtual environment `scripts/setup` installs distributed 2022.12.1 into (the
+/// version of the `ska-sdp-dask` image).
+pub fn dask_command() -> PathBuf {
+    tool_path("dask/bin/dask").unwrap_or_else(|| {
+        panic!("Dask (distributed 2022.12.1) not found in the tool cache (<tools>/dask/bin/dask): run scripts/setup")
+    })
+}
+
+/// A real Dask cluster on 127.0.0.1: `dask scheduler` and `workers` `dask worker`s (one thread each, without a
+/// nanny, so that each is one process), on free ports, their files and logs in `dir`. Dropping it kills them.
+pub struct DaskCluster {
+    /// The scheduler's `tcp://127.0.0.1:<port>`.
+    pub address: String,
+    dir: PathBuf,
+    /// The workers, then the scheduler: stopped in that order.
+    processes: Vec<KillOnDrop>,
+}
+
+impl DaskCluster {
+    /// Starts the scheduler, waits until it has written its address, then starts the workers (which register
+    /// with it by themselves, a moment later).
+    pub fn start(dir: &Path, workers: usize) -> DaskCluster {
+        let dask = dask_command();
+        let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).expect("create a Dask log");
+        let scheduler_file = dir.join("scheduler.json");
+        let command = |name: &str| {
+            let mut command = Command::new(&dask);
+            let log = log(name);
+            let out = log.try_clone().expect("a second handle on a Dask log");
+            // DASK_CONFIG: Dask writes its default configuration files there, not into ~/.config/dask.
+            command.env("DASK_CONFIG", dir.join("config")).stdin(Stdio::null()).stdout(out).stderr(log);
+            command
+        };
+        let scheduler = command("scheduler")
+            .args([
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--no-show",
+            ])
+            .arg("--scheduler-file")
+            .arg(&scheduler_file)
+            .spawn()
+            .expect("start dask scheduler");
+        let mut cluster =
+            DaskCluster { address: String::new(), dir: dir.to_path_buf(), processes: vec![KillOnDrop(scheduler)] };
+        let start = Instant::now();
+        cluster.address = loop {
+            let written = std::fs::read_to_string(&scheduler_file).ok();
+            let address = written
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|v| v["address"].as_str().map(str::to_string));
+            if let Some(address) = address {
+                break address;
+            }
+            if let Ok(Some(status)) = cluster.processes[0].0.try_wait() {
+                panic!("dask scheduler ended with {status}: {}", cluster.log_tail("scheduler"));
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "dask scheduler wrote no address within 60 s: {}",
+                cluster.log_tail("scheduler")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        for i in 0..workers {
+            let name = format!("worker-{i}");
+            let worker = command(&name)
+                .args(["worker", &cluster.address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny"])
+                .args(["--dashboard-address", "127.0.0.1:0", "--name", &name, "--death-timeout", "60"])
+                .arg("--local-directory")
+                .arg(dir.join(&name))
+                .spawn()
+                .expect("start dask worker");
+            cluster.processes.insert(0, KillOnDrop(worker));
+        }
+        cluster
+    }
+
+    /// The PIDs of the cluster's processes and of every process they started, alive now.
+    pub fn processes(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.processes.iter().map(|p| p.0.id()).collect();
+        let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                // After the command's name in parentheses: the state, then the parent's PID.
+                let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+                Some((pid, ppid))
+            })
+            .collect();
+        let mut at = 0;
+        while at < pids.len() {
+            let parent = pids[at];
+            pids.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+            at += 1;
+        }
+        pids.retain(|pid| process_alive(*pid));
+        pids
+    }
+
+    /// The end of a process's log (`scheduler`, `worker-<i>`), for a failure's message.
+    pub fn log_tail(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+/// Whether `pid` is a process that has not ended (a zombie has).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
 }
 
 #[cfg(test)]

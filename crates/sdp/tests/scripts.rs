@@ -88,6 +88,13 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
     );
     let state = pb_state(config, &pb_id).await;
     assert_eq!((state["state"].as_str(), state["status"].as_str()), (Some("executing"), Some("RUNNING")));
+    // Rendered, no scheduler runs: the script asks nobody and claims no workers.
+    let dask_state = &state["dask"];
+    let scheduler = dask_state["scheduler"].as_str().unwrap();
+    assert!(scheduler.starts_with(&format!("tcp://{dask}-scheduler.")) && scheduler.ends_with(":8786"), "{state}");
+    assert_eq!(dask_state["workers_requested"], 2);
+    assert!(dask_state["check"].as_str().unwrap().starts_with("none: the chart was only rendered"), "{state}");
+    assert!(dask_state["workers"].is_null() && dask_state["scheduler_id"].is_null(), "{state}");
     let manifest = std::fs::read_to_string(platform.dir.path().join(format!("rendered/{dask}.yaml"))).unwrap();
     assert!(manifest.contains(&format!("name: {dask}-scheduler")), "{manifest}");
 
@@ -253,6 +260,12 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
     // The script waited for all three: the release's manifest asks for them.
     assert_eq!(dask_state["pods_expected"], 3, "{dask_state}");
     assert_eq!(dask_state["pods"].as_object().unwrap().len(), 3, "{dask_state}");
+    // The simulated nodes' pods run no Dask, so nothing answers at the scheduler's Service: the script keeps
+    // asking (until its limit, then the block fails), and claims no workers it did not see.
+    let dask = &pb_state(&config, &dask_block).await["dask"];
+    let check = dask["check"].as_str().unwrap();
+    assert!(check.starts_with("asking the scheduler") || check.starts_with("failed: "), "{dask}");
+    assert!(dask["workers"].is_null(), "{dask}");
 
     eventually("receive addresses from the supernet", cluster_limit, || async {
         pb_state(&config, &receive_block).await["receiveAddresses"]

@@ -1,12 +1,23 @@
-//! `testdask`: deploys Dask (a scheduler and two workers, the seed's values), waits until it is ready and
-//! publishes where it is. The original then summed a few numbers on it through Dask's Python client; this
-//! platform has no Dask client, so the script computes nothing and says so. Realtime blocks then idle until
-//! released; batch blocks finish.
+//! `testdask`: deploys Dask (a scheduler and two workers, the seed's values, or `n_workers`), waits until it is
+//! ready, then asks the scheduler over Dask's own protocol ([`crate::dask`]) who it is, until it has as many
+//! workers as were asked for (up to two minutes), and publishes where it is and what it said. The original
+//! then summed a few numbers on it through Dask's Python client; this script computes nothing (a Dask client
+//! in Python does, in the tests that need it). Realtime blocks then idle until released; batch blocks finish.
+//!
+//! Without a cluster the Helm deployer only renders the chart: no scheduler runs, so there is nobody to ask,
+//! and the state says so (`check`). With a cluster the scheduler must answer: otherwise the block fails, with
+//! the reason.
 
-use serde_json::json;
+use std::time::Duration;
 
+use serde_json::{json, Value};
+
+use crate::dask;
 use crate::scripts::{count_parameter, idle_or_finish, namespace};
 use crate::{Claim, Engine, Outcome, ScriptError};
+
+/// How long the scheduler has, once its pods run, to answer with every worker registered.
+const WORKERS_LIMIT: Duration = Duration::from_secs(120);
 
 pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
     let workers = count_parameter(claim, "n_workers", 2, 256)?;
@@ -17,14 +28,45 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
     let deploy_id = claim.deploy("dask", &engine).await?;
     let state = claim.wait_ready(&deploy_id).await?;
     let host = format!("{deploy_id}-scheduler.{}", namespace());
-    claim
-        .update_state(json!({"dask": {
-            "scheduler": format!("tcp://{host}:8786"),
+    let scheduler = format!("tcp://{host}:8786");
+    let deployment = state.get("status").cloned().unwrap_or(Value::Null);
+    let published = |check: String| {
+        json!({
+            "scheduler": scheduler,
             "dashboard": format!("http://{host}:8787"),
-            "workers": workers,
-            "deployment": state.get("status"),
-        }}))
+            "deployment": deployment,
+            "workers_requested": workers,
+            "check": check,
+        })
+    };
+    if deployment == "rendered" {
+        let check = "none: the chart was only rendered (no cluster), so no scheduler runs to ask";
+        claim.update_state(json!({"dask": published(check.into())})).await?;
+        tracing::info!(%scheduler, "Dask rendered, not running: nothing to ask");
+        return idle_or_finish(claim).await;
+    }
+    claim
+        .update_state(json!({"dask": published(format!("asking the scheduler until it has {workers} workers"))}))
         .await?;
-    tracing::info!(scheduler = %host, "Dask is ready; this script computes nothing on it (the platform has no Dask client)");
+    let identity = tokio::select! {
+        identity = dask::wait_for_workers(&scheduler, workers as usize, WORKERS_LIMIT) => identity,
+        release = claim.until_released() => return Err(ScriptError::Released(release?)),
+    };
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(e) => {
+            claim.update_state(json!({"dask": published(format!("failed: {e}"))})).await?;
+            return Err(e.into());
+        }
+    };
+    let mut dask = published(format!("the scheduler answered with {} workers", identity.workers.len()));
+    dask["scheduler_id"] = json!(identity.id);
+    dask["workers"] = json!(identity.workers.len());
+    dask["worker_addresses"] = json!(identity.workers.keys().collect::<Vec<_>>());
+    dask["worker_threads"] =
+        identity.workers.iter().filter_map(|(address, w)| Some((address.clone(), json!(w.nthreads?)))).collect();
+    claim.update_state(json!({"dask": dask})).await?;
+    tracing::info!(%scheduler, id = identity.id, workers = identity.workers.len(),
+        "the Dask scheduler answered; this script computes nothing on it");
     idle_or_finish(claim).await
 }
