@@ -120,10 +120,10 @@ start = time.monotonic()
 pbs = [process() for _ in range(blocks)]
 created = time.monotonic() - start
 claimed = wait("every block owned", lambda: all(owned(pb) for pb in pbs), every=0.1) - start
-print(f"{blocks} blocks at once (created in {created:.1f} s):", file=sys.stderr)
+print(f"{blocks} blocks at once (created in {created:.2f} s):", file=sys.stderr)
 all_ready = wait("every block's Dask Ready", lambda: all(dask_ready(pb, items) for items in [pods(processing)] for pb in pbs),
                  timeout=900, every=0.5) - start
-print(f"{blocks} blocks created at once ({created:.1f} s to create them):")
+print(f"{blocks} blocks created at once ({created:.2f} s to create them):")
 print(f"  every block claimed by its script's pod: {claimed:.1f} s")
 print(f"  every Dask pod Ready ({3 * blocks} pods): {all_ready:.1f} s")
 
