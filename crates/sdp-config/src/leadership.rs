@@ -13,6 +13,10 @@ use sdp_ops::{Backoff, Policy};
 use crate::keys::paths;
 use crate::{Config, Error, Lease, Owner, Txn};
 
+/// Lease TTL of the daemons' owner entries, seconds: how long a standby waits to take over after the leader
+/// died. Every daemon of the platform leads with it; tests pass shorter ones.
+pub const LEASE_TTL: i64 = 10;
+
 /// How taking an owner entry went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Taken {

@@ -4,6 +4,9 @@
 //! original Python `ska-sdp-config`, so both can share one database. The same API runs on an in-process
 //! store with etcd's semantics (`SDP_CONFIG_BACKEND=memory`), used by tests and single-process tools.
 //!
+//! The daemons connect with [`Config::connect_when_reachable`] (a database not up yet is waited for) and work
+//! while they lead their component ([`run_while_leading`], on leases of [`LEASE_TTL`] seconds).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), sdp_config::Error> {
 //! use sdp_config::{Config, ProcessingBlock};
@@ -33,11 +36,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
-pub use leadership::{run_while_leading, Leadership};
+pub use leadership::{run_while_leading, Leadership, LEASE_TTL};
 pub use lease::Lease;
 pub use txn::{Txn, Watcher, MAX_RECURSION};
 
 use backend::Backend;
+use sdp_ops::{Backoff, Policy};
 
 /// How many times a conflicting transaction is re-run before giving up (as the original).
 pub const MAX_RETRIES: usize = 64;
@@ -149,6 +153,41 @@ impl Config {
 
     pub async fn from_env() -> Result<Config, Error> {
         Config::connect(&Settings::from_env()?).await
+    }
+
+    /// Connects and reads once: a database that cannot be used fails the start, with a clear message, rather
+    /// than the first request of some daemon later.
+    pub async fn connect_checked(settings: &Settings) -> Result<Config, Error> {
+        let config = Config::connect(settings).await?;
+        config.answers().await?;
+        Ok(config)
+    }
+
+    /// The daemons' connection: a database that cannot be reached yet (in a cluster it starts beside them) is
+    /// waited for under [`Policy::DATABASE`], each failure logged, rather than ending the process for its
+    /// supervisor to restart it with ever longer pauses; any other error (TLS, a refused request) ends the start
+    /// at once. None when `stop` resolves first.
+    pub async fn connect_when_reachable(
+        settings: &Settings,
+        stop: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<Option<Config>, Error> {
+        let mut backoff = Backoff::new(Policy::DATABASE);
+        loop {
+            let error = match Config::connect_checked(settings).await {
+                Ok(config) => return Ok(Some(config)),
+                Err(e @ Error::Unreachable { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            tokio::select! {
+                () = backoff.wait_after("connecting to the configuration database", &error) => {}
+                () = &mut *stop => return Ok(None),
+            }
+        }
+    }
+
+    /// Whether the database answers a read now: the check after connecting, and the daemons' readiness.
+    pub async fn answers(&self) -> Result<(), Error> {
+        self.txn(|t| async move { t.list_keys("/", 0).await }).await.map(drop)
     }
 
     /// A fresh in-process database with etcd's semantics. Needs a Tokio runtime (for lease expiry).

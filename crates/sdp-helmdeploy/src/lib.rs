@@ -3,6 +3,10 @@
 //! deleted (release name = deploy ID). Outcomes go to `/deploy/<id>/state`. Without a cluster it renders
 //! charts with `helm template` instead (render-only mode). With one, it also follows the pods of each
 //! deployment ([`pods`]) and publishes network resources ([`resources`]).
+//!
+//! [`start`] runs it as the platform does: it picks the mode, unpacks the bundled charts ([`bundled`]),
+//! creates the processing namespace ([`namespace`]) and starts the monitors; [`run`] is the deployer's loop
+//! alone.
 
 pub mod bundled;
 mod daemon;
@@ -11,8 +15,10 @@ pub mod manifest;
 pub mod metrics;
 pub mod namespace;
 pub mod plan;
+mod platform;
 pub mod pods;
 pub mod resources;
 pub mod values;
 
 pub use daemon::{run, Deployer, Mode, LEADER};
+pub use platform::{start, Running, Settings, StartError};

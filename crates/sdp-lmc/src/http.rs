@@ -10,7 +10,8 @@
 //! | `GET /api/events` | server-sent events, one per attribute change |
 //!
 //! Errors answer `{"kind", "reason", "desc"}`: 404 unknown device/attribute/command, 409 not allowed in the
-//! current state, 400 bad argument, 500 failed.
+//! current state, 400 bad argument, 500 failed; 401 without the bearer token, when [`crate::start`] serves
+//! the devices behind one.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +35,16 @@ pub fn router(lmc: Arc<Lmc>) -> Router {
         .route("/api/devices/{device}/commands/{name}", post(command))
         .route("/api/events", get(events))
         .with_state(lmc)
+}
+
+/// The answer to a request without the surface's bearer token, in the surface's error format.
+pub(crate) fn unauthorized() -> Response {
+    let body = json!({
+        "kind": "Unauthorized", "reason": "API_Unauthorized",
+        "desc": "missing or wrong token: send `Authorization: Bearer <token>` with the platform's SDP_LMC_TOKEN",
+    });
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    (StatusCode::UNAUTHORIZED, json, body.to_string()).into_response()
 }
 
 impl IntoResponse for DevError {

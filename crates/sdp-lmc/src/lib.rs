@@ -4,7 +4,8 @@
 //! configuration-database effects, or a refusal that changes nothing. [`Lmc`] runs the devices over the
 //! configuration database (commands on one device are serialised; a command's effects are one transaction,
 //! and its new state is kept only if that commits) and publishes change events. [`http`] serves it as
-//! HTTP/JSON with server-sent events; a Tango front end can sit on the same [`Lmc`].
+//! HTTP/JSON with server-sent events; a Tango front end can sit on the same [`Lmc`]. [`start`] serves the
+//! devices as the platform does: behind a bearer token when one is set, beside the open probes and metrics.
 
 pub mod http;
 pub mod master;
@@ -12,11 +13,13 @@ pub mod model;
 mod runtime;
 pub mod schema;
 pub mod subarray;
+mod surface;
 
 use serde::Serialize;
 use serde_json::Value;
 
 pub use runtime::{AttrValue, ChangeEvent, DeviceInfo, Lmc};
+pub use surface::{start, Running, Settings, Unprotected};
 
 /// What a command does to the configuration database.
 #[derive(Clone, Debug, PartialEq)]

@@ -180,3 +180,32 @@ async fn seed_transcript_on_etcd() {
     let etcd = sdp_testkit::Etcd::start();
     seed_transcript(etcd.config().await).await;
 }
+
+/// [`sdp_lmc::start`], as the platform serves the devices: with a token, every device route needs it, in the
+/// surface's error format; the probes and metrics beside them stay open.
+#[tokio::test]
+async fn the_platforms_surface_needs_its_token_and_leaves_the_probes_open() {
+    let settings = sdp_lmc::Settings::new("127.0.0.1:0".parse().unwrap(), 2, Some("s3cret".into())).unwrap();
+    let ops = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let running = sdp_lmc::start(settings, Config::memory(), ops).await.unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("http://{}{path}", running.addr()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, body) = get("/api/devices", None).await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, &body["reason"]), (401, &json!("API_Unauthorized")), "{body}");
+    assert_eq!(get("/api/devices", Some("wrong")).await.0, 401);
+    let (status, devices) = get("/api/devices", Some("s3cret")).await;
+    assert!(status == 200 && devices.contains("mid_sdp/elt/subarray_2"), "{status} {devices}");
+    assert_eq!(get("/healthz", None).await, (200, "ok".to_string()));
+    running.stop();
+}

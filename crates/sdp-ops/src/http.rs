@@ -1,7 +1,8 @@
 //! The operations endpoints every daemon serves, with one convention: `/healthz` answers while the process
 //! serves (liveness: restart it when this fails), `/readyz` while it can do its work (readiness: its
-//! dependencies answer), `/metrics` in the Prometheus text format.
+//! dependencies answer), `/metrics` in the Prometheus text format. [`serve`] runs a daemon's HTTP surface.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -12,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
 
 /// Whether the daemon can do its work now: `Err` says why not.
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -75,6 +77,41 @@ pub fn require_bearer(router: Router, token: &str, refusal: fn() -> Response) ->
     }))
 }
 
+/// An address a daemon cannot listen on (taken, or not this machine's).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {listen} for {what}: choose another address")]
+pub struct ListenError {
+    pub listen: SocketAddr,
+    /// What would have listened there, and the option that sets the address.
+    pub what: &'static str,
+    pub source: std::io::Error,
+}
+
+/// An HTTP server started by [`serve`]; [`Serving::stop`] ends it.
+pub struct Serving {
+    /// Where it listens (the port chosen when `listen` asked for port 0).
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Serving {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `listen` and serves `app` there, in a task of its own; `what` names the surface in the error.
+pub async fn serve(listen: SocketAddr, app: Router, what: &'static str) -> Result<Serving, ListenError> {
+    let bound = tokio::net::TcpListener::bind(listen).await.and_then(|l| Ok((l.local_addr()?, l)));
+    let (addr, listener) = bound.map_err(|source| ListenError { listen, what, source })?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok(Serving { addr, task })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,6 +159,26 @@ mod tests {
         assert_eq!(get(&app, "/health").await.0, StatusCode::OK);
         let (status, text) = get(&app, "/metrics").await;
         assert!(status == StatusCode::OK && text.contains("demo_events_total 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn serves_on_the_port_it_bound_and_a_taken_address_says_so() {
+        let app = Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let serving = serve("127.0.0.1:0".parse().unwrap(), app.clone(), "the test surface").await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(serving.addr).await.unwrap();
+        let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        let taken =
+            serve(serving.addr, app, "the test surface (--test-listen)").await.err().expect("the port is taken");
+        let message = taken.to_string();
+        assert_eq!(
+            message,
+            format!("cannot listen on {} for the test surface (--test-listen): choose another address", serving.addr)
+        );
+        serving.stop();
     }
 
     #[test]

@@ -27,14 +27,20 @@ pub const LEADER: &str = "procdeploy";
 /// The deployment type this deployer runs.
 pub const KIND: &str = "process-direct";
 
-pub struct ProcessDeployer {
-    pub config: Config,
+/// What the operator chose (the options of `sdp up`).
+#[derive(Clone, Debug)]
+pub struct Settings {
     /// What it may run: the script runner and the registered engines. Nothing else runs.
     pub runnable: Runnable,
     /// Each process's output is appended to `<log_dir>/<deploy_id>.log`.
     pub log_dir: PathBuf,
     /// How long a process has between SIGTERM and SIGKILL.
     pub grace: Duration,
+}
+
+pub struct ProcessDeployer {
+    pub config: Config,
+    pub settings: Settings,
     /// Lease TTL of the leadership entry, seconds.
     pub lease_ttl: i64,
     pub metrics: Metrics,
@@ -76,11 +82,21 @@ pub struct Running {
     grace: Duration,
 }
 
-/// Starts the deployer: whenever this replica leads, it runs the processes.
-pub fn start(d: ProcessDeployer) -> Running {
+/// Starts the platform's deployer: it leads with the platform's lease, its metrics go to `registry`.
+pub fn start(settings: Settings, config: Config, registry: &mut Registry) -> Running {
+    tracing::info!(engines = ?settings.runnable.engines.keys().collect::<Vec<_>>(), "process engines registered");
+    let logs = settings.log_dir.clone();
+    let metrics = Metrics::register(registry);
+    let running = spawn(ProcessDeployer { config, settings, lease_ttl: sdp_config::LEASE_TTL, metrics });
+    tracing::info!(logs = %logs.display(), "process deployer started");
+    running
+}
+
+/// Starts `d`: whenever this replica leads, it runs the processes.
+pub fn spawn(d: ProcessDeployer) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(false);
-    let grace = d.grace;
+    let grace = d.settings.grace;
     let task = tokio::spawn(async move {
         sdp_config::run_while_leading(&d.config.clone(), LEADER, d.lease_ttl, || {
             run_processes(&d, stop_rx.clone(), stopped_tx.clone())
@@ -244,7 +260,7 @@ async fn run_processes(
         return std::future::pending().await;
     }
     let mut watcher = d.config.watcher().with_timeout(Duration::from_secs(30));
-    let mut children = Children { running: HashMap::new(), grace: d.grace };
+    let mut children = Children { running: HashMap::new(), grace: d.settings.grace };
     let mut exits: JoinSet<Exit> = JoinSet::new();
     let mut ended: BTreeMap<String, ProcessSpec> = BTreeMap::new();
     let mut entries: Option<BTreeMap<String, Entry>> = None;
@@ -278,10 +294,10 @@ async fn run_processes(
                 tracing::info!("process deployer stopped its processes");
                 return std::future::pending().await;
             }
-            read = watcher.txn(|t| read_entries(t, &d.runnable)) => {
+            read = watcher.txn(|t| read_entries(t, &d.settings.runnable)) => {
                 let read = read?;
                 if entries.is_none() {
-                    end_leftovers(&read, d.grace).await;
+                    end_leftovers(&read, d.settings.grace).await;
                 }
                 ended.retain(|id, _| read.contains_key(id));
                 entries = Some(read);
@@ -290,7 +306,7 @@ async fn run_processes(
                 let Ok((id, status, was_stopped)) = exit else { continue };
                 let Some(child) = children.running.remove(&id) else { continue };
                 d.metrics.running.set(children.running.len() as i64);
-                let log = log_path(&d.log_dir, &id);
+                let log = log_path(&d.settings.log_dir, &id);
                 if was_stopped {
                     d.metrics.count("stopped");
                     note_in_log(&log, "stopped");
@@ -330,7 +346,7 @@ async fn apply(
             }
         }
         Action::Start(id, spec) => {
-            let log = log_path(&d.log_dir, &id);
+            let log = log_path(&d.settings.log_dir, &id);
             note_in_log(&log, &format!("starting: {}", spec.command_line().join(" ")));
             match process::start(&spec, &log).await {
                 Ok(child) => {
@@ -349,7 +365,7 @@ async fn apply(
                     tracing::info!(deploy_id = id, pid, log = %log.display(), "process started");
                     d.metrics.count("started");
                     let (stop, stop_rx) = oneshot::channel();
-                    exits.spawn(supervise(id.clone(), child, pid, d.grace, stop_rx));
+                    exits.spawn(supervise(id.clone(), child, pid, d.settings.grace, stop_rx));
                     children.running.insert(id, Child { spec, pgid: pid, stop: Some(stop) });
                     d.metrics.running.set(children.running.len() as i64);
                 }

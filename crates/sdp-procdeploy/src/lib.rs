@@ -13,12 +13,13 @@
 //!   kernel if the platform dies. A process recorded as RUNNING starts again when the platform does; one that
 //!   somehow survived its platform is stopped first, so nothing runs twice.
 //!
-//! The decisions are [`plan::plan`], a pure function; [`daemon`] does the I/O.
+//! The decisions are [`plan::plan`], a pure function; [`daemon`] does the I/O. [`start`] runs the deployer as
+//! the platform does (`sdp up`); [`spawn`] runs it on a lease of the caller's choosing.
 
 pub mod daemon;
 pub mod plan;
 pub mod process;
 pub mod spec;
 
-pub use daemon::{start, Metrics, ProcessDeployer, Running, KIND, LEADER};
+pub use daemon::{spawn, start, Metrics, ProcessDeployer, Running, Settings, KIND, LEADER};
 pub use spec::{load_engines, EngineDefinition, ProcessSpec, Request, Runnable, ScriptRunner};

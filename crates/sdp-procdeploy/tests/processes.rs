@@ -26,11 +26,13 @@ fn engines(marker: &Path) -> Runnable {
 }
 
 fn deployer(config: &Config, logs: &Path, grace: Duration) -> sdp_procdeploy::Running {
-    sdp_procdeploy::start(sdp_procdeploy::ProcessDeployer {
+    sdp_procdeploy::spawn(sdp_procdeploy::ProcessDeployer {
         config: config.clone(),
-        runnable: engines(&logs.join("child.pid")),
-        log_dir: logs.to_path_buf(),
-        grace,
+        settings: sdp_procdeploy::Settings {
+            runnable: engines(&logs.join("child.pid")),
+            log_dir: logs.to_path_buf(),
+            grace,
+        },
         lease_ttl: 2,
         metrics: Default::default(),
     })
@@ -216,6 +218,30 @@ async fn commands_written_into_entries_never_run() {
     // A registered engine still runs.
     put(&config, "service", json!({"engine": "service"})).await;
     eventually("the engine running", LIMIT, || async { status_is(&config, "service", "RUNNING").await }).await;
+    running.stop().await;
+    db.stop().await;
+}
+
+/// [`sdp_procdeploy::start`], as the platform runs the deployer: the settings given, its metrics in the
+/// platform's registry.
+#[tokio::test]
+async fn started_as_the_platform_runs_it() {
+    let db = Embedded::start().await;
+    let config = db.config().await;
+    let logs = tempfile::tempdir().unwrap();
+    let settings = sdp_procdeploy::Settings {
+        runnable: engines(&logs.path().join("child.pid")),
+        log_dir: logs.path().to_path_buf(),
+        grace: Duration::from_secs(5),
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let running = sdp_procdeploy::start(settings, config.clone(), &mut registry);
+    put(&config, "ok", json!({"engine": "ok"})).await;
+    eventually("the process finished", LIMIT, || async { status_is(&config, "ok", "FINISHED").await }).await;
+    assert!(logs.path().join("ok.log").is_file());
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
+    assert!(metrics.contains("sdp_procdeploy_processes_total{event=\"started\"} 1"), "{metrics}");
     running.stop().await;
     db.stop().await;
 }

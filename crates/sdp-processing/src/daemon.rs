@@ -7,13 +7,14 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
 
 use sdp_config::entity::validate_id;
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
 use sdp_ops::Refusals;
 
-use crate::{plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
+use crate::{builtin_scripts, plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
 
 /// etcd refuses transactions of more than 128 operations or compares (`--max-txn-ops`); an action writes and
 /// reads (a compare at commit) at most two keys.
@@ -146,6 +147,32 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A running controller; [`Running::stop`] ends it.
+pub struct Running {
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the platform's controller: the built-in scripts, the platform's lease, metrics in `registry`.
+pub fn start(settings: ControllerSettings, config: Config, registry: &mut Registry) -> Running {
+    tracing::info!(runner = ?settings.runner, "processing scripts");
+    let controller = Controller {
+        config,
+        scripts: builtin_scripts(),
+        settings,
+        lease_ttl: sdp_config::LEASE_TTL,
+        metrics: Metrics::register(registry),
+    };
+    let task = tokio::spawn(run(controller));
+    tracing::info!("processing controller started");
+    Running { task }
 }
 
 /// Runs the controller until the future is dropped: whenever this replica leads, it works. Errors are logged

@@ -15,6 +15,7 @@
 //! The decision is [`plan`], a pure function of what the database holds; [`run`] applies it in the same
 //! transaction that read it, so two controllers (or one restarted midway) can never create a deployment twice.
 //! Only one controller acts at a time: the holder of the lease-backed entry `/controller/processing`.
+//! [`start`] runs it as the platform does (`sdp up`, `sdp processing-controller`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -275,7 +276,7 @@ fn script_deployment(
 }
 
 mod daemon;
-pub use daemon::{run, ActionKind, Controller, Metrics};
+pub use daemon::{run, start, ActionKind, Controller, Metrics, Running};
 
 #[cfg(test)]
 mod tests {

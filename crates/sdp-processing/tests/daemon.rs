@@ -34,14 +34,19 @@ async fn deployments(config: &Config) -> Vec<String> {
     config.txn(|t| async move { t.list_deployments().await }).await.unwrap()
 }
 
+/// A new processing block of `workflow`, once the controller has deployed its script: its ID and the
+/// deployment's.
+async fn new_block_deployed(config: &Config, workflow: &'static str) -> (String, String) {
+    let pb_id =
+        config.txn(|t| async move { t.create_new_processing_block(workflow.parse()?, json!({})).await }).await.unwrap();
+    let deploy_id = format!("{pb_id}-workflow");
+    eventually("the script deployment", || async { deployments(config).await.contains(&deploy_id) }).await;
+    (pb_id, deploy_id)
+}
+
 async fn seed_flow(config: Config) {
     let running = tokio::spawn(sdp_processing::run(controller(&config)));
-    let pb_id = config
-        .txn(|t| async move { t.create_new_processing_block("realtime:testdask:0.1.0".parse()?, json!({})).await })
-        .await
-        .unwrap();
-    let deploy_id = format!("{pb_id}-workflow");
-    eventually("the script deployment", || async { deployments(&config).await.contains(&deploy_id) }).await;
+    let (pb_id, deploy_id) = new_block_deployed(&config, "realtime:testdask:0.1.0").await;
     let d = config
         .txn(|t| {
             let id = deploy_id.clone();
@@ -217,4 +222,18 @@ async fn entries_with_ids_that_name_no_key_are_logged_once_and_stop_nothing() {
     }
     running.abort();
     server.stop().await;
+}
+
+/// [`sdp_processing::start`], as the platform runs the controller: the built-in scripts, the settings given,
+/// its metrics in the platform's registry.
+#[tokio::test]
+async fn started_as_the_platform_runs_it() {
+    let config = Config::memory();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let running = sdp_processing::start(controller(&config).settings, config.clone(), &mut registry);
+    new_block_deployed(&config, "batch:testdask:0.1.0").await;
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
+    assert!(metrics.contains("sdp_processing_reconciles_total"), "{metrics}");
+    running.stop();
 }

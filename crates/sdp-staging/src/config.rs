@@ -239,6 +239,30 @@ impl UpArgs {
     }
 }
 
+/// `sdp-staging up`'s flags, from their environment variables alone.
+#[derive(clap::Parser)]
+struct Environment {
+    #[command(flatten)]
+    args: UpArgs,
+}
+
+impl UpArgs {
+    /// The flags' environment variables alone, as a platform that runs the service inside it reads them.
+    pub fn from_env() -> Result<UpArgs, clap::Error> {
+        Ok(<Environment as clap::Parser>::try_parse_from(["sdp up"])?.args)
+    }
+
+    /// The service inside a platform: on the platform's `listen`, whatever STAGING_LISTEN says; the storage,
+    /// the user areas and the SQLite database under `root` unless set.
+    pub fn inside(mut self, root: &Path, listen: SocketAddr) -> UpArgs {
+        self.listen = Some(listen.to_string());
+        self.source_storage_path.get_or_insert_with(|| root.join("storage"));
+        self.target_storage_path.get_or_insert_with(|| root.join("user_areas"));
+        self.data_dir.get_or_insert_with(|| root.to_path_buf());
+        self
+    }
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
@@ -269,6 +293,30 @@ mod tests {
                 .settings()
                 .unwrap();
         assert_eq!(s.database_url.0, "sqlite:///x.db");
+    }
+
+    #[test]
+    fn inside_a_platform_the_data_goes_under_its_folder_unless_set() {
+        let root = Path::new("/data/staging");
+        let listen: SocketAddr = "127.0.0.1:8001".parse().unwrap();
+        let args = UpArgs { listen: Some("0.0.0.0:9000".into()), ..Default::default() }.inside(root, listen);
+        assert_eq!(args.listen.as_deref(), Some("127.0.0.1:8001"), "the platform's address wins");
+        assert_eq!(args.source_storage_path, Some(root.join("storage")));
+        assert_eq!(args.target_storage_path, Some(root.join("user_areas")));
+        assert_eq!(args.data_dir, Some(root.to_path_buf()));
+        let set = UpArgs {
+            source_storage_path: Some("/s".into()),
+            target_storage_path: Some("/t".into()),
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        };
+        let args = set.clone().inside(root, listen);
+        assert_eq!(
+            (args.source_storage_path, args.target_storage_path, args.data_dir),
+            (set.source_storage_path, set.target_storage_path, set.data_dir)
+        );
+        let settings = UpArgs::default().inside(root, listen).settings().unwrap();
+        assert_eq!(settings.database_url.0, "sqlite:///data/staging/staging.db");
     }
 
     #[test]

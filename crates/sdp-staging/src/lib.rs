@@ -4,7 +4,8 @@
 //!
 //! Decisions are pure functions ([`paths`] confinement, [`method::select`], [`jupyter::chunk_plan`],
 //! [`rucio::pfns_of`]); [`api`] is the HTTP edge (routes, extractors, auth, metrics, records), [`staging`] the work of a request,
-//! [`local`], [`jupyter`], [`rucio`] and [`db`] the I/O.
+//! [`local`], [`jupyter`], [`rucio`] and [`db`] the I/O. [`start`] serves it alone (`sdp-staging up`),
+//! [`start_inside`] inside a platform (`sdp up`).
 
 pub mod api;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod rucio;
 pub mod staging;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 pub use config::{Settings, UpArgs};
 
@@ -28,6 +30,22 @@ pub enum StartError {
     Db(#[from] db::DbError),
     #[error("cannot listen on {addr}: {source}; set STAGING_LISTEN to a free address")]
     Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A failure to start the service inside a platform ([`start_inside`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StartInsideError {
+    #[error("the staging service's environment variables (those of `sdp-staging up`) are not valid")]
+    Environment(#[source] clap::Error),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(
+        "cannot create {}: check the permissions above it, or set SOURCE_STORAGE_PATH and TARGET_STORAGE_PATH",
+        dir.display()
+    )]
+    Folder { dir: PathBuf, source: std::io::Error },
+    #[error("cannot start the staging service on {listen}: choose another with --staging-listen")]
+    Start { listen: SocketAddr, source: StartError },
 }
 
 /// A running service.
@@ -76,4 +94,18 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .await
     });
     Ok(Running { addr, stop, task })
+}
+
+/// The service inside a platform (`sdp up`): on `listen`, with its storage, user areas and SQLite database
+/// under `root` unless `sdp-staging up`'s environment variables name others. The storage and user areas are
+/// made if missing.
+pub async fn start_inside(root: &Path, listen: SocketAddr) -> Result<Running, StartInsideError> {
+    let settings = UpArgs::from_env().map_err(StartInsideError::Environment)?.inside(root, listen).settings()?;
+    for dir in [&settings.source_root, &settings.target_root] {
+        std::fs::create_dir_all(dir).map_err(|source| StartInsideError::Folder { dir: dir.clone(), source })?;
+    }
+    let (storage, user_areas) = (settings.source_root.clone(), settings.target_root.clone());
+    let running = start(settings).await.map_err(|source| StartInsideError::Start { listen, source })?;
+    tracing::info!(listen = %running.addr, storage = %storage.display(), user_areas = %user_areas.display(), "staging service (API and web page) up");
+    Ok(running)
 }

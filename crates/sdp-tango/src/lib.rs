@@ -10,6 +10,9 @@
 //! HTTP surface, or another process writing the configuration database. Each device has a task of its own
 //! that follows the stream ([`push_events`]).
 //!
+//! [`start`] serves the devices as the platform does: in the Tango database `TANGO_HOST` names
+//! ([`database_address`]), telling clients an address they can reach ([`advertised_host`]).
+//!
 //! What rstango does not offer, and how this crate does without it:
 //! - enum labels on an attribute definition: they are written to the database as the class attribute
 //!   property `enum_labels` at registration, where servers read them at start;
@@ -326,9 +329,95 @@ pub fn serve(db: DatabaseProxy, host: &str, lmc: Arc<Lmc>, runtime: tokio::runti
     Ok(TangoServers { handles })
 }
 
+/// Why the SDP devices cannot be served to Tango.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("TANGO_HOST={0:?} is not host:port: set it to the Tango database's address, as localhost:10000")]
+    NotHostPort(String),
+    #[error("cannot serve the SDP devices in the Tango database at {tango_host}: {reason}")]
+    Serve { tango_host: String, reason: String },
+    #[error("serving the SDP devices to Tango stopped halfway")]
+    Interrupted(#[from] tokio::task::JoinError),
+}
+
+/// The Tango database `TANGO_HOST` names, as host and port: the first of a list, `host:port`.
+pub fn database_address(tango_host: &str) -> std::result::Result<(String, u16), StartError> {
+    tango_host
+        .split(',')
+        .next()
+        .and_then(|h| h.rsplit_once(':'))
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| StartError::NotHostPort(tango_host.to_string()))
+}
+
+/// The address the servers tell clients to use: loopback for a Tango database on this machine (clients there
+/// reach it), else empty, for rstango's default: this host as the Tango database sees it.
+pub fn advertised_host(database_host: &str) -> &'static str {
+    if database_host == "localhost" || database_host.starts_with("127.") {
+        "127.0.0.1"
+    } else {
+        ""
+    }
+}
+
+/// The SDP devices served to Tango; [`Running::stop`] unexports them.
+pub struct Running {
+    servers: TangoServers,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = tokio::task::spawn_blocking(move || self.servers.stop()).await;
+    }
+}
+
+/// Registers the SDP devices in the Tango database at `tango_host` (host:port) and serves them.
+pub async fn start(tango_host: &str, lmc: Arc<Lmc>) -> std::result::Result<Running, StartError> {
+    let (host, port) = database_address(tango_host)?;
+    let runtime = tokio::runtime::Handle::current();
+    let advertised = advertised_host(&host);
+    let servers = tokio::task::spawn_blocking(move || serve(DatabaseProxy::new(&host, port), advertised, lmc, runtime))
+        .await?
+        .map_err(|e| StartError::Serve { tango_host: tango_host.to_string(), reason: e.to_string() })?;
+    tracing::info!(tango_host, "SDP devices exported to Tango (SDPMaster/1, SDPSubarray/N)");
+    Ok(Running { servers })
+}
+
+/// The SDP devices served to the Tango database `TANGO_HOST` names; without one, over HTTP only (None).
+pub async fn start_if_configured(lmc: &Arc<Lmc>) -> std::result::Result<Option<Running>, StartError> {
+    match std::env::var("TANGO_HOST") {
+        Ok(tango_host) => Ok(Some(start(&tango_host, Arc::clone(lmc)).await?)),
+        Err(_) => {
+            tracing::info!("TANGO_HOST not set: the SDP devices are served over HTTP only");
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tango_database_is_the_first_host_and_port_of_tango_host() {
+        let parsed = |v: &str| database_address(v).map_err(|e| e.to_string());
+        assert_eq!(parsed("localhost:10000"), Ok(("localhost".into(), 10000)));
+        assert_eq!(parsed("tango-db.sdp:10000,backup:10000"), Ok(("tango-db.sdp".into(), 10000)));
+        assert_eq!(parsed("[::1]:10000"), Ok(("[::1]".into(), 10000)));
+        for wrong in ["localhost", "localhost:tango", "host:70000", ""] {
+            let refused = parsed(wrong).unwrap_err();
+            assert!(refused.starts_with(&format!("TANGO_HOST={wrong:?} is not host:port: set it")), "{refused}");
+        }
+    }
+
+    #[test]
+    fn servers_advertise_loopback_only_for_a_local_tango_database() {
+        for (database, advertised) in
+            [("localhost", "127.0.0.1"), ("127.0.0.1", "127.0.0.1"), ("127.0.1.1", "127.0.0.1"), ("tango-db", "")]
+        {
+            assert_eq!(advertised_host(database), advertised, "{database}");
+        }
+    }
 
     #[test]
     fn events_carry_tango_values_and_admin_mode_its_set_point() {

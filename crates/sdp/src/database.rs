@@ -1,12 +1,13 @@
-//! The embedded configuration database's options on `sdp up` (etcd's names where etcd has the option), and
-//! `sdp repair-journal`.
+//! The configuration database of `sdp up`: its own, embedded, with its options (etcd's names where etcd has
+//! the option), or the etcd SDP_CONFIG_HOST names; and `sdp repair-journal`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sdp_etcd_server::{ConnectionLimits, Limits, Repair, ServerConfig, TlsFiles};
+use sdp_config::{Config, Settings};
+use sdp_etcd_server::{ConnectionLimits, Limits, Repair, RunningServer, ServerConfig, TlsFiles};
 
 #[derive(clap::Args)]
 pub struct DatabaseArgs {
@@ -73,6 +74,53 @@ impl DatabaseArgs {
             tls,
             ..Default::default()
         })
+    }
+}
+
+/// The database `sdp up` works on, connected.
+pub struct Database {
+    pub settings: Settings,
+    pub config: Config,
+    /// None when SDP_CONFIG_HOST names an etcd.
+    embedded: Option<RunningServer>,
+}
+
+impl Database {
+    /// Starts the embedded database with its data in `data_dir`, unless SDP_CONFIG_HOST names one, and connects.
+    pub async fn open(args: &DatabaseArgs, data_dir: &Path) -> anyhow::Result<Database> {
+        let embedded = if std::env::var("SDP_CONFIG_HOST").is_ok() {
+            None
+        } else {
+            sdp_etcd_server::raise_open_files_limit();
+            Some(sdp_etcd_server::start(args.server_config(data_dir.to_path_buf())?).await?)
+        };
+        let settings = match &embedded {
+            Some(server) => {
+                Settings { host: server.addr.ip().to_string(), port: server.addr.port(), ..Settings::from_env()? }
+            }
+            None => Settings::from_env()?,
+        };
+        let config = Config::connect_checked(&settings).await?;
+        match &embedded {
+            Some(server) => tracing::info!(
+                listen = %server.addr,
+                data_dir = %data_dir.display(),
+                "embedded configuration database ready: export SDP_CONFIG_HOST={} SDP_CONFIG_PORT={}",
+                server.addr.ip(),
+                server.addr.port()
+            ),
+            None => {
+                tracing::info!(host = %settings.host, port = settings.port, "using the configuration database at SDP_CONFIG_HOST")
+            }
+        }
+        Ok(Database { settings, config, embedded })
+    }
+
+    /// Stops the embedded database, if it runs one.
+    pub async fn stop(self) {
+        if let Some(server) = self.embedded {
+            server.stop().await;
+        }
     }
 }
 

@@ -48,17 +48,9 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The bearer token the surface requires, if any; an error when it would listen beyond loopback without one.
-    pub fn token(&self) -> anyhow::Result<Option<&str>> {
-        let token = self.lmc_token.as_deref().filter(|t| !t.is_empty());
-        if token.is_none() && !self.lmc_listen.ip().is_loopback() {
-            bail!(
-                "the LMC surface would listen on {} without authentication: set SDP_LMC_TOKEN (or --lmc-token) to \
-                 the bearer token clients must send, or listen on a loopback address",
-                self.lmc_listen
-            );
-        }
-        Ok(token)
+    /// The surface's settings; an error when it would listen beyond loopback without a token.
+    pub fn settings(&self) -> Result<sdp_lmc::Settings, sdp_lmc::Unprotected> {
+        sdp_lmc::Settings::new(self.lmc_listen, self.subarrays, self.lmc_token.clone())
     }
 }
 
@@ -140,11 +132,11 @@ mod tests {
 
     #[test]
     fn beyond_loopback_only_with_a_token() {
-        assert_eq!(serve("127.0.0.1:8080", None).token().unwrap(), None);
-        assert_eq!(serve("[::1]:8080", Some("t")).token().unwrap(), Some("t"));
-        assert_eq!(serve("0.0.0.0:8080", Some("t")).token().unwrap(), Some("t"));
-        let error = serve("0.0.0.0:8080", None).token().unwrap_err().to_string();
+        assert_eq!(serve("127.0.0.1:8080", None).settings().unwrap().token(), None);
+        assert_eq!(serve("[::1]:8080", Some("t")).settings().unwrap().token(), Some("t"));
+        assert_eq!(serve("0.0.0.0:8080", Some("t")).settings().unwrap().token(), Some("t"));
+        let error = serve("0.0.0.0:8080", None).settings().unwrap_err().to_string();
         assert!(error.contains("set SDP_LMC_TOKEN"), "{error}");
-        assert!(serve("10.1.2.3:8080", Some("")).token().is_err());
+        assert!(serve("10.1.2.3:8080", Some("")).settings().is_err());
     }
 }
