@@ -88,3 +88,27 @@ helmdeploy.configDbTlsVolume says. */}}
     secretName: {{ . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* Prometheus scraping of /metrics: this chart's `metrics` values, else the umbrella's global.metrics (either switch
+turns a thing on; this chart's labels, interval and scrapeTimeout win). A YAML map: serviceMonitor, labels,
+interval, scrapeTimeout, scrapeAnnotations. */}}
+{{- define "helmdeploy.metrics" -}}
+{{- $global := dig "metrics" dict (.Values.global | default dict) -}}
+{{- $globalMonitor := dig "serviceMonitor" dict $global -}}
+{{- $monitor := .Values.metrics.serviceMonitor -}}
+serviceMonitor: {{ or $monitor.enabled (dig "enabled" false $globalMonitor) }}
+labels: {{ merge (deepCopy ($monitor.labels | default dict)) (dig "labels" dict $globalMonitor) | toJson }}
+interval: {{ $monitor.interval | default (dig "interval" "" $globalMonitor) | quote }}
+scrapeTimeout: {{ $monitor.scrapeTimeout | default (dig "scrapeTimeout" "" $globalMonitor) | quote }}
+scrapeAnnotations: {{ or .Values.metrics.scrapeAnnotations (dig "scrapeAnnotations" false $global) }}
+{{- end -}}
+
+{{/* The pods' annotations: podAnnotations and, with metrics.scrapeAnnotations, prometheus.io/scrape, prometheus.io/port
+(http.port) and prometheus.io/path; podAnnotations win. */}}
+{{- define "helmdeploy.podAnnotations" -}}
+{{- $annotations := deepCopy (.Values.podAnnotations | default dict) -}}
+{{- if (include "helmdeploy.metrics" . | fromYaml).scrapeAnnotations -}}
+{{- $annotations = merge $annotations (dict "prometheus.io/scrape" "true" "prometheus.io/port" (toString (int .Values.http.port)) "prometheus.io/path" "/metrics") -}}
+{{- end -}}
+{{- with $annotations }}{{ toYaml . }}{{ end -}}
+{{- end -}}

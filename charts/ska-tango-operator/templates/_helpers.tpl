@@ -43,3 +43,32 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "operator.clusterName" -}}
 {{- printf "%s-%s" .Release.Namespace (include "operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* Prometheus scraping of /metrics: this chart's `metrics` values, else the umbrella's global.metrics (either switch
+turns a thing on; this chart's labels, interval and scrapeTimeout win). A YAML map: serviceMonitor, labels,
+interval, scrapeTimeout, scrapeAnnotations. */}}
+{{- define "operator.metrics" -}}
+{{- $global := dig "metrics" dict (.Values.global | default dict) -}}
+{{- $globalMonitor := dig "serviceMonitor" dict $global -}}
+{{- $monitor := .Values.metrics.serviceMonitor -}}
+serviceMonitor: {{ or $monitor.enabled (dig "enabled" false $globalMonitor) }}
+labels: {{ merge (deepCopy ($monitor.labels | default dict)) (dig "labels" dict $globalMonitor) | toJson }}
+interval: {{ $monitor.interval | default (dig "interval" "" $globalMonitor) | quote }}
+scrapeTimeout: {{ $monitor.scrapeTimeout | default (dig "scrapeTimeout" "" $globalMonitor) | quote }}
+scrapeAnnotations: {{ or .Values.metrics.scrapeAnnotations (dig "scrapeAnnotations" false $global) }}
+{{- end -}}
+
+{{/* The pods' annotations: podAnnotations and, with metrics.scrapeAnnotations, prometheus.io/scrape, prometheus.io/port
+(http.port) and prometheus.io/path; podAnnotations win. */}}
+{{- define "operator.podAnnotations" -}}
+{{- $annotations := deepCopy (.Values.podAnnotations | default dict) -}}
+{{- if (include "operator.metrics" . | fromYaml).scrapeAnnotations -}}
+{{- $annotations = merge $annotations (dict "prometheus.io/scrape" "true" "prometheus.io/port" (toString (int .Values.http.port)) "prometheus.io/path" "/metrics") -}}
+{{- end -}}
+{{- with $annotations }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* The chart's Grafana dashboards: dashboards.enabled, or the umbrella's global.dashboards.enabled. */}}
+{{- define "operator.dashboards" -}}
+{{- if or .Values.dashboards.enabled (dig "dashboards" "enabled" false (.Values.global | default dict)) }}true{{ end -}}
+{{- end -}}
