@@ -1,6 +1,11 @@
-//! The all-in-one sample → the exact objects the operator makes (tests/golden/*.yaml, reviewed by hand; after a
-//! deliberate change, UPDATE_GOLDEN=1 rewrites those that differ and fails, so the next run checks them), and the
+//! The all-in-one sample → the exact objects the operator makes (tests/golden/*.yaml, reviewed by hand), and the
 //! chart's CRDs are what `crdgen` generates.
+//!
+//! After a deliberate change, `UPDATE_GOLDEN=1 cargo test -p tango-operator --test golden` rewrites the golden
+//! files that differ and fails, naming every file it rewrote: review the diff, then run again (without it) to
+//! pass. Only the value `1` rewrites; any other value, or none, compares. This is the operator's own variable:
+//! the charts' golden renderings are rewritten by `SDP_UPDATE_GOLDEN=1 scripts/test-charts`, which does not
+//! set it.
 
 use std::path::{Path, PathBuf};
 
@@ -59,9 +64,21 @@ fn compare_golden(path: &Path, actual: &str, update: bool) -> Result<(), String>
     ))
 }
 
-fn check_golden(path: &Path, actual: &str) {
+/// Compares every `(path, actual)` pair, rewriting with `update` each file that differs, and fails after all are
+/// compared, naming each file that differs or was rewritten: one run rewrites them all, none counts as a pass.
+fn compare_goldens(files: &[(PathBuf, String)], update: bool) -> Result<(), String> {
+    let failures: Vec<String> =
+        files.iter().filter_map(|(path, actual)| compare_golden(path, actual, update).err()).collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} golden file(s) failed:\n{}", failures.len(), failures.join("\n")))
+    }
+}
+
+fn check_goldens(files: &[(PathBuf, String)]) {
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|value| value == "1");
-    if let Err(message) = compare_golden(path, actual, update) {
+    if let Err(message) = compare_goldens(files, update) {
         panic!("{message}");
     }
 }
@@ -80,6 +97,31 @@ fn a_rewritten_golden_file_fails_until_the_next_run() {
 }
 
 #[test]
+fn one_run_rewrites_every_golden_file_that_differs_and_names_them() {
+    let dir = std::env::temp_dir().join(format!("tango-operator-goldens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (same, first, second) = (dir.join("same.yaml"), dir.join("first.yaml"), dir.join("second.yaml"));
+    for path in [&same, &first, &second] {
+        std::fs::write(path, "old\n").unwrap();
+    }
+    let files =
+        [(same.clone(), "old\n".to_string()), (first.clone(), "new\n".into()), (second.clone(), "new\n".into())];
+    let compared = compare_goldens(&files, false).unwrap_err();
+    assert!(compared.starts_with("2 golden file(s) failed"), "{compared}");
+    assert!(!compared.contains("rewritten"), "{compared}");
+    let rewritten = compare_goldens(&files, true).unwrap_err();
+    assert!(rewritten.starts_with("2 golden file(s) failed"), "{rewritten}");
+    for path in [&first, &second] {
+        assert!(rewritten.contains(&format!("{} rewritten: review the diff, then run again", path.display())));
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "new\n");
+    }
+    assert!(!rewritten.contains(&same.display().to_string()), "{rewritten}");
+    assert_eq!(compare_goldens(&files, true), Ok(()));
+    assert_eq!(compare_goldens(&files, false), Ok(()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn databaseds_sample_makes_the_golden_objects() {
     let (database, _) = samples();
     let o = databaseds_objects(&database, &Settings::default());
@@ -88,12 +130,14 @@ fn databaseds_sample_makes_the_golden_objects() {
     text += &yaml_documents(&[claim]);
     text += &yaml_documents(&[&o.tangodb_service, &o.databaseds_service]);
     text += &yaml_documents(&[&o.tangodb, &o.databaseds]);
-    check_golden(&manifest_dir().join("tests/golden/databaseds-tango-base.yaml"), &text);
+    check_goldens(&[(manifest_dir().join("tests/golden/databaseds-tango-base.yaml"), text)]);
 }
 
 #[test]
 fn deviceserver_samples_make_the_golden_objects() {
     let (_, servers) = samples();
+    assert!(servers.len() >= 2, "the sample holds several DeviceServers");
+    let mut files = Vec::new();
     for server in servers {
         let name = kube::ResourceExt::name_any(&server);
         tango_operator::spec::validate(&name, &server.spec).expect("the sample is valid");
@@ -101,8 +145,23 @@ fn deviceserver_samples_make_the_golden_objects() {
         let mut text = yaml_documents(&[&o.config_map]);
         text += &yaml_documents(&[&o.service]);
         text += &yaml_documents(&[&o.statefulset]);
-        check_golden(&manifest_dir().join(format!("tests/golden/{name}.yaml")), &text);
+        files.push((manifest_dir().join(format!("tests/golden/{name}.yaml")), text));
     }
+    check_goldens(&files);
+}
+
+#[test]
+fn every_golden_file_is_made_from_the_sample() {
+    let (_, servers) = samples();
+    let mut made: Vec<String> = servers.iter().map(|s| format!("{}.yaml", kube::ResourceExt::name_any(s))).collect();
+    made.push("databaseds-tango-base.yaml".into());
+    made.sort();
+    let mut present: Vec<String> = std::fs::read_dir(manifest_dir().join("tests/golden"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    assert_eq!(present, made, "tests/golden/ holds a file the sample no longer makes (remove it) or lacks one");
 }
 
 #[test]
