@@ -107,7 +107,7 @@ async fn seed_flow(config: Config) {
         below.is_empty()
     })
     .await;
-    running.abort();
+    sdp_testkit::stop_task(running).await;
 }
 
 /// Three controllers share one set of metrics: the deployments they created, counted when their transaction
@@ -163,7 +163,7 @@ async fn a_hundred_blocks_at_once(config: Config) {
         .unwrap();
     let running = tokio::spawn(sdp_processing::run(controller(&config)));
     eventually("100 script deployments", || async { deployments(&config).await.len() == 100 }).await;
-    running.abort();
+    sdp_testkit::stop_task(running).await;
 }
 
 macro_rules! on_both {
@@ -220,7 +220,7 @@ async fn entries_with_ids_that_name_no_key_are_logged_once_and_stop_nothing() {
     for id in ["\"..\"", "\"é\""] {
         assert_eq!(logs.lines_with(&["WARN", id]).len(), 1, "{:#?}", logs.lines_with(&["WARN"]));
     }
-    running.abort();
+    sdp_testkit::stop_task(running).await;
     server.stop().await;
 }
 
