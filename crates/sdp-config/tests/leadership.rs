@@ -62,7 +62,7 @@ async fn a_lead_written_without_a_lease_is_taken_over() {
     put_without_lease(&config).await;
     eventually("the overwritten lead taken back", LIMIT, || async { leads.load(Ordering::SeqCst) == 3 }).await;
     assert!(leader_lease(&config).await.is_some_and(|l| l != 0 && l != retaken));
-    running.abort();
+    sdp_testkit::stop_task(running).await;
     db.stop().await;
 }
 
@@ -81,5 +81,5 @@ async fn a_lead_held_then_lost_waits_the_initial_delay() {
         .await
     });
     eventually("four rounds", Duration::from_millis(7500), || async { rounds.load(Ordering::SeqCst) >= 4 }).await;
-    running.abort();
+    sdp_testkit::stop_task(running).await;
 }

@@ -88,7 +88,7 @@ async fn charts_are_never_taken_from_the_working_directory_or_an_unlisted_regist
     assert_eq!(metrics.helm_calls.get_or_create(&call("ok")).get(), 1);
     assert_eq!(metrics.helm_calls.get_or_create(&call("error")).get(), 0);
     assert_eq!(registry.accept().err().map(|e| e.kind()), Some(ErrorKind::WouldBlock));
-    deployer.abort();
+    sdp_testkit::stop_task(deployer).await;
 
     // With a repository named `nest`, `nest/inner` is a name helm resolves, and it does so from a folder of its
     // own: not from the process's working directory, where a chart of that name is.
@@ -98,7 +98,7 @@ async fn charts_are_never_taken_from_the_working_directory_or_an_unlisted_regist
     sdp_testkit::put_chart_deployment(&config, "nested", "nest/inner", "img:1").await;
     failed_with(&config, "nested", "nest").await;
     assert!(!second.join("rendered/nested.yaml").exists());
-    deployer.abort();
+    sdp_testkit::stop_task(deployer).await;
     server.stop().await;
 }
 

@@ -101,7 +101,7 @@ async fn pod_events_become_deployment_states() {
     wait("d2", json!({})).await;
     // Pods of releases without an entry leave no state behind.
     assert!(config.txn(|t| async move { t.get("/deploy/not-a-deployment/state").await }).await.unwrap().is_none());
-    monitor.abort();
+    sdp_testkit::stop_task(monitor).await;
     server.stop().await;
 }
 
@@ -155,7 +155,7 @@ async fn labelled_network_definitions_become_resources() {
         keys().await == ["/resource/network-attachment-definition/sdp/other"]
     })
     .await;
-    monitor.abort();
+    sdp_testkit::stop_task(monitor).await;
     server.stop().await;
 }
 
@@ -168,6 +168,6 @@ async fn the_watch_selects_the_allocation_label() {
     let (request, _send) = handle.next_request().await.unwrap();
     let uri = request.uri().to_string();
     assert!(uri.contains("labelSelector=sdp.skao.int%2Favailable-for-allocation%3Dtrue"), "{uri}");
-    monitor.abort();
+    sdp_testkit::stop_task(monitor).await;
     server.stop().await;
 }
