@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use sdp_config::{Config, Deployment};
 use sdp_procdeploy::Runnable;
-use sdp_testkit::{deployment_state, eventually, Embedded};
+use sdp_testkit::{deployment_state, eventually, process_alive, Embedded};
 
 /// The engines the tests register, as an operator would in the definitions file.
 fn engines(marker: &Path) -> Runnable {
@@ -55,11 +55,6 @@ async fn delete(config: &Config, id: &str) {
 
 async fn status_is(config: &Config, id: &str, status: &str) -> bool {
     deployment_state(config, id).await.is_some_and(|s| s["status"] == status)
-}
-
-fn alive(pid: u64) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -120,11 +115,12 @@ async fn a_deleted_entry_stops_its_process_and_everything_it_started() {
         status_is(&config, "stubborn", "RUNNING").await && marker.is_file()
     })
     .await;
-    let pid = deployment_state(&config, "stubborn").await.unwrap()["pid"].as_u64().unwrap();
-    let child: u64 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
-    assert!(alive(pid) && alive(child));
+    let pid = deployment_state(&config, "stubborn").await.unwrap()["pid"].as_u64().unwrap() as u32;
+    let child: u32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    assert!(process_alive(pid) && process_alive(child));
     delete(&config, "stubborn").await;
-    eventually("the process and its child gone", LIMIT, || async { !alive(pid) && !alive(child) }).await;
+    eventually("the process and its child gone", LIMIT, || async { !process_alive(pid) && !process_alive(child) })
+        .await;
     // Its state went with the entry and was not written back.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(deployment_state(&config, "stubborn").await, None);
@@ -140,9 +136,9 @@ async fn stopping_the_deployer_stops_its_processes_and_the_next_one_runs_them_on
     let first = deployer(&config, logs.path(), Duration::from_secs(5));
     put(&config, "service", json!({"engine": "service"})).await;
     eventually("running", LIMIT, || async { status_is(&config, "service", "RUNNING").await }).await;
-    let pid = deployment_state(&config, "service").await.unwrap()["pid"].as_u64().unwrap();
+    let pid = deployment_state(&config, "service").await.unwrap()["pid"].as_u64().unwrap() as u32;
     first.stop().await;
-    assert!(!alive(pid), "the process outlived its deployer");
+    assert!(!process_alive(pid), "the process outlived its deployer");
     // The state still says RUNNING: the next deployer starts it again, once.
     assert!(status_is(&config, "service", "RUNNING").await);
     let second = deployer(&config, logs.path(), Duration::from_secs(5));

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use sdp_config::Config;
-use sdp_testkit::{deployment_state, eventually, free_port};
+use sdp_testkit::{deployment_state, eventually, free_port, process_alive};
 
 mod support;
 use support::{connect, start_up, Platform};
@@ -36,10 +36,6 @@ async fn deployments(config: &Config) -> Vec<String> {
     config.txn(|t| async move { t.list_deployments().await }).await.unwrap()
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
-}
-
 /// The PIDs of running `sdp script` processes working on `pb_id` of the platform whose database is on `port`
 /// (tests running at once make blocks of the same IDs).
 fn script_processes(pb_id: &str, port: u16) -> Vec<u32> {
@@ -51,7 +47,11 @@ fn script_processes(pb_id: &str, port: u16) -> Vec<u32> {
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
         let ours = environ.split(|b| *b == 0).any(|v| v == on_port.as_bytes());
-        if args.get(1).map(String::as_str) == Some("script") && args.iter().any(|a| a == pb_id) && ours && alive(pid) {
+        if args.get(1).map(String::as_str) == Some("script")
+            && args.iter().any(|a| a == pb_id)
+            && ours
+            && process_alive(pid)
+        {
             pids.push(pid);
         }
     }
@@ -102,7 +102,7 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
     let id = pb_id.as_str();
     config.txn(|t| async move { t.delete(&sdp_config::keys::paths::pb(id), true, true).await }).await.unwrap();
     eventually("the script ended and every deployment gone", LIMIT, || async {
-        !alive(owner.pid) && deployments(config).await.is_empty()
+        !process_alive(owner.pid) && deployments(config).await.is_empty()
     })
     .await;
     let log = std::fs::read_to_string(platform.dir.path().join(format!("processes/{pb_id}-workflow.log"))).unwrap();
@@ -182,7 +182,7 @@ async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
     unsafe { libc::kill(up.0.id() as i32, libc::SIGINT) };
     let stopped = up.0.wait().unwrap();
     assert!(stopped.success(), "sdp up ended with {stopped}");
-    assert!(!alive(first), "the script outlived the platform");
+    assert!(!process_alive(first), "the script outlived the platform");
 
     drop(up);
     // Started again on the same data: the block's script runs again, once, and finds the block free.
@@ -201,7 +201,7 @@ async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
 
     // Killed with SIGKILL, the platform cannot stop its scripts: the kernel sends them SIGTERM.
     drop(up);
-    eventually("the script ended with its platform", LIMIT, || async { !alive(second) }).await;
+    eventually("the script ended with its platform", LIMIT, || async { !process_alive(second) }).await;
 }
 
 /// With a cluster: testdask's Dask pods reach RUNNING and the script sees it; vis_receive's receive process
@@ -340,7 +340,7 @@ async fn testdeploy_and_teststate_do_what_the_originals_did() {
     let id = deploy_block.as_str();
     config.txn(|t| async move { t.delete_processing_block(id).await }).await.unwrap();
     eventually("the parameter's process stopped and its deployment gone", LIMIT, || async {
-        !alive(pid) && !deployments(config).await.contains(&sleeper_id)
+        !process_alive(pid) && !deployments(config).await.contains(&sleeper_id)
     })
     .await;
 }
