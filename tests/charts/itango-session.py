@@ -104,7 +104,7 @@ def main():
     d.EndScan()
     expect("obsState after EndScan", d.obsState.name, "READY")
     # IDLE, READY, SCANNING, READY (CONFIGURING may come between).
-    obs.wait_for_sequence("obsState", [0, 2, 3, 2], 10)
+    obs.wait_for_sequence("obsState", [0, 1, 2, 3, 2], 10)
     print("receive addresses:")
     for host, port in addresses(value):
         print(host, port)

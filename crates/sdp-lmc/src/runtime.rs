@@ -185,9 +185,8 @@ impl Lmc {
             ))
         })?;
         let mut state = sub.state.lock().await;
-        let before = subarray_attributes(&state);
-        state.admin_mode = mode;
-        self.publish(&sub.info.id, &before, &subarray_attributes(&state));
+        let next = SubarrayState { admin_mode: mode, ..state.clone() };
+        self.change_subarray(sub, &mut state, next);
         Ok(())
     }
 
@@ -207,14 +206,36 @@ impl Lmc {
         let sub = self.subarray(device).ok_or_else(|| Self::no_device(device))?;
         let command = subarray::Command::parse(name, argin).ok_or_else(not_found)?;
         let mut state = sub.state.lock().await;
-        let (next, effects) = subarray::decide(&state, &sub.number, &command)?;
-        self.apply(&effects).await?;
-        let before = subarray_attributes(&state);
-        *state = next;
-        sub.current_pb.send_replace(state.pb_id.clone());
-        self.publish(&sub.info.id, &before, &subarray_attributes(&state));
+        let started = state.clone();
+        if let Some(obs_state) = subarray::passes_through(&started, &command) {
+            self.change_subarray(sub, &mut state, SubarrayState { obs_state, ..started.clone() });
+        }
+        let decided = match subarray::decide(&started, &sub.number, &command) {
+            Ok((next, effects)) => self.apply(&effects).await.map(|()| next),
+            Err(refusal) => Err(refusal),
+        };
+        match decided {
+            Ok(next) => self.change_subarray(sub, &mut state, next),
+            Err(e) => {
+                self.change_subarray(sub, &mut state, started);
+                return Err(e);
+            }
+        }
         tracing::info!(device = %sub.info.name, command = name, obs_state = %state.obs_state, state = %state.state, "command done");
         Ok(())
+    }
+
+    /// Makes `next` the subarray's state and publishes the attributes that changed.
+    fn change_subarray(&self, sub: &SubarrayDevice, state: &mut SubarrayState, next: SubarrayState) {
+        let before = subarray_attributes(state);
+        *state = next;
+        // Only a new processing block restarts the task that follows its receive addresses.
+        sub.current_pb.send_if_modified(|pb_id| {
+            let modified = *pb_id != state.pb_id;
+            pb_id.clone_from(&state.pb_id);
+            modified
+        });
+        self.publish(&sub.info.id, &before, &subarray_attributes(state));
     }
 
     async fn apply(&self, effects: &[crate::Effect]) -> Result<(), DevError> {

@@ -92,6 +92,18 @@ fn subarray_entry(s: &SubarrayState, command: &str, pb_id: &str) -> Value {
     json!({"adminState": s.admin_mode.label(), "command": command, "currentPb": pb_id})
 }
 
+/// The obsState a command shows while it runs, once its obsState allows it, as the original device does:
+/// `Configure` and `ConfigureScan` are CONFIGURING until they succeed (READY) or fail (back where they
+/// started), so a subscriber sees IDLE → CONFIGURING → READY. `None` for a command that goes straight to its
+/// next state, or that its obsState refuses.
+pub fn passes_through(s: &SubarrayState, command: &Command) -> Option<ObsState> {
+    match command {
+        Command::Configure(_) if s.obs_state == ObsState::IDLE => Some(ObsState::CONFIGURING),
+        Command::ConfigureScan(_) if s.obs_state == ObsState::READY => Some(ObsState::CONFIGURING),
+        _ => None,
+    }
+}
+
 /// Decides a command. On success returns the next state and the effects to apply, all in one transaction;
 /// the caller commits the state only if the effects were applied.
 pub fn decide(s: &SubarrayState, id: &str, command: &Command) -> Result<(SubarrayState, Vec<Effect>), Refusal> {

@@ -166,6 +166,20 @@ async fn seed_transcript(config: Config) {
         .map(|needle| seen.find(needle).unwrap_or_else(|| panic!("no event {needle} in {seen}")))
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{seen}");
+    // Every obsState transition, as the original device shows them: the refused Configures pass through
+    // CONFIGURING and back to IDLE, the good one through CONFIGURING to READY.
+    let obs_states: Vec<String> = seen
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .filter(|event| event["attribute"] == "obsState")
+        .map(|event| event["value"]["label"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        obs_states,
+        ["CONFIGURING", "IDLE", "CONFIGURING", "IDLE", "CONFIGURING", "READY", "SCANNING", "READY", "IDLE"],
+        "{seen}"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! the listed state and effects; refused ones an error and nothing else.
 
 use sdp_lmc::model::{AdminMode, DevState, ObsState};
-use sdp_lmc::subarray::{decide, Command, SubarrayState};
+use sdp_lmc::subarray::{decide, passes_through, Command, SubarrayState};
 use sdp_lmc::{master, Effect, ErrorKind};
 use serde_json::json;
 
@@ -74,6 +74,25 @@ fn every_command_in_every_state() {
         }
     }
     assert_eq!(checked, 7 * 5 * 7);
+}
+
+#[test]
+fn configuring_is_shown_while_configure_and_configure_scan_run() {
+    for &obs in ObsState::ALL {
+        for &admin in AdminMode::ALL {
+            for command in commands() {
+                let through = matches!(
+                    (&command, obs),
+                    (Command::Configure(_), ObsState::IDLE) | (Command::ConfigureScan(_), ObsState::READY)
+                );
+                assert_eq!(
+                    passes_through(&state(obs, admin), &command),
+                    through.then_some(ObsState::CONFIGURING),
+                    "{command:?} from {obs}/{admin}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -27,6 +27,8 @@ fn serve(
     (lmc, servers, url)
 }
 
+const CONFIGURE: &str = r#"{ "configure": { "id": "xyz", "sbiId": "xyz", "workflow": { "type": "realtime", "version": "0.1.0", "id": "vis_receive" }, "parameters": {}, "scanParameters": { "1": {} } } }"#;
+
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
 }
@@ -89,6 +91,60 @@ fn pytango_subscription_survives_a_server_restart() {
     println!("{}", rest.join("\n"));
     assert!(client.wait().unwrap().success(), "the subscriber failed: {rest:?}");
     assert_eq!(rest.last().map(String::as_str), Some("resubscribe ok"));
+    servers.stop();
+    runtime.block_on(config_db.stop());
+}
+
+/// The original's state machine and a burst: adminMode written 1,000 times with nothing between the writes
+/// (microseconds apart, far faster than the event supplier's thread takes them one by one), then obsState
+/// changed by commands as fast as the configuration database commits them. A PyTango subscriber gets every
+/// change, in order.
+#[test]
+fn every_change_of_a_burst_reaches_pytango_in_order() {
+    const ADMIN_CHANGES: usize = 1000;
+    const OBS_CHANGES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let tango_db = TangoDatabase::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config_db = runtime.block_on(sdp_testkit::Embedded::start());
+    let config = runtime.block_on(config_db.config());
+    let (lmc, servers, _) = serve(&runtime, config, tango_db.port);
+    let sub = "subarray_1";
+    runtime.block_on(async {
+        lmc.write_attribute(sub, "adminMode", &serde_json::json!("ONLINE")).await.unwrap();
+        lmc.command(sub, "AssignResources", "").await.unwrap();
+        lmc.command(sub, "Configure", CONFIGURE).await.unwrap();
+    });
+
+    let mut client = Command::new(sdp_testkit::pytango_python())
+        .arg(script("events_burst.py"))
+        .env("TANGO_HOST", tango_db.tango_host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let first = lines.next();
+    assert_eq!(first.as_deref(), Some("subscribed"), "the client did not subscribe");
+    runtime.block_on(async {
+        let started = std::time::Instant::now();
+        for i in 0..ADMIN_CHANGES {
+            let mode = if i % 2 == 0 { "OFFLINE" } else { "ONLINE" };
+            lmc.write_attribute(sub, "adminMode", &serde_json::json!(mode)).await.unwrap();
+        }
+        println!("{ADMIN_CHANGES} adminMode changes in {:?}", started.elapsed());
+        let started = std::time::Instant::now();
+        for i in 0..OBS_CHANGES {
+            lmc.command(sub, if i % 2 == 0 { "StartScan" } else { "EndScan" }, "").await.unwrap();
+        }
+        println!("{OBS_CHANGES} obsState changes in {:?}", started.elapsed());
+    });
+    writeln!(client.stdin.take().unwrap(), "{ADMIN_CHANGES} {OBS_CHANGES}").unwrap();
+
+    let rest: Vec<String> = lines.collect();
+    println!("{}", rest.join("\n"));
+    assert!(client.wait().unwrap().success(), "the subscriber failed: {rest:?}");
+    assert_eq!(rest.last().map(String::as_str), Some("burst ok"));
     servers.stop();
     runtime.block_on(config_db.stop());
 }

@@ -152,8 +152,8 @@ def http_command(name):
 
 http_command("EndSB")
 http_command("ReleaseResources")
-obs_changes.wait_for("obsState change events", [0, 2, 3, 2, 0])
-obs_archive.wait_for("obsState archive events", [0, 2, 3, 2, 0])
+obs_changes.wait_for("obsState change events", [0, 1, 0, 1, 2, 3, 2, 0])
+obs_archive.wait_for("obsState archive events", [0, 1, 0, 1, 2, 3, 2, 0])
 state_changes.wait_for("State change events", ["OFF", "ON", "OFF"])
 admin_changes.wait_for("adminMode change events", [0, 1])
 addresses_changes.wait_for("receiveAddresses events after EndSB", [{}, addresses, {}])
