@@ -112,3 +112,14 @@ scrapeAnnotations: {{ or .Values.metrics.scrapeAnnotations (dig "scrapeAnnotatio
 {{- end -}}
 {{- with $annotations }}{{ toYaml . }}{{ end -}}
 {{- end -}}
+
+{{/*
+The chart repositories as SDP_CHART_REPOS lists them: name=source, comma-separated, in name order.
+*/}}
+{{- define "helmdeploy.chartRepos" -}}
+{{- $entries := list -}}
+{{- range $name, $source := . -}}
+{{- $entries = append $entries (printf "%s=%s" $name $source) -}}
+{{- end -}}
+{{- join "," $entries -}}
+{{- end -}}

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error};
 use sdp_ops::retry::retry;
-use sdp_ops::{Backoff, Policy, Refusals};
+use sdp_ops::{AbortOnDrop, Backoff, Policy, Refusals};
 
 use crate::helm::Helm;
 use crate::manifest;
@@ -62,6 +62,8 @@ pub struct Deployer {
     /// resources for the charts scripts deploy); a deployment's own values win. Part of what a release is
     /// compared with, so a change upgrades the releases of that chart.
     pub chart_values: BTreeMap<String, serde_json::Value>,
+    /// How often the chart repositories' indexes are fetched again while this replica leads.
+    pub repository_refresh: Duration,
 }
 
 /// Runs until dropped, deploying whenever this replica leads; one bad entry or failing release never stops it.
@@ -77,9 +79,13 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
     if let Mode::RenderOnly(dir) = &d.mode {
         tracing::warn!(dir = %dir.display(), "no Kubernetes cluster found (no KUBECONFIG, ~/.kube/config or in-cluster environment): rendering charts only");
         let _ = tokio::fs::create_dir_all(dir).await;
-    } else if let Err(e) = d.helm.add_repo().await {
-        tracing::warn!(error = %e, "cannot add the chart repository; charts from it will fail until it is reachable");
     }
+    // Rendering takes the repositories' charts too. Added once per leadership, then refreshed on a schedule.
+    if let Err(e) = d.helm.add_repositories().await {
+        tracing::warn!(error = %e, "cannot add the chart repositories; charts from them fail until the next refresh reaches them");
+    }
+    let _refresh: AbortOnDrop =
+        tokio::spawn(refresh_repositories(d.helm.clone(), d.repository_refresh, d.metrics.clone())).into();
     let mut observed = retry(Policy::KUBERNETES_WATCH, "listing the existing releases", || initial_observed(d)).await;
     let mut watcher = d.config.watcher();
     let mut workers: JoinSet<(String, Result<Option<String>, String>)> = JoinSet::new();
@@ -140,7 +146,10 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
                     read.desired = std::mem::take(&mut read.desired)
                         .into_iter()
                         .map(|(id, desired)| {
-                            let defaults = d.chart_values.get(&desired.chart);
+                            // By the name the entry gives, else by the local chart it stands for.
+                            let defaults = d.chart_values.get(&desired.chart).or_else(|| {
+                                d.helm.local_name(&desired.chart).and_then(|name| d.chart_values.get(name))
+                            });
                             (id, desired.over(defaults))
                         })
                         .collect();
@@ -225,6 +234,28 @@ async fn read_entries(t: sdp_config::Txn) -> Result<Entries, Error> {
         }
     }
     Ok(entries)
+}
+
+/// Fetches the chart repositories' indexes every `period` (added again when that fails, which also covers a
+/// repository that was out of reach at start), until dropped.
+async fn refresh_repositories(helm: Helm, period: Duration, metrics: crate::metrics::Metrics) {
+    if helm.repositories.urls().next().is_none() {
+        return;
+    }
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let result = match helm.update_repositories().await {
+            Ok(()) => Ok(()),
+            Err(_) => helm.add_repositories().await,
+        };
+        metrics.helm_call("repo", result.is_ok());
+        match result {
+            Ok(()) => tracing::debug!("chart repositories refreshed"),
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the chart repositories; trying again in {period:?}"),
+        }
+    }
 }
 
 /// The entries refused, with the reason: those not valid, and those naming a chart from nowhere helm may take

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::plan::Desired;
+use crate::repositories::{ChartSource, Repositories, DEFAULT_REPOSITORY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
@@ -37,10 +38,18 @@ pub struct Release {
     pub namespace: String,
     pub chart: String,
     pub status: String,
+    /// helm writes it as a string in some versions and a number in others.
+    #[serde(deserialize_with = "number_or_string")]
+    pub revision: u64,
 }
 
-/// The name the chart repository (`--chart-repo-url`) is added under: entries name its charts `helmdeploy/<chart>`.
-pub const REPOSITORY: &str = "helmdeploy";
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Number(n) => n.as_u64().ok_or_else(|| serde::de::Error::custom(format!("revision {n}"))),
+        Value::String(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("revision {s:?}"))),
+        other => Err(serde::de::Error::custom(format!("revision {other}"))),
+    }
+}
 
 /// Why the chart a deployment entry names is not taken: helm is not started for it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,8 +59,16 @@ pub enum ChartRefused {
          or set --chart-repo-url (SDP_CHART_REPO_URL)"
     )]
     NotFound { chart: String, dir: String },
-    #[error("chart {chart:?} names the repository {repo:?}, which is not configured: name a local chart, or {hint}")]
-    UnknownRepository { chart: String, repo: String, hint: String },
+    #[error(
+        "chart {chart:?} names the repository {repo:?}, which means the local charts ({dir}), and they have no \
+         {name:?}: add it there, or map {repo:?} to a chart repository in --chart-repos (SDP_CHART_REPOS)"
+    )]
+    NotLocal { chart: String, repo: String, name: String, dir: String },
+    #[error(
+        "chart {chart:?} names the repository {repo:?}, which is not configured (configured: {configured}): name \
+         a local chart, or add {repo}=<url> to --chart-repos (SDP_CHART_REPOS)"
+    )]
+    UnknownRepository { chart: String, repo: String, configured: String },
     #[error(
         "chart {chart:?} is in the OCI registry {registry:?}, which is not allowed: add it to \
          --helm-oci-registries (SDP_HELM_OCI_REGISTRIES) to allow it"
@@ -63,16 +80,20 @@ pub enum ChartRefused {
 pub struct Helm {
     pub bin: PathBuf,
     pub namespace: String,
-    /// Local charts by name (`<dir>/<chart>`), tried before the repository.
+    /// Local charts by name (`<dir>/<chart>`), tried before the repositories.
     pub charts_dir: Option<PathBuf>,
-    /// Chart repository (name, URL) added at start; bare chart names resolve to `<name>/<chart>`.
-    pub repo: Option<(String, String)>,
+    /// Where `<repository>/<chart>` comes from; bare names not found locally come from
+    /// [`DEFAULT_REPOSITORY`] when it is a chart repository.
+    pub repositories: Repositories,
+    /// Where helm keeps the repositories it added and their indexes (`HELM_REPOSITORY_CONFIG`,
+    /// `HELM_REPOSITORY_CACHE`): the deployer's own, apart from those of the user running it. None: helm's.
+    pub repository_dir: Option<PathBuf>,
     /// OCI registries (`host` or `host:port`, as `oci://` references write them) that charts may come from.
     pub oci_registries: Vec<String>,
 }
 
 impl Helm {
-    /// Where a chart named in a deployment entry comes from: a local chart (by absolute path), the configured
+    /// Where a chart named in a deployment entry comes from: a local chart (by absolute path), a configured
     /// repository (`<repo>/<chart>`) or an allowed OCI registry. Anything else is refused, since helm would
     /// otherwise read a relative name from its working directory or connect to whatever host an entry names.
     pub fn chart_ref(&self, chart: &str) -> Result<String, ChartRefused> {
@@ -83,35 +104,48 @@ impl Helm {
             }
             return Err(ChartRefused::OciRegistry { chart: chart.into(), registry: registry.into() });
         }
-        let repo = self.repo.as_ref().map(|(name, _)| name.as_str());
         match chart.split_once('/') {
-            None => {
-                if let Some(dir) = &self.charts_dir {
-                    let local = dir.join(chart);
-                    if local.join("Chart.yaml").is_file() {
-                        return Ok(absolute(&local));
-                    }
-                }
-                match repo {
-                    Some(repo) => Ok(format!("{repo}/{chart}")),
-                    None => Err(ChartRefused::NotFound {
-                        chart: chart.into(),
-                        dir: self.charts_dir.as_ref().map_or("none".into(), |d| d.display().to_string()),
-                    }),
-                }
-            }
-            Some((named, _)) if Some(named) == repo => Ok(chart.to_string()),
-            Some((named, _)) => Err(ChartRefused::UnknownRepository {
-                chart: chart.into(),
-                repo: named.into(),
-                hint: match repo {
-                    Some(repo) => format!("one of the configured repository as {repo}/<chart>"),
-                    None => {
-                        format!("set --chart-repo-url (SDP_CHART_REPO_URL) and name its charts {REPOSITORY}/<chart>")
-                    }
-                },
-            }),
+            None => match (self.local_chart(chart), self.repositories.get(DEFAULT_REPOSITORY)) {
+                (Some(local), _) => Ok(local),
+                (None, Some(ChartSource::Url(_))) => Ok(format!("{DEFAULT_REPOSITORY}/{chart}")),
+                (None, _) => Err(ChartRefused::NotFound { chart: chart.into(), dir: self.charts_dir_name() }),
+            },
+            Some((repo, name)) => match self.repositories.get(repo) {
+                Some(ChartSource::Url(_)) => Ok(chart.to_string()),
+                Some(ChartSource::Local) => self.local_chart(name).ok_or_else(|| ChartRefused::NotLocal {
+                    chart: chart.into(),
+                    repo: repo.into(),
+                    name: name.into(),
+                    dir: self.charts_dir_name(),
+                }),
+                None => Err(ChartRefused::UnknownRepository {
+                    chart: chart.into(),
+                    repo: repo.into(),
+                    configured: self.repositories.describe(),
+                }),
+            },
         }
+    }
+
+    /// The local chart an entry's chart stands for, by name (`dask` for `dask` and for `stable/dask` while
+    /// `stable` means the local charts): the name the deployer's own values for it are kept under.
+    pub fn local_name<'a>(&self, chart: &'a str) -> Option<&'a str> {
+        let name = match chart.split_once('/') {
+            None => chart,
+            Some((repo, name)) if self.repositories.get(repo) == Some(&ChartSource::Local) => name,
+            Some(_) => return None,
+        };
+        self.local_chart(name).map(|_| name)
+    }
+
+    /// The absolute path of the local chart `name`, if there is one.
+    fn local_chart(&self, name: &str) -> Option<String> {
+        let local = self.charts_dir.as_ref()?.join(name);
+        local.join("Chart.yaml").is_file().then(|| absolute(&local))
+    }
+
+    fn charts_dir_name(&self) -> String {
+        self.charts_dir.as_ref().map_or("none".into(), |d| d.display().to_string())
     }
 
     /// Installs, printing the release as JSON (its manifest says how many pods to wait for).
@@ -174,7 +208,13 @@ impl Helm {
             .prefix("sdp-helm-")
             .tempdir()
             .map_err(|source| HelmError::WorkingDir { dir: std::env::temp_dir().display().to_string(), source })?;
-        let out = tokio::process::Command::new(&self.bin)
+        let mut command = tokio::process::Command::new(&self.bin);
+        if let Some(dir) = &self.repository_dir {
+            command
+                .env("HELM_REPOSITORY_CONFIG", dir.join("repositories.yaml"))
+                .env("HELM_REPOSITORY_CACHE", dir.join("cache"));
+        }
+        let out = command
             .args(args)
             .current_dir(cwd.path())
             .kill_on_drop(true)
@@ -206,13 +246,21 @@ impl Helm {
         Ok(if value.is_null() { Value::Object(Default::default()) } else { value })
     }
 
-    /// Adds (or refreshes) the chart repository.
-    pub async fn add_repo(&self) -> Result<(), HelmError> {
-        if let Some((name, url)) = &self.repo {
-            self.run(&["repo".into(), "add".into(), name.clone(), url.clone(), "--force-update".into()]).await?;
-            self.run(&["repo".into(), "update".into()]).await?;
+    /// Adds the chart repositories (again, if their URL changed) and fetches their indexes.
+    pub async fn add_repositories(&self) -> Result<(), HelmError> {
+        for (name, url) in self.repositories.urls() {
+            self.run(&["repo".into(), "add".into(), name.into(), url.into(), "--force-update".into()]).await?;
         }
-        Ok(())
+        self.update_repositories().await
+    }
+
+    /// Fetches the chart repositories' indexes, so that new chart versions are found; nothing without any.
+    pub async fn update_repositories(&self) -> Result<(), HelmError> {
+        let names: Vec<String> = self.repositories.urls().map(|(name, _)| name.to_string()).collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.run(&[vec!["repo".to_string(), "update".to_string()], names].concat()).await.map(drop)
     }
 }
 
@@ -252,7 +300,8 @@ mod tests {
             bin: "helm".into(),
             namespace: "sdp".into(),
             charts_dir: Some(dir.path().to_path_buf()),
-            repo: Some(("ska".into(), "https://charts.example/".into())),
+            repositories: Repositories::new(Some("https://charts.example/".into()), &Repositories::default()),
+            repository_dir: None,
             oci_registries: vec![],
         };
         let d = Desired { deploy_id: "pb-1-workflow".into(), chart: "workflow".into(), values: json!({}) };
@@ -283,22 +332,33 @@ mod tests {
     }
 
     #[test]
-    fn charts_come_from_the_local_charts_the_repository_or_an_allowed_registry() {
+    fn charts_come_from_the_local_charts_a_configured_repository_or_an_allowed_registry() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("workflow")).unwrap();
-        std::fs::write(dir.path().join("workflow/Chart.yaml"), "name: workflow").unwrap();
+        for chart in ["workflow", "dask"] {
+            std::fs::create_dir_all(dir.path().join(chart)).unwrap();
+            std::fs::write(dir.path().join(chart).join("Chart.yaml"), format!("name: {chart}")).unwrap();
+        }
+        let local = |chart: &str| Ok(dir.path().join(chart).display().to_string());
         let mut helm = Helm {
             bin: "helm".into(),
             namespace: "sdp".into(),
             charts_dir: Some(dir.path().to_path_buf()),
-            repo: None,
+            repositories: Repositories::default(),
+            repository_dir: None,
             oci_registries: vec!["registry.example".into(), "127.0.0.1:5000".into()],
         };
-        assert_eq!(helm.chart_ref("workflow"), Ok(dir.path().join("workflow").display().to_string()));
-        assert!(matches!(helm.chart_ref("dask"), Err(ChartRefused::NotFound { .. })));
+        assert_eq!(helm.chart_ref("workflow"), local("workflow"));
+        assert!(matches!(helm.chart_ref("vis-receive"), Err(ChartRefused::NotFound { .. })));
+        // The seed era's `stable/dask` is the local dask, and the deployer's values for `dask` are its.
+        assert_eq!(helm.chart_ref("stable/dask"), local("dask"));
+        assert_eq!(helm.local_name("stable/dask"), Some("dask"));
+        assert_eq!(helm.local_name("dask"), Some("dask"));
+        let missing = helm.chart_ref("stable/vis-receive").unwrap_err();
+        assert!(matches!(&missing, ChartRefused::NotLocal { name, .. } if name == "vis-receive"), "{missing}");
+        assert!(missing.to_string().contains("SDP_CHART_REPOS"), "{missing}");
         let unknown = helm.chart_ref("nest/inner").unwrap_err();
         assert!(matches!(&unknown, ChartRefused::UnknownRepository { repo, .. } if repo == "nest"), "{unknown}");
-        assert!(unknown.to_string().contains("not configured"), "{unknown}");
+        assert!(unknown.to_string().contains("not configured (configured: stable (local))"), "{unknown}");
         // Allowed registries, by host or host:port as the reference writes them.
         for allowed in ["oci://registry.example/charts/dask", "oci://REGISTRY.example/x", "oci://127.0.0.1:5000/x"] {
             assert_eq!(helm.chart_ref(allowed).as_deref(), Ok(allowed));
@@ -310,12 +370,16 @@ mod tests {
         }
         helm.oci_registries.clear();
         assert!(helm.chart_ref("oci://registry.example/charts/dask").is_err());
-        // With a repository: bare names not found locally come from it, and `repo/chart` only names it.
-        helm.repo = Some(("ska".into(), "https://charts.example/".into()));
-        assert_eq!(helm.chart_ref("dask").as_deref(), Ok("ska/dask"));
+        // With repositories: bare names not found locally come from the default one, `repo/chart` names a
+        // configured repository, and a site may send `stable` to a real repository.
+        let site = Repositories::parse("ska=https://charts.example/ska,stable=https://charts.helm.sh/stable").unwrap();
+        helm.repositories = Repositories::new(Some("https://charts.example/".into()), &site);
+        assert_eq!(helm.chart_ref("vis-receive").as_deref(), Ok("helmdeploy/vis-receive"));
+        assert_eq!(helm.chart_ref("dask"), local("dask"));
         assert_eq!(helm.chart_ref("ska/dask").as_deref(), Ok("ska/dask"));
-        let unknown = helm.chart_ref("stable/dask").unwrap_err();
-        assert!(unknown.to_string().ends_with("or one of the configured repository as ska/<chart>"), "{unknown}");
+        assert_eq!(helm.chart_ref("stable/dask").as_deref(), Ok("stable/dask"));
+        assert_eq!(helm.local_name("stable/dask"), None);
+        assert_eq!(helm.local_name("ska/dask"), None);
     }
 
     #[test]

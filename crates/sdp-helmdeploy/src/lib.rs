@@ -17,8 +17,9 @@ pub mod namespace;
 pub mod plan;
 mod platform;
 pub mod pods;
+pub mod repositories;
 pub mod resources;
 pub mod values;
 
 pub use daemon::{run, Deployer, Mode, LEADER};
-pub use platform::{start, Running, Settings, StartError};
+pub use platform::{start, Running, Settings, StartError, REPOSITORY_REFRESH};

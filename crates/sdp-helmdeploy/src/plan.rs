@@ -47,9 +47,12 @@ impl Desired {
         self
     }
 
-    /// What identifies the applied configuration: the chart and its values.
+    /// What identifies the applied configuration: the chart and its values. The chart by name, as helm records
+    /// it in a release (`dask` for `stable/dask` or `oci://…/dask`), so that a release read back after a restart
+    /// matches the entry that made it.
     pub fn fingerprint(&self) -> String {
-        format!("{}\n{}", self.chart, self.values)
+        let name = self.chart.rsplit('/').next().unwrap_or(&self.chart);
+        format!("{name}\n{}", self.values)
     }
 }
 
@@ -246,5 +249,17 @@ mod tests {
             .contains("args.values"));
         let other = sdp_config::Deployment { deploy_id: "d".into(), kind: "process-direct".into(), args: json!({}) };
         assert!(Desired::from_deployment(&other).is_none());
+    }
+
+    #[test]
+    fn a_release_read_back_matches_the_entry_whatever_repository_it_named() {
+        let values = json!({"worker": {"replicas": 2}});
+        let desired = |chart: &str| Desired { deploy_id: "d".into(), chart: chart.into(), values: values.clone() };
+        // helm lists a release's chart by name only.
+        let released = desired("dask").fingerprint();
+        for chart in ["stable/dask", "oci://registry.example/charts/dask"] {
+            assert_eq!(desired(chart).fingerprint(), released, "{chart}");
+        }
+        assert_ne!(desired("stable/other").fingerprint(), released);
     }
 }

@@ -10,15 +10,18 @@ use prometheus_client::registry::Registry;
 use sdp_config::Config;
 use tokio::task::JoinHandle;
 
-use crate::helm::{Helm, REPOSITORY};
+use crate::helm::Helm;
 use crate::metrics::Metrics;
 use crate::namespace::{self, Ensured};
+use crate::repositories::Repositories;
 use crate::{bundled, pods, resources, Deployer, Mode};
 
 /// The longest pause between two tries of a failing release.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Helm commands running at once, at most: each is a process of its own.
 const MAX_PARALLEL: usize = 8;
+/// How often the chart repositories' indexes are fetched again, by default.
+pub const REPOSITORY_REFRESH: Duration = Duration::from_secs(600);
 
 /// What the operator chose (the options of `sdp up` and `sdp helm-deployer`).
 #[derive(Clone, Debug, Default)]
@@ -30,8 +33,12 @@ pub struct Settings {
     /// Local charts that deployments name; None: the charts carried in this binary ([`bundled`]), unpacked into
     /// `<data_dir>/charts`.
     pub charts_dir: Option<PathBuf>,
-    /// Chart repository for charts not found locally.
+    /// Chart repository for charts not found locally (added as `helmdeploy`).
     pub chart_repo_url: Option<String>,
+    /// Repository names and their chart sources, over the defaults (`stable` is the local charts).
+    pub chart_repositories: Repositories,
+    /// How often the chart repositories' indexes are fetched again.
+    pub repository_refresh: Duration,
     /// OCI registries that `oci://` charts may come from (`host` or `host:port`); blank entries count for none.
     pub oci_registries: Vec<String>,
     /// Values under every deployment's own, by chart as the entries name it.
@@ -100,9 +107,11 @@ fn deployer(settings: Settings, charts_dir: PathBuf, mode: Mode, config: Config,
             bin: settings.helm,
             namespace: settings.namespace,
             charts_dir: Some(charts_dir),
-            repo: settings.chart_repo_url.map(|url| (REPOSITORY.to_string(), url)),
+            repositories: Repositories::new(settings.chart_repo_url, &settings.chart_repositories),
+            repository_dir: Some(settings.data_dir.join("helm-repositories")),
             oci_registries,
         },
+        repository_refresh: settings.repository_refresh,
         mode,
         work_dir: settings.data_dir.join("helm-values"),
         max_backoff: MAX_BACKOFF,
@@ -146,6 +155,8 @@ mod tests {
             helm: "/opt/helm".into(),
             charts_dir: None,
             chart_repo_url: Some("https://charts.example.org".into()),
+            chart_repositories: Repositories::parse("ska=https://ska.example.org").unwrap(),
+            repository_refresh: Duration::from_secs(60),
             oci_registries: vec![" registry.example.org ".into(), "".into(), "localhost:5000".into()],
             chart_values: [("dask".to_string(), serde_json::json!({"image": "dask:1"}))].into(),
             data_dir: "/var/lib/sdp".into(),
@@ -155,20 +166,25 @@ mod tests {
         assert_eq!(d.helm.bin, PathBuf::from("/opt/helm"));
         assert_eq!(d.helm.namespace, "processing");
         assert_eq!(d.helm.charts_dir, Some(PathBuf::from("/charts")));
-        assert_eq!(d.helm.repo, Some((REPOSITORY.to_string(), "https://charts.example.org".to_string())));
+        assert_eq!(
+            d.helm.repositories.urls().collect::<Vec<_>>(),
+            [("helmdeploy", "https://charts.example.org"), ("ska", "https://ska.example.org")]
+        );
+        assert_eq!(d.helm.repository_dir, Some(PathBuf::from("/var/lib/sdp/helm-repositories")));
+        assert_eq!(d.repository_refresh, Duration::from_secs(60));
         assert_eq!(d.helm.oci_registries, ["registry.example.org", "localhost:5000"]);
         assert_eq!(d.mode, mode);
         assert_eq!(d.work_dir, PathBuf::from("/var/lib/sdp/helm-values"));
         assert_eq!((d.max_backoff, d.max_parallel, d.lease_ttl), (MAX_BACKOFF, MAX_PARALLEL, sdp_config::LEASE_TTL));
         assert_eq!(d.chart_values, settings.chart_values);
         let no_repo = deployer(
-            Settings { chart_repo_url: None, ..settings },
+            Settings { chart_repo_url: None, ..settings.clone() },
             "/c".into(),
             mode,
             Config::memory(),
             Metrics::default(),
         );
-        assert_eq!(no_repo.helm.repo, None);
+        assert_eq!(no_repo.helm.repositories.urls().collect::<Vec<_>>(), [("ska", "https://ska.example.org")]);
     }
 
     #[test]

@@ -36,7 +36,8 @@ fn start_deployer(
             bin: sdp_testkit::helm(),
             namespace: namespace.to_string(),
             charts_dir: Some(sdp_testkit::charts_dir()),
-            repo: None,
+            repositories: Default::default(),
+            repository_dir: None,
             oci_registries: vec![],
         },
         mode: Mode::Cluster,
@@ -45,6 +46,7 @@ fn start_deployer(
         max_parallel: 4,
         lease_ttl: 2,
         chart_values: Default::default(),
+        repository_refresh: sdp_helmdeploy::REPOSITORY_REFRESH,
     }))
 }
 
@@ -210,13 +212,65 @@ async fn a_failed_release_is_retried_after_a_restart() {
     server.stop().await;
 }
 
+/// The seed era's testdask writes `stable/dask` with dotted values; that exact entry becomes a deployed release
+/// of the bundled dask chart with the values it asked for, and a restarted deployer leaves it as it is.
+#[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_testdask_entry_becomes_a_deployed_release() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    sdp_testkit::require_cluster();
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    let namespace = format!("sdp-seed-dask-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let server = sdp_testkit::Embedded::start().await;
+    let config = server.config().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let deployer = start_deployer(&config, &namespace, dir.path(), Duration::from_secs(5));
+    sdp_testkit::put_helm_deployment(&config, "pb-seed-dask", sdp_testkit::seed_testdask_dask_args()).await;
+    let status = || async {
+        let s = sdp_testkit::deployment_state(&config, "pb-seed-dask").await;
+        s.and_then(|s| s["status"].as_str().map(str::to_string)).unwrap_or_default()
+    };
+    eventually("the seed's Dask entry deployed", || async { status().await == "deployed" }).await;
+    let helm = helm_in(&namespace);
+    let releases = helm.list().await.unwrap();
+    assert!(
+        releases.iter().any(|r| r.name == "pb-seed-dask" && r.chart.starts_with("dask-") && r.status == "deployed"),
+        "{releases:?}"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let workers = deployments.get("pb-seed-dask-worker").await.unwrap();
+    assert_eq!(workers.spec.and_then(|s| s.replicas), Some(2));
+    deployments.get("pb-seed-dask-scheduler").await.unwrap();
+    sdp_testkit::stop_task(deployer).await;
+
+    // Restarted: the release read back from helm (chart `dask`) is the entry's (`stable/dask`): no upgrade.
+    let revision = |releases: Vec<sdp_helmdeploy::helm::Release>| {
+        releases.into_iter().find(|r| r.name == "pb-seed-dask").map(|r| r.revision)
+    };
+    let before = revision(helm.list().await.unwrap());
+    let restarted = start_deployer(&config, &namespace, dir.path(), Duration::from_secs(5));
+    sdp_testkit::put_workflow_deployment(&config, "after-restart", "img:1").await;
+    eventually("a later entry deployed", || async {
+        sdp_testkit::deployment_state(&config, "after-restart").await.is_some_and(|s| s["status"] == "deployed")
+    })
+    .await;
+    assert_eq!(revision(helm.list().await.unwrap()), before, "the restarted deployer upgraded the release");
+    sdp_testkit::stop_task(restarted).await;
+    Api::<Namespace>::all(client).delete(&namespace, &Default::default()).await.unwrap();
+    server.stop().await;
+}
+
 /// helm on `namespace`, to look at the releases the deployer made.
 fn helm_in(namespace: &str) -> Helm {
     Helm {
         bin: sdp_testkit::helm(),
         namespace: namespace.to_string(),
         charts_dir: None,
-        repo: None,
+        repositories: Default::default(),
+        repository_dir: None,
         oci_registries: vec![],
     }
 }

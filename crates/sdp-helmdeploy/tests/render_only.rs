@@ -22,7 +22,8 @@ fn helm(charts: &Path) -> Helm {
         bin: sdp_testkit::helm(),
         namespace: "sdp".into(),
         charts_dir: Some(charts.to_path_buf()),
-        repo: None,
+        repositories: Default::default(),
+        repository_dir: None,
         oci_registries: vec![],
     }
 }
@@ -70,6 +71,7 @@ fn start_deployer_with(
         max_parallel: 4,
         lease_ttl: 2,
         chart_values,
+        repository_refresh: sdp_helmdeploy::REPOSITORY_REFRESH,
     }))
 }
 
@@ -88,6 +90,7 @@ async fn flow(config: Config) {
         max_parallel: 4,
         lease_ttl: 3,
         chart_values: Default::default(),
+        repository_refresh: sdp_helmdeploy::REPOSITORY_REFRESH,
     }));
     let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),

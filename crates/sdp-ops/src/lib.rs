@@ -10,6 +10,21 @@ pub mod refusals;
 pub mod retry;
 
 pub use causes::{causes, with_causes};
+
+/// Aborts a task when dropped: for a task that lives as long as whatever holds this.
+pub struct AbortOnDrop(pub tokio::task::AbortHandle);
+
+impl<T> From<tokio::task::JoinHandle<T>> for AbortOnDrop {
+    fn from(task: tokio::task::JoinHandle<T>) -> Self {
+        AbortOnDrop(task.abort_handle())
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 pub use refusals::Refusals;
 pub use retry::{Backoff, Policy};
 

@@ -30,6 +30,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use sdp_lmc::model::{AdminMode, HealthState, ObsState, OperatingState};
 use sdp_lmc::{AttrValue, ChangeEvent, DevError, Lmc};
+use sdp_ops::AbortOnDrop;
 
 pub use tango::database::DatabaseProxy;
 
@@ -40,14 +41,6 @@ struct Device {
     name: String,
     /// The task pushing this device's events; a new model (the Init command) starts its own.
     _events: AbortOnDrop,
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn dev_failed(e: DevError) -> Error {
@@ -198,12 +191,7 @@ fn model_init(
                 Error::new(ErrorKind::Reason("API_DeviceNotFound")).with_description(format!("{name} is no SDP device"))
             })?;
         let events = runtime.spawn(push_events(Arc::clone(&lmc), id, dev.downgrade(), lmc.subscribe()));
-        Ok(Device {
-            lmc: Arc::clone(&lmc),
-            runtime: runtime.clone(),
-            name,
-            _events: AbortOnDrop(events.abort_handle()),
-        })
+        Ok(Device { lmc: Arc::clone(&lmc), runtime: runtime.clone(), name, _events: events.into() })
     }
 }
 

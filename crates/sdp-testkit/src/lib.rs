@@ -210,11 +210,22 @@ pub async fn put_workflow_deployment(config: &sdp_config::Config, id: &str, imag
 
 /// Creates or replaces the Helm deployment `id` of `chart`, with the workflow chart's values (`pb_id`, `wf_image`).
 pub async fn put_chart_deployment(config: &sdp_config::Config, id: &str, chart: &str, image: &str) {
-    let d = sdp_config::Deployment {
-        deploy_id: id.into(),
-        kind: "helm".into(),
-        args: serde_json::json!({"chart": chart, "values": {"pb_id": id, "wf_image": image}}),
-    };
+    put_helm_deployment(config, id, serde_json::json!({"chart": chart, "values": {"pb_id": id, "wf_image": image}}))
+        .await
+}
+
+/// The arguments of the Dask deployment the seed era's testdask script writes, exactly as it writes them
+/// (ska-telescope/sdp-prototype, `src/workflows/testdask/testdask.py`).
+pub fn seed_testdask_dask_args() -> serde_json::Value {
+    serde_json::json!({
+        "chart": "stable/dask",
+        "values": {"jupyter.enabled": "false", "worker.replicas": 2, "scheduler.serviceType": "ClusterIP"}
+    })
+}
+
+/// Writes the `/deploy/<id>` entry of type helm with `args`.
+pub async fn put_helm_deployment(config: &sdp_config::Config, id: &str, args: serde_json::Value) {
+    let d = sdp_config::Deployment { deploy_id: id.into(), kind: "helm".into(), args };
     let path = sdp_config::keys::paths::deploy(id);
     config
         .txn(|t| {

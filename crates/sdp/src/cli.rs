@@ -108,6 +108,14 @@ pub struct HelmArgs {
     /// Chart repository for charts not found locally (added as `helmdeploy`).
     #[arg(long, env = "SDP_CHART_REPO_URL")]
     pub chart_repo_url: Option<String>,
+    /// Chart repositories that entries name as `<repository>/<chart>`, comma-separated `name=url` or
+    /// `name=local` (the local charts). `stable=local` is there by default: the seed era's `stable/dask` is the
+    /// bundled `dask`.
+    #[arg(long, env = "SDP_CHART_REPOS", value_parser = sdp_helmdeploy::repositories::Repositories::parse)]
+    pub chart_repos: Option<sdp_helmdeploy::repositories::Repositories>,
+    /// Seconds between two fetches of the chart repositories' indexes (never on an install).
+    #[arg(long, env = "SDP_CHART_REPO_REFRESH", default_value_t = sdp_helmdeploy::REPOSITORY_REFRESH.as_secs())]
+    pub chart_repo_refresh: u64,
     /// OCI registries that `oci://` charts may come from, comma-separated `host` or `host:port` (none by
     /// default: every `oci://` chart is refused).
     #[arg(long, env = "SDP_HELM_OCI_REGISTRIES", value_delimiter = ',')]
@@ -195,6 +203,8 @@ impl HelmArgs {
             helm: self.helm.clone(),
             charts_dir: self.charts_dir.clone(),
             chart_repo_url: self.chart_repo_url.clone(),
+            chart_repositories: self.chart_repos.clone().unwrap_or_default(),
+            repository_refresh: std::time::Duration::from_secs(self.chart_repo_refresh.max(1)),
             oci_registries: self.helm_oci_registries.clone(),
             chart_values: self.helm_chart_values.clone().unwrap_or_default(),
             data_dir: data_dir.to_path_buf(),

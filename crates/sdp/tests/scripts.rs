@@ -82,10 +82,8 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
         let dask = &dask;
         async move { t.get_deployment(dask).await }
     });
-    assert_eq!(
-        entry.await.unwrap().unwrap().args,
-        json!({"chart": "dask", "values": {"jupyter.enabled": "false", "worker.replicas": 2, "scheduler.serviceType": "ClusterIP"}})
-    );
+    // Exactly the seed's testdask entry.
+    assert_eq!(entry.await.unwrap().unwrap().args, sdp_testkit::seed_testdask_dask_args());
     let state = pb_state(config, &pb_id).await;
     assert_eq!((state["state"].as_str(), state["status"].as_str()), (Some("executing"), Some("RUNNING")));
     // Rendered, no scheduler runs: the script asks nobody and claims no workers.

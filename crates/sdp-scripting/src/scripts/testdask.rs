@@ -21,8 +21,9 @@ const WORKERS_LIMIT: Duration = Duration::from_secs(120);
 
 pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
     let workers = count_parameter(claim, "n_workers", 2, 256)?;
+    // The seed's entry as it wrote it: `stable/dask` is the bundled dask (the Helm deployer's repositories).
     let engine = Engine::Helm {
-        chart: "dask".into(),
+        chart: "stable/dask".into(),
         values: json!({"jupyter.enabled": "false", "worker.replicas": workers, "scheduler.serviceType": "ClusterIP"}),
     };
     let deploy_id = claim.deploy("dask", &engine).await?;
