@@ -56,6 +56,8 @@ pub mod paths {
     pub const EB: &str = "/eb";
     /// The SDP master device's entry.
     pub const MASTER: &str = "/master";
+    /// Processing script definitions.
+    pub const SCRIPT: &str = "/script";
 
     pub fn pb(pb_id: &str) -> String {
         format!("{PB}/{pb_id}")
@@ -74,6 +76,9 @@ pub mod paths {
     }
     pub fn subarray(subarray_id: &str) -> String {
         format!("{SUBARRAY}/{subarray_id}")
+    }
+    pub fn script(script_id: &str) -> String {
+        format!("{SCRIPT}/{script_id}")
     }
     pub fn eb(eb_id: &str) -> String {
         format!("{EB}/{eb_id}")

@@ -28,6 +28,7 @@ pub mod json;
 pub mod keys;
 pub mod leadership;
 mod lease;
+pub mod script;
 mod tls;
 mod txn;
 
@@ -38,6 +39,7 @@ use std::sync::Arc;
 pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
 pub use leadership::{run_while_leading, Leadership, LEASE_TTL};
 pub use lease::Lease;
+pub use script::ScriptDefinition;
 pub use txn::{Txn, Watcher, MAX_RECURSION};
 
 use backend::Backend;

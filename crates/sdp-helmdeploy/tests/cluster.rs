@@ -65,7 +65,7 @@ async fn processing_block_to_running_pods_and_back() {
     let tasks = vec![
         tokio::spawn(sdp_processing::run(sdp_processing::Controller {
             config: config.clone(),
-            scripts: sdp_processing::builtin_scripts(),
+            builtin_scripts: sdp_processing::builtin_scripts(),
             settings: sdp_processing::ControllerSettings {
                 config_host: "etcd".into(),
                 config_port: 2379,

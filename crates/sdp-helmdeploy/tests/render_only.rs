@@ -94,7 +94,7 @@ async fn flow(config: Config) {
     }));
     let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
         config: config.clone(),
-        scripts: sdp_processing::builtin_scripts(),
+        builtin_scripts: sdp_processing::builtin_scripts(),
         settings: sdp_processing::ControllerSettings {
             config_host: "etcd.example".into(),
             config_port: 2379,

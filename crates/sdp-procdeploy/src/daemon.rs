@@ -20,7 +20,7 @@ use sdp_config::{Config, Deployment, Error, Txn};
 
 use crate::plan::{plan, Action, Entry};
 use crate::process;
-use crate::spec::{ProcessSpec, Runnable};
+use crate::spec::{Request, Runnable, ScriptDefinitions};
 
 /// The component name of the leadership entry (`/controller/procdeploy`): one replica runs processes.
 pub const LEADER: &str = "procdeploy";
@@ -121,7 +121,7 @@ impl Running {
 
 /// A process this deployer runs.
 struct Child {
-    spec: ProcessSpec,
+    request: Request,
     pgid: u32,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -183,7 +183,8 @@ async fn supervise(
 
 async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, Entry>, Error> {
     let below = format!("{}/", paths::DEPLOY);
-    let mut specs = BTreeMap::new();
+    let scripts: ScriptDefinitions = t.list_scripts().await?.into_iter().collect();
+    let mut requests = BTreeMap::new();
     let mut states = BTreeMap::new();
     for (path, text) in t.list_values(&below, 1).await? {
         let Some(rest) = path.strip_prefix(&below) else { continue };
@@ -192,7 +193,7 @@ async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, En
                 // Entries that are not valid belong to no deployer; the Helm deployer reports them.
                 if let Ok(d) = Deployment::read(rest, &text) {
                     if d.kind == KIND {
-                        specs.insert(rest.to_string(), runnable.process_for(&d.args));
+                        requests.insert(rest.to_string(), Request::from_args(&d.args));
                     }
                 }
             }
@@ -202,11 +203,12 @@ async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, En
             Some(_) => {}
         }
     }
-    Ok(specs
+    Ok(requests
         .into_iter()
-        .map(|(id, spec)| {
+        .map(|(id, request)| {
             let state = states.remove(&id).flatten();
-            (id, Entry { spec, state })
+            let spec = request.as_ref().map_err(String::clone).and_then(|r| runnable.resolve(r, &scripts));
+            (id, Entry { request, spec, state })
         })
         .collect())
 }
@@ -262,7 +264,7 @@ async fn run_processes(
     let mut watcher = d.config.watcher().with_timeout(Duration::from_secs(30));
     let mut children = Children { running: HashMap::new(), grace: d.settings.grace };
     let mut exits: JoinSet<Exit> = JoinSet::new();
-    let mut ended: BTreeMap<String, ProcessSpec> = BTreeMap::new();
+    let mut ended: BTreeMap<String, Request> = BTreeMap::new();
     let mut entries: Option<BTreeMap<String, Entry>> = None;
     let mut reported = sdp_ops::Refusals::default();
     loop {
@@ -271,7 +273,7 @@ async fn run_processes(
             for (id, error) in reported.update(refused) {
                 tracing::warn!(deploy_id = id, error, "process-direct entry cannot run");
             }
-            let running = children.running.iter().map(|(id, c)| (id.clone(), c.spec.clone())).collect();
+            let running = children.running.iter().map(|(id, c)| (id.clone(), c.request.clone())).collect();
             for action in plan(entries, &running, &ended) {
                 apply(d, action, &mut children, &mut exits, &mut ended).await;
             }
@@ -322,7 +324,7 @@ async fn run_processes(
                 note_in_log(&log, &format!("ended: {}", fields["error"].as_str().unwrap_or("exit code 0")));
                 tracing::info!(deploy_id = id, status, error = ?fields["error"].as_str(), "process ended");
                 d.config.record_deployment_state(&id, fields).await;
-                ended.insert(id, child.spec);
+                ended.insert(id, child.request);
             }
         }
     }
@@ -333,7 +335,7 @@ async fn apply(
     action: Action,
     children: &mut Children,
     exits: &mut JoinSet<Exit>,
-    ended: &mut BTreeMap<String, ProcessSpec>,
+    ended: &mut BTreeMap<String, Request>,
 ) {
     match action {
         Action::Reject(id, error) => {
@@ -345,7 +347,7 @@ async fn apply(
                 let _ = stop.send(());
             }
         }
-        Action::Start(id, spec) => {
+        Action::Start(id, request, spec) => {
             let log = log_path(&d.settings.log_dir, &id);
             note_in_log(&log, &format!("starting: {}", spec.command_line().join(" ")));
             match process::start(&spec, &log).await {
@@ -366,7 +368,7 @@ async fn apply(
                     d.metrics.count("started");
                     let (stop, stop_rx) = oneshot::channel();
                     exits.spawn(supervise(id.clone(), child, pid, d.settings.grace, stop_rx));
-                    children.running.insert(id, Child { spec, pgid: pid, stop: Some(stop) });
+                    children.running.insert(id, Child { request, pgid: pid, stop: Some(stop) });
                     d.metrics.running.set(children.running.len() as i64);
                 }
                 Err(e) => {
@@ -375,7 +377,7 @@ async fn apply(
                     note_in_log(&log, &error);
                     d.metrics.count("failed");
                     d.config.record_deployment_state(&id, json!({"status": "FAILED", "error": error})).await;
-                    ended.insert(id, spec);
+                    ended.insert(id, request);
                 }
             }
         }

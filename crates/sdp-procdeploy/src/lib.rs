@@ -1,9 +1,9 @@
 //! The process deployer: runs the `type: process-direct` `/deploy` entries ("directly spawn local processes")
 //! as child processes of this one, for platforms without a cluster (`sdp up`).
 //!
-//! - It runs only what the platform defines ([`spec`]): the script runner (`sdp script <name> <pb_id>`) and the
-//!   process engines an operator registered. An entry that carries a command is refused (FAILED, with the
-//!   reason) and runs nothing.
+//! - It runs only what is defined elsewhere ([`spec`]): the commands of the processing script definitions
+//!   (`/script/<id>`; the platform's own run `sdp script <name> <pb_id>`) and the process engines an operator
+//!   registered. An entry that carries a command is refused (FAILED, with the reason) and runs nothing.
 //! - A new entry starts its process, its output appended to `<log dir>/<deploy_id>.log`;
 //!   `/deploy/<id>/state` says RUNNING (with the PID), then FINISHED (exit code 0) or FAILED (exit code or
 //!   signal). An ended process is not started again until its entry is recreated.
@@ -22,4 +22,4 @@ pub mod process;
 pub mod spec;
 
 pub use daemon::{spawn, start, Metrics, ProcessDeployer, Running, Settings, KIND, LEADER};
-pub use spec::{load_engines, EngineDefinition, ProcessSpec, Request, Runnable, ScriptRunner};
+pub use spec::{load_engines, EngineDefinition, ProcessSpec, Request, Runnable, ScriptDefinitions, ScriptRunner};

@@ -4,19 +4,21 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::spec::ProcessSpec;
+use crate::spec::{ProcessSpec, Request};
 
-/// A `process-direct` entry as read: its process, or why it cannot run; and its recorded state.
+/// A `process-direct` entry as read: what it asks for and the process that is now, or why it cannot run; and
+/// its recorded state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
+    pub request: Result<Request, String>,
     pub spec: Result<ProcessSpec, String>,
     pub state: Option<Value>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    Start(String, ProcessSpec),
-    /// SIGTERM, then SIGKILL after the grace period: the entry is gone or asks for another process.
+    Start(String, Request, ProcessSpec),
+    /// SIGTERM, then SIGKILL after the grace period: the entry is gone or asks for something else.
     Stop(String),
     /// The entry cannot run: recorded as FAILED with the reason.
     Reject(String, String),
@@ -28,20 +30,22 @@ pub fn ended(state: Option<&Value>) -> bool {
 }
 
 /// The actions that make the processes match the entries. `running` are the processes this deployer runs
-/// (by the spec they run); `ended` the ones that ended under it, whose states may not be read back yet. A
-/// process that ended (FINISHED or FAILED) is not started again until its entry is recreated; one recorded
-/// as RUNNING by an earlier deployer is started again (its process went with that deployer). An invalid
-/// entry leaves a running process as it is: stopping it takes deleting the entry.
+/// (by the request they run for); `ended` the ones that ended under it, whose states may not be read back yet.
+/// Processes are told apart by what their entry asks for, not by the command that is for now: a script
+/// definition changed later leaves the processes started from it as they are. A process that ended (FINISHED
+/// or FAILED) is not started again until its entry is recreated; one recorded as RUNNING by an earlier
+/// deployer is started again (its process went with that deployer). An invalid entry leaves a running process
+/// as it is: stopping it takes deleting the entry.
 pub fn plan(
     entries: &BTreeMap<String, Entry>,
-    running: &BTreeMap<String, ProcessSpec>,
-    ended_here: &BTreeMap<String, ProcessSpec>,
+    running: &BTreeMap<String, Request>,
+    ended_here: &BTreeMap<String, Request>,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
-    for (id, spec) in running {
-        match entries.get(id).map(|e| &e.spec) {
+    for (id, request) in running {
+        match entries.get(id).map(|e| &e.request) {
             None => actions.push(Action::Stop(id.clone())),
-            Some(Ok(wanted)) if wanted != spec => actions.push(Action::Stop(id.clone())),
+            Some(Ok(wanted)) if wanted != request => actions.push(Action::Stop(id.clone())),
             Some(_) => {}
         }
     }
@@ -49,18 +53,19 @@ pub fn plan(
         if running.contains_key(id) {
             continue;
         }
-        match &entry.spec {
+        let started = entry.request.as_ref().and_then(|request| Ok((request, entry.spec.as_ref()?)));
+        match started {
             Err(error) => {
                 let recorded = entry.state.as_ref().and_then(|s| s.get("error")).and_then(Value::as_str);
                 if recorded != Some(error.as_str()) {
                     actions.push(Action::Reject(id.clone(), error.clone()));
                 }
             }
-            Ok(spec) => {
-                let ended_with_this = ended_here.get(id).is_some_and(|s| s == spec);
+            Ok((request, spec)) => {
+                let ended_with_this = ended_here.get(id) == Some(request);
                 let ended_before = !ended_here.contains_key(id) && ended(entry.state.as_ref());
                 if !ended_with_this && !ended_before {
-                    actions.push(Action::Start(id.clone(), spec.clone()));
+                    actions.push(Action::Start(id.clone(), request.clone(), spec.clone()));
                 }
             }
         }
@@ -73,12 +78,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn request(engine: &str) -> Request {
+        Request::Engine(engine.into())
+    }
+
     fn spec(program: &str) -> ProcessSpec {
         ProcessSpec { program: program.into(), args: vec![], env: Default::default() }
     }
 
-    fn entry(program: &str, state: Option<Value>) -> Entry {
-        Entry { spec: Ok(spec(program)), state }
+    fn entry(engine: &str, state: Option<Value>) -> Entry {
+        Entry { request: Ok(request(engine)), spec: Ok(spec(engine)), state }
+    }
+
+    fn start(id: &str, engine: &str) -> Action {
+        Action::Start(id.into(), request(engine), spec(engine))
     }
 
     #[test]
@@ -87,10 +100,7 @@ mod tests {
             ("new".to_string(), entry("a", None)),
             ("was-running".to_string(), entry("b", Some(json!({"status": "RUNNING", "pid": 7})))),
         ]);
-        assert_eq!(
-            plan(&entries, &BTreeMap::new(), &BTreeMap::new()),
-            [Action::Start("new".into(), spec("a")), Action::Start("was-running".into(), spec("b"))]
-        );
+        assert_eq!(plan(&entries, &BTreeMap::new(), &BTreeMap::new()), [start("new", "a"), start("was-running", "b")]);
     }
 
     #[test]
@@ -101,25 +111,28 @@ mod tests {
             // Ended under this deployer; the state read is older than its exit.
             ("just-ended".to_string(), entry("a", Some(json!({"status": "RUNNING"})))),
         ]);
-        let ended = BTreeMap::from([("just-ended".to_string(), spec("a"))]);
+        let ended = BTreeMap::from([("just-ended".to_string(), request("a"))]);
         assert_eq!(plan(&entries, &BTreeMap::new(), &ended), []);
         // An entry changed since its process ended runs the new process.
         let changed = BTreeMap::from([("just-ended".to_string(), entry("b", Some(json!({"status": "FINISHED"}))))]);
-        assert_eq!(plan(&changed, &BTreeMap::new(), &ended), [Action::Start("just-ended".into(), spec("b"))]);
+        assert_eq!(plan(&changed, &BTreeMap::new(), &ended), [start("just-ended", "b")]);
     }
 
     #[test]
     fn stops_processes_whose_entry_went_or_changed() {
         let running = BTreeMap::from([
-            ("gone".to_string(), spec("a")),
-            ("changed".to_string(), spec("a")),
-            ("same".to_string(), spec("a")),
-            ("broken".to_string(), spec("a")),
+            ("gone".to_string(), request("a")),
+            ("changed".to_string(), request("a")),
+            ("same".to_string(), request("a")),
+            ("broken".to_string(), request("a")),
+            ("redefined".to_string(), request("a")),
         ]);
         let entries = BTreeMap::from([
             ("changed".to_string(), entry("b", None)),
             ("same".to_string(), entry("a", None)),
-            ("broken".to_string(), Entry { spec: Err("bad".into()), state: None }),
+            ("broken".to_string(), Entry { request: Err("bad".into()), spec: Err("bad".into()), state: None }),
+            // The same request, whose definition now says something else (or nothing that runs).
+            ("redefined".to_string(), Entry { request: Ok(request("a")), spec: Err("gone".into()), state: None }),
         ]);
         assert_eq!(
             plan(&entries, &running, &BTreeMap::new()),
@@ -129,7 +142,12 @@ mod tests {
 
     #[test]
     fn invalid_entries_are_rejected_once() {
-        let bad = |state| BTreeMap::from([("x".to_string(), Entry { spec: Err("no command".into()), state })]);
+        let bad = |state| {
+            BTreeMap::from([(
+                "x".to_string(),
+                Entry { request: Ok(request("a")), spec: Err("no command".into()), state },
+            )])
+        };
         assert_eq!(
             plan(&bad(None), &BTreeMap::new(), &BTreeMap::new()),
             [Action::Reject("x".into(), "no command".into())]

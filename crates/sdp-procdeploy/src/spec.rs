@@ -1,23 +1,28 @@
 //! What a `process-direct` entry may ask to run, and the process that is.
 //!
-//! An entry names something the platform defines; it never carries a command. It asks for either
-//! - `{"script": "<name>", "pb_id": "<pb_id>"}`: the platform's script runner, `<sdp> script <name> <pb_id>`,
-//!   with the configuration database's settings in its environment, all from the deployer's own settings; or
+//! An entry names something defined elsewhere; it never carries a command. It asks for either
+//! - `{"script": "<id>", "pb_id": "<pb_id>"}`: the processing script defined as `/script/<id>`, its `command`
+//!   with the block's ID appended (a program named `sdp` being this platform's binary), with the configuration
+//!   database's settings in its environment from the deployer's own settings; or
 //! - `{"engine": "<name>"}`: a process engine an operator registered in the engine definitions file
 //!   (`sdp up --process-engines FILE`), run with the command and environment defined there.
 //!
-//! Anyone who can write `/deploy` can so start only what the platform or its operator defined.
+//! Anyone who can write `/deploy` can so start only what a script definition or the operator defined. (Writing
+//! `/script` defines commands: under `sdp up` it is as powerful as running programs as the platform's user.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use sdp_config::script::PLATFORM_PROGRAM;
+use sdp_config::ScriptDefinition;
 use serde::Deserialize;
 use serde_json::Value;
 
 /// What an entry that carries a command is told.
 const NO_COMMANDS: &str = "process-direct entries name what to run, never a command: \
-    {\"script\": <name>, \"pb_id\": <pb_id>} for a processing script, or {\"engine\": <name>} for a process \
-    engine registered in the definitions file given to `sdp up --process-engines` (SDP_PROCESS_ENGINES)";
+    {\"script\": <id of its /script/<id> definition>, \"pb_id\": <pb_id>} for a processing script, or \
+    {\"engine\": <name>} for a process engine registered in the definitions file given to `sdp up \
+    --process-engines` (SDP_PROCESS_ENGINES)";
 
 /// The process to start: program, arguments and extra environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +42,8 @@ impl ProcessSpec {
 /// What a `process-direct` entry's `args` ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    /// Processing script `name` on processing block `pb_id`.
-    Script { name: String, pb_id: String },
+    /// The processing script defined as `/script/<script>`, on processing block `pb_id`.
+    Script { script: String, pb_id: String },
     /// The registered process engine of this name.
     Engine(String),
 }
@@ -59,10 +64,10 @@ impl Request {
             Some(other) => Err(format!("args.{field} is {other}: expected a string")),
         };
         match (text("script")?, text("pb_id")?, text("engine")?) {
-            (Some(name), Some(pb_id), None) => {
-                check_name("script", &name)?;
+            (Some(script), Some(pb_id), None) => {
+                check_name("script definition", &script).map_err(|e| format!("args.script: {e}"))?;
                 sdp_config::entity::validate_id("processing block", &pb_id).map_err(|e| format!("args.pb_id: {e}"))?;
-                Ok(Request::Script { name, pb_id })
+                Ok(Request::Script { script, pb_id })
             }
             (None, None, Some(name)) => {
                 check_name("engine", &name)?;
@@ -82,16 +87,17 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The platform's script runner: `<program> script <name> <pb_id>`.
+/// How processing scripts run here: their definition's command, `sdp` standing for `program`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScriptRunner {
-    /// The `sdp` command.
+    /// This platform's `sdp` binary.
     pub program: String,
-    /// The scripts it runs.
-    pub names: Vec<String>,
     /// Given to every script: how it reaches the configuration database.
     pub env: BTreeMap<String, String>,
 }
+
+/// The processing script definitions (`/script/<id>`) by ID, each parsed or with what is wrong with it.
+pub type ScriptDefinitions = BTreeMap<String, Result<ScriptDefinition, String>>;
 
 /// A process engine an operator registered: its command and fixed environment.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -111,24 +117,22 @@ pub struct Runnable {
 }
 
 impl Runnable {
-    /// The process an entry's `args` ask for, or why it does not run.
-    pub fn process_for(&self, args: &Value) -> Result<ProcessSpec, String> {
-        self.resolve(&Request::from_args(args)?)
-    }
-
-    /// The process of a request, when the platform defines it.
-    pub fn resolve(&self, request: &Request) -> Result<ProcessSpec, String> {
+    /// The process of a request, with the script definitions it may name.
+    pub fn resolve(&self, request: &Request, scripts: &ScriptDefinitions) -> Result<ProcessSpec, String> {
         match request {
-            Request::Script { name, pb_id } => {
+            Request::Script { script, pb_id } => {
                 let runner = self.scripts.as_ref().ok_or("this process deployer runs no processing scripts")?;
-                if !runner.names.contains(name) {
-                    return Err(format!("no processing script {name:?}: the platform has {}", runner.names.join(", ")));
-                }
-                Ok(ProcessSpec {
-                    program: runner.program.clone(),
-                    args: vec!["script".into(), name.clone(), pb_id.clone()],
-                    env: runner.env.clone(),
-                })
+                let definition = match scripts.get(script) {
+                    None => return Err(format!("no processing script is defined as /script/{script}")),
+                    Some(Err(error)) => return Err(error.clone()),
+                    Some(Ok(definition)) => definition,
+                };
+                let Some((program, args)) = definition.command.split_first() else {
+                    return Err(format!("/script/{script} names no command to run on this machine"));
+                };
+                let program = if program == PLATFORM_PROGRAM { runner.program.clone() } else { program.clone() };
+                let args = args.iter().cloned().chain([pb_id.clone()]).collect();
+                Ok(ProcessSpec { program, args, env: runner.env.clone() })
             }
             Request::Engine(name) => {
                 let engine = self.engines.get(name).ok_or_else(|| {
@@ -179,38 +183,67 @@ mod tests {
         Runnable {
             scripts: Some(ScriptRunner {
                 program: "/opt/sdp".into(),
-                names: vec!["testdask".into()],
                 env: BTreeMap::from([("SDP_CONFIG_PORT".into(), "2400".into())]),
             }),
             engines: parse_engines(r#"{"sleeper": {"command": ["sleep", "300"], "env": {"A": "1"}}}"#).unwrap(),
         }
     }
 
+    fn definitions() -> ScriptDefinitions {
+        let definition = |command: &[&str]| ScriptDefinition {
+            kind: "realtime".into(),
+            name: "n".into(),
+            version: "1".into(),
+            image: None,
+            args: vec![],
+            command: command.iter().map(|a| a.to_string()).collect(),
+        };
+        BTreeMap::from([
+            ("testdask".to_string(), Ok(definition(&["sdp", "script", "testdask"]))),
+            ("hello".to_string(), Ok(definition(&["/opt/hello/bin/hello", "--verbose"]))),
+            ("k8s-only".to_string(), Ok(definition(&[]))),
+            ("broken".to_string(), Err("/script/broken is not a script definition".to_string())),
+        ])
+    }
+
+    fn process_for(runnable: &Runnable, args: Value) -> Result<ProcessSpec, String> {
+        runnable.resolve(&Request::from_args(&args)?, &definitions())
+    }
+
     #[test]
-    fn scripts_run_the_platforms_runner_with_its_settings() {
-        let spec = runnable().process_for(&json!({"script": "testdask", "pb_id": "pb-1"})).unwrap();
+    fn scripts_run_their_definitions_command_with_the_deployers_settings() {
+        let spec = process_for(&runnable(), json!({"script": "testdask", "pb_id": "pb-1"})).unwrap();
         assert_eq!(spec.command_line(), ["/opt/sdp", "script", "testdask", "pb-1"]);
         assert_eq!(spec.env["SDP_CONFIG_PORT"], "2400");
-        let error = runnable().process_for(&json!({"script": "rm", "pb_id": "pb-1"})).unwrap_err();
-        assert!(error.contains("no processing script \"rm\""), "{error}");
-        let error = runnable().process_for(&json!({"script": "testdask", "pb_id": "../x"})).unwrap_err();
+        let spec = process_for(&runnable(), json!({"script": "hello", "pb_id": "pb-1"})).unwrap();
+        assert_eq!(spec.command_line(), ["/opt/hello/bin/hello", "--verbose", "pb-1"]);
+        for (script, said) in [
+            ("rm", "no processing script is defined as /script/rm"),
+            ("k8s-only", "names no command"),
+            ("broken", "is not a script definition"),
+            ("../x", "args.script"),
+        ] {
+            let error = process_for(&runnable(), json!({"script": script, "pb_id": "pb-1"})).unwrap_err();
+            assert!(error.contains(said), "{script}: {error}");
+        }
+        let error = process_for(&runnable(), json!({"script": "testdask", "pb_id": "../x"})).unwrap_err();
         assert!(error.contains("args.pb_id"), "{error}");
         let none = Runnable { scripts: None, ..runnable() };
-        assert!(none.process_for(&json!({"script": "testdask", "pb_id": "pb-1"})).is_err());
+        assert!(process_for(&none, json!({"script": "testdask", "pb_id": "pb-1"})).is_err());
     }
 
     #[test]
     fn engines_run_as_registered() {
-        let spec = runnable().process_for(&json!({"engine": "sleeper"})).unwrap();
+        let spec = process_for(&runnable(), json!({"engine": "sleeper"})).unwrap();
         assert_eq!(spec.command_line(), ["sleep", "300"]);
         assert_eq!(spec.env["A"], "1");
-        let error = runnable().process_for(&json!({"engine": "other"})).unwrap_err();
+        let error = process_for(&runnable(), json!({"engine": "other"})).unwrap_err();
         assert!(error.contains("no process engine \"other\"") && error.contains("--process-engines"), "{error}");
     }
 
     #[test]
     fn commands_in_entries_are_refused() {
-        let refused = |args: Value| runnable().process_for(&args).unwrap_err();
+        let refused = |args: Value| process_for(&runnable(), args).unwrap_err();
         for args in [
             json!({"command": ["/bin/sh", "-c", "id > pwned.txt"]}),
             json!({"args": ["id > pwned.txt"], "shell": true}),

@@ -22,7 +22,8 @@ const MAX_ACTIONS_PER_TRANSACTION: usize = 40;
 
 pub struct Controller {
     pub config: Config,
-    pub scripts: Vec<ScriptDefinition>,
+    /// Written into `/script/<id>` where missing when this replica starts leading.
+    pub builtin_scripts: Vec<ScriptDefinition>,
     pub settings: ControllerSettings,
     /// Lease TTL of the leadership entry, seconds.
     pub lease_ttl: i64,
@@ -109,6 +110,7 @@ async fn read_snapshot(t: &Txn) -> Result<(Snapshot, Refused), Error> {
             _ => {}
         }
     }
+    snapshot.scripts = t.list_scripts().await?.into_iter().collect();
     let below = format!("{}/", paths::DEPLOY);
     for (path, value) in t.list_values(&below, 1).await? {
         let Some(rest) = path.strip_prefix(&below) else { continue };
@@ -165,7 +167,7 @@ pub fn start(settings: ControllerSettings, config: Config, registry: &mut Regist
     tracing::info!(runner = ?settings.runner, "processing scripts");
     let controller = Controller {
         config,
-        scripts: builtin_scripts(),
+        builtin_scripts: builtin_scripts(),
         settings,
         lease_ttl: sdp_config::LEASE_TTL,
         metrics: Metrics::register(registry),
@@ -192,6 +194,21 @@ pub async fn run(controller: Controller) {
 /// a replica that has just lost the lead writes nothing.
 async fn work(c: &Controller) -> Result<(), Error> {
     let leader = paths::leader(LEADER);
+    let seeded = c
+        .config
+        .txn(|t| async move {
+            let mut written = Vec::new();
+            for definition in &c.builtin_scripts {
+                if t.create_script_if_absent(definition).await? {
+                    written.push(definition.id());
+                }
+            }
+            Ok(written)
+        })
+        .await?;
+    if !seeded.is_empty() {
+        tracing::info!(scripts = ?seeded, "built-in processing script definitions written");
+    }
     let mut watcher = c.config.watcher().with_timeout(Duration::from_secs(30));
     let mut reported = Refusals::default();
     loop {
@@ -203,7 +220,7 @@ async fn work(c: &Controller) -> Result<(), Error> {
                         return Ok(None);
                     }
                     let (snapshot, refused) = read_snapshot(&t).await?;
-                    let mut actions = plan(&snapshot, &c.scripts, &c.settings);
+                    let mut actions = plan(&snapshot, &c.settings);
                     actions.truncate(MAX_ACTIONS_PER_TRANSACTION);
                     apply(&t, &actions).await?;
                     Ok(Some((actions, refused)))

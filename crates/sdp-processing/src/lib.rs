@@ -1,11 +1,13 @@
 //! The processing controller.
 //!
-//! For every processing block it deploys the block's processing script, `/deploy/<pb_id>-workflow`: a Helm
-//! deployment of the `workflow` chart with the values the original passes (`env.SDP_CONFIG_HOST`,
-//! `env.SDP_HELM_NAMESPACE`, `pb_id`, `wf_image`) and the script's name (`script`: the pod runs
-//! `sdp script <name> <pb_id>` in the platform's image, [`SCRIPT_IMAGE`]), or, on one machine, a `process-direct` deployment
-//! `{"script": <name>, "pb_id": <pb_id>}`, which the process deployer runs as `sdp script <name> <pb_id>`
-//! ([`ScriptRunner`]). It keeps the block's `state` field in `/pb/<pb_id>/state`:
+//! For every processing block it deploys the block's processing script, as the block's `kind:name:version`
+//! is defined in `/script/<id>` ([`ScriptDefinition`]; the platform's own, [`builtin_scripts`], are written there
+//! where missing when the controller starts leading): `/deploy/<pb_id>-workflow`, a Helm deployment of the
+//! `workflow` chart with the values the original passes (`env.SDP_CONFIG_HOST`, `env.SDP_HELM_NAMESPACE`,
+//! `pb_id`, `wf_image` the definition's image) and the definition's `args` (the platform's own scripts run
+//! `sdp script <name> <pb_id>` in the platform's image, [`SCRIPT_IMAGE`]), or, on one machine, a
+//! `process-direct` deployment `{"script": <id>, "pb_id": <pb_id>}`, which the process deployer runs as the
+//! definition's command ([`ScriptRunner`]). It keeps the block's `state` field in `/pb/<pb_id>/state`:
 //! `executing`, then `finished` or `failed` as the script reports (`status`) or its deployment ends in failure.
 //! Once the script has ended and let go of the block, the engines it left (`<pb_id>-*`) are removed. When a
 //! processing block is deleted, every deployment whose ID starts with `<pb_id>-` goes too, and so does
@@ -52,20 +54,39 @@ pub fn default_script_image() -> String {
     format!("{SCRIPT_IMAGE}:{}", app_version())
 }
 
-/// A processing script definition: which image runs `kind:name:version` (by default the platform's, which
-/// runs the script by its name; a definition may name another).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct ScriptDefinition {
-    pub kind: String,
-    pub name: String,
-    pub version: String,
-    #[serde(default = "default_script_image")]
-    pub image: String,
+pub use sdp_config::ScriptDefinition;
+
+/// The script definitions the platform ships (the seeds' scripts), which the controller writes into
+/// `/script/<id>` where they are missing: the platform's image runs them on Kubernetes (`sdp script <name>
+/// <pb_id>`, its entrypoint being `sdp`), and this `sdp` does on one machine.
+pub fn builtin_scripts() -> Vec<ScriptDefinition> {
+    #[derive(Deserialize)]
+    struct Builtin {
+        kind: String,
+        name: String,
+        version: String,
+    }
+    let builtins: Vec<Builtin> =
+        serde_json::from_str(include_str!("scripts.json")).expect("the built-in script list is valid JSON");
+    builtins
+        .into_iter()
+        .map(|b| ScriptDefinition {
+            image: Some(default_script_image()),
+            args: vec!["script".into(), b.name.clone()],
+            command: vec![sdp_config::script::PLATFORM_PROGRAM.into(), "script".into(), b.name.clone()],
+            kind: b.kind,
+            name: b.name,
+            version: b.version,
+        })
+        .collect()
 }
 
-/// The script definitions shipped with the platform (the seeds' scripts).
-pub fn builtin_scripts() -> Vec<ScriptDefinition> {
-    serde_json::from_str(include_str!("scripts.json")).expect("the built-in script list is valid JSON")
+/// The definitions `/script/<id>` holds, by ID: each parsed, or what is wrong with it.
+pub type Scripts = BTreeMap<String, Result<ScriptDefinition, String>>;
+
+/// `definitions` as if written under their own IDs.
+pub fn scripts_of(definitions: impl IntoIterator<Item = ScriptDefinition>) -> Scripts {
+    definitions.into_iter().map(|d| (d.id(), Ok(d))).collect()
 }
 
 /// How processing scripts are deployed.
@@ -102,6 +123,8 @@ pub struct Snapshot {
     pub deployments: BTreeSet<String>,
     /// The script deployments' states, by processing block ID.
     pub script_states: BTreeMap<String, Value>,
+    /// The processing script definitions (`/script/<id>`).
+    pub scripts: Scripts,
     /// Blocks that have an owner entry (a script holds them).
     pub owned: BTreeSet<String>,
     /// Blocks that are gone but left entries below `/pb/<pb_id>/`: whether an owner entry is among them.
@@ -128,8 +151,30 @@ pub enum Action {
     DeleteState(String),
 }
 
-fn find_script<'a>(scripts: &'a [ScriptDefinition], w: &Workflow) -> Option<&'a ScriptDefinition> {
-    scripts.iter().find(|s| s.kind == w.kind && s.name == w.id && s.version == w.version)
+/// The one definition of the script a block names (with its ID), or why there is none to run.
+fn find_script<'a>(scripts: &'a Scripts, w: &Workflow) -> Result<(&'a str, &'a ScriptDefinition), String> {
+    let reference = format!("{}:{}:{}", w.kind, w.id, w.version);
+    let found: Vec<(&str, &ScriptDefinition)> =
+        scripts.iter().filter_map(|(id, d)| d.as_ref().ok().filter(|d| d.runs(w)).map(|d| (id.as_str(), d))).collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            // A definition that cannot be read may be the one meant.
+            let unreadable: Vec<&str> = scripts.values().filter_map(|d| d.as_ref().err().map(String::as_str)).collect();
+            let id = w.kind.clone() + "-" + &w.id + "-" + &w.version.replace('.', "-");
+            let mut error = format!(
+                "no processing script {reference} is defined: add its definition as /script/{id} (sdpcfg create)"
+            );
+            if !unreadable.is_empty() {
+                error.push_str(&format!("; definitions that cannot be read: {}", unreadable.join("; ")));
+            }
+            Err(error)
+        }
+        many => Err(format!(
+            "processing script {reference} is defined more than once: {}; delete all but one",
+            many.iter().map(|(id, _)| format!("/script/{id}")).collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 fn state_update(snapshot: &Snapshot, pb_id: &str, fields: Value) -> Option<Action> {
@@ -184,7 +229,7 @@ fn script_ended(snapshot: &Snapshot, pb_id: &str) -> bool {
 }
 
 /// What to do, given what the database holds.
-pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &ControllerSettings) -> Vec<Action> {
+pub fn plan(snapshot: &Snapshot, settings: &ControllerSettings) -> Vec<Action> {
     let mut actions = Vec::new();
     for (pb_id, pb) in &snapshot.processing_blocks {
         let deploy_id = format!("{pb_id}{SCRIPT_DEPLOYMENT_SUFFIX}");
@@ -194,15 +239,14 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
                 pb_id,
                 json!({"state": "failed", "error": format!("processing block is not valid: {error}")}),
             ),
-            Ok(pb) => match find_script(scripts, &pb.workflow) {
-                None => state_update(
-                    snapshot,
-                    pb_id,
-                    json!({"state": "failed", "error": format!(
-                        "no processing script {}:{}:{} is defined", pb.workflow.kind, pb.workflow.id, pb.workflow.version
-                    )}),
-                ),
-                Some(_) if snapshot.deployments.contains(&deploy_id) && !has_controller_state(snapshot, pb_id) => {
+            Ok(pb) => match find_script(&snapshot.scripts, &pb.workflow)
+                .and_then(|(id, script)| script_deployment(&deploy_id, pb_id, id, script, settings))
+            {
+                // A block running already keeps going whatever happens to its definition.
+                Err(error) if !snapshot.deployments.contains(&deploy_id) => {
+                    state_update(snapshot, pb_id, json!({"state": "failed", "error": error}))
+                }
+                _ if snapshot.deployments.contains(&deploy_id) && !has_controller_state(snapshot, pb_id) => {
                     // The script deployment and the block's `state` are written together, and deleting a
                     // block deletes its state: this deployment is a previous block's of the same ID, deleted
                     // and created again before this controller saw it go. Its deployments go first.
@@ -210,9 +254,9 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
                     actions.extend(engines.map(|d| Action::DeleteDeployment(d.clone())));
                     None
                 }
-                Some(script) => {
-                    if !snapshot.deployments.contains(&deploy_id) {
-                        actions.push(Action::CreateDeployment(script_deployment(&deploy_id, pb_id, script, settings)));
+                deployment => {
+                    if let (Ok(deployment), false) = (deployment, snapshot.deployments.contains(&deploy_id)) {
+                        actions.push(Action::CreateDeployment(deployment));
                     }
                     // A script that ended without letting go of its engines (killed) leaves them to us.
                     if script_ended(snapshot, pb_id) && !snapshot.owned.contains(pb_id) {
@@ -248,14 +292,23 @@ pub fn plan(snapshot: &Snapshot, scripts: &[ScriptDefinition], settings: &Contro
     actions
 }
 
+/// The deployment that runs `script` (defined as `/script/<script_id>`) on block `pb_id`, or why it cannot run
+/// where this controller deploys.
 fn script_deployment(
     deploy_id: &str,
     pb_id: &str,
+    script_id: &str,
     script: &ScriptDefinition,
     settings: &ControllerSettings,
-) -> Deployment {
+) -> Result<Deployment, String> {
     let (kind, args) = match &settings.runner {
         ScriptRunner::Helm { tls_secret } => {
+            let image = script.image.as_ref().ok_or_else(|| {
+                format!(
+                    "processing script {} (/script/{script_id}) names no image, so it cannot run on Kubernetes",
+                    script.reference()
+                )
+            })?;
             let mut values = Map::new();
             values.insert("env.SDP_CONFIG_HOST".into(), json!(settings.config_host));
             if settings.config_port != DEFAULT_CONFIG_PORT {
@@ -263,16 +316,26 @@ fn script_deployment(
             }
             values.insert("env.SDP_HELM_NAMESPACE".into(), json!(settings.helm_namespace));
             values.insert("pb_id".into(), json!(pb_id));
-            values.insert("wf_image".into(), json!(script.image));
-            values.insert("script".into(), json!(script.name));
+            values.insert("wf_image".into(), json!(image));
+            if !script.args.is_empty() {
+                values.insert("args".into(), json!(script.args));
+            }
             if let Some(secret) = tls_secret {
                 values.insert("configDb.tlsSecret".into(), json!(secret));
             }
             ("helm", json!({"chart": SCRIPT_CHART, "values": values}))
         }
-        ScriptRunner::Process => ("process-direct", json!({"script": script.name, "pb_id": pb_id})),
+        ScriptRunner::Process => {
+            if script.command.is_empty() {
+                return Err(format!(
+                    "processing script {} (/script/{script_id}) names no command, so it cannot run on this machine",
+                    script.reference()
+                ));
+            }
+            ("process-direct", json!({"script": script_id, "pb_id": pb_id}))
+        }
     };
-    Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args }
+    Ok(Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args })
 }
 
 mod daemon;

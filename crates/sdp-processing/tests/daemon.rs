@@ -10,7 +10,7 @@ use serde_json::json;
 fn controller(config: &Config) -> Controller {
     Controller {
         config: config.clone(),
-        scripts: builtin_scripts(),
+        builtin_scripts: builtin_scripts(),
         settings: ControllerSettings {
             config_host: "127.0.0.1".into(),
             config_port: 2379,
@@ -57,7 +57,22 @@ async fn seed_flow(config: Config) {
         .unwrap();
     assert_eq!(d.args["values"]["pb_id"], json!(pb_id));
     assert_eq!(d.args["values"]["wf_image"], json!(sdp_processing::default_script_image()));
-    assert_eq!(d.args["values"]["script"], "testdask");
+    assert_eq!(d.args["values"]["args"], json!(["script", "testdask"]));
+    // The controller wrote the platform's script definitions into /script, where a user adds their own.
+    let defined = config.txn(|t| async move { t.list_scripts().await }).await.unwrap();
+    let ids: Vec<&str> = defined.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "batch-test_batch-0-1-0",
+            "batch-testdask-0-1-0",
+            "realtime-testdask-0-1-0",
+            "realtime-testdeploy-0-1-0",
+            "realtime-teststate-0-1-0",
+            "realtime-vis_receive-0-1-0"
+        ]
+    );
+    assert!(defined.iter().all(|(_, d)| d.is_ok()), "{defined:?}");
     let state = config
         .txn(|t| {
             let id = pb_id.clone();

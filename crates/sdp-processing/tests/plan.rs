@@ -1,7 +1,9 @@
 //! The controller's decisions, table by table.
 
 use sdp_config::{Deployment, ProcessingBlock};
-use sdp_processing::{builtin_scripts, plan, Action, ControllerSettings, Leftover, ScriptRunner, Snapshot};
+use sdp_processing::{
+    builtin_scripts, plan, scripts_of, Action, ControllerSettings, Leftover, ScriptDefinition, ScriptRunner, Snapshot,
+};
 use serde_json::json;
 
 fn settings() -> ControllerSettings {
@@ -11,6 +13,11 @@ fn settings() -> ControllerSettings {
         helm_namespace: "sdp".into(),
         runner: ScriptRunner::Helm { tls_secret: None },
     }
+}
+
+/// `snapshot` with the platform's script definitions in `/script`.
+fn builtins(snapshot: &Snapshot) -> Snapshot {
+    Snapshot { scripts: scripts_of(builtin_scripts()), ..snapshot.clone() }
 }
 
 fn pb(id: &str, workflow: &str) -> (String, Result<ProcessingBlock, String>) {
@@ -40,7 +47,7 @@ fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
         processing_blocks: [pb("realtime-20191121-0000", "realtime:testdask:0.1.0")].into(),
         ..Default::default()
     };
-    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let actions = plan(&builtins(&snapshot), &settings());
     let expected = Deployment {
         deploy_id: "realtime-20191121-0000-workflow".into(),
         kind: "helm".into(),
@@ -49,7 +56,7 @@ fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
             "env.SDP_HELM_NAMESPACE": "sdp",
             "pb_id": "realtime-20191121-0000",
             "wf_image": format!("ska-sdp:{}", sdp_processing::app_version()),
-            "script": "testdask"
+            "args": ["script", "testdask"]
         }}),
     };
     assert_eq!(actions[0], Action::CreateDeployment(expected));
@@ -61,16 +68,67 @@ fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
 #[test]
 fn every_shipped_script_runs_in_the_platforms_image_and_a_definition_may_name_another() {
     let image = format!("ska-sdp:{}", sdp_processing::app_version());
-    assert!(builtin_scripts().iter().all(|s| s.image == image), "{:?}", builtin_scripts());
-    // A definition with its own image keeps it; the script's name still goes to the chart.
-    let scripts: Vec<sdp_processing::ScriptDefinition> = serde_json::from_value(json!([
-        {"kind": "realtime", "name": "testdask", "version": "0.1.0", "image": "registry.example.org/my-sdp:2"}
-    ]))
+    for script in builtin_scripts() {
+        assert_eq!(script.image.as_ref(), Some(&image), "{script:?}");
+        assert_eq!(script.args, ["script", script.name.as_str()]);
+        assert_eq!(script.command, ["sdp", "script", script.name.as_str()]);
+    }
+    // A user's script: its image's entrypoint gets the block's ID alone.
+    let own = ScriptDefinition::read(
+        "realtime-hello-0-1-0",
+        r#"{"kind": "realtime", "name": "hello", "version": "0.1.0", "image": "registry.example.org/hello:2"}"#,
+    )
     .unwrap();
-    let snapshot = Snapshot { processing_blocks: [pb("p", "realtime:testdask:0.1.0")].into(), ..Default::default() };
-    let Action::CreateDeployment(d) = &plan(&snapshot, &scripts, &settings())[0] else { panic!("no deployment") };
-    assert_eq!(d.args["values"]["wf_image"], "registry.example.org/my-sdp:2");
-    assert_eq!(d.args["values"]["script"], "testdask");
+    let snapshot = Snapshot {
+        processing_blocks: [pb("p", "realtime:hello:0.1.0")].into(),
+        scripts: scripts_of([own]),
+        ..Default::default()
+    };
+    let Action::CreateDeployment(d) = &plan(&snapshot, &settings())[0] else { panic!("no deployment") };
+    assert_eq!(d.args["values"]["wf_image"], "registry.example.org/hello:2");
+    assert_eq!(d.args["values"].get("args"), None);
+    // Under `sdp up` it has no command: the block fails, saying so.
+    let process = ControllerSettings { runner: ScriptRunner::Process, ..settings() };
+    let Action::UpdateState { fields, .. } = &plan(&snapshot, &process)[0] else { panic!("no failure") };
+    assert_eq!(fields["state"], "failed");
+    assert!(fields["error"].as_str().unwrap().contains("names no command"), "{fields:?}");
+}
+
+#[test]
+fn scripts_come_from_their_definitions_one_each() {
+    let definition = |image: &str| {
+        serde_json::from_value::<ScriptDefinition>(json!({
+            "kind": "batch", "name": "mine", "version": "1.0", "image": image, "command": ["/opt/mine"]
+        }))
+        .unwrap()
+    };
+    let blocks = Snapshot { processing_blocks: [pb("p", "batch:mine:1.0")].into(), ..Default::default() };
+    // Unknown: the state says which entry to add, and names definitions that cannot be read.
+    let mut snapshot = blocks.clone();
+    snapshot.scripts.insert("broken".into(), Err("/script/broken is not a script definition".into()));
+    let Action::UpdateState { fields, .. } = &plan(&snapshot, &settings())[0] else { panic!() };
+    assert_eq!(
+        fields["error"],
+        "no processing script batch:mine:1.0 is defined: add its definition as /script/batch-mine-1-0 (sdpcfg \
+         create); definitions that cannot be read: /script/broken is not a script definition"
+    );
+    // Twice: refused, naming both.
+    let mut snapshot = blocks.clone();
+    snapshot.scripts.insert("a".into(), Ok(definition("a:1")));
+    snapshot.scripts.insert("b".into(), Ok(definition("b:1")));
+    let Action::UpdateState { fields, .. } = &plan(&snapshot, &settings())[0] else { panic!() };
+    assert!(fields["error"].as_str().unwrap().contains("defined more than once: /script/a, /script/b"), "{fields:?}");
+    // Once: deployed, the process deployer told which definition to run.
+    let mut snapshot = blocks.clone();
+    snapshot.scripts.insert("mine".into(), Ok(definition("a:1")));
+    let process = ControllerSettings { runner: ScriptRunner::Process, ..settings() };
+    let Action::CreateDeployment(d) = &plan(&snapshot, &process)[0] else { panic!() };
+    assert_eq!((d.kind.as_str(), &d.args), ("process-direct", &json!({"script": "mine", "pb_id": "p"})));
+    // A block whose script runs keeps running whatever becomes of its definition.
+    let mut running = blocks.clone();
+    running.deployments.insert("p-workflow".into());
+    running.states.insert("p".into(), json!({"state": "executing", "deployments": ["p-workflow"]}));
+    assert_eq!(plan(&running, &settings()), []);
 }
 
 #[test]
@@ -84,12 +142,15 @@ fn converges_and_then_does_nothing() {
         .into(),
         ..Default::default()
     };
-    let first = plan(&snapshot, &builtin_scripts(), &settings());
+    let first = plan(&builtins(&snapshot), &settings());
     apply(&mut snapshot, &first);
     assert_eq!(snapshot.deployments.iter().collect::<Vec<_>>(), ["a-workflow", "b-workflow"]);
     assert_eq!(snapshot.states["c"]["state"], "failed");
-    assert_eq!(snapshot.states["c"]["error"], "no processing script realtime:nope:9 is defined");
-    assert!(plan(&snapshot, &builtin_scripts(), &settings()).is_empty());
+    assert!(snapshot.states["c"]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("no processing script realtime:nope:9 is defined"));
+    assert!(plan(&builtins(&snapshot), &settings()).is_empty());
 }
 
 #[test]
@@ -100,7 +161,7 @@ fn other_state_fields_are_kept_and_only_changes_are_written() {
     snapshot
         .states
         .insert("a".into(), json!({"state": "executing", "deployments": ["a-workflow"], "obsState": "SCANNING"}));
-    assert!(plan(&snapshot, &builtin_scripts(), &settings()).is_empty());
+    assert!(plan(&builtins(&snapshot), &settings()).is_empty());
 }
 
 #[test]
@@ -111,7 +172,7 @@ fn deleting_a_processing_block_undoes_its_deployments_only() {
         snapshot.deployments.insert(d.into());
     }
     snapshot.states.insert("keep".into(), json!({"state": "executing"}));
-    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let actions = plan(&builtins(&snapshot), &settings());
     let deleted: Vec<&str> = actions
         .iter()
         .filter_map(|a| match a {
@@ -132,7 +193,7 @@ fn a_malformed_processing_block_is_reported_not_fatal() {
         .into(),
         ..Default::default()
     };
-    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let actions = plan(&builtins(&snapshot), &settings());
     assert!(actions.iter().any(|a| matches!(a, Action::UpdateState { pb_id, fields }
         if pb_id == "bad" && fields["state"] == "failed" && fields["error"].as_str().unwrap().contains("missing field"))));
     assert!(actions.iter().any(|a| matches!(a, Action::CreateDeployment(d) if d.deploy_id == "ok-workflow")));
@@ -147,23 +208,24 @@ fn a_deleted_blocks_state_goes_once_no_script_owns_it() {
     snapshot.leftovers.insert("released".into(), Leftover { state: true, owner: false });
     snapshot.leftovers.insert("winding-down".into(), Leftover { state: true, owner: true });
     snapshot.leftovers.insert("owner-only".into(), Leftover { state: false, owner: true });
-    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let actions = plan(&builtins(&snapshot), &settings());
     assert_eq!(actions, [Action::DeleteState("released".into())]);
     apply(&mut snapshot, &actions);
     // The script lets go: its lease takes the owner entry, then the state goes.
     snapshot.leftovers.insert("winding-down".into(), Leftover { state: true, owner: false });
-    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), [Action::DeleteState("winding-down".into())]);
+    assert_eq!(plan(&builtins(&snapshot), &settings()), [Action::DeleteState("winding-down".into())]);
 }
 
 #[test]
 fn on_one_machine_the_script_is_a_local_sdp_script_process() {
     let snapshot = Snapshot { processing_blocks: [pb("pb-1", "batch:test_batch:0.1.0")].into(), ..Default::default() };
     let settings = ControllerSettings { runner: ScriptRunner::Process, ..settings() };
-    let actions = plan(&snapshot, &builtin_scripts(), &settings);
+    let actions = plan(&builtins(&snapshot), &settings);
     let Action::CreateDeployment(d) = &actions[0] else { panic!("{actions:?}") };
     assert_eq!(d.kind, "process-direct");
-    // What to run, as data: the process deployer builds the command line and its environment itself.
-    assert_eq!(d.args, json!({"script": "test_batch", "pb_id": "pb-1"}));
+    // What to run, as data: the definition to run; the process deployer reads its command and adds the
+    // environment itself.
+    assert_eq!(d.args, json!({"script": "batch-test_batch-0-1-0", "pb_id": "pb-1"}));
 }
 
 /// A block whose script runs: its deployment, the controller's state, and what the script reported.
@@ -191,29 +253,29 @@ fn running(script_status: Option<&str>, block_status: Option<&str>) -> Snapshot 
 #[test]
 fn a_killed_script_fails_its_block_and_its_engines_go_once_its_lease_has() {
     let mut snapshot = running(Some("FAILED"), Some("RUNNING"));
-    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let actions = plan(&builtins(&snapshot), &settings());
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert!(matches!(&actions[0], Action::UpdateState { pb_id, fields } if pb_id == "p"
         && fields["state"] == "failed" && fields["status"] == "FAILED"
         && fields["error"] == "processing script ended: killed by signal 9 (SIGKILL)"));
     apply(&mut snapshot, &actions);
-    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), []);
+    assert_eq!(plan(&builtins(&snapshot), &settings()), []);
     // The owner entry expires with the dead script's lease: what it deployed goes, not its own deployment.
     snapshot.owned.clear();
-    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), [Action::DeleteDeployment("p-dask".into())]);
+    assert_eq!(plan(&builtins(&snapshot), &settings()), [Action::DeleteDeployment("p-dask".into())]);
 }
 
 #[test]
 fn the_block_state_follows_what_the_script_reports() {
-    let finished = plan(&running(Some("FINISHED"), Some("FINISHED")), &builtin_scripts(), &settings());
+    let finished = plan(&builtins(&running(Some("FINISHED"), Some("FINISHED"))), &settings());
     assert!(matches!(&finished[..], [Action::UpdateState { fields, .. }] if fields["state"] == "finished"));
-    let failed = plan(&running(Some("FAILED"), Some("FAILED")), &builtin_scripts(), &settings());
+    let failed = plan(&builtins(&running(Some("FAILED"), Some("FAILED"))), &settings());
     assert!(matches!(&failed[..], [Action::UpdateState { fields, .. }] if fields["state"] == "failed"));
-    assert_eq!(plan(&running(Some("RUNNING"), Some("RUNNING")), &builtin_scripts(), &settings()), []);
+    assert_eq!(plan(&builtins(&running(Some("RUNNING"), Some("RUNNING"))), &settings()), []);
     // A state the script set itself (the original teststate's "error") is kept.
     let mut snapshot = running(Some("FINISHED"), Some("FINISHED"));
     snapshot.states.get_mut("p").unwrap()["state"] = json!("error");
-    assert_eq!(plan(&snapshot, &builtin_scripts(), &settings()), []);
+    assert_eq!(plan(&builtins(&snapshot), &settings()), []);
 }
 
 #[test]
@@ -221,11 +283,11 @@ fn a_block_deleted_and_created_again_before_the_controller_looked_gets_a_fresh_s
     let mut snapshot = running(Some("FAILED"), None);
     // Deleting the block deleted its state; the same ID came back at once.
     snapshot.states.remove("p");
-    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let actions = plan(&builtins(&snapshot), &settings());
     assert_eq!(actions, [Action::DeleteDeployment("p-dask".into()), Action::DeleteDeployment("p-workflow".into())]);
     apply(&mut snapshot, &actions);
     snapshot.script_states.clear();
-    let actions = plan(&snapshot, &builtin_scripts(), &settings());
+    let actions = plan(&builtins(&snapshot), &settings());
     assert!(matches!(&actions[0], Action::CreateDeployment(d) if d.deploy_id == "p-workflow"));
 }
 
@@ -234,10 +296,10 @@ fn on_a_database_with_tls_the_script_pod_gets_its_client_certificate() {
     let snapshot = Snapshot { processing_blocks: [pb("pb-1", "batch:test_batch:0.1.0")].into(), ..Default::default() };
     let settings =
         ControllerSettings { runner: ScriptRunner::Helm { tls_secret: Some("scripts-tls".into()) }, ..settings() };
-    let actions = plan(&snapshot, &builtin_scripts(), &settings);
+    let actions = plan(&builtins(&snapshot), &settings);
     let Action::CreateDeployment(d) = &actions[0] else { panic!("{actions:?}") };
     assert_eq!(d.args["values"]["configDb.tlsSecret"], "scripts-tls");
-    let without = plan(&snapshot, &builtin_scripts(), &self::settings());
+    let without = plan(&builtins(&snapshot), &self::settings());
     let Action::CreateDeployment(d) = &without[0] else { panic!("{without:?}") };
     assert!(d.args["values"].get("configDb.tlsSecret").is_none());
 }

@@ -2,9 +2,10 @@
 //! (Helm charts or processes) and wait until they are ready, report progress and receive addresses in
 //! `/pb/<id>/state`, idle until released, and always remove what it deployed.
 //!
+//! [`run`] is a script's whole life around its work: a script of one's own is a program that calls it with
+//! the block's ID it is given (see `examples/hello-script`, a crate of its own that depends on this one).
 //! [`scripts`] holds the scripts the platform ships, written on this API; `sdp script <name> <pb_id>` runs
-//! one (the processing controller deploys that command). [`dask`] asks a Dask scheduler, over Dask's own
-//! protocol, who it is and which workers it has.
+//! one. [`dask`] asks a Dask scheduler, over Dask's own protocol, who it is and which workers it has.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -297,6 +298,46 @@ impl Claim {
             tracing::warn!(error = %e, "cannot revoke the owner lease; the owner entry goes when it expires");
         }
     }
+}
+
+/// Claims `pb_id` on the configuration database the environment names (`SDP_CONFIG_HOST`, `SDP_CONFIG_PORT`,
+/// as the processing controller sets them), marks it RUNNING, runs `work` on it until it finishes, fails, is
+/// released or the process gets SIGTERM or Ctrl-C, then removes what it deployed, records how it ended
+/// (FINISHED, or FAILED with the error) and lets go of the block.
+pub async fn run<F>(pb_id: &str, work: F) -> Result<Outcome, ScriptError>
+where
+    F: AsyncFnOnce(&Claim) -> Result<Outcome, ScriptError>,
+{
+    let mut stop = std::pin::pin!(sdp_ops::shutdown_signal());
+    let config = sdp_config::Config::from_env().await?;
+    let claim = tokio::select! {
+        claim = Claim::take(&config, pb_id) => claim?,
+        _ = &mut stop => return Ok(Outcome::Stopped),
+    };
+    claim.update_state(json!({"status": "RUNNING", "error": null})).await?;
+    let outcome = tokio::select! {
+        outcome = work(&claim) => match outcome {
+            Err(ScriptError::Released(release)) => Ok(Outcome::Released(release)),
+            outcome => outcome,
+        },
+        _ = &mut stop => Ok(Outcome::Stopped),
+    };
+    match &outcome {
+        Ok(outcome) => tracing::info!(?outcome, "script done"),
+        Err(e) => tracing::error!(error = %e, "script failed"),
+    }
+    claim.finish(&outcome).await;
+    outcome
+}
+
+/// What a script does once its work is done: a realtime block idles until released; a batch block is
+/// finished.
+pub async fn idle_or_finish(claim: &Claim) -> Result<Outcome, ScriptError> {
+    if claim.pb().workflow.kind == "batch" {
+        return Ok(Outcome::Finished);
+    }
+    tracing::info!("done; idling until the processing block is released");
+    Ok(Outcome::Released(claim.until_released().await?))
 }
 
 /// How a script's work ended, when it did not fail.

@@ -167,11 +167,7 @@ fn script_runner(database: &Settings, scripts: &ScriptArgs, namespace: &Namespac
         ("SDP_CONFIG_PORT", database.port.to_string()),
         ("SDP_HELM_NAMESPACE", namespace.helm_namespace.clone()),
     ];
-    sdp_procdeploy::ScriptRunner {
-        program,
-        names: sdp_scripting::scripts::NAMES.iter().map(|n| n.to_string()).collect(),
-        env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-    }
+    sdp_procdeploy::ScriptRunner { program, env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
 }
 
 /// `/healthz` (alive), `/readyz` (the configuration database answers; `/health` too) and `/metrics`.

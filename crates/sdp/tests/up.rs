@@ -143,7 +143,7 @@ fn lmc_command_line() {
     }});
     assert!(addresses.contains(&serde_json::to_string(&expected.to_string()).unwrap()), "{addresses}");
     let script = rt.block_on(config.txn(|t| async move { t.get_deployment("xyz-workflow").await })).unwrap().unwrap();
-    assert_eq!(script.args, serde_json::json!({"script": "vis_receive", "pb_id": "xyz"}));
+    assert_eq!(script.args, serde_json::json!({"script": "realtime-vis_receive-0-1-0", "pb_id": "xyz"}));
     let state = rt.block_on(sdp_testkit::deployment_state(&config, "xyz-workflow")).unwrap();
     assert_eq!(state["command"], serde_json::json!([env!("CARGO_BIN_EXE_sdp"), "script", "vis_receive", "xyz"]));
     // The controller counted what it did.

@@ -72,7 +72,7 @@ macro_rules! on_both {
     };
 }
 
-on_both!(seed_session, each_command, watch_prints_again_on_change, errors_are_one_clear_line);
+on_both!(seed_session, each_command, watch_prints_again_on_change, errors_are_one_clear_line, a_script_definition);
 
 fn seed_session(cli: &Cli) {
     assert_eq!(cli.ok(&["ls", "-R", "/"]), "Keys with / prefix: \n");
@@ -117,6 +117,23 @@ fn seed_session(cli: &Cli) {
     assert_eq!(cli.ok(&["process", "realtime:testdask:0.1.0"]), created.replace("-0000", "-0001"));
     assert_eq!(cli.ok(&["delete", &format!("/pb/{pb_id}")]), "OK\n");
     assert_eq!(cli.ok(&["ls", "/pb/"]), format!("Keys with /pb/ prefix: /pb/{}\n", pb_id.replace("-0000", "-0001")));
+}
+
+/// A pipeline team registers its own processing script: the entry sdpcfg writes is one the platform reads.
+fn a_script_definition(cli: &Cli) {
+    let definition = r#"{"kind": "realtime", "name": "hello", "version": "0.1.0", "image": "registry.example.org/hello:0.1.0", "command": ["/opt/hello/bin/hello-script"]}"#;
+    assert_eq!(cli.ok(&["create", "/script/realtime-hello-0-1-0", definition]), "OK\n");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let scripts = runtime.block_on(async {
+        let settings = sdp_config::Settings { port: cli.port, ..Default::default() };
+        let config = sdp_config::Config::connect(&settings).await.unwrap();
+        config.txn(|t| async move { t.list_scripts().await }).await.unwrap()
+    });
+    let [(id, Ok(script))] = scripts.as_slice() else { panic!("{scripts:?}") };
+    assert_eq!((id.as_str(), script.reference()), ("realtime-hello-0-1-0", "realtime:hello:0.1.0".to_string()));
+    assert!(script.runs(&"realtime:hello:0.1.0".parse().unwrap()));
+    assert_eq!(script.image.as_deref(), Some("registry.example.org/hello:0.1.0"));
+    assert_eq!(script.command, ["/opt/hello/bin/hello-script"]);
 }
 
 fn each_command(cli: &Cli) {

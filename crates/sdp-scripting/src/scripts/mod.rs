@@ -1,7 +1,6 @@
 //! The processing scripts shipped with the platform, the seed's scripts on this API. Each runs as
 //! `sdp script <name> <pb_id>` with the configuration database from `SDP_CONFIG_HOST`/`SDP_CONFIG_PORT`.
 
-use std::pin::pin;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -17,41 +16,19 @@ pub use vis_receive::{receive_addresses, receive_hosts};
 /// The scripts `sdp script` runs, as the script definitions name them.
 pub const NAMES: &[&str] = &["testdask", "vis_receive", "testdeploy", "teststate", "test_batch"];
 
-/// Claims `pb_id`, runs script `name` on it until it finishes, fails, is released or gets SIGTERM, then
-/// removes its deployments, records how it ended and lets go of the block.
+/// Runs script `name` on `pb_id` as [`crate::run`] does.
 pub async fn run(name: &str, pb_id: &str) -> Result<Outcome, ScriptError> {
     if !NAMES.contains(&name) {
         return Err(ScriptError::UnknownScript(name.to_string()));
     }
-    let mut stop = pin!(sdp_ops::shutdown_signal());
-    let config = sdp_config::Config::from_env().await?;
-    let claim = tokio::select! {
-        claim = Claim::take(&config, pb_id) => claim?,
-        _ = &mut stop => return Ok(Outcome::Stopped),
-    };
-    claim.update_state(json!({"status": "RUNNING", "error": null})).await?;
-    let work = async {
-        match name {
-            "testdask" => testdask::run(&claim).await,
-            "vis_receive" => vis_receive::run(&claim).await,
-            "testdeploy" => testdeploy::run(&claim).await,
-            "teststate" => teststate(&claim).await,
-            _ => test_batch(&claim).await,
-        }
-    };
-    let outcome = tokio::select! {
-        outcome = work => match outcome {
-            Err(ScriptError::Released(release)) => Ok(Outcome::Released(release)),
-            outcome => outcome,
-        },
-        _ = &mut stop => Ok(Outcome::Stopped),
-    };
-    match &outcome {
-        Ok(outcome) => tracing::info!(?outcome, "script done"),
-        Err(e) => tracing::error!(error = %e, "script failed"),
-    }
-    claim.finish(&outcome).await;
-    outcome
+    crate::run(pb_id, async |claim| match name {
+        "testdask" => testdask::run(claim).await,
+        "vis_receive" => vis_receive::run(claim).await,
+        "testdeploy" => testdeploy::run(claim).await,
+        "teststate" => teststate(claim).await,
+        _ => test_batch(claim).await,
+    })
+    .await
 }
 
 /// The namespace engines are deployed into (the processing controller passes it).
@@ -68,15 +45,6 @@ fn count_parameter(claim: &Claim, name: &str, default: u64, max: u64) -> Result<
             .filter(|n| (1..=max).contains(n))
             .ok_or_else(|| ScriptError::Parameters(format!("{name} is {v}: expected a whole number from 1 to {max}"))),
     }
-}
-
-/// Realtime blocks idle until released; batch blocks are done.
-async fn idle_or_finish(claim: &Claim) -> Result<Outcome, ScriptError> {
-    if claim.pb().workflow.kind == "batch" {
-        return Ok(Outcome::Finished);
-    }
-    tracing::info!("done; idling until the processing block is released");
-    Ok(Outcome::Released(claim.until_released().await?))
 }
 
 /// Sleeps `duration`, or returns early with the release.

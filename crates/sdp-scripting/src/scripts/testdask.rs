@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::dask;
-use crate::scripts::{count_parameter, idle_or_finish, namespace};
+use crate::idle_or_finish;
+use crate::scripts::{count_parameter, namespace};
 use crate::{Claim, Engine, Outcome, ScriptError};
 
 /// How long the scheduler has, once its pods run, to answer with every worker registered.
