@@ -46,9 +46,17 @@ configuration database chart of the same release. */}}
 {{- if dig "operator" false (.Values.global | default dict) }}true{{ end -}}
 {{- end -}}
 
-{{/* TANGO_HOST without the operator: this chart's value, else the umbrella's Tango database when it is on. */}}
+{{/* TANGO_HOST without the operator: this chart's value, else global.tangoHost, else the release's Tango database
+when global.tangoDatabase names one (the umbrella's tangodb), else none. */}}
 {{- define "lmc.tangoHost" -}}
-{{- .Values.tango.host | default (dig "tangoHost" "" (.Values.global | default dict)) -}}
+{{- $global := .Values.global | default dict -}}
+{{- if .Values.tango.host -}}
+{{- .Values.tango.host -}}
+{{- else if dig "tangoHost" "" $global -}}
+{{- dig "tangoHost" "" $global -}}
+{{- else if dig "tangoDatabase" "" $global -}}
+{{- include "ska-sdp-tango-util.tangoHost" . -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The Secret holding the HTTP surface's bearer token (under http.tokenSecretKey). */}}

@@ -86,6 +86,49 @@ Storage areas: "source" (SOURCE_STORAGE_PATH) and "userArea" (TARGET_STORAGE_PAT
 {{- printf "%s-%s" .root.Release.Namespace (include "staging.cephClaimName" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/*
+How a CephFS area mounts, from the keys of the seed's values table alone: storage.<key>.ceph.server (the monitors)
+and .options (mount -t ceph's options). A YAML map: user (options' name=, default admin) and key (secret=), which
+the CSI driver reads from a Secret, secretName (storage.<key>.ceph.secretName, else the Secret the chart makes of
+them), options (the other mount options, comma-separated, for the kernel client). Fails naming the key when the
+volume could not mount. Called with (dict "key" "source" "root" $).
+*/}}
+{{- define "staging.cephMount" -}}
+{{- $ceph := (index .root.Values.storage .key).ceph -}}
+{{- $at := printf "storage.%s.ceph" .key -}}
+{{- $user := "" -}}
+{{- $key := "" -}}
+{{- $options := list -}}
+{{- range $option := splitList "," ($ceph.options | default "") -}}
+{{- $option = trim $option -}}
+{{- if hasPrefix "name=" $option -}}
+{{- $user = trimPrefix "name=" $option -}}
+{{- else if hasPrefix "secret=" $option -}}
+{{- $key = trimPrefix "secret=" $option -}}
+{{- else if hasPrefix "secretfile=" $option -}}
+{{- fail (printf "%s.options: secretfile= names a file on the node, which the CephFS CSI driver does not read: put the key in secret=<key> or in the Secret %s.secretName names (userID, userKey)" $at $at) -}}
+{{- else if $option -}}
+{{- $options = append $options $option -}}
+{{- end -}}
+{{- end -}}
+{{- if $ceph.secretName -}}
+{{- if or $user $key -}}
+{{- fail (printf "%s.secretName names the Secret holding the Ceph user and key (userID, userKey): take name= and secret= out of %s.options" $at $at) -}}
+{{- end -}}
+{{- else -}}
+{{- if not $key -}}
+{{- fail (printf "%s.options has no secret=<key>: the CephFS CSI driver mounts with the Ceph user's key; add secret=<key> (and name=<user>, default admin) to %s.options, or name a Secret with userID and userKey in %s.secretName" $at $at $at) -}}
+{{- end -}}
+{{- if eq $key "<secret>" -}}
+{{- fail (printf "%s.options: secret=<secret> is the values table's placeholder: put the Ceph user's key there, or name a Secret with userID and userKey in %s.secretName" $at $at) -}}
+{{- end -}}
+{{- end -}}
+user: {{ $user | default "admin" | quote }}
+key: {{ $key | quote }}
+secretName: {{ $ceph.secretName | default (include "staging.cephClaimName" .) | quote }}
+options: {{ join "," $options | quote }}
+{{- end -}}
+
 {{/* Prometheus scraping of /metrics: this chart's `metrics` values, else the umbrella's global.metrics (either switch
 turns a thing on; this chart's labels, interval and scrapeTimeout win). A YAML map: serviceMonitor, labels,
 interval, scrapeTimeout, scrapeAnnotations. */}}

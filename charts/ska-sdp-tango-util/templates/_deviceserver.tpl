@@ -14,8 +14,9 @@ Service with TANGO_HOST set. The description ($server):
   servers:     the devices the process serves, which is its config:
                {"<executable>/<instance>": {"<class>": ["<device>", ...]}} (required)
   dependsOn:   devices (e.g. sys/database/2) or host:port it waits for (operator form)
-  databaseds:  the DatabaseDS it registers in (operator form; default databaseds-tango-base)
-  tangoHost:   TANGO_HOST, host:port of the Tango database (plain form; required there)
+  databaseds:  the DatabaseDS it registers in (operator form; default: the release's, ska-sdp-tango-util.databaseds)
+  tangoHost:   TANGO_HOST, host:port of the Tango database (plain form; default: the release's database,
+               ska-sdp-tango-util.tangoHost)
   env:         more environment variables (EnvVar list)
   ports:       container ports (plain form), e.g. [{name: http, containerPort: 8080}]
   dsconfig:    plain form, for a server that does not register itself: an image with json2tango (dsconfig),
@@ -37,7 +38,7 @@ metadata:
 spec:
   # The process names itself in the Tango database (several servers in one process): no ORB endpoint arguments.
   legacycompatibility: false
-  databaseds: {{ $s.databaseds | default "databaseds-tango-base" }}
+  databaseds: {{ $s.databaseds | default (include "ska-sdp-tango-util.databaseds" $root) }}
   image: {{ $s.image | quote }}
   imagePullPolicy: {{ $s.pullPolicy | default "IfNotPresent" }}
   dsname: {{ include "ska-sdp-tango-util.dsname" $s }}
@@ -61,9 +62,7 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- else }}
-{{- if not $s.tangoHost }}
-{{- fail (printf "device server %s: tangoHost (host:port of the Tango database) is required without global.operator" $s.name) }}
-{{- end }}
+{{- $tangoHost := $s.tangoHost | default (include "ska-sdp-tango-util.tangoHost" $root) }}
 apiVersion: v1
 kind: Service
 metadata:
@@ -117,7 +116,7 @@ spec:
           command: [/bin/sh, -c, 'printf "%s" "$TANGO_CONFIG" > /tmp/config.json && { json2tango -w -a -u /tmp/config.json || [ $? -eq 2 ]; }']
           env:
             - name: TANGO_HOST
-              value: {{ $s.tangoHost | quote }}
+              value: {{ $tangoHost | quote }}
             - name: TANGO_CONFIG
               value: {{ include "ska-sdp-tango-util.config" $s | fromJson | toJson | quote }}
       {{- end }}
@@ -129,7 +128,7 @@ spec:
             {{- toYaml $s.command | nindent 12 }}
           env:
             - name: TANGO_HOST
-              value: {{ $s.tangoHost | quote }}
+              value: {{ $tangoHost | quote }}
             {{- with $s.env }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -158,6 +157,28 @@ spec:
             {{- toYaml . | nindent 12 }}
           {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The release's Tango database, which its Tango components use unless told otherwise: the name of the DataBaseds
+Service (TANGO_HOST <name>:10000) without the operator, of the DatabaseDS (and the Service the operator makes for
+it) with the operator. global.tangoDatabase, a template (the umbrella's is databaseds-tango-base-{{ .Release.Name }}),
+else databaseds-tango-base-<release>: ska-tango-base's name, one database per release, so that two releases in one
+namespace do not share one. Called with the chart's root context.
+*/}}
+{{- define "ska-sdp-tango-util.databaseds" -}}
+{{- $name := printf "databaseds-tango-base-%s" .Release.Name -}}
+{{- with dig "tangoDatabase" "" (.Values.global | default dict) }}{{ $name = tpl . $ }}{{ end -}}
+{{- if not (and (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $name) (le (len $name) 33)) -}}
+{{- fail (printf "global.tangoDatabase: the Tango database's name %q is not a DNS label of at most 33 characters (lower-case letters, digits and '-'; the Tango operator's StatefulSet databaseds-tangodb-<name> must stay within 52): set global.tangoDatabase to one (the default, databaseds-tango-base-<release>, fits a release name of up to 11 characters)" $name) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{/* TANGO_HOST of the release's Tango database: <ska-sdp-tango-util.databaseds>:10000, its Service in the
+release's namespace. */}}
+{{- define "ska-sdp-tango-util.tangoHost" -}}
+{{- printf "%s:10000" (include "ska-sdp-tango-util.databaseds" .) -}}
 {{- end -}}
 
 {{/* The executable of the first server: the DeviceServer's dsname. */}}

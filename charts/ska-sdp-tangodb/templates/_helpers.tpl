@@ -11,7 +11,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if dig "operator" false (.Values.global | default dict) }}true{{ end -}}
 {{- end -}}
 
-{{/* TANGO_HOST of the database this chart makes. */}}
+{{/* TANGO_HOST of the database this chart makes: the release's (ska-sdp-tango-util.tangoHost). */}}
 {{- define "tangodb.tangoHost" -}}
-{{- printf "%s:10000" .Values.name -}}
+{{- include "ska-sdp-tango-util.tangoHost" . -}}
 {{- end -}}

@@ -351,7 +351,8 @@ async fn umbrella_with_the_operator_brings_up_the_database_then_the_sdp_devices(
         servers.get_status(lmc).await.unwrap().status.is_some_and(|s| s.state == "Running")
     })
     .await;
-    let database = databases.get("databaseds-tango-base").await.unwrap();
+    // The release's database: databaseds-tango-base-<release>.
+    let database = databases.get("databaseds-tango-base-sdp").await.unwrap();
     assert_eq!(database.status.as_ref().map(|s| s.state.as_str()), Some("Running"), "the database came first");
     let server = servers.get(lmc).await.unwrap();
     assert_eq!(server.status.as_ref().unwrap().devicecount, 3, "SDPMaster/1's master and two subarrays");
