@@ -69,6 +69,7 @@ pub fn router(settings: Settings, db: Db) -> Router {
         ("/config/", get(config)),
         ("/config/allowed-methods/", get(allowed_methods)),
         ("/create-file/", post(create_file)),
+        ("/jupyter/stop-server/", post(stop_jupyter_server)),
         // The chart's ingress routes `/stage_data` (underscore) as the original's did; answer there too.
         ("/stage_data/", post(stage_data)),
     ];
@@ -152,6 +153,22 @@ struct StageQuery {
     method: String,
     username: String,
     jupyter_token: Option<String>,
+    #[serde(default)]
+    jupyter_keep_server: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserQuery {
+    username: String,
+    jupyter_token: Option<String>,
+}
+
+/// `POST /jupyter/stop-server/`: stops the user's JupyterHub server (one staging started and kept, or any).
+async fn stop_jupyter_server(State(app): State<Arc<App>>, Query(q): Query<UserQuery>) -> Result<Json<Value>, Error> {
+    let message =
+        staging::stop_jupyter_server(&app.settings, &app.http, &q.username, q.jupyter_token.as_deref()).await?;
+    tracing::info!(username = %q.username, "{message}");
+    Ok(Json(json!({ "status": "success", "message": message })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +220,7 @@ async fn stage_and_record(
         method: &q.method,
         username: &q.username,
         jupyter_token: q.jupyter_token.as_deref(),
+        jupyter_keep_server: q.jupyter_keep_server,
         source: &d.local_path_on_storage,
         target: &d.relative_path,
     };

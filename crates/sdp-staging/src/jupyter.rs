@@ -39,6 +39,15 @@ pub enum JupyterError {
     Read { path: String, source: std::io::Error },
 }
 
+/// Who started the user's server that a transfer went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// It ran already: it is the user's, and stays.
+    Before,
+    /// The staging service started it for the transfer, and stops it again afterwards unless asked to keep it.
+    Here,
+}
+
 /// One contents-API request of a file upload: the bytes at `offset..offset+len`, with the chunk number the API
 /// wants (`None`: the whole file in one request; otherwise 1, 2, ... and -1 for the last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +117,8 @@ impl Hub<'_> {
         }
     }
 
-    /// The URL of the user's ready default server, starting it when needed.
-    pub async fn server_url(&self, user: &str) -> Result<String, JupyterError> {
+    /// The URL of the user's ready default server, starting it when needed; and whether this started it.
+    pub async fn server_url(&self, user: &str) -> Result<(String, Started), JupyterError> {
         let start = Instant::now();
         let mut asked = false;
         loop {
@@ -117,7 +126,8 @@ impl Hub<'_> {
             let server = &info["servers"][""];
             if server["ready"].as_bool() == Some(true) {
                 let path = server["url"].as_str().unwrap_or_default();
-                return Ok(format!("{}{}", self.url, path));
+                let started = if asked { Started::Here } else { Started::Before };
+                return Ok((format!("{}{}", self.url, path), started));
             }
             if !asked && server.is_null() && info["pending"].is_null() {
                 tracing::info!(user, "starting the user's JupyterHub server");
@@ -138,6 +148,25 @@ impl Hub<'_> {
                 return Err(JupyterError::NotReady { user: user.to_string(), secs: START_LIMIT.as_secs() });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the user's default server: whether one was running (or starting).
+    pub async fn stop_server(&self, user: &str) -> Result<bool, JupyterError> {
+        // The Hub answers 204 both when it stopped a server and when there was none.
+        if self.user(user).await?["servers"][""].is_null() {
+            return Ok(false);
+        }
+        let action = format!("stopping the server of {user}");
+        let resp = self.send(self.http.delete(format!("{}/hub/api/users/{user}/server", self.url)), &action).await?;
+        match resp.status().as_u16() {
+            // Stopped, or stopping.
+            202 | 204 => {
+                tracing::info!(user, "stopped the user's JupyterHub server");
+                Ok(true)
+            }
+            404 => Err(JupyterError::NoUser(user.to_string())),
+            status => Err(JupyterError::Failed { status, action, detail: detail(resp).await }),
         }
     }
 

@@ -12,7 +12,7 @@ use tower::ServiceExt;
 
 use crate::config::Settings;
 use crate::error::Error;
-use crate::jupyter::{Hub, JupyterError};
+use crate::jupyter::{Hub, JupyterError, Started};
 use crate::local::{self, Progress};
 use crate::method::{self, Method};
 use crate::paths::{self, Root, Source};
@@ -23,6 +23,8 @@ pub struct StageRequest<'a> {
     pub method: &'a str,
     pub username: &'a str,
     pub jupyter_token: Option<&'a str>,
+    /// jupyter_copy: leave running the user's server if this request started it (by default it is stopped).
+    pub jupyter_keep_server: bool,
     /// `local_path_on_storage`: a path under the storage root, or a Rucio DID `scope:name`.
     pub source: &'a str,
     /// `relative_path` in the user's area; empty: the source's name.
@@ -84,8 +86,8 @@ pub async fn stage(
             stage_local(s, method, user, source, target, progress.clone()).await
         }
         Method::JupyterCopy => {
-            let token = request.jupyter_token.filter(|t| !t.is_empty());
-            stage_jupyter(s, http, token, user, source, &target_rel, progress).await
+            let hub = hub(s, http, request.jupyter_token)?;
+            stage_jupyter(&hub, user, source, &s.source_root, &target_rel, request.jupyter_keep_server, progress).await
         }
     }
 }
@@ -131,30 +133,62 @@ async fn stage_local(
     Ok(Staged::message(format!("Data staged for user {user} with method {method}")))
 }
 
-/// `jupyter_copy`: the request's token, else the configured one.
-async fn stage_jupyter(
+/// The configured JupyterHub, with the request's token, else the configured one.
+fn hub<'a>(s: &'a Settings, http: &'a reqwest::Client, token: Option<&'a str>) -> Result<Hub<'a>, JupyterError> {
+    let url = s.jupyterhub_url.as_deref().ok_or(JupyterError::NotConfigured)?;
+    let token = token.filter(|t| !t.is_empty()).or(s.jupyterhub_token.as_ref().map(|t| t.0.as_str()));
+    Ok(Hub { http, url, token: token.ok_or(JupyterError::NoToken)? })
+}
+
+/// Stops the JupyterHub server of `username` (`POST /jupyter/stop-server/`): what happened, as a message.
+pub async fn stop_jupyter_server(
     s: &Settings,
     http: &reqwest::Client,
+    username: &str,
     token: Option<&str>,
+) -> Result<String, Error> {
+    let user = paths::check_username(username)?;
+    Ok(if hub(s, http, token)?.stop_server(user).await? {
+        format!("The JupyterHub server of {user} is stopping")
+    } else {
+        format!("The JupyterHub server of {user} was not running")
+    })
+}
+
+/// `jupyter_copy`.
+async fn stage_jupyter(
+    hub: &Hub<'_>,
     user: &str,
     source: PathBuf,
+    source_root: &Path,
     target_rel: &Path,
+    keep_server: bool,
     progress: &Progress,
 ) -> Result<Staged, Error> {
-    let url = s.jupyterhub_url.as_deref().ok_or(JupyterError::NotConfigured)?;
-    let token = token.or(s.jupyterhub_token.as_ref().map(|t| t.0.as_str()));
-    let hub = Hub { http, url, token: token.ok_or(JupyterError::NoToken)? };
-    let plan = plan(source, &s.source_root).await?;
+    let plan = plan(source, source_root).await?;
     progress.set_total(plan.total);
-    let server = hub.server_url(user).await?;
-    if hub.exists(&server, target_rel).await? {
-        return Ok(Staged::message(format!(
-            "Data already available at {} in the Jupyter server",
-            target_rel.display()
-        )));
+    let (server, started) = hub.server_url(user).await?;
+    let copied = async {
+        if hub.exists(&server, target_rel).await? {
+            return Ok(format!("Data already available at {} in the Jupyter server", target_rel.display()));
+        }
+        hub.upload(&server, &plan, target_rel, progress).await?;
+        Ok::<_, Error>(format!("Data staged for user {user} with method jupyter_copy"))
     }
-    hub.upload(&server, &plan, target_rel, progress).await?;
-    Ok(Staged::message(format!("Data staged for user {user} with method jupyter_copy")))
+    .await;
+    // A server started for the transfer is stopped again, whatever its outcome (the data stays in the user's
+    // folder), unless the request keeps it for the user.
+    if started == Started::Here && !keep_server {
+        if let Err(e) = hub.stop_server(user).await {
+            tracing::warn!(user, error = %e, "cannot stop the JupyterHub server started for the transfer");
+        }
+    }
+    let message = copied?;
+    Ok(Staged::message(if started == Started::Here && keep_server {
+        format!("{message}; the Jupyter server started for it keeps running")
+    } else {
+        message
+    }))
 }
 
 /// Streams one file, with HTTP ranges, its content type and length, as an attachment.

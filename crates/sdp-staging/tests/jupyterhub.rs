@@ -1,5 +1,7 @@
 //! jupyter_copy against a real JupyterHub: the service starts the user's server, uploads a small file and a
-//! multi-chunk file (verified byte for byte in the server's folder) and a folder; a wrong token answers 403.
+//! multi-chunk file (verified byte for byte in the server's folder) and a folder; a wrong token answers 403. A
+//! server the service started is stopped again when the transfer ends, unless the request keeps it; one the
+//! user ran stays; a user's server stops when asked.
 
 #[path = "peers/jupyterhub.rs"]
 mod hub;
@@ -9,13 +11,76 @@ mod peers;
 use serde_json::Value;
 
 async fn jupyter_copy(base: &str, user: &str, token: Option<&str>, source: &str, target: &str) -> (u16, Value) {
+    jupyter_copy_with(base, user, token, source, target, &[]).await
+}
+
+async fn jupyter_copy_with(
+    base: &str,
+    user: &str,
+    token: Option<&str>,
+    source: &str,
+    target: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
     let mut params = vec![("method", "jupyter_copy"), ("username", user)];
     if let Some(t) = token {
         params.push(("jupyter_token", t));
     }
+    params.extend_from_slice(extra);
     let resp = peers::post_stage(peers::stage_url(base, "/stage-data/", &params), source, target).await;
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST /jupyter/stop-server/` for `user`.
+async fn stop_server(base: &str, user: &str, token: Option<&str>) -> (u16, Value) {
+    let mut params = vec![("username", user)];
+    if let Some(t) = token {
+        params.push(("jupyter_token", t));
+    }
+    let resp =
+        sdp_staging::http_client().build().unwrap().post(peers::stage_url(base, "/jupyter/stop-server/", &params));
+    let resp = resp.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The user's default server as the Hub reports it (null: none).
+async fn hub_server(hub: &hub::JupyterHub, user: &str) -> Value {
+    let info: Value = sdp_staging::http_client()
+        .build()
+        .unwrap()
+        .get(format!("{}/hub/api/users/{user}", hub.url))
+        .header("Authorization", format!("token {}", hub.token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    info["servers"][""].clone()
+}
+
+/// The processes whose HOME is `home`: the single-user server of its user.
+fn processes_with_home(home: &std::path::Path) -> Vec<String> {
+    let home = format!("HOME={}", home.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| {
+            let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
+            environ.split(|b| *b == 0).any(|var| var == home.as_bytes())
+        })
+        .map(|p| p.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Waits until the user's server is gone, from the Hub and from the processes.
+async fn server_stopped(hub: &hub::JupyterHub, user: &str) {
+    sdp_testkit::eventually(&format!("the server of {user} stopped"), std::time::Duration::from_secs(30), || async {
+        hub_server(hub, user).await.is_null() && processes_with_home(&hub.home(user)).is_empty()
+    })
+    .await
 }
 
 /// Deterministic bytes that are not valid UTF-8 and repeat no chunk.
@@ -42,16 +107,20 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     std::fs::write(s.storage.join("set/a.txt"), b"a").unwrap();
     std::fs::write(s.storage.join("set/sub/b.bin"), pattern(1000)).unwrap();
 
-    // The server is not running: the service starts it, then uploads.
+    // The server is not running: the service starts it, uploads, and stops it again.
     let (status, body) = jupyter_copy(&s.base, "alice", None, "small.txt", "staged/small.txt").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(std::fs::read(hub.home("alice").join("staged/small.txt")).unwrap(), b"small file\n");
+    server_stopped(&hub, "alice").await;
 
-    // The request's token wins over the configured one. While the 7 chunks go, the log shows the request
-    // running with its size and the bytes sent so far.
+    // The request's token wins over the configured one, and the request keeps the server it started. While the
+    // 7 chunks go, the log shows the request running with its size and the bytes sent so far.
     let upload = tokio::spawn({
         let (base, token) = (s.base.clone(), hub.token.clone());
-        async move { jupyter_copy(&base, "alice", Some(&token), "big.bin", "deep/er/big.bin").await }
+        async move {
+            let keep = [("jupyter_keep_server", "true")];
+            jupyter_copy_with(&base, "alice", Some(&token), "big.bin", "deep/er/big.bin", &keep).await
+        }
     });
     let mut seen_running = Vec::new();
     while !upload.is_finished() {
@@ -71,9 +140,27 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     let uploaded = std::fs::read(hub.home("alice").join("deep/er/big.bin")).unwrap();
     assert!(uploaded == big, "the chunked upload differs ({} bytes vs {})", uploaded.len(), big.len());
 
+    assert!(body["message"].as_str().unwrap().ends_with("keeps running"), "{body}");
+    assert_eq!(hub_server(&hub, "alice").await["ready"], true);
+
+    // A server running before the request stays.
     let (status, body) = jupyter_copy(&s.base, "alice", None, "set", "").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(std::fs::read(hub.home("alice").join("set/sub/b.bin")).unwrap(), pattern(1000));
+    assert_eq!(hub_server(&hub, "alice").await["ready"], true);
+    assert!(!processes_with_home(&hub.home("alice")).is_empty());
+
+    // Asked, the service stops the user's server; a wrong token or an unknown user is refused.
+    let (status, body) = stop_server(&s.base, "alice", Some("not-a-valid-token")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(hub_server(&hub, "alice").await["ready"], true);
+    assert_eq!(stop_server(&s.base, "nobody", None).await.0, 404);
+    assert_eq!(stop_server(&s.base, "../alice", None).await.0, 400);
+    let (status, body) = stop_server(&s.base, "alice", None).await;
+    assert_eq!((status, body["message"].as_str()), (200, Some("The JupyterHub server of alice is stopping")), "{body}");
+    server_stopped(&hub, "alice").await;
+    let (status, body) = stop_server(&s.base, "alice", None).await;
+    assert_eq!((status, body["message"].as_str()), (200, Some("The JupyterHub server of alice was not running")));
 
     let log = s.get("/logs/").await;
     let big_entry = &log["entries"][1];
@@ -92,17 +179,9 @@ async fn jupyter_copy_uploads_small_and_chunked_files_and_passes_403_through() {
     // jupyter_copy writes nothing into the local user areas.
     assert_eq!(std::fs::read_dir(&s.users).unwrap().count(), 0);
 
-    // Stopping the hub stops the single-user server it started for alice.
-    let home = hub.home("alice").display().to_string();
+    // Stopping the hub stops any single-user server it started for alice.
+    let home = hub.home("alice");
     drop(hub);
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|p| {
-            let environ = std::fs::read(p.path().join("environ")).unwrap_or_default();
-            environ.split(|b| *b == 0).any(|var| var == format!("HOME={home}").as_bytes())
-        })
-        .map(|p| p.file_name().to_string_lossy().into_owned())
-        .collect();
+    let left = processes_with_home(&home);
     assert!(left.is_empty(), "processes of the hub's user left running: {left:?}");
 }
