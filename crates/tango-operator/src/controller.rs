@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::crd::{DatabaseDS, DatabaseDSStatus, DeviceServer, DeviceServerStatus, DeviceStatus};
 use crate::metrics::{Metrics, StateLabels};
 use crate::objects::{self, Settings, DATABASEDS_MANAGER, DEVICESERVER_MANAGER};
+use crate::probe;
 use crate::spec::{self, Dependency, DEVICESERVER_PREFIX};
 use crate::state::{self, Neighbourhood, State};
 
@@ -47,7 +48,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// How soon a resource that is not Running is looked at again.
     pub retry: Duration,
-    /// How long a dependency's endpoint may take to accept a connection.
+    /// How long a dependency's endpoint may take to accept a connection, and a Tango call to answer.
     pub connect_timeout: Duration,
 }
 
@@ -174,12 +175,13 @@ async fn deviceserver(ds: &DeviceServer, ctx: &Context) -> Result<Action, Error>
     ctx.apply(&ns, &desired.service).await?;
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let exists = statefulsets.get_metadata_opt(&format!("{DEVICESERVER_PREFIX}{name}")).await?.is_some();
+    let own_database = objects::deviceserver_tango_host(ds);
     let unmet = if exists {
         // A started server keeps running; its own dependency handling takes over from here.
         Vec::new()
     } else {
-        let around = neighbourhood(ctx, &ns, &valid.dependencies).await?;
-        state::unmet_dependencies(&name, ds.spec.databaseds.as_deref(), &valid.dependencies, &around)
+        let around = neighbourhood(ctx, &ns, &name, &own_database, &valid.dependencies).await?;
+        state::unmet_dependencies(&name, ds.spec.databaseds.as_deref(), &own_database, &valid.dependencies, &around)
     };
     let (state, replicas, ready) = if unmet.is_empty() {
         let statefulset = ctx.apply(&ns, &desired.statefulset).await?;
@@ -189,22 +191,32 @@ async fn deviceserver(ds: &DeviceServer, ctx: &Context) -> Result<Action, Error>
     } else {
         (State::Waiting(unmet.join("; ")), 0, 0)
     };
-    let running = state == State::Running;
+    // A running server's devices, as Tango reports them.
+    let answers = if state == State::Running {
+        let asked = valid.devices.iter().map(|d| probe::ask(&own_database, &d.name, ctx.connect_timeout));
+        futures::future::join_all(asked).await
+    } else {
+        Vec::new()
+    };
     let device_count = i32::try_from(valid.devices.len()).unwrap_or(i32::MAX);
+    let ready_count = i32::try_from(answers.iter().filter(|a| a.is_ok()).count()).unwrap_or(i32::MAX);
     let status = DeviceServerStatus {
         state: state.to_string(),
         replicas,
         succeeded: ready,
         devicecount: device_count,
-        devicereadycount: if running { device_count } else { 0 },
+        devicereadycount: ready_count,
         devices: valid
             .devices
             .iter()
-            .map(|d| DeviceStatus {
-                name: d.name.clone(),
-                class: d.class.clone(),
-                state: running.then(|| "Ready".to_owned()),
-                ..Default::default()
+            .enumerate()
+            .map(|(i, d)| {
+                let (state, status) = match answers.get(i) {
+                    None => (None, None),
+                    Some(Ok(state)) => (Some(state.clone()), None),
+                    Some(Err(why)) => (Some("UNKNOWN".to_owned()), Some(why.clone())),
+                };
+                DeviceStatus { name: d.name.clone(), class: d.class.clone(), state, status, ..Default::default() }
             })
             .collect(),
     };
@@ -215,9 +227,15 @@ async fn deviceserver(ds: &DeviceServer, ctx: &Context) -> Result<Action, Error>
     Ok(next_action(&state, ctx.retry))
 }
 
-/// The DatabaseDS and DeviceServers of the namespace (only when a dependency needs them) and the endpoints that
-/// accept connections.
-async fn neighbourhood(ctx: &Context, ns: &str, dependencies: &[Dependency]) -> Result<Neighbourhood, Error> {
+/// The DatabaseDS and DeviceServers of the namespace (only when a dependency needs them), the endpoints that
+/// accept connections, and what Tango says of the devices no DeviceServer of the namespace declares.
+async fn neighbourhood(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    own_database: &str,
+    dependencies: &[Dependency],
+) -> Result<Neighbourhood, Error> {
     let running = |state: Option<&str>| state == Some("Running");
     let databaseds: Api<DatabaseDS> = Api::namespaced(ctx.client.clone(), ns);
     let databaseds = databaseds.list(&ListParams::default()).await?.items;
@@ -228,7 +246,7 @@ async fn neighbourhood(ctx: &Context, ns: &str, dependencies: &[Dependency]) -> 
             .collect(),
         ..Default::default()
     };
-    if dependencies.iter().any(|d| matches!(d, Dependency::Device(d) if !d.starts_with("sys/database/"))) {
+    if dependencies.iter().any(|d| matches!(d, Dependency::Device { name, .. } if !name.starts_with("sys/database/"))) {
         let servers: Api<DeviceServer> = Api::namespaced(ctx.client.clone(), ns);
         around.deviceservers = servers
             .list(&ListParams::default())
@@ -252,6 +270,10 @@ async fn neighbourhood(ctx: &Context, ns: &str, dependencies: &[Dependency]) -> 
         }
     }
     around.open_endpoints = open;
+    let checks = state::tango_checks(name, own_database, dependencies, &around);
+    let answers = checks.iter().map(|(database, device)| probe::ask(database, device, ctx.connect_timeout));
+    let answers = futures::future::join_all(answers).await;
+    around.tango = checks.into_iter().zip(answers).map(|(check, answer)| (check, answer.map(drop))).collect();
     Ok(around)
 }
 

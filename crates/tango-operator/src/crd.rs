@@ -71,7 +71,9 @@ pub struct DeviceServerSpec {
     /// Python script that starts the server, run as `<dsname>.py`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
-    /// Devices (`domain/family/member`) or endpoints (`host:port`) that must be up before the server starts.
+    /// Devices (`domain/family/member`, or `tango://host:port/domain/family/member` in another Tango database) or
+    /// endpoints (`host:port`) that must be up before the server starts. A device another DeviceServer of the
+    /// namespace declares must be Running; any other must be exported in its Tango database and answer a ping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,7 +110,8 @@ pub struct DeviceServerStatus {
     pub devices: Vec<DeviceStatus>,
 }
 
-/// One device the server's configuration declares.
+/// One device the server's configuration declares; while the server is Running, `state` is its Tango state
+/// (`ON`, ...), or `UNKNOWN` with the reason in `status` when Tango does not answer for it.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct DeviceStatus {
     pub name: String,

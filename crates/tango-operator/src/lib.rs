@@ -8,5 +8,6 @@ pub mod fake_api;
 pub mod leader;
 pub mod metrics;
 pub mod objects;
+pub mod probe;
 pub mod spec;
 pub mod state;

@@ -102,6 +102,13 @@ fn domain(cluster_domain: &Option<String>) -> &str {
 
 /// `TANGO_HOST` for a DeviceServer: `databaseds` with the namespace's service domain when it is a bare name,
 /// and port 10000 unless it has one.
+/// The Tango database of a DeviceServer (`host:port`): its `databaseds`, else `databaseds-tango-base`, of its
+/// namespace.
+pub fn deviceserver_tango_host(ds: &DeviceServer) -> String {
+    let databaseds = ds.spec.databaseds.as_deref().unwrap_or("databaseds-tango-base");
+    tango_host(databaseds, &ds.namespace().unwrap_or_default(), domain(&ds.spec.cluster_domain))
+}
+
 pub fn tango_host(databaseds: &str, namespace: &str, cluster_domain: &str) -> String {
     let (host, port) = databaseds.split_once(':').unwrap_or((databaseds, ""));
     let host = if host.contains('.') { host.to_owned() } else { format!("{host}.{namespace}.svc.{cluster_domain}") };
@@ -325,7 +332,7 @@ pub fn deviceserver_objects(ds: &DeviceServer) -> DeviceServerObjects {
     }));
 
     let mut env = vec![
-        json!({"name": "TANGO_HOST", "value": tango_host(spec.databaseds.as_deref().unwrap_or("databaseds-tango-base"), &ns, domain)}),
+        json!({"name": "TANGO_HOST", "value": deviceserver_tango_host(ds)}),
         json!({"name": "TANGO_SERVER_PUBLISH_HOSTNAME", "value": publish_host}),
     ];
     if legacy {

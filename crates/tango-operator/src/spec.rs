@@ -30,8 +30,9 @@ pub enum SpecError {
 /// What a DeviceServer waits for before its StatefulSet is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dependency {
-    /// A device, lower-cased `domain/family/member`.
-    Device(String),
+    /// A device, lower-cased `domain/family/member`, in the Tango database `tango://host:port/` names (`database`),
+    /// else in the DeviceServer's own.
+    Device { name: String, database: Option<String> },
     /// A TCP endpoint that must accept connections.
     Endpoint { host: String, port: u16 },
 }
@@ -103,10 +104,25 @@ fn object<'a>(value: &'a Value, what: &str) -> Result<&'a serde_json::Map<String
 /// `domain/family/member` (optionally `tango://host:port/` first) or `host:port`.
 pub fn parse_dependency(entry: &str) -> Result<Dependency, SpecError> {
     let bad = || SpecError::Dependency(entry.to_owned());
-    let device = entry.strip_prefix("tango://").map_or(entry, |rest| rest.split_once('/').map_or("", |(_, d)| d));
+    let (database, device) = match entry.strip_prefix("tango://") {
+        Some(rest) => {
+            let (database, device) = rest.split_once('/').ok_or_else(bad)?;
+            let valid_database = database.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !valid_database {
+                return Err(bad());
+            }
+            (Some(database.to_owned()), device)
+        }
+        None => (None, entry),
+    };
     let parts: Vec<&str> = device.split('/').collect();
     if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && !p.contains(':')) {
-        return Ok(Dependency::Device(device.to_lowercase()));
+        return Ok(Dependency::Device { name: device.to_lowercase(), database });
+    }
+    if database.is_some() {
+        return Err(bad());
     }
     let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse().map_err(|_| bad())?;
@@ -139,8 +155,17 @@ mod tests {
 
     #[test]
     fn dependencies_are_devices_or_endpoints() {
-        assert_eq!(parse_dependency("Sys/TG_Test/1"), Ok(Dependency::Device("sys/tg_test/1".into())));
-        assert_eq!(parse_dependency("tango://db:10000/a/b/c"), Ok(Dependency::Device("a/b/c".into())));
+        assert_eq!(
+            parse_dependency("Sys/TG_Test/1"),
+            Ok(Dependency::Device { name: "sys/tg_test/1".into(), database: None })
+        );
+        assert_eq!(
+            parse_dependency("tango://db.example.org:10000/a/B/c"),
+            Ok(Dependency::Device { name: "a/b/c".into(), database: Some("db.example.org:10000".into()) })
+        );
+        for bad in ["tango://db/a/b/c", "tango://:10000/a/b/c", "tango://db:0/a/b/c", "tango://db:10000/a/b"] {
+            assert_eq!(parse_dependency(bad), Err(SpecError::Dependency(bad.into())), "{bad}");
+        }
         assert_eq!(
             parse_dependency("tango-databaseds:10000"),
             Ok(Dependency::Endpoint { host: "tango-databaseds".into(), port: 10000 })

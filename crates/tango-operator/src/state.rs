@@ -1,6 +1,6 @@
 //! The state a resource reports, decided from what the operator observed: pure functions.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -108,15 +108,61 @@ pub struct Neighbourhood {
     pub deviceservers: Vec<(String, Vec<String>, bool)>,
     /// Endpoints (`host`, `port`) that accepted a connection.
     pub open_endpoints: HashSet<(String, u16)>,
+    /// Devices asked through Tango, by (Tango database `host:port`, device): whether each is exported there and
+    /// answers a ping, else why not.
+    pub tango: BTreeMap<(String, String), Result<(), String>>,
+}
+
+/// The Tango database a device dependency is looked up in: the one its `tango://host:port/` names, else the
+/// DeviceServer's own (`own_database`, `host:port`).
+fn database_of(database: &Option<String>, own_database: &str) -> String {
+    database.clone().unwrap_or_else(|| own_database.to_owned())
+}
+
+/// Whether a device dependency is one on the Tango database itself, which its DatabaseDS stands for.
+fn is_database_device(device: &str, database: &Option<String>) -> bool {
+    database.is_none() && device.starts_with("sys/database/")
+}
+
+/// The devices DeviceServer `name` depends on that only Tango can tell about, as (Tango database, device): those
+/// no other DeviceServer of the namespace declares (served in another namespace, by plain charts or outside
+/// Kubernetes) and those named with their Tango database (`tango://host:port/...`).
+pub fn tango_checks(
+    name: &str,
+    own_database: &str,
+    dependencies: &[Dependency],
+    around: &Neighbourhood,
+) -> Vec<(String, String)> {
+    dependencies
+        .iter()
+        .filter_map(|dependency| match dependency {
+            Dependency::Device { name: device, database } if !is_database_device(device, database) => {
+                let declared = database.is_none() && namespace_server(name, device, around).is_some();
+                (!declared).then(|| (database_of(database, own_database), device.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The other DeviceServer of the namespace that declares `device`, with whether it is Running.
+fn namespace_server<'a>(name: &str, device: &str, around: &'a Neighbourhood) -> Option<(&'a str, bool)> {
+    around
+        .deviceservers
+        .iter()
+        .find(|(n, devices, _)| n != name && devices.iter().any(|d| d == device))
+        .map(|(n, _, running)| (n.as_str(), *running))
 }
 
 /// The dependencies of DeviceServer `name` that are not up, each with the reason; empty when it may start.
 /// `databaseds` is its Tango database host: when a DatabaseDS of that name is in the namespace it must be Running.
-/// Device `sys/database/2` is the Tango database itself. Other devices must be declared by a Running DeviceServer
-/// of the namespace.
+/// Device `sys/database/2` is the Tango database itself. A device another DeviceServer of the namespace declares
+/// must be Running; any other must be exported in its Tango database (`own_database`, `host:port`, unless
+/// `tango://host:port/` names one) and answer a ping ([`tango_checks`]).
 pub fn unmet_dependencies(
     name: &str,
     databaseds: Option<&str>,
+    own_database: &str,
     dependencies: &[Dependency],
     around: &Neighbourhood,
 ) -> Vec<String> {
@@ -132,17 +178,24 @@ pub fn unmet_dependencies(
     }
     for dependency in dependencies {
         match dependency {
-            Dependency::Device(device) if device.starts_with("sys/database/") => {
+            Dependency::Device { name: device, database } if is_database_device(device, database) => {
                 if !database_running(database_name) && !unmet.iter().any(|u| u.starts_with("databaseds")) {
                     unmet.push(format!("{device}: the Tango database is not Running"));
                 }
             }
-            Dependency::Device(device) => {
-                let server = around.deviceservers.iter().find(|(n, devices, _)| n != name && devices.contains(device));
+            Dependency::Device { name: device, database } => {
+                let server = database.is_none().then(|| namespace_server(name, device, around)).flatten();
                 match server {
-                    None => unmet.push(format!("{device} is not served by any DeviceServer of the namespace")),
-                    Some((server, _, false)) => unmet.push(format!("{device} (DeviceServer {server}) is not Running")),
+                    Some((server, false)) => unmet.push(format!("{device} (DeviceServer {server}) is not Running")),
                     Some(_) => {}
+                    None => {
+                        let database = database_of(database, own_database);
+                        match around.tango.get(&(database.clone(), device.clone())) {
+                            Some(Ok(())) => {}
+                            Some(Err(why)) => unmet.push(format!("{device} (Tango database {database}): {why}")),
+                            None => unmet.push(format!("{device} (Tango database {database}): not asked yet")),
+                        }
+                    }
                 }
             }
             Dependency::Endpoint { host, port } => {
@@ -197,36 +250,64 @@ mod tests {
         assert_eq!(workload_state(&statefulset(1, 1), &[failed]).label(), "Error");
     }
 
+    const OWN: &str = "tango-db.ns.svc.cluster.local:10000";
+
     fn around() -> Neighbourhood {
         Neighbourhood {
             databaseds: vec![("tango-db".into(), true)],
             deviceservers: vec![("a".into(), vec!["x/y/1".into()], true), ("b".into(), vec!["x/y/2".into()], false)],
             open_endpoints: HashSet::from([("host".to_owned(), 80)]),
+            tango: BTreeMap::from([
+                ((OWN.to_owned(), "p/q/1".to_owned()), Ok(())),
+                (("db.example.org:10000".to_owned(), "x/y/2".to_owned()), Ok(())),
+                ((OWN.to_owned(), "p/q/2".to_owned()), Err("not exported".to_owned())),
+            ]),
         }
+    }
+
+    fn deps(list: &[&str]) -> Vec<Dependency> {
+        list.iter().map(|d| crate::spec::parse_dependency(d).unwrap()).collect()
     }
 
     #[test]
     fn dependencies_up_or_not() {
-        let deps = |list: &[&str]| list.iter().map(|d| crate::spec::parse_dependency(d).unwrap()).collect::<Vec<_>>();
-        let all_up = deps(&["x/y/1", "sys/database/2", "host:80"]);
-        assert!(unmet_dependencies("c", Some("tango-db"), &all_up, &around()).is_empty());
+        let all_up = deps(&["x/y/1", "sys/database/2", "host:80", "p/q/1", "tango://db.example.org:10000/x/y/2"]);
+        assert!(unmet_dependencies("c", Some("tango-db"), OWN, &all_up, &around()).is_empty());
         assert_eq!(
-            unmet_dependencies("c", Some("tango-db"), &deps(&["x/y/2", "z/z/z", "host:81"]), &around()),
+            unmet_dependencies("c", Some("tango-db"), OWN, &deps(&["x/y/2", "p/q/2", "z/z/z", "host:81"]), &around()),
             [
                 "x/y/2 (DeviceServer b) is not Running",
-                "z/z/z is not served by any DeviceServer of the namespace",
+                "p/q/2 (Tango database tango-db.ns.svc.cluster.local:10000): not exported",
+                "z/z/z (Tango database tango-db.ns.svc.cluster.local:10000): not asked yet",
                 "host:81 does not accept connections",
             ]
         );
         let mut db_down = around();
         db_down.databaseds[0].1 = false;
         assert_eq!(
-            unmet_dependencies("c", Some("tango-db:10000"), &[], &db_down),
+            unmet_dependencies("c", Some("tango-db:10000"), OWN, &[], &db_down),
             ["databaseds tango-db is not Running"]
         );
         // An external Tango database (no DatabaseDS of that name) is not waited for.
-        assert!(unmet_dependencies("c", Some("elsewhere"), &deps(&["sys/database/2"]), &db_down).is_empty());
-        // A server does not satisfy its own dependency.
-        assert_eq!(unmet_dependencies("a", None, &deps(&["x/y/1"]), &around()).len(), 1);
+        assert!(unmet_dependencies("c", Some("elsewhere"), OWN, &deps(&["sys/database/2"]), &db_down).is_empty());
+        // A server does not satisfy its own dependency: Tango is asked about it.
+        assert_eq!(
+            unmet_dependencies("a", None, OWN, &deps(&["x/y/1"]), &around()),
+            ["x/y/1 (Tango database tango-db.ns.svc.cluster.local:10000): not asked yet"]
+        );
+    }
+
+    #[test]
+    fn tango_is_asked_about_devices_no_deviceserver_of_the_namespace_declares() {
+        let asked = tango_checks(
+            "c",
+            OWN,
+            &deps(&["x/y/1", "x/y/2", "p/q/1", "sys/database/2", "tango://db.example.org:10000/x/y/1", "host:80"]),
+            &around(),
+        );
+        assert_eq!(
+            asked,
+            [(OWN.to_owned(), "p/q/1".to_owned()), ("db.example.org:10000".to_owned(), "x/y/1".to_owned()),]
+        );
     }
 }
