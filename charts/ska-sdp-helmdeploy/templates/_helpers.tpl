@@ -41,16 +41,6 @@ configuration database chart of the same release. */}}
 {{- .Values.configDb.port | default (dig "configDb" "port" 0 (.Values.global | default dict)) | default 2379 -}}
 {{- end -}}
 
-{{/* Namespace the processing scripts are deployed in: value, else global.processingNamespace, else
-<release namespace>-<release>-sdp, one per release (two releases in a namespace must not share one). */}}
-{{- define "helmdeploy.processingNamespace" -}}
-{{- $ns := .Values.processingNamespace | default (dig "processingNamespace" "" (.Values.global | default dict)) | default (printf "%s-%s-sdp" .Release.Namespace .Release.Name) -}}
-{{- if gt (len $ns) 63 -}}
-{{- fail (printf "the processing namespace %q is longer than 63 characters: set processingNamespace (global.processingNamespace in the umbrella)" $ns) -}}
-{{- end -}}
-{{- $ns -}}
-{{- end -}}
-
 {{- define "helmdeploy.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- .Values.serviceAccount.name | default (include "helmdeploy.fullname" .) -}}
