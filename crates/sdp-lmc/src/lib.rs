@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod master;
+pub mod metrics;
 pub mod model;
 mod runtime;
 pub mod schema;
@@ -18,6 +19,7 @@ mod surface;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use metrics::Metrics;
 pub use runtime::{AttrValue, ChangeEvent, DeviceInfo, Lmc};
 pub use surface::{start, Running, Settings, Unprotected};
 

@@ -55,6 +55,7 @@ struct SubarrayDevice {
 
 pub struct Lmc {
     config: sdp_config::Config,
+    metrics: crate::Metrics,
     master_info: DeviceInfo,
     master: Mutex<MasterState>,
     subarrays: Vec<SubarrayDevice>,
@@ -91,12 +92,14 @@ fn find<'a>(attrs: &'a [(&'static str, AttrValue)], name: &str) -> Option<&'a At
 }
 
 impl Lmc {
-    /// A master and `subarrays` subarray devices (`mid_sdp/elt/subarray_1` …) over `config`. Spawns the
-    /// tasks that follow the receive addresses published for each subarray's processing block.
-    pub fn start(config: sdp_config::Config, subarrays: usize) -> Arc<Lmc> {
+    /// A master and `subarrays` subarray devices (`mid_sdp/elt/subarray_1` …) over `config`, counting their
+    /// commands and events in `metrics`. Spawns the tasks that follow the receive addresses published for each
+    /// subarray's processing block.
+    pub fn start(config: sdp_config::Config, subarrays: usize, metrics: crate::Metrics) -> Arc<Lmc> {
         let (events, _) = broadcast::channel(1024);
         let lmc = Arc::new(Lmc {
             config,
+            metrics,
             master_info: DeviceInfo {
                 id: "master".into(),
                 name: "mid_sdp/elt/master".into(),
@@ -192,6 +195,19 @@ impl Lmc {
 
     /// Runs a command; refusals and failures change nothing.
     pub async fn command(&self, device: &str, name: &str, argin: &str) -> Result<(), DevError> {
+        let outcome = self.run_command(device, name, argin).await;
+        // Labels from the devices' own names only: what a client sends is not a label.
+        let (device, names) = if self.is_master(device) {
+            (self.master_info.id.as_str(), master::Command::NAMES)
+        } else {
+            (self.subarray(device).map_or("unknown", |sub| sub.info.id.as_str()), subarray::Command::NAMES)
+        };
+        let command = names.iter().find(|n| n.eq_ignore_ascii_case(name)).copied().unwrap_or("unknown");
+        self.metrics.command(device, command, &outcome);
+        outcome
+    }
+
+    async fn run_command(&self, device: &str, name: &str, argin: &str) -> Result<(), DevError> {
         let not_found = || DevError::not_found("API_CommandNotFound", format!("Command {name} not found"));
         if self.is_master(device) {
             let command = master::Command::parse(name).ok_or_else(not_found)?;
@@ -248,6 +264,7 @@ impl Lmc {
     fn publish(&self, device: &str, before: &[(&'static str, AttrValue)], after: &[(&'static str, AttrValue)]) {
         for ((name, old), (_, new)) in before.iter().zip(after) {
             if old != new {
+                self.metrics.event(device, name);
                 let _ =
                     self.events.send(ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() });
             }

@@ -67,10 +67,15 @@ impl Running {
     }
 }
 
-/// Starts the devices over `config` and serves them on the settings' address, `ops` (the probes and metrics)
-/// beside them, open.
-pub async fn start(settings: Settings, config: sdp_config::Config, ops: Router) -> Result<Running, ListenError> {
-    let lmc = Lmc::start(config, settings.subarrays);
+/// Starts the devices over `config`, counting in `metrics`, and serves them on the settings' address, `ops` (the
+/// probes and metrics) beside them, open.
+pub async fn start(
+    settings: Settings,
+    config: sdp_config::Config,
+    metrics: crate::Metrics,
+    ops: Router,
+) -> Result<Running, ListenError> {
+    let lmc = Lmc::start(config, settings.subarrays, metrics);
     let mut devices = http::router(Arc::clone(&lmc));
     if let Some(token) = settings.token() {
         devices = sdp_ops::http::require_bearer(devices, token, http::unauthorized);

@@ -12,16 +12,18 @@ const SEED_CONFIGURE: &str = r#"{ "configure": { "id": "xyz", "sbiId": "xyz", "w
 struct Surface {
     http: reqwest::Client,
     base: String,
+    metrics: sdp_lmc::Metrics,
 }
 
 impl Surface {
     async fn start(config: Config) -> Surface {
-        let lmc = sdp_lmc::Lmc::start(config, 1);
+        let metrics = sdp_lmc::Metrics::default();
+        let lmc = sdp_lmc::Lmc::start(config, 1, metrics.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await.unwrap() });
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Surface { http: reqwest::Client::new(), base }
+        Surface { http: reqwest::Client::new(), base, metrics }
     }
 
     async fn attr(&self, device: &str, name: &str) -> Value {
@@ -180,6 +182,26 @@ async fn seed_transcript(config: Config) {
         ["CONFIGURING", "IDLE", "CONFIGURING", "IDLE", "CONFIGURING", "READY", "SCANNING", "READY", "IDLE"],
         "{seen}"
     );
+
+    // The commands counted by device, command and result (names a client made up count as unknown), and the
+    // events by attribute.
+    let commands = |device: &str, command: &str, result: &str| {
+        let labels =
+            sdp_lmc::metrics::CommandLabels { device: device.into(), command: command.into(), result: result.into() };
+        s.metrics.commands.get_or_create(&labels).get()
+    };
+    assert_eq!(commands(sub, "AssignResources", "refused"), 1);
+    assert_eq!(commands(sub, "AssignResources", "ok"), 1);
+    assert_eq!((commands(sub, "Configure", "refused"), commands(sub, "Configure", "ok")), (2, 1));
+    assert_eq!((commands(sub, "EndScan", "ok"), commands(sub, "EndScan", "refused")), (1, 1));
+    assert_eq!(commands("master", "Standby", "ok"), 1);
+    assert_eq!(commands(sub, "unknown", "not_found"), 1);
+    assert_eq!(commands("unknown", "unknown", "not_found"), 1);
+    let events = |attribute: &str| {
+        let labels = sdp_lmc::metrics::EventLabels { device: sub.into(), attribute: attribute.into() };
+        s.metrics.events.get_or_create(&labels).get()
+    };
+    assert_eq!(events("obsState"), obs_states.len() as u64);
 }
 
 #[tokio::test]
@@ -201,7 +223,7 @@ async fn seed_transcript_on_etcd() {
 async fn the_platforms_surface_needs_its_token_and_leaves_the_probes_open() {
     let settings = sdp_lmc::Settings::new("127.0.0.1:0".parse().unwrap(), 2, Some("s3cret".into())).unwrap();
     let ops = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
-    let running = sdp_lmc::start(settings, Config::memory(), ops).await.unwrap();
+    let running = sdp_lmc::start(settings, Config::memory(), Default::default(), ops).await.unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let get = |path: &str, token: Option<&str>| {

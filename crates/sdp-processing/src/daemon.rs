@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
@@ -14,7 +15,7 @@ use sdp_config::keys::paths;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
 use sdp_ops::Refusals;
 
-use crate::{builtin_scripts, plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
+use crate::{block_counts, builtin_scripts, plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
 
 /// etcd refuses transactions of more than 128 operations or compares (`--max-txn-ops`); an action writes and
 /// reads (a compare at commit) at most two keys.
@@ -31,6 +32,12 @@ pub struct Controller {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockState {
+    /// The `state` of `/pb/<id>/state`: executing, finished, failed, ... (`none`: not written yet).
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionKind {
     /// create_deployment, delete_deployment, update_state or delete_state
     pub action: String,
@@ -42,6 +49,10 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub actions: Family<ActionKind, Counter>,
     pub errors: Counter,
+    /// Processing blocks by state, as of the last pass.
+    pub blocks: Family<BlockState, Gauge>,
+    /// Processing blocks a script has claimed, as of the last pass.
+    pub claimed: Gauge,
 }
 
 impl Metrics {
@@ -52,6 +63,8 @@ impl Metrics {
         r.register("reconciles", "passes over the processing blocks", m.reconciles.clone());
         r.register("actions", "changes made, by kind", m.actions.clone());
         r.register("errors", "passes that failed and were retried", m.errors.clone());
+        r.register("blocks", "processing blocks by state", m.blocks.clone());
+        r.register("blocks_claimed", "processing blocks a script has claimed", m.claimed.clone());
         m
     }
 }
@@ -223,13 +236,19 @@ async fn work(c: &Controller) -> Result<(), Error> {
                     let mut actions = plan(&snapshot, &c.settings);
                     actions.truncate(MAX_ACTIONS_PER_TRANSACTION);
                     apply(&t, &actions).await?;
-                    Ok(Some((actions, refused)))
+                    Ok(Some((actions, refused, block_counts(&snapshot))))
                 }
             })
             .await?;
         match pass {
             None => return Err(Error::Invalid(format!("{leader} no longer names this process"))),
-            Some((actions, refused)) => {
+            Some((actions, refused, (by_state, claimed))) => {
+                // A state no block is in any more goes from the output.
+                c.metrics.blocks.clear();
+                for (state, count) in by_state {
+                    c.metrics.blocks.get_or_create(&BlockState { state }).set(count);
+                }
+                c.metrics.claimed.set(claimed);
                 for (pb_id, error) in reported.update(refused) {
                     tracing::warn!(pb_id, error, "processing block refused");
                 }

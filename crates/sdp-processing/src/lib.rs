@@ -228,6 +228,18 @@ fn script_ended(snapshot: &Snapshot, pb_id: &str) -> bool {
     matches!(status_of(snapshot.script_states.get(pb_id)).as_deref(), Some("FINISHED" | "FAILED"))
 }
 
+/// How many processing blocks are in each `state` of `/pb/<id>/state` (`none` before the controller wrote one),
+/// and how many a script claims (`/pb/<id>/owner`): what the controller reports as metrics.
+pub fn block_counts(snapshot: &Snapshot) -> (BTreeMap<String, i64>, i64) {
+    let mut by_state = BTreeMap::new();
+    for pb_id in snapshot.processing_blocks.keys() {
+        let state = snapshot.states.get(pb_id).and_then(|s| s.get("state")).and_then(Value::as_str).unwrap_or("none");
+        *by_state.entry(state.to_string()).or_insert(0) += 1;
+    }
+    let claimed = snapshot.owned.iter().filter(|pb_id| snapshot.processing_blocks.contains_key(*pb_id)).count();
+    (by_state, claimed as i64)
+}
+
 /// What to do, given what the database holds.
 pub fn plan(snapshot: &Snapshot, settings: &ControllerSettings) -> Vec<Action> {
     let mut actions = Vec::new();

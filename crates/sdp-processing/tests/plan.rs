@@ -2,7 +2,8 @@
 
 use sdp_config::{Deployment, ProcessingBlock};
 use sdp_processing::{
-    builtin_scripts, plan, scripts_of, Action, ControllerSettings, Leftover, ScriptDefinition, ScriptRunner, Snapshot,
+    block_counts, builtin_scripts, plan, scripts_of, Action, ControllerSettings, Leftover, ScriptDefinition,
+    ScriptRunner, Snapshot,
 };
 use serde_json::json;
 
@@ -302,4 +303,26 @@ fn on_a_database_with_tls_the_script_pod_gets_its_client_certificate() {
     let without = plan(&builtins(&snapshot), &self::settings());
     let Action::CreateDeployment(d) = &without[0] else { panic!("{without:?}") };
     assert!(d.args["values"].get("configDb.tlsSecret").is_none());
+}
+
+#[test]
+fn blocks_are_counted_by_state_and_claim() {
+    let mut snapshot = Snapshot {
+        processing_blocks: [
+            pb("a", "realtime:testdask:0.1.0"),
+            pb("b", "realtime:testdask:0.1.0"),
+            pb("c", "batch:testdask:0.1.0"),
+            pb("d", "batch:testdask:0.1.0"),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    snapshot.states.insert("a".into(), json!({"state": "executing"}));
+    snapshot.states.insert("b".into(), json!({"state": "executing"}));
+    snapshot.states.insert("c".into(), json!({"state": "failed"}));
+    snapshot.owned.extend(["a".to_string(), "gone".to_string()]);
+    let (by_state, claimed) = block_counts(&snapshot);
+    assert_eq!(by_state, [("executing".into(), 2), ("failed".into(), 1), ("none".into(), 1)].into());
+    // An owner entry of a block that is gone claims nothing.
+    assert_eq!(claimed, 1);
 }

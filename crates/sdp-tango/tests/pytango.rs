@@ -17,7 +17,10 @@ fn serve(
     tango_port: u16,
 ) -> (Arc<sdp_lmc::Lmc>, sdp_tango::TangoServers, String) {
     let (lmc, listener) = runtime.block_on(async {
-        (sdp_lmc::Lmc::start(config, 1), tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        (
+            sdp_lmc::Lmc::start(config, 1, Default::default()),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
     });
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = sdp_lmc::http::router(Arc::clone(&lmc));

@@ -63,7 +63,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let helm_settings = args.helm.settings(&args.namespace, &args.data_dir);
     let deployer = sdp_helmdeploy::start(helm_settings, db.config.clone(), &mut registry).await?;
     let processes = sdp_procdeploy::start(process_deployer(&args, &db.settings)?, db.config.clone(), &mut registry);
-    let lmc = sdp_lmc::start(surface, db.config.clone(), ops_router(registry, db.config.clone())).await?;
+    let lmc_metrics = sdp_lmc::Metrics::register(&mut registry);
+    let lmc = sdp_lmc::start(surface, db.config.clone(), lmc_metrics, ops_router(registry, db.config.clone())).await?;
     let tango = sdp_tango::start_if_configured(lmc.devices()).await?;
     let staging = sdp_staging::start_inside(&args.data_dir.join("staging"), args.staging_listen).await?;
     tracing::info!("platform up; press Ctrl-C to stop");
@@ -127,7 +128,9 @@ async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
     let surface = args.settings()?;
     let settings = Settings::from_env()?;
     let Some(config) = Config::connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
-    let lmc = sdp_lmc::start(surface, config.clone(), ops_router(Registry::default(), config)).await?;
+    let mut registry = Registry::default();
+    let metrics = sdp_lmc::Metrics::register(&mut registry);
+    let lmc = sdp_lmc::start(surface, config.clone(), metrics, ops_router(registry, config)).await?;
     let tango = sdp_tango::start_if_configured(lmc.devices()).await?;
     stop.await;
     tracing::info!("stopping");
