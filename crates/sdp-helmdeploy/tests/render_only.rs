@@ -116,10 +116,10 @@ async fn flow(config: Config) {
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(text.contains("kind: Deployment"), "{text}");
     assert!(text.contains(&format!("name: {deploy_id}")));
-    // The platform's image runs the script by its name: `sdp script testdask <pb_id>`.
+    // The platform's image runs the script by its name, its definition's args: `sdp script testdask <pb_id>`.
     let image = format!("image: \"{}\"", sdp_processing::default_script_image());
     assert!(text.contains(&image), "{text}");
-    assert!(text.contains(&format!("args: [script, \"testdask\", \"{pb_id}\"]")), "{text}");
+    assert!(text.contains(&format!("args: [\"script\",\"testdask\",\"{pb_id}\"]")), "{text}");
     assert!(text.contains("- name: SDP_CONFIG_HOST\n              value: \"etcd.example\""), "{text}");
     // The state follows the manifest.
     eventually("state rendered", || async {

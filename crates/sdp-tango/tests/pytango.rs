@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use sdp_testkit::TangoDatabase;
@@ -65,6 +65,22 @@ fn seed_itango_session_with_pytango() {
     runtime.block_on(config_db.stop());
 }
 
+/// A PyTango client script of these tests, its stdin and stdout piped, once it printed "subscribed"; its further
+/// lines.
+fn subscribed_client(name: &str, tango_db: &TangoDatabase) -> (Child, impl Iterator<Item = String>) {
+    let mut client = Command::new(sdp_testkit::pytango_python())
+        .arg(script(name))
+        .env("TANGO_HOST", tango_db.tango_host())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let first = lines.next();
+    assert_eq!(first.as_deref(), Some("subscribed"), "{name}: the client did not subscribe");
+    (client, lines)
+}
+
 #[test]
 fn pytango_subscription_survives_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,16 +90,7 @@ fn pytango_subscription_survives_a_server_restart() {
     let config = runtime.block_on(config_db.config());
     let (lmc, servers, _) = serve(&runtime, config, tango_db.port);
 
-    let mut client = Command::new(sdp_testkit::pytango_python())
-        .arg(script("resubscribe.py"))
-        .env("TANGO_HOST", tango_db.tango_host())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines().map_while(Result::ok);
-    let first = lines.next();
-    assert_eq!(first.as_deref(), Some("subscribed"), "the client did not subscribe");
+    let (mut client, lines) = subscribed_client("resubscribe.py", &tango_db);
 
     servers.stop();
     let db = sdp_tango::DatabaseProxy::new("127.0.0.1", tango_db.port);
@@ -119,16 +126,7 @@ fn every_change_of_a_burst_reaches_pytango_in_order() {
         lmc.command(sub, "Configure", CONFIGURE).await.unwrap();
     });
 
-    let mut client = Command::new(sdp_testkit::pytango_python())
-        .arg(script("events_burst.py"))
-        .env("TANGO_HOST", tango_db.tango_host())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines().map_while(Result::ok);
-    let first = lines.next();
-    assert_eq!(first.as_deref(), Some("subscribed"), "the client did not subscribe");
+    let (mut client, lines) = subscribed_client("events_burst.py", &tango_db);
     runtime.block_on(async {
         let started = std::time::Instant::now();
         for i in 0..ADMIN_CHANGES {

@@ -9,20 +9,9 @@ use sdp_config::Config;
 use sdp_testkit::{deployment_state, eventually, free_port, process_alive};
 
 mod support;
-use support::{connect, start_up, Platform};
+use support::{connect, create_block, start_up, Platform};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-async fn create(config: &Config, workflow: &str, parameters: Value) -> String {
-    let workflow: sdp_config::Workflow = workflow.parse().unwrap();
-    config
-        .txn(|t| {
-            let (workflow, parameters) = (&workflow, &parameters);
-            async move { t.create_new_processing_block(workflow.clone(), parameters.clone()).await }
-        })
-        .await
-        .unwrap()
-}
 
 async fn owner(config: &Config, pb_id: &str) -> Option<sdp_config::Owner> {
     config.txn(|t| async move { t.get_processing_block_owner(pb_id).await }).await.unwrap()
@@ -63,7 +52,7 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
     let platform = Platform::start().await;
     let config = &platform.config;
 
-    let pb_id = create(config, "realtime:testdask:0.1.0", json!({})).await;
+    let pb_id = create_block(config, "realtime:testdask:0.1.0", json!({})).await;
     eventually("the script's owner entry", LIMIT, || async { owner(config, &pb_id).await.is_some() }).await;
     let owner = owner(config, &pb_id).await.unwrap();
     assert_eq!(owner.command, [env!("CARGO_BIN_EXE_sdp"), "script", "testdask", pb_id.as_str()]);
@@ -112,7 +101,7 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
 async fn a_script_killed_with_sigkill_fails_its_block_and_leaves_nothing_behind() {
     let platform = Platform::start().await;
     let config = &platform.config;
-    let pb_id = create(config, "realtime:testdask:0.1.0", json!({})).await;
+    let pb_id = create_block(config, "realtime:testdask:0.1.0", json!({})).await;
     let dask = format!("{pb_id}-dask");
     eventually("Dask ready", LIMIT, || async { pb_state(config, &pb_id).await["dask"]["deployment"] == "rendered" })
         .await;
@@ -145,7 +134,7 @@ async fn a_script_killed_with_sigkill_fails_its_block_and_leaves_nothing_behind(
 async fn a_batch_script_finishes_by_itself() {
     let platform = Platform::start().await;
     let config = &platform.config;
-    let pb_id = create(config, "batch:test_batch:0.1.0", json!({"duration": 1})).await;
+    let pb_id = create_block(config, "batch:test_batch:0.1.0", json!({"duration": 1})).await;
     eventually("the block finished", LIMIT, || async { pb_state(config, &pb_id).await["state"] == "finished" }).await;
     let state = pb_state(config, &pb_id).await;
     assert_eq!((state["status"].as_str(), state["progress"].as_str()), (Some("FINISHED"), Some("1/1")));
@@ -153,7 +142,7 @@ async fn a_batch_script_finishes_by_itself() {
     let script = deployment_state(config, &format!("{pb_id}-workflow")).await.unwrap();
     assert_eq!((script["status"].as_str(), script["exit_code"].as_i64()), (Some("FINISHED"), Some(0)));
     // Bad parameters fail the block with the reason.
-    let bad = create(config, "batch:test_batch:0.1.0", json!({"duration": "soon"})).await;
+    let bad = create_block(config, "batch:test_batch:0.1.0", json!({"duration": "soon"})).await;
     eventually("the bad block failed", LIMIT, || async { pb_state(config, &bad).await["state"] == "failed" }).await;
     assert_eq!(
         pb_state(config, &bad).await["error"],
@@ -171,7 +160,7 @@ async fn a_batch_script_finishes_by_itself() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
     let Platform { mut up, config, port, dir, .. } = Platform::start().await;
-    let pb_id = create(&config, "realtime:testdask:0.1.0", json!({})).await;
+    let pb_id = create_block(&config, "realtime:testdask:0.1.0", json!({})).await;
     eventually("the script running", LIMIT, || async { owner(&config, &pb_id).await.is_some() }).await;
     let first = owner(&config, &pb_id).await.unwrap().pid;
 
@@ -240,8 +229,8 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
     })
     .await;
 
-    let dask_block = create(&config, "realtime:testdask:0.1.0", json!({})).await;
-    let receive_block = create(&config, "realtime:vis_receive:0.1.0", json!({})).await;
+    let dask_block = create_block(&config, "realtime:testdask:0.1.0", json!({})).await;
+    let receive_block = create_block(&config, "realtime:vis_receive:0.1.0", json!({})).await;
     let cluster_limit = Duration::from_secs(120);
     eventually("the script saw Dask's pods running", cluster_limit, || async {
         pb_state(&config, &dask_block).await["dask"]["deployment"] == "deployed"
@@ -309,7 +298,7 @@ async fn testdeploy_and_teststate_do_what_the_originals_did() {
         "sleeper": {"type": "process-direct", "args": {"engine": "sleeper"}},
         "../x": {"type": "process-direct", "args": {"engine": "sleeper"}},
     });
-    let deploy_block = create(config, "realtime:testdeploy:0.1.0", sleeper).await;
+    let deploy_block = create_block(config, "realtime:testdeploy:0.1.0", sleeper).await;
     let sleeper_id = format!("{deploy_block}-sleeper");
     eventually("the parameter's process running", LIMIT, || async {
         deployment_state(config, &sleeper_id).await.is_some_and(|s| s["status"] == "RUNNING")
@@ -328,7 +317,7 @@ async fn testdeploy_and_teststate_do_what_the_originals_did() {
     })
     .await;
 
-    let state_block = create(config, "realtime:teststate:0.1.0", json!({"duration": 1})).await;
+    let state_block = create_block(config, "realtime:teststate:0.1.0", json!({"duration": 1})).await;
     eventually("teststate's error state", LIMIT, || async { pb_state(config, &state_block).await["state"] == "error" })
         .await;
     let state = pb_state(config, &state_block).await;

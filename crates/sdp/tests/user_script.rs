@@ -12,7 +12,7 @@ use sdp_config::Config;
 use sdp_testkit::{deployment_state, eventually, process_alive};
 
 mod support;
-use support::Platform;
+use support::{create_block, Platform};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -30,17 +30,6 @@ fn build_example() -> PathBuf {
         .unwrap();
     assert!(out.status.success(), "building examples/hello-script: {}", String::from_utf8_lossy(&out.stderr));
     target.join("debug/hello-script")
-}
-
-async fn create(config: &Config, workflow: &str, parameters: Value) -> String {
-    let workflow: sdp_config::Workflow = workflow.parse().unwrap();
-    config
-        .txn(|t| {
-            let (workflow, parameters) = (&workflow, &parameters);
-            async move { t.create_new_processing_block(workflow.clone(), parameters.clone()).await }
-        })
-        .await
-        .unwrap()
 }
 
 async fn pb_state(config: &Config, pb_id: &str) -> Value {
@@ -62,7 +51,7 @@ async fn a_users_own_script_is_registered_and_run_by_sdp_up() {
         })
         .await
         .unwrap();
-    let pb_id = create(config, "realtime:hello:0.1.0", json!({"greeting": "good morning"})).await;
+    let pb_id = create_block(config, "realtime:hello:0.1.0", json!({"greeting": "good morning"})).await;
     eventually("the greeting in the block's state", LIMIT, || async {
         pb_state(config, &pb_id).await["hello"]["greeting"] == "good morning"
     })
@@ -80,7 +69,7 @@ async fn a_users_own_script_is_registered_and_run_by_sdp_up() {
     assert_eq!((deployment["status"].as_str(), deployment["pid"].as_u64()), (Some("RUNNING"), Some(pid as u64)));
 
     // A block of a script nobody defined fails, naming the entry to add.
-    let unknown = create(config, "realtime:nope:0.1.0", json!({})).await;
+    let unknown = create_block(config, "realtime:nope:0.1.0", json!({})).await;
     eventually("the unknown script's block failed", LIMIT, || async {
         pb_state(config, &unknown).await["state"] == "failed"
     })

@@ -79,10 +79,7 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// A batch processing block running the testdask script; returns its ID.
 pub async fn create_batch_processing_block(config: &sdp_config::Config) -> String {
-    config
-        .txn(|t| async move { t.create_new_processing_block("batch:testdask:0.1.0".parse()?, serde_json::json!({})).await })
-        .await
-        .unwrap()
+    create_block(config, "batch:testdask:0.1.0", serde_json::json!({})).await
 }
 
 pub fn start_up_with_lmc(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> KillOnDrop {
@@ -118,4 +115,17 @@ except urllib.error.HTTPError as e:
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (status, body) = text.split_once('\n').unwrap_or((&text, ""));
     (status.trim().parse().unwrap(), body.trim_end().to_string())
+}
+
+/// A new processing block of `workflow` (`kind:name:version`) with `parameters`, as `sdpcfg process` makes it; its
+/// ID.
+pub async fn create_block(config: &sdp_config::Config, workflow: &str, parameters: serde_json::Value) -> String {
+    let workflow: sdp_config::Workflow = workflow.parse().unwrap();
+    config
+        .txn(|t| {
+            let (workflow, parameters) = (&workflow, &parameters);
+            async move { t.create_new_processing_block(workflow.clone(), parameters.clone()).await }
+        })
+        .await
+        .unwrap()
 }
