@@ -66,29 +66,44 @@ fn status(state: DevState) -> String {
     format!("The device is in {} state.", state.label())
 }
 
+/// The subarray's attributes, in the order devices list them.
+const SUBARRAY_ATTRIBUTES: [&str; 6] = ["State", "Status", "obsState", "adminMode", "healthState", "receiveAddresses"];
+/// The master's attributes, in the order devices list them.
+const MASTER_ATTRIBUTES: [&str; 4] = ["State", "Status", "OperatingState", "healthState"];
+
+/// One attribute of a subarray (by its name as listed), computed alone: a read builds only what it returns.
+fn subarray_attribute(s: &SubarrayState, name: &'static str) -> AttrValue {
+    match name {
+        "State" => AttrValue::State { value: s.state.label() },
+        "Status" => AttrValue::String { value: status(s.state) },
+        "obsState" => enum_value!(crate::model::ObsState, s.obs_state),
+        "adminMode" => enum_value!(AdminMode, s.admin_mode),
+        "healthState" => enum_value!(crate::model::HealthState, s.health_state),
+        _ => AttrValue::String { value: s.receive_addresses.to_string() },
+    }
+}
+
+/// One attribute of the master (by its name as listed), computed alone.
+fn master_attribute(m: &MasterState, name: &'static str) -> AttrValue {
+    match name {
+        "State" => AttrValue::State { value: m.state.label() },
+        "Status" => AttrValue::String { value: status(m.state) },
+        "OperatingState" => enum_value!(crate::model::OperatingState, m.operating_state),
+        _ => enum_value!(crate::model::HealthState, m.health_state),
+    }
+}
+
 fn subarray_attributes(s: &SubarrayState) -> Vec<(&'static str, AttrValue)> {
-    vec![
-        ("State", AttrValue::State { value: s.state.label() }),
-        ("Status", AttrValue::String { value: status(s.state) }),
-        ("obsState", enum_value!(crate::model::ObsState, s.obs_state)),
-        ("adminMode", enum_value!(AdminMode, s.admin_mode)),
-        ("healthState", enum_value!(crate::model::HealthState, s.health_state)),
-        ("receiveAddresses", AttrValue::String { value: s.receive_addresses.to_string() }),
-    ]
+    SUBARRAY_ATTRIBUTES.iter().map(|&name| (name, subarray_attribute(s, name))).collect()
 }
 
 fn master_attributes(m: &MasterState) -> Vec<(&'static str, AttrValue)> {
-    vec![
-        ("State", AttrValue::State { value: m.state.label() }),
-        ("Status", AttrValue::String { value: status(m.state) }),
-        ("OperatingState", enum_value!(crate::model::OperatingState, m.operating_state)),
-        ("healthState", enum_value!(crate::model::HealthState, m.health_state)),
-    ]
+    MASTER_ATTRIBUTES.iter().map(|&name| (name, master_attribute(m, name))).collect()
 }
 
-fn find<'a>(attrs: &'a [(&'static str, AttrValue)], name: &str) -> Option<&'a AttrValue> {
-    // Tango attribute names are case-insensitive.
-    attrs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+/// The listed name of attribute or command `name`: Tango names are case-insensitive.
+fn listed(names: &[&'static str], name: &str) -> Option<&'static str> {
+    names.iter().find(|n| n.eq_ignore_ascii_case(name)).copied()
 }
 
 impl Lmc {
@@ -157,10 +172,14 @@ impl Lmc {
     }
 
     pub async fn read_attribute(&self, device: &str, name: &str) -> Result<AttrValue, DevError> {
-        let attrs = self.attributes(device).await?;
-        find(&attrs, name)
-            .cloned()
-            .ok_or_else(|| DevError::not_found("API_AttrNotFound", format!("{name} attribute not found for {device}")))
+        let not_found = || DevError::not_found("API_AttrNotFound", format!("{name} attribute not found for {device}"));
+        if self.is_master(device) {
+            let name = listed(&MASTER_ATTRIBUTES, name).ok_or_else(not_found)?;
+            return Ok(master_attribute(&*self.master.lock().await, name));
+        }
+        let sub = self.subarray(device).ok_or_else(|| Self::no_device(device))?;
+        let name = listed(&SUBARRAY_ATTRIBUTES, name).ok_or_else(not_found)?;
+        Ok(subarray_attribute(&*sub.state.lock().await, name))
     }
 
     /// Writes `adminMode` (the one writable attribute): a label (`"ONLINE"`) or a number.
@@ -202,7 +221,7 @@ impl Lmc {
         } else {
             (self.subarray(device).map_or("unknown", |sub| sub.info.id.as_str()), subarray::Command::NAMES)
         };
-        let command = names.iter().find(|n| n.eq_ignore_ascii_case(name)).copied().unwrap_or("unknown");
+        let command = listed(names, name).unwrap_or("unknown");
         self.metrics.command(device, command, &outcome);
         outcome
     }
@@ -315,6 +334,29 @@ async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
                     break;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read computes one attribute alone: it must be what the full listing holds, whatever the name's case.
+    #[tokio::test]
+    async fn a_read_is_the_listed_attribute() {
+        let lmc = Lmc::start(sdp_config::Config::memory(), 1, crate::Metrics::default());
+        lmc.write_attribute("subarray_1", "adminMode", &Value::from("ONLINE")).await.unwrap();
+        for device in ["master", "subarray_1"] {
+            let listed = lmc.attributes(device).await.unwrap();
+            assert_eq!(listed.len(), if device == "master" { 4 } else { 6 });
+            for (name, value) in listed {
+                for asked in [name.to_string(), name.to_uppercase(), name.to_lowercase()] {
+                    assert_eq!(lmc.read_attribute(device, &asked).await.unwrap(), value, "{device} {asked}");
+                }
+            }
+            let missing = lmc.read_attribute(device, "nope").await.unwrap_err();
+            assert_eq!(missing.reason, "API_AttrNotFound");
         }
     }
 }
