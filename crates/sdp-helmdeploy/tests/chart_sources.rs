@@ -244,8 +244,8 @@ async fn seed_chart_names_and_several_repositories_added_once_and_refreshed_on_a
     let deployer = start(&config, &dir.path().join("third"), "", Metrics::default());
     failed_with(&config, "nope", "means the local charts").await;
     sdp_testkit::stop_task(deployer).await;
-    one.server.abort();
-    two.server.abort();
+    sdp_testkit::stop_task(one.server).await;
+    sdp_testkit::stop_task(two.server).await;
     server.stop().await;
 }
 

@@ -121,7 +121,7 @@ async fn processing_block_to_running_pods_and_back() {
     eventually("state removed", || async { state().await.is_none() }).await;
 
     for t in tasks {
-        t.abort();
+        sdp_testkit::stop_task(t).await;
     }
     Api::<Namespace>::all(client).delete(&namespace, &Default::default()).await.unwrap();
     server.stop().await;
@@ -160,7 +160,7 @@ async fn labelled_network_definitions_are_published() {
     nads.patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel)).await.unwrap();
     eventually("entries removed", || async { keys().await.is_empty() }).await;
     nads.delete(&name, &Default::default()).await.unwrap();
-    monitor.abort();
+    sdp_testkit::stop_task(monitor).await;
     server.stop().await;
 }
 
@@ -201,13 +201,12 @@ async fn a_failed_release_is_retried_after_a_restart() {
         helm.list().await.is_ok_and(|r| r.iter().any(|r| r.name == "retry-workflow" && r.status == "failed"))
     })
     .await;
-    deployer.abort();
-    let _ = deployer.await;
+    sdp_testkit::stop_task(deployer).await;
 
     quotas.delete("no-deployments", &Default::default()).await.unwrap();
     let restarted = start();
     eventually("deployed after the restart", || async { status().await == "deployed" }).await;
-    restarted.abort();
+    sdp_testkit::stop_task(restarted).await;
     Api::<Namespace>::all(client).delete(&namespace, &Default::default()).await.unwrap();
     server.stop().await;
 }

@@ -194,7 +194,8 @@ async fn one_replica_leads_and_another_takes_over_when_it_stops() {
         tokio::time::timeout(Duration::from_secs(5), second.acquire()).await.is_err(),
         "the second replica must not lead while the first renews"
     );
-    leading.abort();
+    // The leader stops renewing, as a crashed replica would.
+    sdp_testkit::stop_task(leading).await;
     tokio::time::timeout(Duration::from_secs(15), second.acquire()).await.expect("the second replica takes over");
     let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), &namespace)
         .get("ska-tango-operator")
