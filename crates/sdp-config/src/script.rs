@@ -37,11 +37,21 @@ pub struct ScriptDefinition {
     pub command: Vec<String>,
 }
 
+/// The key the platform writes the definition of script `kind:name:version` under: `<kind>-<name>-<version>`,
+/// dots as dashes (keys allow only letters, digits, `_`, `-` and `/`), e.g. `realtime-testdask-0-1-0`.
+pub fn id_of(kind: &str, name: &str, version: &str) -> String {
+    format!("{kind}-{name}-{version}").replace('.', "-")
+}
+
+/// `kind:name:version`, as processing blocks name a script.
+pub fn reference_of(kind: &str, name: &str, version: &str) -> String {
+    format!("{kind}:{name}:{version}")
+}
+
 impl ScriptDefinition {
-    /// The key the platform writes a definition under: `<kind>-<name>-<version>`, dots as dashes (keys allow
-    /// only letters, digits, `_`, `-` and `/`), e.g. `/script/realtime-testdask-0-1-0`.
+    /// The key the platform writes a definition under, [`id_of`] its script.
     pub fn id(&self) -> String {
-        format!("{}-{}-{}", self.kind, self.name, self.version).replace('.', "-")
+        id_of(&self.kind, &self.name, &self.version)
     }
 
     /// Whether processing blocks naming `workflow` run this script.
@@ -51,7 +61,7 @@ impl ScriptDefinition {
 
     /// `kind:name:version`, as processing blocks name it.
     pub fn reference(&self) -> String {
-        format!("{}:{}:{}", self.kind, self.name, self.version)
+        reference_of(&self.kind, &self.name, &self.version)
     }
 
     /// Reads `/script/<id>`'s value, saying what is wrong with it.

@@ -153,7 +153,7 @@ pub enum Action {
 
 /// The one definition of the script a block names (with its ID), or why there is none to run.
 fn find_script<'a>(scripts: &'a Scripts, w: &Workflow) -> Result<(&'a str, &'a ScriptDefinition), String> {
-    let reference = format!("{}:{}:{}", w.kind, w.id, w.version);
+    let reference = sdp_config::script::reference_of(&w.kind, &w.id, &w.version);
     let found: Vec<(&str, &ScriptDefinition)> =
         scripts.iter().filter_map(|(id, d)| d.as_ref().ok().filter(|d| d.runs(w)).map(|d| (id.as_str(), d))).collect();
     match found.as_slice() {
@@ -161,7 +161,7 @@ fn find_script<'a>(scripts: &'a Scripts, w: &Workflow) -> Result<(&'a str, &'a S
         [] => {
             // A definition that cannot be read may be the one meant.
             let unreadable: Vec<&str> = scripts.values().filter_map(|d| d.as_ref().err().map(String::as_str)).collect();
-            let id = w.kind.clone() + "-" + &w.id + "-" + &w.version.replace('.', "-");
+            let id = sdp_config::script::id_of(&w.kind, &w.id, &w.version);
             let mut error = format!(
                 "no processing script {reference} is defined: add its definition as /script/{id} (sdpcfg create)"
             );

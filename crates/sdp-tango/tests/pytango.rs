@@ -81,6 +81,15 @@ fn subscribed_client(name: &str, tango_db: &TangoDatabase) -> (Child, impl Itera
     (client, lines)
 }
 
+/// Tells a subscribed client `line` on its stdin, then waits for it: it must succeed, its last line `last`.
+fn finish_client(mut client: Child, lines: impl Iterator<Item = String>, line: &str, last: &str) {
+    writeln!(client.stdin.take().unwrap(), "{line}").unwrap();
+    let rest: Vec<String> = lines.collect();
+    println!("{}", rest.join("\n"));
+    assert!(client.wait().unwrap().success(), "the subscriber failed: {rest:?}");
+    assert_eq!(rest.last().map(String::as_str), Some(last));
+}
+
 #[test]
 fn pytango_subscription_survives_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,17 +99,12 @@ fn pytango_subscription_survives_a_server_restart() {
     let config = runtime.block_on(config_db.config());
     let (lmc, servers, _) = serve(&runtime, config, tango_db.port);
 
-    let (mut client, lines) = subscribed_client("resubscribe.py", &tango_db);
+    let (client, lines) = subscribed_client("resubscribe.py", &tango_db);
 
     servers.stop();
     let db = sdp_tango::DatabaseProxy::new("127.0.0.1", tango_db.port);
     let servers = sdp_tango::serve(db, "127.0.0.1", lmc, runtime.handle().clone()).expect("serve again");
-    writeln!(client.stdin.take().unwrap(), "restarted").unwrap();
-
-    let rest: Vec<String> = lines.collect();
-    println!("{}", rest.join("\n"));
-    assert!(client.wait().unwrap().success(), "the subscriber failed: {rest:?}");
-    assert_eq!(rest.last().map(String::as_str), Some("resubscribe ok"));
+    finish_client(client, lines, "restarted", "resubscribe ok");
     servers.stop();
     runtime.block_on(config_db.stop());
 }
@@ -126,7 +130,7 @@ fn every_change_of_a_burst_reaches_pytango_in_order() {
         lmc.command(sub, "Configure", CONFIGURE).await.unwrap();
     });
 
-    let (mut client, lines) = subscribed_client("events_burst.py", &tango_db);
+    let (client, lines) = subscribed_client("events_burst.py", &tango_db);
     runtime.block_on(async {
         let started = std::time::Instant::now();
         for i in 0..ADMIN_CHANGES {
@@ -140,12 +144,7 @@ fn every_change_of_a_burst_reaches_pytango_in_order() {
         }
         println!("{OBS_CHANGES} obsState changes in {:?}", started.elapsed());
     });
-    writeln!(client.stdin.take().unwrap(), "{ADMIN_CHANGES} {OBS_CHANGES}").unwrap();
-
-    let rest: Vec<String> = lines.collect();
-    println!("{}", rest.join("\n"));
-    assert!(client.wait().unwrap().success(), "the subscriber failed: {rest:?}");
-    assert_eq!(rest.last().map(String::as_str), Some("burst ok"));
+    finish_client(client, lines, &format!("{ADMIN_CHANGES} {OBS_CHANGES}"), "burst ok");
     servers.stop();
     runtime.block_on(config_db.stop());
 }
