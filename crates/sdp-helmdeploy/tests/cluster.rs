@@ -22,6 +22,16 @@ where
     sdp_testkit::eventually(what, Duration::from_secs(120), check).await
 }
 
+/// A client of the cluster `KUBECONFIG` names and a namespace made for this test there, `<prefix>-<pid>`.
+async fn fresh_namespace(prefix: &str) -> (kube::Client, String) {
+    sdp_testkit::require_cluster();
+    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
+    let namespace = format!("{prefix}-{}", std::process::id());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    (client, namespace)
+}
+
 /// A deployer of the repository's charts into `namespace`, started on `config`.
 fn start_deployer(
     config: &sdp_config::Config,
@@ -53,11 +63,7 @@ fn start_deployer(
 #[ignore = "needs a Kubernetes API (KUBECONFIG): scripts/test starts one and runs these"]
 #[tokio::test(flavor = "multi_thread")]
 async fn processing_block_to_running_pods_and_back() {
-    sdp_testkit::require_cluster();
-    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
-    let namespace = format!("sdp-e2e-{}", std::process::id());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let (client, namespace) = fresh_namespace("sdp-e2e").await;
 
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
@@ -170,11 +176,7 @@ async fn labelled_network_definitions_are_published() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_release_is_retried_after_a_restart() {
     use k8s_openapi::api::core::v1::ResourceQuota;
-    sdp_testkit::require_cluster();
-    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
-    let namespace = format!("sdp-retry-{}", std::process::id());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let (client, namespace) = fresh_namespace("sdp-retry").await;
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &namespace);
     let quota: ResourceQuota = serde_json::from_value(
         json!({"metadata": {"name": "no-deployments"}, "spec": {"hard": {"count/deployments.apps": "0"}}}),
@@ -217,11 +219,7 @@ async fn a_failed_release_is_retried_after_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seeds_testdask_entry_becomes_a_deployed_release() {
     use k8s_openapi::api::apps::v1::Deployment;
-    sdp_testkit::require_cluster();
-    let client = kube::Client::try_default().await.expect("a Kubernetes client from KUBECONFIG");
-    let namespace = format!("sdp-seed-dask-{}", std::process::id());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let (client, namespace) = fresh_namespace("sdp-seed-dask").await;
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,36 @@ use std::sync::Arc;
 
 use sdp_testkit::TangoDatabase;
 
+/// What each test serves the devices over: the embedded configuration database and PyTango's database server on
+/// free loopback ports, and the runtime the devices run on. Fields drop in order, the folder last.
+struct Peers {
+    config: sdp_config::Config,
+    config_db: sdp_testkit::Embedded,
+    runtime: tokio::runtime::Runtime,
+    tango_db: TangoDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl Peers {
+    fn start() -> Peers {
+        let dir = tempfile::tempdir().unwrap();
+        let tango_db = TangoDatabase::start(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let config_db = runtime.block_on(sdp_testkit::Embedded::start());
+        let config = runtime.block_on(config_db.config());
+        Peers { config, config_db, runtime, tango_db, _dir: dir }
+    }
+
+    /// The devices, served as [`serve`] does.
+    fn serve(&self) -> (Arc<sdp_lmc::Lmc>, sdp_tango::TangoServers, String) {
+        serve(&self.runtime, self.config.clone(), self.tango_db.port)
+    }
+
+    fn stop(self) {
+        self.runtime.block_on(self.config_db.stop());
+    }
+}
+
 /// The LMC devices over the configuration database `config`, served to Tango (registered in `tango_port`'s
 /// database) and over HTTP; gives the HTTP surface's URL.
 fn serve(
@@ -38,19 +68,15 @@ fn script(name: &str) -> PathBuf {
 
 #[test]
 fn seed_itango_session_with_pytango() {
-    let dir = tempfile::tempdir().unwrap();
-    let tango_db = TangoDatabase::start(dir.path());
-    let tango_port = tango_db.port;
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let config_db = runtime.block_on(sdp_testkit::Embedded::start());
-    let config = runtime.block_on(config_db.config());
-    let (_lmc, servers, lmc_url) = serve(&runtime, config.clone(), tango_port);
+    let peers = Peers::start();
+    let tango_port = peers.tango_db.port;
+    let (_lmc, servers, lmc_url) = peers.serve();
 
     let out = Command::new(sdp_testkit::pytango_python())
         .arg(script("transcript.py"))
         .env("TANGO_HOST", format!("127.0.0.1:{tango_port}"))
         .env("SDP_LMC_URL", lmc_url)
-        .env("ETCDCTL_ENDPOINTS", format!("http://{}", config_db.server.addr))
+        .env("ETCDCTL_ENDPOINTS", format!("http://{}", peers.config_db.server.addr))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -59,10 +85,10 @@ fn seed_itango_session_with_pytango() {
     assert!(stdout.ends_with("transcript ok\n"));
 
     // The session's Configure made its processing block, and its EndSB (over HTTP) deleted it.
-    let pb = runtime.block_on(config.txn(|t| async move { t.get_processing_block("xyz").await })).unwrap();
+    let pb = peers.runtime.block_on(peers.config.txn(|t| async move { t.get_processing_block("xyz").await })).unwrap();
     assert_eq!(pb, None);
     servers.stop();
-    runtime.block_on(config_db.stop());
+    peers.stop();
 }
 
 /// A PyTango client script of these tests, its stdin and stdout piped, once it printed "subscribed"; its further
@@ -92,21 +118,17 @@ fn finish_client(mut client: Child, lines: impl Iterator<Item = String>, line: &
 
 #[test]
 fn pytango_subscription_survives_a_server_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let tango_db = TangoDatabase::start(dir.path());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let config_db = runtime.block_on(sdp_testkit::Embedded::start());
-    let config = runtime.block_on(config_db.config());
-    let (lmc, servers, _) = serve(&runtime, config, tango_db.port);
+    let peers = Peers::start();
+    let (lmc, servers, _) = peers.serve();
 
-    let (client, lines) = subscribed_client("resubscribe.py", &tango_db);
+    let (client, lines) = subscribed_client("resubscribe.py", &peers.tango_db);
 
     servers.stop();
-    let db = sdp_tango::DatabaseProxy::new("127.0.0.1", tango_db.port);
-    let servers = sdp_tango::serve(db, "127.0.0.1", lmc, runtime.handle().clone()).expect("serve again");
+    let db = sdp_tango::DatabaseProxy::new("127.0.0.1", peers.tango_db.port);
+    let servers = sdp_tango::serve(db, "127.0.0.1", lmc, peers.runtime.handle().clone()).expect("serve again");
     finish_client(client, lines, "restarted", "resubscribe ok");
     servers.stop();
-    runtime.block_on(config_db.stop());
+    peers.stop();
 }
 
 /// The original's state machine and a burst: adminMode written 1,000 times with nothing between the writes
@@ -117,21 +139,17 @@ fn pytango_subscription_survives_a_server_restart() {
 fn every_change_of_a_burst_reaches_pytango_in_order() {
     const ADMIN_CHANGES: usize = 1000;
     const OBS_CHANGES: usize = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let tango_db = TangoDatabase::start(dir.path());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let config_db = runtime.block_on(sdp_testkit::Embedded::start());
-    let config = runtime.block_on(config_db.config());
-    let (lmc, servers, _) = serve(&runtime, config, tango_db.port);
+    let peers = Peers::start();
+    let (lmc, servers, _) = peers.serve();
     let sub = "subarray_1";
-    runtime.block_on(async {
+    peers.runtime.block_on(async {
         lmc.write_attribute(sub, "adminMode", &serde_json::json!("ONLINE")).await.unwrap();
         lmc.command(sub, "AssignResources", "").await.unwrap();
         lmc.command(sub, "Configure", CONFIGURE).await.unwrap();
     });
 
-    let (client, lines) = subscribed_client("events_burst.py", &tango_db);
-    runtime.block_on(async {
+    let (client, lines) = subscribed_client("events_burst.py", &peers.tango_db);
+    peers.runtime.block_on(async {
         let started = std::time::Instant::now();
         for i in 0..ADMIN_CHANGES {
             let mode = if i % 2 == 0 { "OFFLINE" } else { "ONLINE" };
@@ -146,5 +164,5 @@ fn every_change_of_a_burst_reaches_pytango_in_order() {
     });
     finish_client(client, lines, &format!("{ADMIN_CHANGES} {OBS_CHANGES}"), "burst ok");
     servers.stop();
-    runtime.block_on(config_db.stop());
+    peers.stop();
 }
