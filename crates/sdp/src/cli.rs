@@ -29,6 +29,8 @@ pub enum Command {
     HelmDeployer(HelmDeployerArgs),
     /// Run a processing script on a processing block (the processing controller deploys this command).
     Script(RunScriptArgs),
+    /// Run the embedded configuration database alone (etcd v3 API), until Ctrl-C or SIGTERM.
+    ConfigDb(ConfigDbArgs),
     /// Drop a record that the embedded configuration database cannot replay from its journal (`sdp up` names
     /// it when it refuses to start); the journal is copied aside first.
     RepairJournal(database::RepairArgs),
@@ -69,6 +71,15 @@ pub struct UpArgs {
     /// (`{"engine": "<name>"}`). Nothing else runs.
     #[arg(long, env = "SDP_PROCESS_ENGINES")]
     pub process_engines: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ConfigDbArgs {
+    #[command(flatten)]
+    pub database: database::DatabaseArgs,
+    /// Data directory of the configuration database.
+    #[arg(long, env = "SDP_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
 }
 
 #[derive(clap::Args)]

@@ -124,6 +124,18 @@ impl Database {
     }
 }
 
+/// `sdp config-db`: the embedded database alone, until Ctrl-C or SIGTERM.
+pub async fn serve(args: &DatabaseArgs, data_dir: PathBuf) -> anyhow::Result<()> {
+    let stop = sdp_ops::shutdown_signal();
+    sdp_etcd_server::raise_open_files_limit();
+    let server = sdp_etcd_server::start(args.server_config(data_dir.clone())?).await?;
+    tracing::info!(listen = %server.addr, data_dir = %data_dir.display(), "configuration database ready");
+    stop.await;
+    tracing::info!("stopping");
+    server.stop().await;
+    Ok(())
+}
+
 /// Whoever reaches the database can make the platform deploy: beyond loopback it must know its clients.
 fn refuse_open_listen(listen: SocketAddr, tls: Option<&TlsFiles>) -> anyhow::Result<()> {
     if listen.ip().is_loopback() || tls.is_some_and(|t| t.client_cert_auth) {

@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         },
         Command::ProcessingController(args) => runtime.block_on(processing_controller(args)),
         Command::HelmDeployer(args) => runtime.block_on(helm_deployer(args)),
+        Command::ConfigDb(args) => runtime.block_on(database::serve(&args.database, args.data_dir)),
         Command::RepairJournal(args) => database::repair_journal(&args),
         Command::Script(args) => {
             drop(runtime);
