@@ -119,10 +119,11 @@ pub struct Deployment {
 impl Deployment {
     pub fn validate(&self) -> Result<(), Error> {
         validate_id("deployment", &self.deploy_id)?;
-        if !["helm", "process-direct", "kubernetes-direct"].contains(&self.kind.as_str()) {
+        if !crate::deployment::TYPES.contains(&self.kind.as_str()) {
             return Err(Error::Invalid(format!(
-                "unknown deployment type {:?}: expected helm, process-direct or kubernetes-direct",
-                self.kind
+                "unknown deployment type {:?}: expected {}",
+                self.kind,
+                crate::deployment::TYPES.join(", ")
             )));
         }
         if !self.args.is_object() {
@@ -170,10 +171,9 @@ fn hostname() -> String {
 impl crate::Config {
     /// [`Txn::merge_deployment_state`] in a transaction of its own, for deployers reporting outcomes: a failure
     /// is logged, not returned, since the next report supersedes it.
-    pub async fn record_deployment_state(&self, deploy_id: &str, fields: Value) {
-        let fields = fields.as_object().cloned().unwrap_or_default();
+    pub async fn record_deployment_state(&self, deploy_id: &str, update: crate::StateUpdate) {
         let recorded = self.txn(|t| {
-            let fields = &fields;
+            let fields = update.fields();
             async move { t.merge_deployment_state(deploy_id, fields).await }
         });
         if let Err(e) = recorded.await {

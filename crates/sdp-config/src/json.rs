@@ -122,10 +122,10 @@ mod merge_tests {
 
     #[test]
     fn fields_replace_nulls_remove_and_changes_are_told() {
-        let mut state = json!({"status": "failed", "error": "x", "pods": {"a": 1}});
-        let fields = json!({"status": "deployed", "error": null, "new": [1]});
+        let mut state = json!({"status": "FAILED", "error": "x", "pods": {"a": 1}});
+        let fields = json!({"status": "DEPLOYED", "error": null, "new": [1]});
         assert!(super::merge_fields(&mut state, fields.as_object().unwrap()));
-        assert_eq!(state, json!({"status": "deployed", "pods": {"a": 1}, "new": [1]}));
+        assert_eq!(state, json!({"status": "DEPLOYED", "pods": {"a": 1}, "new": [1]}));
         assert!(!super::merge_fields(&mut state, fields.as_object().unwrap()), "the same fields again change nothing");
         let mut not_an_object = json!([1]);
         assert!(super::merge_fields(&mut not_an_object, json!({"a": 1}).as_object().unwrap()));

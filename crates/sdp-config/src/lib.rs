@@ -23,6 +23,7 @@
 
 mod backend;
 mod choices;
+pub mod deployment;
 pub mod entity;
 pub mod json;
 pub mod keys;
@@ -36,6 +37,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use deployment::{DeploymentArgs, DeploymentState, ProcessRequest, StateUpdate, Status};
 pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
 pub use leadership::{run_while_leading, Leadership, LEASE_TTL};
 pub use lease::Lease;

@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use sdp_config::keys::paths;
-use sdp_config::{Config, Error};
+use sdp_config::{Config, Error, StateUpdate, Status};
 use sdp_ops::retry::retry;
 use sdp_ops::{AbortOnDrop, Backoff, Policy, Refusals};
 
@@ -105,12 +104,12 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
                 tracing::warn!(deploy_id = id, error, "deployment entry refused");
                 // An ID that is not one has no state key to hold the reason.
                 if sdp_config::entity::validate_id("deployment", &id).is_ok() {
-                    d.config.record_deployment_state(&id, json!({"status": "failed", "error": error})).await;
+                    d.config.record_deployment_state(&id, StateUpdate::failed(error)).await;
                 }
             }
             for (id, entry) in desired {
                 if let ReleaseState::Locked(reason) = release_state(entry, observed.get(id)) {
-                    d.config.record_deployment_state(id, json!({"status": "locked", "error": reason})).await;
+                    d.config.record_deployment_state(id, StateUpdate::status_because(Status::Locked, reason)).await;
                 }
             }
             let now = Instant::now();
@@ -354,7 +353,7 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                                 tracing::warn!(deploy_id = id, error = e, "cannot count the release's pods")
                             })
                             .ok();
-                        Ok(json!({"status": "deployed", "pods_expected": pods_expected, "error": null}))
+                        Ok(StateUpdate::status(Status::Deployed).with("pods_expected", pods_expected))
                     }
                     Mode::RenderOnly(dir) => {
                         let template = helm.template_args(d, &values_file).map_err(|e| e.to_string())?;
@@ -363,8 +362,9 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
                         tokio::fs::write(&path, manifest)
                             .await
                             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                        Ok(json!({"status": "rendered", "manifest": path.display().to_string(), "error": null,
-                                  "message": "no Kubernetes cluster: the chart was rendered, not installed"}))
+                        Ok(StateUpdate::status(Status::Rendered)
+                            .with("manifest", path.display().to_string())
+                            .with("message", "no Kubernetes cluster: the chart was rendered, not installed"))
                     }
                 }
             }
@@ -407,7 +407,7 @@ async fn execute(ctx: Context, action: HelmAction) -> Result<Option<String>, Str
             }
             tracing::info!(deploy_id = id, "deployment removed");
         }
-        Err(error) => config.record_deployment_state(&id, json!({"status": "failed", "error": error})).await,
+        Err(error) => config.record_deployment_state(&id, StateUpdate::failed(error)).await,
         Ok(Some(_)) => {}
     }
     result

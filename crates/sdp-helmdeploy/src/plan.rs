@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use sdp_config::DeploymentArgs;
+
 use crate::values;
 
 /// A release as a `/deploy` entry of type `helm` asks for it.
@@ -18,25 +20,15 @@ pub struct Desired {
 impl Desired {
     /// Reads a deployment entry; `None` for entries of other types, `Err` for helm entries that are not valid.
     pub fn from_deployment(d: &sdp_config::Deployment) -> Option<Result<Desired, String>> {
-        if d.kind != "helm" {
+        if d.kind != sdp_config::deployment::HELM {
             return None;
         }
-        Some((|| {
-            let chart = d.args.get("chart").and_then(Value::as_str).filter(|c| chart_reference(c));
-            let chart = chart.ok_or_else(|| {
-                format!(
-                    "args.chart must be a chart name (\"workflow\"), repo/chart (\"stable/dask\") or an oci:// \
-                     reference, not a path: {}",
-                    d.args.get("chart").unwrap_or(&Value::Null)
-                )
-            })?;
-            let values = match d.args.get("values") {
-                None | Some(Value::Null) => Value::Object(Default::default()),
-                Some(Value::Object(v)) => values::nest(v)?,
-                Some(other) => return Err(format!("args.values must be an object, not {other}")),
-            };
-            Ok(Desired { deploy_id: d.deploy_id.clone(), chart: chart.to_string(), values })
-        })())
+        Some(DeploymentArgs::of(d).and_then(|args| match args {
+            DeploymentArgs::Helm { chart, values } => {
+                Ok(Desired { deploy_id: d.deploy_id.clone(), chart, values: values::nest(&values)? })
+            }
+            _ => unreachable!("a helm entry reads as helm arguments"),
+        }))
     }
 
     /// The release with `defaults` under its values (the deployer's values for its chart).
@@ -53,23 +45,6 @@ impl Desired {
     pub fn fingerprint(&self) -> String {
         let name = self.chart.rsplit('/').next().unwrap_or(&self.chart);
         format!("{name}\n{}", self.values)
-    }
-}
-
-/// Whether `chart` names a chart rather than a place on the deployer's disk: `name`, `repo/name` or
-/// `oci://...`. A path (`/etc`, `../x`, `./x`) would make helm read whatever is there.
-fn chart_reference(chart: &str) -> bool {
-    let name = |part: &str| {
-        !part.is_empty()
-            && !part.starts_with('.')
-            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    };
-    if let Some(reference) = chart.strip_prefix("oci://") {
-        return reference.split('/').all(|part| !part.is_empty() && part != ".." && part != ".");
-    }
-    match chart.split_once('/') {
-        None => name(chart),
-        Some((repo, chart)) => name(repo) && name(chart),
     }
 }
 

@@ -8,32 +8,11 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use serde::Serialize;
-use serde_json::json;
-
-use sdp_config::Config;
+use sdp_config::{Config, StateUpdate, Status};
 use sdp_ops::{Backoff, Policy};
 
-/// A pod's status as the deployment state reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum PodStatus {
-    /// Not running yet: scheduling, pulling images, or running but not ready.
-    Pending,
-    /// Phase Running and a Ready condition that is True.
-    Running,
-    /// All containers ended successfully.
-    Finished,
-    /// Being deleted before it ended.
-    Cancelled,
-    /// A container ended in failure.
-    Failed,
-    /// The phase is unknown or not reported.
-    Unset,
-}
-
 /// The status of a pod from its phase and conditions.
-pub fn pod_status(pod: &Pod) -> PodStatus {
+pub fn pod_status(pod: &Pod) -> Status {
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref());
     let ready = status
@@ -41,12 +20,12 @@ pub fn pod_status(pod: &Pod) -> PodStatus {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     let deleting = pod.metadata.deletion_timestamp.is_some();
     match phase {
-        Some("Succeeded") => PodStatus::Finished,
-        Some("Failed") => PodStatus::Failed,
-        _ if deleting => PodStatus::Cancelled,
-        Some("Running") if ready => PodStatus::Running,
-        Some("Running") | Some("Pending") => PodStatus::Pending,
-        _ => PodStatus::Unset,
+        Some("Succeeded") => Status::Finished,
+        Some("Failed") => Status::Failed,
+        _ if deleting => Status::Cancelled,
+        Some("Running") if ready => Status::Running,
+        Some("Running") | Some("Pending") => Status::Pending,
+        _ => Status::Unset,
     }
 }
 
@@ -59,9 +38,9 @@ pub fn deployment_of(pod: &Pod) -> Option<String> {
 /// The pods known per deployment: what the state entries should say.
 #[derive(Debug, Default, PartialEq)]
 pub struct PodTable {
-    pods: BTreeMap<String, BTreeMap<String, PodStatus>>,
+    pods: BTreeMap<String, BTreeMap<String, Status>>,
     /// Pods seen during a re-list, to drop the ones that vanished meanwhile.
-    relisting: Option<BTreeMap<String, BTreeMap<String, PodStatus>>>,
+    relisting: Option<BTreeMap<String, BTreeMap<String, Status>>>,
 }
 
 impl PodTable {
@@ -113,10 +92,9 @@ impl PodTable {
         }
     }
 
-    /// The `pods` field of a deployment's state: pod name → `{"status": ...}`.
-    pub fn state_of(&self, deploy_id: &str) -> serde_json::Value {
-        let pods = self.pods.get(deploy_id).cloned().unwrap_or_default();
-        json!(pods.into_iter().map(|(name, status)| (name, json!({"status": status}))).collect::<BTreeMap<_, _>>())
+    /// The pods of a deployment, by name.
+    pub fn pods_of(&self, deploy_id: &str) -> BTreeMap<String, Status> {
+        self.pods.get(deploy_id).cloned().unwrap_or_default()
     }
 }
 
@@ -131,7 +109,7 @@ pub async fn monitor(client: Client, namespace: String, config: Config, metrics:
             Some(Ok(event)) => {
                 backoff.succeeded();
                 for deploy_id in table.apply(event) {
-                    config.record_deployment_state(&deploy_id, json!({"pods": table.state_of(&deploy_id)})).await;
+                    config.record_deployment_state(&deploy_id, StateUpdate::pods(&table.pods_of(&deploy_id))).await;
                 }
             }
             Some(Err(e)) => {
@@ -170,7 +148,7 @@ mod tests {
 
     #[test]
     fn every_phase_and_condition() {
-        use PodStatus::*;
+        use Status::*;
         let cases = [
             (None, None, false, Unset),
             (Some("Unknown"), None, false, Unset),
@@ -210,15 +188,15 @@ mod tests {
         assert!(t.apply(Event::Apply(pod("a-1", "a", Some("Pending"), None, false))).is_empty());
         t.apply(Event::Apply(pod("a-1", "a", Some("Running"), Some("True"), false)));
         t.apply(Event::Apply(pod("b-1", "b", Some("Running"), Some("True"), false)));
-        assert_eq!(t.state_of("a"), json!({"a-1": {"status": "RUNNING"}}));
+        assert_eq!(t.pods_of("a"), BTreeMap::from([("a-1".to_string(), Status::Running)]));
         assert_eq!(t.apply(Event::Delete(pod("a-1", "a", None, None, false))), ["a".to_string()].into());
-        assert_eq!(t.state_of("a"), json!({}));
+        assert_eq!(t.pods_of("a"), BTreeMap::new());
         // A re-list (after a lost watch) drops what vanished meanwhile and reports it.
         t.apply(Event::Init);
         t.apply(Event::InitApply(pod("c-1", "c", Some("Failed"), None, false)));
         let changed = t.apply(Event::InitDone);
         assert_eq!(changed, ["b".to_string(), "c".to_string()].into());
-        assert_eq!(t.state_of("b"), json!({}));
-        assert_eq!(t.state_of("c"), json!({"c-1": {"status": "FAILED"}}));
+        assert_eq!(t.pods_of("b"), BTreeMap::new());
+        assert_eq!(t.pods_of("c"), BTreeMap::from([("c-1".to_string(), Status::Failed)]));
     }
 }

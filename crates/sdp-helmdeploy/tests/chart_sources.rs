@@ -71,7 +71,7 @@ async fn failed_with(config: &Config, id: &str, reason: &str) {
     sdp_testkit::eventually(&format!("{id} failed: {reason}"), Duration::from_secs(30), || async {
         sdp_testkit::deployment_state(config, id)
             .await
-            .is_some_and(|s: Value| s["status"] == "failed" && s["error"].as_str().is_some_and(|e| e.contains(reason)))
+            .is_some_and(|s: Value| s["status"] == "FAILED" && s["error"].as_str().is_some_and(|e| e.contains(reason)))
     })
     .await
 }
@@ -210,8 +210,11 @@ async fn seed_chart_names_and_several_repositories_added_once_and_refreshed_on_a
     assert!(wait_rendered(&first, "b").await.contains("name: from-beta"));
     let dask = wait_rendered(&first, "pb-seed-dask").await;
     assert!(dask.contains("name: pb-seed-dask-scheduler") && dask.contains("replicas: 2"), "{dask}");
-    let state = sdp_testkit::deployment_state(&config, "pb-seed-dask").await.unwrap();
-    assert_eq!(state["status"], "rendered", "{state}");
+    // The manifest is written before the state that reports it.
+    sdp_testkit::eventually("the seed's Dask reported RENDERED", Duration::from_secs(30), || async {
+        sdp_testkit::deployment_state(&config, "pb-seed-dask").await.is_some_and(|s| s["status"] == "RENDERED")
+    })
+    .await;
     let added = (one.index_fetches(), two.index_fetches());
     assert!(added.0 >= 1 && added.1 >= 1, "indexes fetched when added: {added:?}");
     for n in 0..5 {

@@ -103,7 +103,7 @@ async fn processing_block_to_running_pods_and_back() {
     };
     eventually("the script's pod RUNNING in the deployment state", || async {
         let s = state().await;
-        s.as_ref().is_some_and(|s| s["status"] == "deployed") && pod_statuses(s) == ["RUNNING"]
+        s.as_ref().is_some_and(|s| s["status"] == "DEPLOYED") && pod_statuses(s) == ["RUNNING"]
     })
     .await;
 
@@ -197,7 +197,7 @@ async fn a_failed_release_is_retried_after_a_restart() {
         }
     };
     let deployer = start();
-    eventually("the install failed on the quota", || async { status().await == "failed" }).await;
+    eventually("the install failed on the quota", || async { status().await == "FAILED" }).await;
     let helm = helm_in(&namespace);
     eventually("helm holds a failed release", || async {
         helm.list().await.is_ok_and(|r| r.iter().any(|r| r.name == "retry-workflow" && r.status == "failed"))
@@ -207,7 +207,7 @@ async fn a_failed_release_is_retried_after_a_restart() {
 
     quotas.delete("no-deployments", &Default::default()).await.unwrap();
     let restarted = start();
-    eventually("deployed after the restart", || async { status().await == "deployed" }).await;
+    eventually("deployed after the restart", || async { status().await == "DEPLOYED" }).await;
     sdp_testkit::stop_task(restarted).await;
     Api::<Namespace>::all(client).delete(&namespace, &Default::default()).await.unwrap();
     server.stop().await;
@@ -230,7 +230,7 @@ async fn the_seeds_testdask_entry_becomes_a_deployed_release() {
         let s = sdp_testkit::deployment_state(&config, "pb-seed-dask").await;
         s.and_then(|s| s["status"].as_str().map(str::to_string)).unwrap_or_default()
     };
-    eventually("the seed's Dask entry deployed", || async { status().await == "deployed" }).await;
+    eventually("the seed's Dask entry deployed", || async { status().await == "DEPLOYED" }).await;
     let helm = helm_in(&namespace);
     let releases = helm.list().await.unwrap();
     assert!(
@@ -251,7 +251,7 @@ async fn the_seeds_testdask_entry_becomes_a_deployed_release() {
     let restarted = start_deployer(&config, &namespace, dir.path(), Duration::from_secs(5));
     sdp_testkit::put_workflow_deployment(&config, "after-restart", "img:1").await;
     eventually("a later entry deployed", || async {
-        sdp_testkit::deployment_state(&config, "after-restart").await.is_some_and(|s| s["status"] == "deployed")
+        sdp_testkit::deployment_state(&config, "after-restart").await.is_some_and(|s| s["status"] == "DEPLOYED")
     })
     .await;
     assert_eq!(revision(helm.list().await.unwrap()), before, "the restarted deployer upgraded the release");

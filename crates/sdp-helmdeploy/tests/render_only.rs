@@ -123,7 +123,7 @@ async fn flow(config: Config) {
     assert!(text.contains("- name: SDP_CONFIG_HOST\n              value: \"etcd.example\""), "{text}");
     // The state follows the manifest.
     eventually("state rendered", || async {
-        state(&config, &deploy_id).await.is_some_and(|s| s["status"] == "rendered")
+        state(&config, &deploy_id).await.is_some_and(|s| s["status"] == "RENDERED")
     })
     .await;
 
@@ -158,8 +158,8 @@ async fn flow(config: Config) {
     eventually("errors recorded", || async {
         let chart = state(&config, "bad-chart").await;
         let json = state(&config, "bad-json").await;
-        chart.is_some_and(|s| s["status"] == "failed" && s["error"].as_str().unwrap().contains("broken"))
-            && json.is_some_and(|s| s["status"] == "failed" && s["error"].as_str().unwrap().contains("not valid"))
+        chart.is_some_and(|s| s["status"] == "FAILED" && s["error"].as_str().unwrap().contains("broken"))
+            && json.is_some_and(|s| s["status"] == "FAILED" && s["error"].as_str().unwrap().contains("not valid"))
     })
     .await;
     assert_eq!(
@@ -288,7 +288,7 @@ async fn hostile_entries_are_refused_and_states_go_with_their_entries() {
         eventually("the entry refused with its reason", || async {
             state(&config, id)
                 .await
-                .is_some_and(|s| s["status"] == "failed" && s["error"].as_str().is_some_and(|e| e.contains(reason)))
+                .is_some_and(|s| s["status"] == "FAILED" && s["error"].as_str().is_some_and(|e| e.contains(reason)))
         })
         .await;
     }
@@ -382,7 +382,7 @@ async fn converges_after_a_restart() {
     })
     .await;
     for id in ["keep", "change", "new"] {
-        eventually("state rendered", || async { state(&config, id).await.is_some_and(|s| s["status"] == "rendered") })
+        eventually("state rendered", || async { state(&config, id).await.is_some_and(|s| s["status"] == "RENDERED") })
             .await;
     }
     assert!(state(&config, "drop").await.is_none());

@@ -11,21 +11,22 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use sdp_config::deployment::PROCESS;
 use sdp_config::keys::paths;
-use sdp_config::{Config, Deployment, Error, Txn};
+use sdp_config::{
+    Config, Deployment, DeploymentArgs, DeploymentState, Error, ProcessRequest, StateUpdate, Status, Txn,
+};
 
 use crate::plan::{plan, Action, Entry};
 use crate::process;
-use crate::spec::{Request, Runnable, ScriptDefinitions};
+use crate::spec::{Runnable, ScriptDefinitions};
 
 /// The component name of the leadership entry (`/controller/procdeploy`): one replica runs processes.
 pub const LEADER: &str = "procdeploy";
-/// The deployment type this deployer runs.
-pub const KIND: &str = "process-direct";
 
 /// What the operator chose (the options of `sdp up`).
 #[derive(Clone, Debug)]
@@ -121,7 +122,7 @@ impl Running {
 
 /// A process this deployer runs.
 struct Child {
-    request: Request,
+    request: ProcessRequest,
     pgid: u32,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -192,13 +193,20 @@ async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, En
             None => {
                 // Entries that are not valid belong to no deployer; the Helm deployer reports them.
                 if let Ok(d) = Deployment::read(rest, &text) {
-                    if d.kind == KIND {
-                        requests.insert(rest.to_string(), Request::from_args(&d.args));
+                    if d.kind == PROCESS {
+                        let request = DeploymentArgs::of(&d).map(|args| match args {
+                            DeploymentArgs::Process(request) => request,
+                            _ => unreachable!("a process-direct entry reads as a process request"),
+                        });
+                        requests.insert(rest.to_string(), request);
                     }
                 }
             }
             Some((id, "state")) => {
-                states.insert(id.to_string(), serde_json::from_str::<Value>(&text).ok());
+                states.insert(
+                    id.to_string(),
+                    serde_json::from_str::<Value>(&text).ok().map(|s| DeploymentState::read(&s)),
+                );
             }
             Some(_) => {}
         }
@@ -218,13 +226,9 @@ async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, En
 async fn end_leftovers(entries: &BTreeMap<String, Entry>, grace: Duration) {
     for (id, entry) in entries {
         let Some(state) = &entry.state else { continue };
-        let recorded = |field: &str| state.get(field).and_then(Value::as_u64);
-        let (Some("RUNNING"), Some(pid), Some(ticks)) =
-            (state.get("status").and_then(Value::as_str), recorded("pid"), recorded("pid_start"))
-        else {
+        let (Some(Status::Running), Some(pid), Some(ticks)) = (state.status, state.pid, state.pid_start) else {
             continue;
         };
-        let pid = pid as u32;
         if !process::still_running(pid, ticks) {
             continue;
         }
@@ -264,7 +268,7 @@ async fn run_processes(
     let mut watcher = d.config.watcher().with_timeout(Duration::from_secs(30));
     let mut children = Children { running: HashMap::new(), grace: d.settings.grace };
     let mut exits: JoinSet<Exit> = JoinSet::new();
-    let mut ended: BTreeMap<String, Request> = BTreeMap::new();
+    let mut ended: BTreeMap<String, ProcessRequest> = BTreeMap::new();
     let mut entries: Option<BTreeMap<String, Entry>> = None;
     let mut reported = sdp_ops::Refusals::default();
     loop {
@@ -315,15 +319,16 @@ async fn run_processes(
                     tracing::info!(deploy_id = id, "process stopped");
                     continue;
                 }
-                let fields = match status {
+                let update = match status {
                     Ok(status) => process::outcome(status),
-                    Err(e) => json!({"status": "FAILED", "error": format!("cannot wait for the process: {e}")}),
+                    Err(e) => StateUpdate::failed(format!("cannot wait for the process: {e}")),
                 };
-                let status = fields["status"].as_str().unwrap_or("FAILED").to_string();
-                d.metrics.count(&status.to_lowercase());
-                note_in_log(&log, &format!("ended: {}", fields["error"].as_str().unwrap_or("exit code 0")));
-                tracing::info!(deploy_id = id, status, error = ?fields["error"].as_str(), "process ended");
-                d.config.record_deployment_state(&id, fields).await;
+                let status = update.new_status().unwrap_or(Status::Failed);
+                let error = update.get("error").and_then(Value::as_str);
+                d.metrics.count(&status.as_str().to_lowercase());
+                note_in_log(&log, &format!("ended: {}", error.unwrap_or("exit code 0")));
+                tracing::info!(deploy_id = id, %status, error, "process ended");
+                d.config.record_deployment_state(&id, update).await;
                 ended.insert(id, child.request);
             }
         }
@@ -335,11 +340,11 @@ async fn apply(
     action: Action,
     children: &mut Children,
     exits: &mut JoinSet<Exit>,
-    ended: &mut BTreeMap<String, Request>,
+    ended: &mut BTreeMap<String, ProcessRequest>,
 ) {
     match action {
         Action::Reject(id, error) => {
-            d.config.record_deployment_state(&id, json!({"status": "FAILED", "error": error})).await;
+            d.config.record_deployment_state(&id, StateUpdate::failed(error)).await;
         }
         Action::Stop(id) => {
             if let Some(stop) = children.running.get_mut(&id).and_then(|c| c.stop.take()) {
@@ -353,17 +358,15 @@ async fn apply(
             match process::start(&spec, &log).await {
                 Ok(child) => {
                     let pid = child.id().unwrap_or_default();
-                    d.config
-                        .record_deployment_state(
-                            &id,
-                            json!({
-                                "status": "RUNNING", "pid": pid, "pid_start": process::start_ticks(pid),
-                                "command": spec.command_line(), "log": log.display().to_string(),
-                                "started": chrono::Utc::now().to_rfc3339(),
-                                "exit_code": null, "signal": null, "error": null,
-                            }),
-                        )
-                        .await;
+                    let update = StateUpdate::status(Status::Running)
+                        .with("pid", pid)
+                        .with("pid_start", process::start_ticks(pid))
+                        .with("command", spec.command_line())
+                        .with("log", log.display().to_string())
+                        .with("started", chrono::Utc::now().to_rfc3339())
+                        .with("exit_code", Value::Null)
+                        .with("signal", Value::Null);
+                    d.config.record_deployment_state(&id, update).await;
                     tracing::info!(deploy_id = id, pid, log = %log.display(), "process started");
                     d.metrics.count("started");
                     let (stop, stop_rx) = oneshot::channel();
@@ -376,7 +379,7 @@ async fn apply(
                     tracing::warn!(deploy_id = id, error, "process did not start");
                     note_in_log(&log, &error);
                     d.metrics.count("failed");
-                    d.config.record_deployment_state(&id, json!({"status": "FAILED", "error": error})).await;
+                    d.config.record_deployment_state(&id, StateUpdate::failed(error)).await;
                     ended.insert(id, request);
                 }
             }

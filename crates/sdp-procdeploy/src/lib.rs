@@ -21,5 +21,5 @@ pub mod plan;
 pub mod process;
 pub mod spec;
 
-pub use daemon::{spawn, start, Metrics, ProcessDeployer, Running, Settings, KIND, LEADER};
-pub use spec::{load_engines, EngineDefinition, ProcessSpec, Request, Runnable, ScriptDefinitions, ScriptRunner};
+pub use daemon::{spawn, start, Metrics, ProcessDeployer, Running, Settings, LEADER};
+pub use spec::{load_engines, EngineDefinition, ProcessSpec, Runnable, ScriptDefinitions, ScriptRunner};

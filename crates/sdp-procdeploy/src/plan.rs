@@ -2,31 +2,26 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use sdp_config::{DeploymentState, ProcessRequest};
 
-use crate::spec::{ProcessSpec, Request};
+use crate::spec::ProcessSpec;
 
 /// A `process-direct` entry as read: what it asks for and the process that is now, or why it cannot run; and
 /// its recorded state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    pub request: Result<Request, String>,
+    pub request: Result<ProcessRequest, String>,
     pub spec: Result<ProcessSpec, String>,
-    pub state: Option<Value>,
+    pub state: Option<DeploymentState>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    Start(String, Request, ProcessSpec),
+    Start(String, ProcessRequest, ProcessSpec),
     /// SIGTERM, then SIGKILL after the grace period: the entry is gone or asks for something else.
     Stop(String),
     /// The entry cannot run: recorded as FAILED with the reason.
     Reject(String, String),
-}
-
-/// Whether a recorded state says the process ended (it is not started again).
-pub fn ended(state: Option<&Value>) -> bool {
-    matches!(state.and_then(|s| s.get("status")).and_then(Value::as_str), Some("FINISHED" | "FAILED"))
 }
 
 /// The actions that make the processes match the entries. `running` are the processes this deployer runs
@@ -38,8 +33,8 @@ pub fn ended(state: Option<&Value>) -> bool {
 /// as it is: stopping it takes deleting the entry.
 pub fn plan(
     entries: &BTreeMap<String, Entry>,
-    running: &BTreeMap<String, Request>,
-    ended_here: &BTreeMap<String, Request>,
+    running: &BTreeMap<String, ProcessRequest>,
+    ended_here: &BTreeMap<String, ProcessRequest>,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     for (id, request) in running {
@@ -56,14 +51,15 @@ pub fn plan(
         let started = entry.request.as_ref().and_then(|request| Ok((request, entry.spec.as_ref()?)));
         match started {
             Err(error) => {
-                let recorded = entry.state.as_ref().and_then(|s| s.get("error")).and_then(Value::as_str);
+                let recorded = entry.state.as_ref().and_then(|s| s.error.as_deref());
                 if recorded != Some(error.as_str()) {
                     actions.push(Action::Reject(id.clone(), error.clone()));
                 }
             }
             Ok((request, spec)) => {
                 let ended_with_this = ended_here.get(id) == Some(request);
-                let ended_before = !ended_here.contains_key(id) && ended(entry.state.as_ref());
+                let ended_before =
+                    !ended_here.contains_key(id) && entry.state.as_ref().is_some_and(DeploymentState::ended);
                 if !ended_with_this && !ended_before {
                     actions.push(Action::Start(id.clone(), request.clone(), spec.clone()));
                 }
@@ -76,10 +72,10 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn request(engine: &str) -> Request {
-        Request::Engine(engine.into())
+    fn request(engine: &str) -> ProcessRequest {
+        ProcessRequest::Engine(engine.into())
     }
 
     fn spec(program: &str) -> ProcessSpec {
@@ -87,7 +83,7 @@ mod tests {
     }
 
     fn entry(engine: &str, state: Option<Value>) -> Entry {
-        Entry { request: Ok(request(engine)), spec: Ok(spec(engine)), state }
+        Entry { request: Ok(request(engine)), spec: Ok(spec(engine)), state: state.as_ref().map(DeploymentState::read) }
     }
 
     fn start(id: &str, engine: &str) -> Action {
@@ -152,7 +148,7 @@ mod tests {
             plan(&bad(None), &BTreeMap::new(), &BTreeMap::new()),
             [Action::Reject("x".into(), "no command".into())]
         );
-        let recorded = Some(json!({"status": "FAILED", "error": "no command"}));
+        let recorded = Some(DeploymentState::read(&json!({"status": "FAILED", "error": "no command"})));
         assert_eq!(plan(&bad(recorded), &BTreeMap::new(), &BTreeMap::new()), []);
     }
 }

@@ -9,7 +9,8 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 
-use serde_json::{json, Value};
+use sdp_config::{StateUpdate, Status};
+use serde_json::Value;
 use tokio::process::Child;
 
 use crate::spec::ProcessSpec;
@@ -106,35 +107,31 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// The state fields an exit leaves: FINISHED for exit code 0, else FAILED with the code or the signal.
-pub fn outcome(status: ExitStatus) -> Value {
-    let cleared = json!({"pid": null, "pid_start": null});
-    let mut fields = match (status.code(), status.signal()) {
-        (Some(0), _) => json!({"status": "FINISHED", "exit_code": 0, "signal": null, "error": null}),
+/// The state an exit leaves: FINISHED for exit code 0, else FAILED with the code or the signal.
+pub fn outcome(status: ExitStatus) -> StateUpdate {
+    let update = match (status.code(), status.signal()) {
+        (Some(0), _) => StateUpdate::status(Status::Finished).with("exit_code", 0).with("signal", Value::Null),
         (Some(code), _) => {
-            json!({"status": "FAILED", "exit_code": code, "signal": null, "error": format!("exited with code {code}")})
+            StateUpdate::failed(format!("exited with code {code}")).with("exit_code", code).with("signal", Value::Null)
         }
-        (None, Some(signal)) => json!({
-            "status": "FAILED", "exit_code": null, "signal": signal,
-            "error": format!("killed by signal {signal} ({})", signal_name(signal)),
-        }),
-        (None, None) => json!({"status": "FAILED", "error": "ended without an exit code or signal"}),
+        (None, Some(signal)) => StateUpdate::failed(format!("killed by signal {signal} ({})", signal_name(signal)))
+            .with("exit_code", Value::Null)
+            .with("signal", signal),
+        (None, None) => StateUpdate::failed("ended without an exit code or signal"),
     };
-    fields.as_object_mut().unwrap().extend(cleared.as_object().unwrap().clone());
-    fields
+    update.with("pid", Value::Null).with("pid_start", Value::Null)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exits_as_states() {
-        let exited = |code: i32| outcome(ExitStatus::from_raw(code << 8));
+        let exited = |code: i32| Value::Object(outcome(ExitStatus::from_raw(code << 8)).fields().clone());
         assert_eq!(exited(0)["status"], "FINISHED");
         assert_eq!(exited(3)["status"], "FAILED");
         assert_eq!(exited(3)["exit_code"], 3);
-        let killed = outcome(ExitStatus::from_raw(libc::SIGKILL));
+        let killed = Value::Object(outcome(ExitStatus::from_raw(libc::SIGKILL)).fields().clone());
         assert_eq!((killed["status"].as_str(), killed["signal"].as_i64()), (Some("FAILED"), Some(9)));
         assert_eq!(killed["error"], "killed by signal 9 (SIGKILL)");
         assert!(killed["pid"].is_null());

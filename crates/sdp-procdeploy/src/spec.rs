@@ -13,16 +13,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use sdp_config::deployment::check_name;
 use sdp_config::script::PLATFORM_PROGRAM;
-use sdp_config::ScriptDefinition;
+use sdp_config::{ProcessRequest, ScriptDefinition};
 use serde::Deserialize;
-use serde_json::Value;
-
-/// What an entry that carries a command is told.
-const NO_COMMANDS: &str = "process-direct entries name what to run, never a command: \
-    {\"script\": <id of its /script/<id> definition>, \"pb_id\": <pb_id>} for a processing script, or \
-    {\"engine\": <name>} for a process engine registered in the definitions file given to `sdp up \
-    --process-engines` (SDP_PROCESS_ENGINES)";
 
 /// The process to start: program, arguments and extra environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,54 +31,6 @@ impl ProcessSpec {
     pub fn command_line(&self) -> Vec<String> {
         std::iter::once(self.program.clone()).chain(self.args.iter().cloned()).collect()
     }
-}
-
-/// What a `process-direct` entry's `args` ask for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
-    /// The processing script defined as `/script/<script>`, on processing block `pb_id`.
-    Script { script: String, pb_id: String },
-    /// The registered process engine of this name.
-    Engine(String),
-}
-
-impl Request {
-    /// The request an entry's `args` make, or why they make none. Shape only: whether the script or engine
-    /// exists is for the deployer to say ([`Runnable::resolve`]).
-    pub fn from_args(args: &Value) -> Result<Request, String> {
-        let Some(fields) = args.as_object() else {
-            return Err(format!("args is {args}: {NO_COMMANDS}"));
-        };
-        if let Some(field) = fields.keys().find(|f| !matches!(f.as_str(), "script" | "pb_id" | "engine")) {
-            return Err(format!("args.{field} is not allowed: {NO_COMMANDS}"));
-        }
-        let text = |field: &str| match fields.get(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(format!("args.{field} is {other}: expected a string")),
-        };
-        match (text("script")?, text("pb_id")?, text("engine")?) {
-            (Some(script), Some(pb_id), None) => {
-                check_name("script definition", &script).map_err(|e| format!("args.script: {e}"))?;
-                sdp_config::entity::validate_id("processing block", &pb_id).map_err(|e| format!("args.pb_id: {e}"))?;
-                Ok(Request::Script { script, pb_id })
-            }
-            (None, None, Some(name)) => {
-                check_name("engine", &name)?;
-                Ok(Request::Engine(name))
-            }
-            _ => Err(format!("args name neither a script with its pb_id nor an engine: {NO_COMMANDS}")),
-        }
-    }
-}
-
-/// Script and engine names: 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'.
-fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(valid) {
-        return Err(format!("{what} name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"));
-    }
-    Ok(())
 }
 
 /// How processing scripts run here: their definition's command, `sdp` standing for `program`.
@@ -118,9 +64,9 @@ pub struct Runnable {
 
 impl Runnable {
     /// The process of a request, with the script definitions it may name.
-    pub fn resolve(&self, request: &Request, scripts: &ScriptDefinitions) -> Result<ProcessSpec, String> {
+    pub fn resolve(&self, request: &ProcessRequest, scripts: &ScriptDefinitions) -> Result<ProcessSpec, String> {
         match request {
-            Request::Script { script, pb_id } => {
+            ProcessRequest::Script { script, pb_id } => {
                 let runner = self.scripts.as_ref().ok_or("this process deployer runs no processing scripts")?;
                 let definition = match scripts.get(script) {
                     None => return Err(format!("no processing script is defined as /script/{script}")),
@@ -134,7 +80,7 @@ impl Runnable {
                 let args = args.iter().cloned().chain([pb_id.clone()]).collect();
                 Ok(ProcessSpec { program, args, env: runner.env.clone() })
             }
-            Request::Engine(name) => {
+            ProcessRequest::Engine(name) => {
                 let engine = self.engines.get(name).ok_or_else(|| {
                     format!(
                         "no process engine {name:?} is registered: add it to the definitions file given to \
@@ -177,7 +123,8 @@ pub fn load_engines(path: &Path) -> Result<BTreeMap<String, EngineDefinition>, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use sdp_config::deployment::{DeploymentArgs, PROCESS};
+    use serde_json::{json, Value};
 
     fn runnable() -> Runnable {
         Runnable {
@@ -207,7 +154,10 @@ mod tests {
     }
 
     fn process_for(runnable: &Runnable, args: Value) -> Result<ProcessSpec, String> {
-        runnable.resolve(&Request::from_args(&args)?, &definitions())
+        match DeploymentArgs::from_parts(PROCESS, &args)? {
+            DeploymentArgs::Process(request) => runnable.resolve(&request, &definitions()),
+            other => panic!("not a process request: {other:?}"),
+        }
     }
 
     #[test]

@@ -136,7 +136,7 @@ async fn read_snapshot(t: &Txn) -> Result<(Snapshot, Refused), Error> {
                 snapshot.deployments.insert(rest.to_string());
             }
             Some((deploy_id, "state")) => {
-                let script_of = deploy_id.strip_suffix(crate::SCRIPT_DEPLOYMENT_SUFFIX);
+                let script_of = sdp_config::deployment::script_deployment_of(deploy_id);
                 if let (Some(pb_id), Ok(state)) = (script_of, serde_json::from_str(&value)) {
                     snapshot.script_states.insert(pb_id.to_string(), state);
                 }

@@ -24,10 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use sdp_config::{Deployment, ProcessingBlock, Workflow};
+use sdp_config::deployment::{belongs_to, script_deployment_id, script_deployment_of, status_of};
+use sdp_config::{Deployment, DeploymentArgs, ProcessRequest, ProcessingBlock, Status, Workflow};
 
-/// Suffix of the script deployment the controller makes for a processing block.
-pub const SCRIPT_DEPLOYMENT_SUFFIX: &str = "-workflow";
 /// The chart deploying a processing script.
 pub const SCRIPT_CHART: &str = "workflow";
 /// The component name of the leadership entry (`/controller/processing`).
@@ -184,11 +183,6 @@ fn state_update(snapshot: &Snapshot, pb_id: &str, fields: Value) -> Option<Actio
     (!unchanged).then(|| Action::UpdateState { pb_id: pb_id.to_string(), fields })
 }
 
-/// A status field's value, whatever its case (the Helm deployer writes `failed`, processes `FAILED`).
-fn status_of(state: Option<&Value>) -> Option<String> {
-    state?.get("status")?.as_str().map(str::to_ascii_uppercase)
-}
-
 /// The `state` field of a block whose script is deployed, from the block's state and its script deployment's:
 /// the script's own report (`status`) first, then how its deployment ended. A state someone else set to
 /// something other than `executing` (the original's `error`, say) is theirs to keep.
@@ -202,21 +196,18 @@ fn script_progress(pb_id: &str, snapshot: &Snapshot, deploy_id: &str) -> Option<
         return None;
     }
     let script = snapshot.script_states.get(pb_id);
-    match (status_of(state).as_deref(), status_of(script).as_deref()) {
-        (Some("FINISHED"), _) => Some(json!({"state": "finished"})),
-        (Some("FAILED"), _) => Some(json!({"state": "failed"})),
-        (_, Some("FAILED")) => {
+    match (status_of(state), status_of(script)) {
+        (Some(Status::Finished), _) => Some(json!({"state": "finished"})),
+        (Some(Status::Failed), _) => Some(json!({"state": "failed"})),
+        (_, Some(Status::Failed)) => {
             let error = script.and_then(|s| s.get("error")).and_then(Value::as_str).unwrap_or("unknown error");
             // The script cannot say so itself any more.
-            Some(json!({"state": "failed", "status": "FAILED", "error": format!("processing script ended: {error}")}))
+            Some(
+                json!({"state": "failed", "status": Status::Failed, "error": format!("processing script ended: {error}")}),
+            )
         }
         _ => None,
     }
-}
-
-/// Every deployment whose ID starts with `<pb_id>-` belongs to that processing block.
-fn belongs_to(deploy_id: &str, pb_id: &str) -> bool {
-    deploy_id.strip_prefix(pb_id).is_some_and(|rest| rest.starts_with('-'))
 }
 
 fn has_controller_state(snapshot: &Snapshot, pb_id: &str) -> bool {
@@ -225,7 +216,7 @@ fn has_controller_state(snapshot: &Snapshot, pb_id: &str) -> bool {
 
 /// Whether a block's script deployment has ended (its process exited), so nothing will clean up after it.
 fn script_ended(snapshot: &Snapshot, pb_id: &str) -> bool {
-    matches!(status_of(snapshot.script_states.get(pb_id)).as_deref(), Some("FINISHED" | "FAILED"))
+    status_of(snapshot.script_states.get(pb_id)).is_some_and(Status::ended)
 }
 
 /// How many processing blocks are in each `state` of `/pb/<id>/state` (`none` before the controller wrote one),
@@ -244,7 +235,7 @@ pub fn block_counts(snapshot: &Snapshot) -> (BTreeMap<String, i64>, i64) {
 pub fn plan(snapshot: &Snapshot, settings: &ControllerSettings) -> Vec<Action> {
     let mut actions = Vec::new();
     for (pb_id, pb) in &snapshot.processing_blocks {
-        let deploy_id = format!("{pb_id}{SCRIPT_DEPLOYMENT_SUFFIX}");
+        let deploy_id = script_deployment_id(pb_id);
         let update = match pb {
             Err(error) => state_update(
                 snapshot,
@@ -287,7 +278,7 @@ pub fn plan(snapshot: &Snapshot, settings: &ControllerSettings) -> Vec<Action> {
     let gone: BTreeSet<&str> = snapshot
         .deployments
         .iter()
-        .filter_map(|d| d.strip_suffix(SCRIPT_DEPLOYMENT_SUFFIX))
+        .filter_map(|d| script_deployment_of(d))
         .filter(|pb_id| !snapshot.processing_blocks.contains_key(*pb_id))
         .collect();
     for deployment in &snapshot.deployments {
@@ -313,7 +304,7 @@ fn script_deployment(
     script: &ScriptDefinition,
     settings: &ControllerSettings,
 ) -> Result<Deployment, String> {
-    let (kind, args) = match &settings.runner {
+    let args = match &settings.runner {
         ScriptRunner::Helm { tls_secret } => {
             let image = script.image.as_ref().ok_or_else(|| {
                 format!(
@@ -335,7 +326,7 @@ fn script_deployment(
             if let Some(secret) = tls_secret {
                 values.insert("configDb.tlsSecret".into(), json!(secret));
             }
-            ("helm", json!({"chart": SCRIPT_CHART, "values": values}))
+            DeploymentArgs::Helm { chart: SCRIPT_CHART.into(), values }
         }
         ScriptRunner::Process => {
             if script.command.is_empty() {
@@ -344,10 +335,10 @@ fn script_deployment(
                     script.reference()
                 ));
             }
-            ("process-direct", json!({"script": script_id, "pb_id": pb_id}))
+            DeploymentArgs::Process(ProcessRequest::Script { script: script_id.into(), pb_id: pb_id.into() })
         }
     };
-    Ok(Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args })
+    Ok(args.entry(deploy_id))
 }
 
 mod daemon;

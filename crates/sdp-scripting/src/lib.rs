@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use sdp_config::deployment;
 use sdp_config::keys::paths;
-use sdp_config::{Config, Deployment, Lease, ProcessingBlock};
+use sdp_config::{Config, DeploymentArgs, DeploymentState, Lease, ProcessingBlock, Status};
 
 pub mod dask;
 mod readiness;
@@ -58,30 +59,6 @@ pub enum ScriptError {
     Parameters(String),
     #[error("no processing script {0:?}: the platform has {names}", names = scripts::NAMES.join(", "))]
     UnknownScript(String),
-}
-
-/// An execution engine to deploy.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Engine {
-    /// A chart the Helm deployer installs (renders without a cluster), with flat `--set`-style values.
-    Helm { chart: String, values: Value },
-    /// A process engine an operator registered with the process deployer (`sdp up --process-engines`), by
-    /// name: the deployer runs its command, as defined there.
-    Process { engine: String },
-    /// Any deployment type with its `args` as given (e.g. from a block's parameters); a `process-direct` one
-    /// must ask for what the process deployer runs ([`sdp_procdeploy::Request`]).
-    Entry { kind: String, args: Value },
-}
-
-impl Engine {
-    fn deployment(&self, deploy_id: &str) -> Deployment {
-        let (kind, args) = match self {
-            Engine::Helm { chart, values } => ("helm", json!({"chart": chart, "values": values})),
-            Engine::Process { engine } => (sdp_procdeploy::KIND, json!({"engine": engine})),
-            Engine::Entry { kind, args } => (kind.as_str(), args.clone()),
-        };
-        Deployment { deploy_id: deploy_id.to_string(), kind: kind.into(), args }
-    }
 }
 
 /// A processing block this process owns: the owner entry lives on a lease renewed in the background.
@@ -174,16 +151,13 @@ impl Claim {
         self.update_state(json!({"receiveAddresses": addresses})).await
     }
 
-    /// Deploys `engine` as `<pb_id>-<name>` and lists it in the block's state; returns the deployment ID.
-    /// Deploying the same again changes nothing (a restarted script finds its engine as it left it).
-    pub async fn deploy(&self, name: &str, engine: &Engine) -> Result<String, ScriptError> {
-        let deploy_id = format!("{}-{name}", self.pb_id());
-        let deployment = engine.deployment(&deploy_id);
+    /// Deploys an execution engine as `<pb_id>-<name>` and lists it in the block's state; returns the
+    /// deployment ID. Deploying the same again changes nothing (a restarted script finds its engine as it left
+    /// it).
+    pub async fn deploy(&self, name: &str, engine: &DeploymentArgs) -> Result<String, ScriptError> {
+        let deploy_id = deployment::engine_deployment_id(self.pb_id(), name);
+        let deployment = engine.entry(&deploy_id);
         deployment.validate()?;
-        if deployment.kind == sdp_procdeploy::KIND {
-            // What the process deployer would refuse is refused here, before anything is written.
-            sdp_procdeploy::Request::from_args(&deployment.args).map_err(sdp_config::Error::Invalid)?;
-        }
         let pb_id = self.pb_id();
         self.config
             .txn(|t| {
@@ -235,7 +209,7 @@ impl Claim {
                 if let Some(release) = released {
                     return Err(ScriptError::Released(release));
                 }
-                match readiness(state.as_ref()) {
+                match readiness(state.as_ref().map(DeploymentState::read).as_ref()) {
                     Readiness::Ready => {
                         tracing::info!(deploy_id, "deployment ready");
                         return Ok(state.unwrap_or_default());
@@ -285,9 +259,9 @@ impl Claim {
             }
         }
         let fields = match outcome {
-            Ok(Outcome::Finished) => Some(json!({"status": "FINISHED", "error": null})),
+            Ok(Outcome::Finished) => Some(json!({"status": Status::Finished, "error": null})),
             Ok(Outcome::Released(_) | Outcome::Stopped) | Err(ScriptError::Released(_)) => None,
-            Err(e) => Some(json!({"status": "FAILED", "error": e.to_string()})),
+            Err(e) => Some(json!({"status": Status::Failed, "error": e.to_string()})),
         };
         if let Some(fields) = fields {
             if let Err(e) = self.update_state(fields).await {
@@ -314,7 +288,7 @@ where
         claim = Claim::take(&config, pb_id) => claim?,
         _ = &mut stop => return Ok(Outcome::Stopped),
     };
-    claim.update_state(json!({"status": "RUNNING", "error": null})).await?;
+    claim.update_state(json!({"status": Status::Running, "error": null})).await?;
     let outcome = tokio::select! {
         outcome = work(&claim) => match outcome {
             Err(ScriptError::Released(release)) => Ok(Outcome::Released(release)),

@@ -1,6 +1,6 @@
 //! Whether a deployment is ready, from what its deployer recorded in `/deploy/<id>/state`.
 
-use serde_json::Value;
+use sdp_config::{DeploymentState, Status};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Readiness {
@@ -11,39 +11,32 @@ pub enum Readiness {
     Failed(String),
 }
 
-/// - Helm without a cluster: `rendered` is as ready as it gets.
-/// - Helm with a cluster: `deployed`, and every pod of the release RUNNING (FINISHED counts too), at least as
+/// - Helm without a cluster: RENDERED is as ready as it gets.
+/// - Helm with a cluster: DEPLOYED, and every pod of the release RUNNING (FINISHED counts too), at least as
 ///   many as its workloads ask for (`pods_expected`, from the release's manifest) when the deployer counted them.
 /// - Processes: RUNNING or FINISHED.
 ///
-/// A failed release, a FAILED pod or process, or a locked release is a failure.
-pub fn readiness(state: Option<&Value>) -> Readiness {
+/// A FAILED deployment, pod or process, or a LOCKED release is a failure.
+pub fn readiness(state: Option<&DeploymentState>) -> Readiness {
     let Some(state) = state else { return Readiness::Waiting("its deployer has not reported it yet".into()) };
-    let status = state.get("status").and_then(Value::as_str).unwrap_or("");
-    let error = || state.get("error").and_then(Value::as_str).unwrap_or(status).to_string();
-    match status.to_ascii_lowercase().as_str() {
-        "failed" | "locked" => Readiness::Failed(error()),
-        "rendered" | "running" | "finished" => Readiness::Ready,
-        "deployed" => {
-            let pods = state.get("pods").and_then(Value::as_object);
-            let statuses: Vec<&str> = pods
-                .map(|pods| pods.values().map(|p| p.get("status").and_then(Value::as_str).unwrap_or("")).collect())
-                .unwrap_or_default();
-            let running = statuses.iter().filter(|s| matches!(**s, "RUNNING" | "FINISHED")).count();
-            let expected = state.get("pods_expected").and_then(Value::as_u64).unwrap_or(0) as usize;
-            if let Some((name, _)) =
-                pods.into_iter().flatten().find(|(_, p)| p.get("status").and_then(Value::as_str) == Some("FAILED"))
-            {
+    let Some(status) = state.status else { return Readiness::Waiting("no status yet".into()) };
+    let error = || state.error.clone().unwrap_or_else(|| status.to_string());
+    match status {
+        Status::Failed | Status::Locked => Readiness::Failed(error()),
+        Status::Rendered | Status::Running | Status::Finished => Readiness::Ready,
+        Status::Deployed => {
+            let running = state.pods.values().filter(|s| matches!(s, Some(Status::Running | Status::Finished))).count();
+            let expected = state.pods_expected.unwrap_or(0) as usize;
+            if let Some((name, _)) = state.pods.iter().find(|(_, s)| **s == Some(Status::Failed)) {
                 Readiness::Failed(format!("pod {name} failed"))
-            } else if statuses.is_empty() {
+            } else if state.pods.is_empty() {
                 Readiness::Waiting("released; no pods seen yet".into())
-            } else if running == statuses.len() && running >= expected {
+            } else if running == state.pods.len() && running >= expected {
                 Readiness::Ready
             } else {
-                Readiness::Waiting(format!("{running} of {} pods running", statuses.len().max(expected)))
+                Readiness::Waiting(format!("{running} of {} pods running", state.pods.len().max(expected)))
             }
         }
-        "" => Readiness::Waiting("no status yet".into()),
         other => Readiness::Waiting(format!("status {other}")),
     }
 }
@@ -51,7 +44,11 @@ pub fn readiness(state: Option<&Value>) -> Readiness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn readiness(state: Option<&Value>) -> Readiness {
+        super::readiness(state.map(DeploymentState::read).as_ref())
+    }
 
     #[test]
     fn states_of_every_deployer() {

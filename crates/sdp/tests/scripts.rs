@@ -63,7 +63,7 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
     // ready.
     let dask = format!("{pb_id}-dask");
     eventually("Dask ready in the block's state", LIMIT, || async {
-        pb_state(config, &pb_id).await["dask"]["deployment"] == "rendered"
+        pb_state(config, &pb_id).await["dask"]["deployment"] == "RENDERED"
     })
     .await;
     assert_eq!(deployments(config).await, [dask.clone(), format!("{pb_id}-workflow")]);
@@ -103,7 +103,7 @@ async fn a_script_killed_with_sigkill_fails_its_block_and_leaves_nothing_behind(
     let config = &platform.config;
     let pb_id = create_block(config, "realtime:testdask:0.1.0", json!({})).await;
     let dask = format!("{pb_id}-dask");
-    eventually("Dask ready", LIMIT, || async { pb_state(config, &pb_id).await["dask"]["deployment"] == "rendered" })
+    eventually("Dask ready", LIMIT, || async { pb_state(config, &pb_id).await["dask"]["deployment"] == "RENDERED" })
         .await;
     let pid = owner(config, &pb_id).await.unwrap().pid;
     // SAFETY: a signal to a process this test found.
@@ -180,7 +180,7 @@ async fn scripts_stop_with_the_platform_and_run_once_when_it_starts_again() {
     })
     .await;
     eventually("Dask deployed again", LIMIT, || async {
-        pb_state(&config, &pb_id).await["dask"]["deployment"] == "rendered"
+        pb_state(&config, &pb_id).await["dask"]["deployment"] == "RENDERED"
     })
     .await;
     assert_eq!(script_processes(&pb_id, port).len(), 1);
@@ -233,7 +233,7 @@ async fn with_a_cluster_the_engines_run_and_the_scripts_see_them() {
     let receive_block = create_block(&config, "realtime:vis_receive:0.1.0", json!({})).await;
     let cluster_limit = Duration::from_secs(120);
     eventually("the script saw Dask's pods running", cluster_limit, || async {
-        pb_state(&config, &dask_block).await["dask"]["deployment"] == "deployed"
+        pb_state(&config, &dask_block).await["dask"]["deployment"] == "DEPLOYED"
     })
     .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);

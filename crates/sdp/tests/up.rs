@@ -249,7 +249,7 @@ fn up_with_a_cluster_runs_a_script_pod_from_anywhere() {
             Duration::from_secs(120),
             || async {
                 sdp_testkit::deployment_state(&config, &deploy_id).await.is_some_and(|s| {
-                    s["status"] == "deployed"
+                    s["status"] == "DEPLOYED"
                         && s["pods"]
                             .as_object()
                             .is_some_and(|pods| !pods.is_empty() && pods.values().all(|p| p["status"] == "RUNNING"))

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::{Claim, Outcome, ScriptError};
 
@@ -80,4 +80,12 @@ async fn test_batch(claim: &Claim) -> Result<Outcome, ScriptError> {
     }
     claim.update_state(json!({"progress": format!("{seconds}/{seconds}")})).await?;
     Ok(Outcome::Finished)
+}
+
+/// The fields of a JSON object written with `json!({...})`, as a deployment's values.
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(fields) => fields,
+        other => unreachable!("values are written as a JSON object, not {other}"),
+    }
 }

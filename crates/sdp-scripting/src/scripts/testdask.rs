@@ -10,12 +10,14 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
+
+use sdp_config::{DeploymentArgs, Status};
 
 use crate::dask;
 use crate::idle_or_finish;
-use crate::scripts::{count_parameter, namespace};
-use crate::{Claim, Engine, Outcome, ScriptError};
+use crate::scripts::{count_parameter, namespace, object};
+use crate::{Claim, Outcome, ScriptError};
 
 /// How long the scheduler has, once its pods run, to answer with every worker registered.
 const WORKERS_LIMIT: Duration = Duration::from_secs(120);
@@ -23,25 +25,23 @@ const WORKERS_LIMIT: Duration = Duration::from_secs(120);
 pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
     let workers = count_parameter(claim, "n_workers", 2, 256)?;
     // The seed's entry as it wrote it: `stable/dask` is the bundled dask (the Helm deployer's repositories).
-    let engine = Engine::Helm {
-        chart: "stable/dask".into(),
-        values: json!({"jupyter.enabled": "false", "worker.replicas": workers, "scheduler.serviceType": "ClusterIP"}),
-    };
+    let values = json!({"jupyter.enabled": "false", "worker.replicas": workers, "scheduler.serviceType": "ClusterIP"});
+    let engine = DeploymentArgs::Helm { chart: "stable/dask".into(), values: object(values) };
     let deploy_id = claim.deploy("dask", &engine).await?;
     let state = claim.wait_ready(&deploy_id).await?;
     let host = format!("{deploy_id}-scheduler.{}", namespace());
     let scheduler = format!("tcp://{host}:8786");
-    let deployment = state.get("status").cloned().unwrap_or(Value::Null);
+    let deployment = sdp_config::deployment::status_of(Some(&state));
     let published = |check: String| {
         json!({
             "scheduler": scheduler,
             "dashboard": format!("http://{host}:8787"),
-            "deployment": deployment,
+            "deployment": deployment.map(Status::as_str),
             "workers_requested": workers,
             "check": check,
         })
     };
-    if deployment == "rendered" {
+    if deployment == Some(Status::Rendered) {
         let check = "none: the chart was only rendered (no cluster), so no scheduler runs to ask";
         claim.update_state(json!({"dask": published(check.into())})).await?;
         tracing::info!(%scheduler, "Dask rendered, not running: nothing to ask");

@@ -10,16 +10,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::{Claim, Engine, Outcome, ScriptError};
+use sdp_config::DeploymentArgs;
 
-/// The deployments the parameters ask for, by name; parameters that are not deployments are left out.
-pub fn wanted(parameters: &Value) -> BTreeMap<String, Engine> {
+use crate::{Claim, Outcome, ScriptError};
+
+/// The deployments the parameters ask for by name, or why one cannot be deployed; parameters without a type
+/// are not deployments and are left out.
+pub fn wanted(parameters: &Value) -> BTreeMap<String, Result<DeploymentArgs, String>> {
     let Some(parameters) = parameters.as_object() else { return BTreeMap::new() };
     parameters
         .iter()
         .filter_map(|(name, p)| {
-            let kind = p.get("type")?.as_str()?.to_string();
-            Some((name.clone(), Engine::Entry { kind, args: p.get("args").cloned().unwrap_or(Value::Null) }))
+            let kind = p.get("type")?.as_str()?;
+            Some((name.clone(), DeploymentArgs::from_parts(kind, p.get("args").unwrap_or(&Value::Null))))
         })
         .collect()
 }
@@ -27,7 +30,7 @@ pub fn wanted(parameters: &Value) -> BTreeMap<String, Engine> {
 pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
     let pb_id = claim.pb_id().to_string();
     let mut watcher = claim.config().watcher().with_timeout(Duration::from_secs(30));
-    let mut made: BTreeMap<String, (Engine, String)> = BTreeMap::new();
+    let mut made: BTreeMap<String, (DeploymentArgs, String)> = BTreeMap::new();
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let read = watcher
@@ -47,8 +50,11 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
             Err(release) => return Ok(Outcome::Released(release)),
         };
         let wanted = wanted(&parameters);
-        let stale: Vec<String> =
-            made.iter().filter(|(name, (e, _))| wanted.get(*name) != Some(e)).map(|(n, _)| n.clone()).collect();
+        let stale: Vec<String> = made
+            .iter()
+            .filter(|(name, (e, _))| wanted.get(*name) != Some(&Ok(e.clone())))
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in stale {
             if let Some((_, deploy_id)) = made.remove(&name) {
                 claim.remove(&deploy_id).await?;
@@ -59,9 +65,13 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
             if made.contains_key(&name) {
                 continue;
             }
-            match claim.deploy(&name, &engine).await {
-                Ok(deploy_id) => {
-                    made.insert(name, (engine, deploy_id));
+            let deployed = match engine {
+                Ok(engine) => claim.deploy(&name, &engine).await.map(|deploy_id| (engine, deploy_id)),
+                Err(error) => Err(ScriptError::Config(sdp_config::Error::Invalid(error))),
+            };
+            match deployed {
+                Ok(made_now) => {
+                    made.insert(name, made_now);
                 }
                 // A parameter that is not a valid deployment is reported, not fatal.
                 Err(ScriptError::Config(sdp_config::Error::Invalid(error))) => {
@@ -95,7 +105,7 @@ mod tests {
         assert_eq!(wanted.keys().collect::<Vec<_>>(), ["sleeper"]);
         assert_eq!(
             wanted["sleeper"],
-            Engine::Entry { kind: "process-direct".into(), args: json!({"engine": "sleeper"}) }
+            Ok(DeploymentArgs::Process(sdp_config::ProcessRequest::Engine("sleeper".into())))
         );
     }
 }

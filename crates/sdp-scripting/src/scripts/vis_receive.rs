@@ -9,8 +9,10 @@ use serde_json::{json, Map, Value};
 
 use sdp_config::keys::paths;
 
-use crate::scripts::{count_parameter, namespace};
-use crate::{Claim, Engine, Outcome, Release, ScriptError};
+use sdp_config::DeploymentArgs;
+
+use crate::scripts::{count_parameter, namespace, object};
+use crate::{Claim, Outcome, Release, ScriptError};
 
 /// A supernet published under `/resource/supernet/...`.
 struct Supernet {
@@ -96,7 +98,7 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
         scan_types.push("default".into());
     }
     let supernet = first_supernet(claim).await?;
-    let deploy_id = format!("{}-receive", claim.pb_id());
+    let deploy_id = sdp_config::deployment::engine_deployment_id(claim.pb_id(), "receive");
     let range = supernet.as_ref().map(|s| (s.range_start, s.range_end));
     let hosts = receive_hosts(&deploy_id, &namespace(), processes, range).map_err(ScriptError::Parameters)?;
     let mut values = json!({"pb_id": claim.pb_id(), "receive.processes": processes, "receive.port": port});
@@ -104,7 +106,7 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
         values["networkAttachment"] = json!(s.network_attachment_definition);
         tracing::info!(network = s.network_attachment_definition, "receiving on the published supernet");
     }
-    claim.deploy("receive", &Engine::Helm { chart: "vis-receive".into(), values }).await?;
+    claim.deploy("receive", &DeploymentArgs::Helm { chart: "vis-receive".into(), values: object(values) }).await?;
     claim.wait_ready(&deploy_id).await?;
     let addresses = receive_addresses(&scan_types, &hosts, port, channels_per_process);
     claim.set_receive_addresses(addresses).await?;
