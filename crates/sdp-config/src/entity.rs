@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::keys::paths;
-use crate::leadership::Taken;
+use crate::ownership::Taken;
 use crate::txn::parse;
 use crate::{Error, Lease, Txn};
 

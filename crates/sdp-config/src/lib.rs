@@ -29,6 +29,7 @@ pub mod json;
 pub mod keys;
 pub mod leadership;
 mod lease;
+pub mod ownership;
 pub mod script;
 mod tls;
 mod txn;
@@ -39,8 +40,9 @@ use std::sync::Arc;
 
 pub use deployment::{DeploymentArgs, DeploymentState, ProcessRequest, StateUpdate, Status};
 pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
-pub use leadership::{run_while_leading, Leadership, LEASE_TTL};
+pub use leadership::{run_while_leading, LEASE_TTL};
 pub use lease::Lease;
+pub use ownership::Ownership;
 pub use script::ScriptDefinition;
 pub use txn::{Txn, Watcher, MAX_RECURSION};
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sdp_config::leadership::Taken;
+use sdp_config::ownership::Taken;
 use sdp_config::{Config, Deployment, Error, ProcessingBlock};
 use serde_json::json;
 

@@ -14,16 +14,13 @@ use serde_json::{json, Map, Value};
 
 use sdp_config::deployment;
 use sdp_config::keys::paths;
-use sdp_config::{Config, DeploymentArgs, DeploymentState, Lease, ProcessingBlock, Status};
+use sdp_config::{Config, DeploymentArgs, DeploymentState, Ownership, ProcessingBlock, Status, LEASE_TTL};
 
 pub mod dask;
 mod readiness;
 pub mod scripts;
 
 pub use readiness::{readiness, Readiness};
-
-/// Seconds the owner entry outlives a script that stopped renewing its lease (killed, or cut off).
-pub const OWNER_LEASE_TTL: i64 = 10;
 
 /// How a processing block stopped being this script's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +62,7 @@ pub enum ScriptError {
 pub struct Claim {
     config: Config,
     pb: ProcessingBlock,
-    lease: Lease,
+    ownership: Ownership,
     /// What this script deployed and has not removed.
     deployed: Mutex<Vec<String>>,
 }
@@ -74,42 +71,17 @@ impl Claim {
     /// Takes `pb_id`: writes `/pb/<pb_id>/owner` (this process's command, host name and PID) on a lease. While
     /// another process owns it (an earlier run whose lease has not expired yet), waits.
     pub async fn take(config: &Config, pb_id: &str) -> Result<Claim, ScriptError> {
-        enum Taken {
-            Yes(Box<ProcessingBlock>, Option<String>),
-            Busy,
-            NoBlock,
-        }
-        let lease = config.lease(OWNER_LEASE_TTL).await?;
-        let mut watcher = config.watcher();
-        let mut said_busy = false;
-        loop {
-            let taken = watcher
-                .txn(|t| {
-                    let lease = &lease;
-                    async move {
-                        let Some(pb) = t.get_processing_block(pb_id).await? else { return Ok(Taken::NoBlock) };
-                        Ok(match t.take_processing_block(pb_id, lease).await? {
-                            sdp_config::leadership::Taken::Held => Taken::Busy,
-                            taken => Taken::Yes(Box::new(pb), taken.reason()),
-                        })
-                    }
-                })
-                .await?;
-            match taken {
-                Taken::Yes(pb, stale) => {
-                    match stale {
-                        Some(reason) => tracing::warn!(pb_id, reason, "took over the processing block: {reason}"),
-                        None => tracing::info!(pb_id, "claimed the processing block"),
-                    }
-                    return Ok(Claim { config: config.clone(), pb: *pb, lease, deployed: Mutex::new(Vec::new()) });
-                }
-                Taken::NoBlock => return Err(ScriptError::NoSuchBlock(pb_id.to_string())),
-                Taken::Busy if !std::mem::replace(&mut said_busy, true) => {
-                    tracing::info!(pb_id, "another process owns the processing block; waiting for it to let go")
-                }
-                Taken::Busy => {}
-            }
-        }
+        let what = format!("processing block {pb_id}");
+        let owner = paths::pb_owner(pb_id);
+        let Some(ownership) = Ownership::take(config, &owner, LEASE_TTL, Some(&paths::pb(pb_id)), &what).await? else {
+            return Err(ScriptError::NoSuchBlock(pb_id.to_string()));
+        };
+        // Deleted since it was taken: nothing to work on.
+        let Some(pb) = config.txn(|t| async move { t.get_processing_block(pb_id).await }).await? else {
+            let _ = ownership.resign().await;
+            return Err(ScriptError::NoSuchBlock(pb_id.to_string()));
+        };
+        Ok(Claim { config: config.clone(), pb, ownership, deployed: Mutex::new(Vec::new()) })
     }
 
     pub fn pb(&self) -> &ProcessingBlock {
@@ -228,7 +200,7 @@ impl Claim {
         };
         tokio::select! {
             ready = waiting => ready,
-            _ = self.lease.lost() => Err(ScriptError::Released(Release::OwnershipLost)),
+            _ = self.ownership.lost() => Err(ScriptError::Released(self.why_lost().await)),
         }
     }
 
@@ -245,7 +217,16 @@ impl Claim {
         };
         tokio::select! {
             release = released => release,
-            _ = self.lease.lost() => Ok(Release::OwnershipLost),
+            _ = self.ownership.lost() => Ok(self.why_lost().await),
+        }
+    }
+
+    /// Why the ownership was lost: deleting a block deletes its owner entry too, which says so first.
+    async fn why_lost(&self) -> Release {
+        let pb_id = self.pb_id();
+        match self.config.txn(|t| async move { released_by(&t, pb_id).await }).await {
+            Ok(Some(release)) => release,
+            _ => Release::OwnershipLost,
         }
     }
 
@@ -268,7 +249,7 @@ impl Claim {
                 tracing::error!(error = %e, "cannot record how the script ended");
             }
         }
-        if let Err(e) = self.lease.revoke().await {
+        if let Err(e) = self.ownership.resign().await {
             tracing::warn!(error = %e, "cannot revoke the owner lease; the owner entry goes when it expires");
         }
     }

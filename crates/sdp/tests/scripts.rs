@@ -93,7 +93,7 @@ async fn the_seed_flow_runs_the_script_and_deleting_the_block_stops_it() {
     })
     .await;
     let log = std::fs::read_to_string(platform.dir.path().join(format!("processes/{pb_id}-workflow.log"))).unwrap();
-    assert!(log.contains("claimed the processing block") && log.contains("Released(Deleted)"), "{log}");
+    assert!(log.contains("took processing block") && log.contains("Released(Deleted)"), "{log}");
     assert!(!log.contains('\x1b'), "colour codes in a log file");
 }
 
