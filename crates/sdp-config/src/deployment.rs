@@ -16,6 +16,8 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use crate::entity::{validate_id, Deployment};
+use crate::keys::paths;
+use crate::{Error, Txn};
 
 /// A chart the Helm deployer installs.
 pub const HELM: &str = "helm";
@@ -46,6 +48,37 @@ pub fn script_deployment_of(deploy_id: &str) -> Option<&str> {
 /// Whether `deploy_id` belongs to processing block `pb_id`: its script's, or one its script made.
 pub fn belongs_to(deploy_id: &str, pb_id: &str) -> bool {
     deploy_id.strip_prefix(pb_id).is_some_and(|rest| rest.starts_with('-'))
+}
+
+/// A `/deploy/<id>` entry as listed, with its state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listed {
+    /// The entry as read, or why it is not one; `None`: a state whose entry is gone.
+    pub entry: Option<Result<Deployment, String>>,
+    /// `/deploy/<id>/state` when it exists and is JSON.
+    pub state: Option<Value>,
+}
+
+impl Txn {
+    /// Every `/deploy` entry by ID, each read as a [`Deployment`] (or why it is not one), with its state when
+    /// `with_states` (reading the states also wakes a watcher on every state change).
+    pub async fn list_deployment_entries(&self, with_states: bool) -> Result<BTreeMap<String, Listed>, Error> {
+        let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
+        let below = format!("{}/", paths::DEPLOY);
+        for (path, text) in self.list_values(&below, usize::from(with_states)).await? {
+            match paths::entry_of(paths::DEPLOY, &path) {
+                Some((id, None)) => {
+                    let entry = Deployment::read(id, &text).map_err(|e| e.to_string());
+                    listed.entry(id.to_string()).or_default().entry = Some(entry);
+                }
+                Some((id, Some("state"))) => {
+                    listed.entry(id.to_string()).or_default().state = serde_json::from_str(&text).ok();
+                }
+                _ => {}
+            }
+        }
+        Ok(listed)
+    }
 }
 
 /// What an entry's `args` ask for, by the entry's type.

@@ -279,14 +279,14 @@ impl Txn {
 
     /// The IDs whose `/deploy/<id>/state` exists without `/deploy/<id>`.
     pub async fn orphaned_deployment_states(&self) -> Result<Vec<String>, Error> {
-        let below = format!("{}/", paths::DEPLOY);
-        let keys = self.list_keys(&below, 1).await?;
-        let ids: std::collections::BTreeSet<&str> = keys.iter().filter_map(|k| k.strip_prefix(&below)).collect();
-        Ok(ids
+        let keys = self.list_keys(&format!("{}/", paths::DEPLOY), 1).await?;
+        let listed: Vec<(&str, Option<&str>)> = keys.iter().filter_map(|k| paths::entry_of(paths::DEPLOY, k)).collect();
+        let entries: std::collections::BTreeSet<&str> =
+            listed.iter().filter(|(_, sub)| sub.is_none()).map(|(id, _)| *id).collect();
+        Ok(listed
             .iter()
-            .filter_map(|rest| rest.strip_suffix("/state"))
-            .filter(|id| !ids.contains(id))
-            .map(str::to_string)
+            .filter(|(id, sub)| *sub == Some("state") && !entries.contains(id))
+            .map(|(id, _)| id.to_string())
             .collect())
     }
 

@@ -86,6 +86,16 @@ pub mod paths {
     pub fn resource(kind: &str, name: &str) -> String {
         format!("{RESOURCE}/{kind}/{name}")
     }
+    /// A key below `parent` (`/pb`, `/deploy`): the entity's ID and the sub-entry if any (`state`, `owner`), so
+    /// `/pb/x/state` is `("x", Some("state"))` and `/pb/x` is `("x", None)`; `None` for keys not below it.
+    pub fn entry_of<'a>(parent: &str, path: &'a str) -> Option<(&'a str, Option<&'a str>)> {
+        let rest = path.strip_prefix(parent)?.strip_prefix('/')?;
+        Some(match rest.split_once('/') {
+            Some((id, sub)) => (id, Some(sub)),
+            None => (rest, None),
+        })
+    }
+
     /// The leadership entry of a component (`processing`, `helmdeploy`): the owner of the leading replica.
     pub fn leader(component: &str) -> String {
         format!("/controller/{component}")
@@ -104,6 +114,14 @@ mod tests {
         assert_eq!(untag("12/a/b"), Some("/a/b"));
         assert_eq!(untag("x/a"), None);
         assert_eq!(untag("nokey"), None);
+    }
+
+    #[test]
+    fn entries_and_their_sub_entries() {
+        assert_eq!(paths::entry_of(paths::PB, "/pb/x"), Some(("x", None)));
+        assert_eq!(paths::entry_of(paths::PB, "/pb/x/state"), Some(("x", Some("state"))));
+        assert_eq!(paths::entry_of(paths::DEPLOY, "/pb/x"), None);
+        assert_eq!(paths::entry_of(paths::PB, "/pbx/y"), None);
     }
 
     #[test]

@@ -216,20 +216,15 @@ struct Entries {
 /// reason.
 async fn read_entries(t: sdp_config::Txn) -> Result<Entries, Error> {
     let mut entries = Entries::default();
-    let below = format!("{}/", paths::DEPLOY);
-    for (path, value) in t.list_values(&below, 0).await? {
-        let Some(id) = path.strip_prefix(&below).map(str::to_string) else { continue };
-        match sdp_config::Deployment::read(&id, &value).map(|entry| Desired::from_deployment(&entry)) {
-            Ok(Some(Ok(d))) => {
+    for (id, listed) in t.list_deployment_entries(false).await? {
+        match listed.entry.map(|entry| entry.map(|entry| Desired::from_deployment(&entry))) {
+            Some(Ok(Some(Ok(d)))) => {
                 entries.desired.insert(id, d);
             }
-            Ok(Some(Err(reason))) => {
+            Some(Ok(Some(Err(reason))) | Err(reason)) => {
                 entries.invalid.insert(id, reason);
             }
-            Ok(None) => {}
-            Err(e) => {
-                entries.invalid.insert(id, e.to_string());
-            }
+            Some(Ok(None)) | None => {}
         }
     }
     Ok(entries)

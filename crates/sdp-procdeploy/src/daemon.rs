@@ -16,10 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use sdp_config::deployment::PROCESS;
-use sdp_config::keys::paths;
-use sdp_config::{
-    Config, Deployment, DeploymentArgs, DeploymentState, Error, ProcessRequest, StateUpdate, Status, Txn,
-};
+use sdp_config::{Config, DeploymentArgs, DeploymentState, Error, ProcessRequest, StateUpdate, Status, Txn};
 
 use crate::plan::{plan, Action, Entry};
 use crate::process;
@@ -183,42 +180,20 @@ async fn supervise(
 }
 
 async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, Entry>, Error> {
-    let below = format!("{}/", paths::DEPLOY);
     let scripts: ScriptDefinitions = t.list_scripts().await?.into_iter().collect();
-    let mut requests = BTreeMap::new();
-    let mut states = BTreeMap::new();
-    for (path, text) in t.list_values(&below, 1).await? {
-        let Some(rest) = path.strip_prefix(&below) else { continue };
-        match rest.split_once('/') {
-            None => {
-                // Entries that are not valid belong to no deployer; the Helm deployer reports them.
-                if let Ok(d) = Deployment::read(rest, &text) {
-                    if d.kind == PROCESS {
-                        let request = DeploymentArgs::of(&d).map(|args| match args {
-                            DeploymentArgs::Process(request) => request,
-                            _ => unreachable!("a process-direct entry reads as a process request"),
-                        });
-                        requests.insert(rest.to_string(), request);
-                    }
-                }
-            }
-            Some((id, "state")) => {
-                states.insert(
-                    id.to_string(),
-                    serde_json::from_str::<Value>(&text).ok().map(|s| DeploymentState::read(&s)),
-                );
-            }
-            Some(_) => {}
-        }
+    let mut entries = BTreeMap::new();
+    for (id, listed) in t.list_deployment_entries(true).await? {
+        // Entries that are not valid belong to no deployer; the Helm deployer reports them.
+        let Some(Ok(d)) = listed.entry.filter(|e| e.as_ref().is_ok_and(|d| d.kind == PROCESS)) else { continue };
+        let request = DeploymentArgs::of(&d).map(|args| match args {
+            DeploymentArgs::Process(request) => request,
+            _ => unreachable!("a process-direct entry reads as a process request"),
+        });
+        let spec = request.as_ref().map_err(String::clone).and_then(|r| runnable.resolve(r, &scripts));
+        let state = listed.state.as_ref().map(DeploymentState::read);
+        entries.insert(id, Entry { request, spec, state });
     }
-    Ok(requests
-        .into_iter()
-        .map(|(id, request)| {
-            let state = states.remove(&id).flatten();
-            let spec = request.as_ref().map_err(String::clone).and_then(|r| runnable.resolve(r, &scripts));
-            (id, Entry { request, spec, state })
-        })
-        .collect())
+    Ok(entries)
 }
 
 /// Ends processes an earlier deployer recorded as running and that still run (it was killed before it could

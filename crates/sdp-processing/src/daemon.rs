@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
+use sdp_config::deployment::script_deployment_of;
 use sdp_config::entity::validate_id;
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
@@ -79,24 +80,22 @@ type Refused = BTreeMap<String, String>;
 async fn read_snapshot(t: &Txn) -> Result<(Snapshot, Refused), Error> {
     let mut snapshot = Snapshot::default();
     let mut refused = Refused::new();
-    let below = format!("{}/", paths::PB);
     let mut entries = Vec::new();
-    for (path, value) in t.list_values(&below, 1).await? {
-        let Some(rest) = path.strip_prefix(&below) else { continue };
-        let id = rest.split_once('/').map_or(rest, |(id, _)| id);
+    for (path, value) in t.list_values(&format!("{}/", paths::PB), 1).await? {
+        let Some((id, sub)) = paths::entry_of(paths::PB, &path) else { continue };
         if let Err(e) = validate_id("processing block", id) {
             refused.insert(id.to_string(), e.to_string());
             continue;
         }
-        match rest.split_once('/') {
+        match sub {
             None => {
-                let pb = ProcessingBlock::read(rest, &value).map_err(|e| e.to_string());
+                let pb = ProcessingBlock::read(id, &value).map_err(|e| e.to_string());
                 if let Err(e) = &pb {
-                    refused.insert(rest.to_string(), e.clone());
+                    refused.insert(id.to_string(), e.clone());
                 }
-                snapshot.processing_blocks.insert(rest.to_string(), pb);
+                snapshot.processing_blocks.insert(id.to_string(), pb);
             }
-            Some((pb_id, entry)) => entries.push((pb_id.to_string(), entry.to_string(), value)),
+            Some(entry) => entries.push((id.to_string(), entry.to_string(), value)),
         }
     }
     for (pb_id, entry, value) in entries {
@@ -124,24 +123,16 @@ async fn read_snapshot(t: &Txn) -> Result<(Snapshot, Refused), Error> {
         }
     }
     snapshot.scripts = t.list_scripts().await?.into_iter().collect();
-    let below = format!("{}/", paths::DEPLOY);
-    for (path, value) in t.list_values(&below, 1).await? {
-        let Some(rest) = path.strip_prefix(&below) else { continue };
-        // The Helm deployer reports these.
-        if validate_id("deployment", rest.split_once('/').map_or(rest, |(id, _)| id)).is_err() {
+    // The Helm deployer reports entries that are not valid.
+    for (deploy_id, listed) in t.list_deployment_entries(true).await? {
+        if validate_id("deployment", &deploy_id).is_err() {
             continue;
         }
-        match rest.split_once('/') {
-            None => {
-                snapshot.deployments.insert(rest.to_string());
-            }
-            Some((deploy_id, "state")) => {
-                let script_of = sdp_config::deployment::script_deployment_of(deploy_id);
-                if let (Some(pb_id), Ok(state)) = (script_of, serde_json::from_str(&value)) {
-                    snapshot.script_states.insert(pb_id.to_string(), state);
-                }
-            }
-            Some(_) => {}
+        if listed.entry.is_some() {
+            snapshot.deployments.insert(deploy_id.clone());
+        }
+        if let (Some(pb_id), Some(state)) = (script_deployment_of(&deploy_id), listed.state) {
+            snapshot.script_states.insert(pb_id.to_string(), state);
         }
     }
     Ok((snapshot, refused))
