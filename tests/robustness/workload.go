@@ -82,12 +82,12 @@ func (r *Restarts) lastReadyBetween(after, before int64) int64 {
 	return last
 }
 
-// restartedSince tells whether a kill happened after t.
-func (r *Restarts) restartedSince(t int64) bool {
+// killedBetween tells whether a kill happened in (from, to].
+func (r *Restarts) killedBetween(from, to int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, k := range r.kills {
-		if k > t {
+		if k > from && k <= to {
 			return true
 		}
 	}
@@ -256,7 +256,7 @@ type LeaseBook struct {
 	revoked    int
 	lapsed     int
 	violations []Violation
-	latencies  []time.Duration // from Stopped+TTL to the keys being seen gone (lapsed leases)
+	latencies  []time.Duration // from LastAck+TTL to the keys being seen gone (lapsed leases, no kill between)
 }
 
 func (b *LeaseBook) add(l *Lease) {
@@ -434,8 +434,8 @@ func (w *Workload) leaseChecker(ctx context.Context, cli *clientv3.Client) {
 			}
 			b.mu.Lock()
 			b.done = append(b.done, l)
-			if l.Revoked == 0 && len(l.GoneSeen) > 0 {
-				b.latencies = append(b.latencies, time.Duration(l.Expiry-leaseDeadline(l, w.restarts, l.Expiry, 0)))
+			if l.Revoked == 0 && len(l.GoneSeen) > 0 && !w.restarts.killedBetween(l.LastAck, l.Expiry) {
+				b.latencies = append(b.latencies, time.Duration(l.Expiry-(l.LastAck+l.TTL*int64(time.Second))))
 			}
 			b.mu.Unlock()
 		}
