@@ -8,7 +8,7 @@ and exits 1. Used by scripts/test-real-node, which calls it until it says consis
   (no duplicate, no leftover);
 - every pod there belongs to one of those releases, is Running and Ready, and each block has one script pod,
   one Dask scheduler and WORKERS Dask workers;
-- each block is owned by its script's current pod and its state says RUNNING with WORKERS Dask workers;
+- each block is owned by its script's current pod and its state says executing with WORKERS Dask workers;
 - every pod of the platform's release (RELEASE_NAMESPACE) is back, Running and Ready;
 - nothing of /pb is lost: the blocks' definitions equal SNAPSHOT (written on the first call)."""
 import base64
@@ -99,8 +99,8 @@ for pb in blocks:
         problems.append(f"{pb}: owned by {owner!r}, not by its script's pod {script_pods[0]}")
     if (len(schedulers), len(dask_pods) - len(schedulers)) != (1, workers):
         problems.append(f"{pb}: Dask pods {sorted(dask_pods)}, expected a scheduler and {workers} worker(s)")
-    if state.get("status") != "RUNNING":
-        problems.append(f"{pb}: status {state.get('status')!r} ({state.get('error')})")
+    if state.get("state") != "executing":
+        problems.append(f"{pb}: state {state.get('state')!r} ({state.get('error')})")
     if (state.get("dask") or {}).get("workers") != workers:
         problems.append(f"{pb}: state's Dask workers {(state.get('dask') or {}).get('workers')!r}, expected {workers}")
 

@@ -31,6 +31,51 @@ impl std::str::FromStr for Workflow {
     }
 }
 
+/// The one field of `/pb/<pb_id>/state` that says how a processing block stands, `state`, in the original's
+/// words: the controller writes `executing` when it deploys the block's script, the script `executing` when it
+/// claims the block and `finished` or `failed` (with `error`) when it ends, and the controller `failed` when the
+/// script cannot run or ended without saying so. Other words (the original teststate's `error`) are kept as
+/// written. The rest of the state is the script's to publish (`deployments`, `receiveAddresses`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockState {
+    Executing,
+    Finished,
+    Failed,
+    /// A word this version does not use.
+    Other(String),
+}
+
+impl BlockState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            BlockState::Executing => "executing",
+            BlockState::Finished => "finished",
+            BlockState::Failed => "failed",
+            BlockState::Other(word) => word,
+        }
+    }
+
+    /// The `state` of a `/pb/<id>/state` value, if it has one.
+    pub fn of(state: Option<&Value>) -> Option<BlockState> {
+        Some(match state?.get("state")?.as_str()? {
+            "executing" => BlockState::Executing,
+            "finished" => BlockState::Finished,
+            "failed" => BlockState::Failed,
+            other => BlockState::Other(other.to_string()),
+        })
+    }
+
+    /// The fields that set this state (and clear the error of an earlier one).
+    pub fn fields(&self) -> Value {
+        serde_json::json!({"state": self.as_str(), "error": null})
+    }
+
+    /// The fields of a failure, and why.
+    pub fn failed(error: impl std::fmt::Display) -> Value {
+        serde_json::json!({"state": BlockState::Failed.as_str(), "error": error.to_string()})
+    }
+}
+
 /// `/pb/<pb_id>`. Keys this version does not know are kept in `extra` and written back unchanged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProcessingBlock {

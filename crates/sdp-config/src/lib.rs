@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use deployment::{DeploymentArgs, DeploymentState, ProcessRequest, StateUpdate, Status};
-pub use entity::{Deployment, Owner, ProcessingBlock, Workflow};
+pub use entity::{BlockState, Deployment, Owner, ProcessingBlock, Workflow};
 pub use leadership::{run_while_leading, LEASE_TTL};
 pub use lease::Lease;
 pub use ownership::Ownership;

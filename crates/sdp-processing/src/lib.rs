@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use sdp_config::deployment::{belongs_to, script_deployment_id, script_deployment_of, status_of};
-use sdp_config::{Deployment, DeploymentArgs, ProcessRequest, ProcessingBlock, Status, Workflow};
+use sdp_config::{BlockState, Deployment, DeploymentArgs, ProcessRequest, ProcessingBlock, Status, Workflow};
 
 /// The chart deploying a processing script.
 pub const SCRIPT_CHART: &str = "workflow";
@@ -183,35 +183,31 @@ fn state_update(snapshot: &Snapshot, pb_id: &str, fields: Value) -> Option<Actio
     (!unchanged).then(|| Action::UpdateState { pb_id: pb_id.to_string(), fields })
 }
 
-/// The `state` field of a block whose script is deployed, from the block's state and its script deployment's:
-/// the script's own report (`status`) first, then how its deployment ended. A state someone else set to
-/// something other than `executing` (the original's `error`, say) is theirs to keep.
+/// The `state` of a block whose script is deployed, from the block's state and its script deployment's: the
+/// script reports how it ends itself; when its deployment ended while the block still says `executing`, the
+/// script could not say so, and the controller does. A state someone else set to anything else (the original's
+/// `error`, say) is theirs to keep.
 fn script_progress(pb_id: &str, snapshot: &Snapshot, deploy_id: &str) -> Option<Value> {
     let state = snapshot.states.get(pb_id);
-    let current = state.and_then(|s| s.get("state")).and_then(Value::as_str);
-    let Some(current) = current else {
-        return Some(json!({"state": "executing", "deployments": [deploy_id]}));
-    };
-    if current != "executing" {
-        return None;
-    }
-    let script = snapshot.script_states.get(pb_id);
-    match (status_of(state), status_of(script)) {
-        (Some(Status::Finished), _) => Some(json!({"state": "finished"})),
-        (Some(Status::Failed), _) => Some(json!({"state": "failed"})),
-        (_, Some(Status::Failed)) => {
-            let error = script.and_then(|s| s.get("error")).and_then(Value::as_str).unwrap_or("unknown error");
-            // The script cannot say so itself any more.
-            Some(
-                json!({"state": "failed", "status": Status::Failed, "error": format!("processing script ended: {error}")}),
-            )
+    match BlockState::of(state) {
+        None => Some(json!({"state": BlockState::Executing.as_str(), "deployments": [deploy_id]})),
+        Some(BlockState::Executing) => {
+            let script = snapshot.script_states.get(pb_id);
+            match status_of(script)? {
+                Status::Finished => Some(BlockState::Finished.fields()),
+                Status::Failed => {
+                    let error = script.and_then(|s| s.get("error")).and_then(Value::as_str).unwrap_or("unknown error");
+                    Some(BlockState::failed(format!("processing script ended: {error}")))
+                }
+                _ => None,
+            }
         }
-        _ => None,
+        Some(_) => None,
     }
 }
 
 fn has_controller_state(snapshot: &Snapshot, pb_id: &str) -> bool {
-    snapshot.states.get(pb_id).is_some_and(|s| s.get("state").is_some())
+    BlockState::of(snapshot.states.get(pb_id)).is_some()
 }
 
 /// Whether a block's script deployment has ended (its process exited), so nothing will clean up after it.
@@ -224,8 +220,8 @@ fn script_ended(snapshot: &Snapshot, pb_id: &str) -> bool {
 pub fn block_counts(snapshot: &Snapshot) -> (BTreeMap<String, i64>, i64) {
     let mut by_state = BTreeMap::new();
     for pb_id in snapshot.processing_blocks.keys() {
-        let state = snapshot.states.get(pb_id).and_then(|s| s.get("state")).and_then(Value::as_str).unwrap_or("none");
-        *by_state.entry(state.to_string()).or_insert(0) += 1;
+        let state = BlockState::of(snapshot.states.get(pb_id));
+        *by_state.entry(state.as_ref().map_or("none", BlockState::as_str).to_string()).or_insert(0) += 1;
     }
     let claimed = snapshot.owned.iter().filter(|pb_id| snapshot.processing_blocks.contains_key(*pb_id)).count();
     (by_state, claimed as i64)
@@ -237,17 +233,15 @@ pub fn plan(snapshot: &Snapshot, settings: &ControllerSettings) -> Vec<Action> {
     for (pb_id, pb) in &snapshot.processing_blocks {
         let deploy_id = script_deployment_id(pb_id);
         let update = match pb {
-            Err(error) => state_update(
-                snapshot,
-                pb_id,
-                json!({"state": "failed", "error": format!("processing block is not valid: {error}")}),
-            ),
+            Err(error) => {
+                state_update(snapshot, pb_id, BlockState::failed(format!("processing block is not valid: {error}")))
+            }
             Ok(pb) => match find_script(&snapshot.scripts, &pb.workflow)
                 .and_then(|(id, script)| script_deployment(&deploy_id, pb_id, id, script, settings))
             {
                 // A block running already keeps going whatever happens to its definition.
                 Err(error) if !snapshot.deployments.contains(&deploy_id) => {
-                    state_update(snapshot, pb_id, json!({"state": "failed", "error": error}))
+                    state_update(snapshot, pb_id, BlockState::failed(error))
                 }
                 _ if snapshot.deployments.contains(&deploy_id) && !has_controller_state(snapshot, pb_id) => {
                     // The script deployment and the block's `state` are written together, and deleting a

@@ -230,15 +230,11 @@ fn on_one_machine_the_script_is_a_local_sdp_script_process() {
 }
 
 /// A block whose script runs: its deployment, the controller's state, and what the script reported.
-fn running(script_status: Option<&str>, block_status: Option<&str>) -> Snapshot {
+fn running(script_status: Option<&str>, block_state: &str) -> Snapshot {
     let mut snapshot =
         Snapshot { processing_blocks: [pb("p", "realtime:testdask:0.1.0")].into(), ..Default::default() };
     snapshot.deployments.extend(["p-workflow".to_string(), "p-dask".to_string(), "other-dask".to_string()]);
-    let mut state = json!({"state": "executing", "deployments": ["p-workflow"]});
-    if let Some(status) = block_status {
-        state["status"] = json!(status);
-    }
-    snapshot.states.insert("p".into(), state);
+    snapshot.states.insert("p".into(), json!({"state": block_state, "deployments": ["p-workflow"]}));
     if let Some(status) = script_status {
         snapshot.script_states.insert("p".into(), json!({"status": status, "error": "killed by signal 9 (SIGKILL)"}));
     }
@@ -253,11 +249,11 @@ fn running(script_status: Option<&str>, block_status: Option<&str>) -> Snapshot 
 
 #[test]
 fn a_killed_script_fails_its_block_and_its_engines_go_once_its_lease_has() {
-    let mut snapshot = running(Some("FAILED"), Some("RUNNING"));
+    let mut snapshot = running(Some("FAILED"), "executing");
     let actions = plan(&builtins(&snapshot), &settings());
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert!(matches!(&actions[0], Action::UpdateState { pb_id, fields } if pb_id == "p"
-        && fields["state"] == "failed" && fields["status"] == "FAILED"
+        && fields["state"] == "failed" && fields.get("status").is_none()
         && fields["error"] == "processing script ended: killed by signal 9 (SIGKILL)"));
     apply(&mut snapshot, &actions);
     assert_eq!(plan(&builtins(&snapshot), &settings()), []);
@@ -267,21 +263,23 @@ fn a_killed_script_fails_its_block_and_its_engines_go_once_its_lease_has() {
 }
 
 #[test]
-fn the_block_state_follows_what_the_script_reports() {
-    let finished = plan(&builtins(&running(Some("FINISHED"), Some("FINISHED"))), &settings());
+fn the_block_state_is_what_the_script_reports_else_how_its_deployment_ended() {
+    // The script said how it ended: nothing to add.
+    assert_eq!(plan(&builtins(&running(Some("FINISHED"), "finished")), &settings()), []);
+    assert_eq!(plan(&builtins(&running(Some("FAILED"), "failed")), &settings()), []);
+    assert_eq!(plan(&builtins(&running(Some("RUNNING"), "executing")), &settings()), []);
+    // Its deployment ended while the block still says executing: the script could not say so.
+    let finished = plan(&builtins(&running(Some("FINISHED"), "executing")), &settings());
     assert!(matches!(&finished[..], [Action::UpdateState { fields, .. }] if fields["state"] == "finished"));
-    let failed = plan(&builtins(&running(Some("FAILED"), Some("FAILED"))), &settings());
+    let failed = plan(&builtins(&running(Some("FAILED"), "executing")), &settings());
     assert!(matches!(&failed[..], [Action::UpdateState { fields, .. }] if fields["state"] == "failed"));
-    assert_eq!(plan(&builtins(&running(Some("RUNNING"), Some("RUNNING"))), &settings()), []);
     // A state the script set itself (the original teststate's "error") is kept.
-    let mut snapshot = running(Some("FINISHED"), Some("FINISHED"));
-    snapshot.states.get_mut("p").unwrap()["state"] = json!("error");
-    assert_eq!(plan(&builtins(&snapshot), &settings()), []);
+    assert_eq!(plan(&builtins(&running(Some("FINISHED"), "error")), &settings()), []);
 }
 
 #[test]
 fn a_block_deleted_and_created_again_before_the_controller_looked_gets_a_fresh_script() {
-    let mut snapshot = running(Some("FAILED"), None);
+    let mut snapshot = running(Some("FAILED"), "executing");
     // Deleting the block deleted its state; the same ID came back at once.
     snapshot.states.remove("p");
     let actions = plan(&builtins(&snapshot), &settings());

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use sdp_config::deployment;
 use sdp_config::keys::paths;
-use sdp_config::{Config, DeploymentArgs, DeploymentState, Ownership, ProcessingBlock, Status, LEASE_TTL};
+use sdp_config::{BlockState, Config, DeploymentArgs, DeploymentState, Ownership, ProcessingBlock, LEASE_TTL};
 
 pub mod dask;
 mod readiness;
@@ -109,6 +109,27 @@ impl Claim {
                 let fields = &fields;
                 async move {
                     if t.get(&paths::pb(pb_id)).await?.is_some() {
+                        t.merge_state(&paths::pb_state(pb_id), fields).await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Merges the fields of how the script ended into the block's state, unless the script set a state other
+    /// than `executing` itself.
+    async fn end_state(&self, fields: Value) -> Result<(), ScriptError> {
+        let fields = fields.as_object().cloned().unwrap_or_default();
+        let pb_id = self.pb_id();
+        self.config
+            .txn(|t| {
+                let fields = &fields;
+                async move {
+                    let state = t.get_json::<Value>(&paths::pb_state(pb_id)).await?;
+                    let own_word = matches!(BlockState::of(state.as_ref()), Some(BlockState::Other(_)));
+                    if t.get(&paths::pb(pb_id)).await?.is_some() && !own_word {
                         t.merge_state(&paths::pb_state(pb_id), fields).await?;
                     }
                     Ok(())
@@ -230,8 +251,9 @@ impl Claim {
         }
     }
 
-    /// Ends the claim: removes every deployment this script made, records how it ended (FINISHED, or FAILED
-    /// with the error; nothing when it was released or stopped) and lets go of the owner entry.
+    /// Ends the claim: removes every deployment this script made, records how it ended (`state` finished, or
+    /// failed with the error; nothing when it was released or stopped, or when the script set a state of its own
+    /// such as the original teststate's `error`) and lets go of the owner entry.
     pub async fn finish(self, outcome: &Result<Outcome, ScriptError>) {
         let deployed = self.deployed.lock().expect("not poisoned").clone();
         for deploy_id in deployed.iter().rev() {
@@ -240,12 +262,12 @@ impl Claim {
             }
         }
         let fields = match outcome {
-            Ok(Outcome::Finished) => Some(json!({"status": Status::Finished, "error": null})),
+            Ok(Outcome::Finished) => Some(BlockState::Finished.fields()),
             Ok(Outcome::Released(_) | Outcome::Stopped) | Err(ScriptError::Released(_)) => None,
-            Err(e) => Some(json!({"status": Status::Failed, "error": e.to_string()})),
+            Err(e) => Some(BlockState::failed(e)),
         };
         if let Some(fields) = fields {
-            if let Err(e) = self.update_state(fields).await {
+            if let Err(e) = self.end_state(fields).await {
                 tracing::error!(error = %e, "cannot record how the script ended");
             }
         }
@@ -269,7 +291,7 @@ where
         claim = Claim::take(&config, pb_id) => claim?,
         _ = &mut stop => return Ok(Outcome::Stopped),
     };
-    claim.update_state(json!({"status": Status::Running, "error": null})).await?;
+    claim.update_state(BlockState::Executing.fields()).await?;
     let outcome = tokio::select! {
         outcome = work(&claim) => match outcome {
             Err(ScriptError::Released(release)) => Ok(Outcome::Released(release)),
