@@ -454,11 +454,11 @@ impl Follower {
 /// is unreachable when it cannot be reached, else the server's answer.
 fn connection_error(endpoint: &str, tls: Tls, e: etcd::Error) -> Error {
     let detail = match &e {
-        etcd::Error::TransportError(t) => sdp_ops::with_causes(t.to_string(), t.source()),
-        etcd::Error::IoError(io) => sdp_ops::with_causes(io.to_string(), io.source()),
+        etcd::Error::TransportError(t) => sdp_daemon::with_causes(t.to_string(), t.source()),
+        etcd::Error::IoError(io) => sdp_daemon::with_causes(io.to_string(), io.source()),
         // A status with a source is the transport's, whatever its code.
         etcd::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable || s.source().is_some() => {
-            sdp_ops::with_causes(s.message().to_string(), s.source())
+            sdp_daemon::with_causes(s.message().to_string(), s.source())
         }
         _ => return Error::Backend(e.to_string()),
     };

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use sdp_ops::{Backoff, Policy};
+use sdp_daemon::{Backoff, Policy};
 
 use crate::keys::paths;
 use crate::{Config, Error, Ownership};

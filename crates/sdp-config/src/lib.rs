@@ -47,7 +47,7 @@ pub use script::ScriptDefinition;
 pub use txn::{Txn, Watcher, MAX_RECURSION};
 
 use backend::Backend;
-use sdp_ops::{Backoff, Policy};
+use sdp_daemon::{Backoff, Policy};
 
 /// How many times a conflicting transaction is re-run before giving up (as the original).
 pub const MAX_RETRIES: usize = 64;

@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error, StateUpdate, Status};
-use sdp_ops::retry::retry;
-use sdp_ops::{AbortOnDrop, Backoff, Policy, Refusals};
+use sdp_daemon::retry::retry;
+use sdp_daemon::{AbortOnDrop, Backoff, Policy, Refusals};
 
 use crate::helm::Helm;
 use crate::manifest;

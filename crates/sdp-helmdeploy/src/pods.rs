@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use sdp_config::{Config, StateUpdate, Status};
-use sdp_ops::{Backoff, Policy};
+use sdp_daemon::{Backoff, Policy};
 
 /// The status of a pod from its phase and conditions.
 pub fn pod_status(pod: &Pod) -> Status {

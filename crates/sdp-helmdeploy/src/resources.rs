@@ -3,7 +3,7 @@
 //! one `network-attachment-definition` entry each, and a `supernet` entry for those whose IPAM names a network.
 //! Entries follow the objects: a label removed or an object deleted removes its entries.
 
-use sdp_ops::{Backoff, Policy};
+use sdp_daemon::{Backoff, Policy};
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;

@@ -69,14 +69,14 @@ async fn processing_block_to_running_pods_and_back() {
     let config = server.config().await;
     let dir = tempfile::tempdir().unwrap();
     let tasks = vec![
-        tokio::spawn(sdp_processing::run(sdp_processing::Controller {
+        tokio::spawn(sdp_proccontrol::run(sdp_proccontrol::Controller {
             config: config.clone(),
-            builtin_scripts: sdp_processing::builtin_scripts(),
-            settings: sdp_processing::ControllerSettings {
+            builtin_scripts: sdp_proccontrol::builtin_scripts(),
+            settings: sdp_proccontrol::ControllerSettings {
                 config_host: "etcd".into(),
                 config_port: 2379,
                 helm_namespace: namespace.clone(),
-                runner: sdp_processing::ScriptRunner::Helm { tls_secret: None },
+                runner: sdp_proccontrol::ScriptRunner::Helm { tls_secret: None },
             },
             lease_ttl: 5,
             metrics: Default::default(),

@@ -92,14 +92,14 @@ async fn flow(config: Config) {
         chart_values: Default::default(),
         repository_refresh: sdp_helmdeploy::REPOSITORY_REFRESH,
     }));
-    let controller = tokio::spawn(sdp_processing::run(sdp_processing::Controller {
+    let controller = tokio::spawn(sdp_proccontrol::run(sdp_proccontrol::Controller {
         config: config.clone(),
-        builtin_scripts: sdp_processing::builtin_scripts(),
-        settings: sdp_processing::ControllerSettings {
+        builtin_scripts: sdp_proccontrol::builtin_scripts(),
+        settings: sdp_proccontrol::ControllerSettings {
             config_host: "etcd.example".into(),
             config_port: 2379,
             helm_namespace: "sdp".into(),
-            runner: sdp_processing::ScriptRunner::Helm { tls_secret: None },
+            runner: sdp_proccontrol::ScriptRunner::Helm { tls_secret: None },
         },
         lease_ttl: 3,
         metrics: Default::default(),
@@ -117,7 +117,7 @@ async fn flow(config: Config) {
     assert!(text.contains("kind: Deployment"), "{text}");
     assert!(text.contains(&format!("name: {deploy_id}")));
     // The platform's image runs the script by its name, its definition's args: `sdp script testdask <pb_id>`.
-    let image = format!("image: \"{}\"", sdp_processing::default_script_image());
+    let image = format!("image: \"{}\"", sdp_proccontrol::default_script_image());
     assert!(text.contains(&image), "{text}");
     assert!(text.contains(&format!("args: [\"script\",\"testdask\",\"{pb_id}\"]")), "{text}");
     assert!(text.contains("- name: SDP_CONFIG_HOST\n              value: \"etcd.example\""), "{text}");

@@ -296,7 +296,7 @@ impl Lmc {
 async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
     let sub = &lmc.subarrays[index];
     let mut current = sub.current_pb.subscribe();
-    let mut backoff = sdp_ops::Backoff::new(sdp_ops::Policy::DATABASE);
+    let mut backoff = sdp_daemon::Backoff::new(sdp_daemon::Policy::DATABASE);
     loop {
         let Some(pb_id) = current.borrow_and_update().clone() else {
             if current.changed().await.is_err() {

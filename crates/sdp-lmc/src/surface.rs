@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use sdp_ops::http::{ListenError, Serving};
+use sdp_daemon::http::{ListenError, Serving};
 
 use crate::{http, Lmc};
 
@@ -78,10 +78,10 @@ pub async fn start(
     let lmc = Lmc::start(config, settings.subarrays, metrics);
     let mut devices = http::router(Arc::clone(&lmc));
     if let Some(token) = settings.token() {
-        devices = sdp_ops::http::require_bearer(devices, token, http::unauthorized);
+        devices = sdp_daemon::http::require_bearer(devices, token, http::unauthorized);
     }
     let app = devices.merge(ops);
-    let http = sdp_ops::http::serve(settings.listen, app, "the LMC surface (--lmc-listen)").await?;
+    let http = sdp_daemon::http::serve(settings.listen, app, "the LMC surface (--lmc-listen)").await?;
     tracing::info!(listen = %settings.listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
     Ok(Running { lmc, http })
 }

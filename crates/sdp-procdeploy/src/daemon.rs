@@ -245,7 +245,7 @@ async fn run_processes(
     let mut exits: JoinSet<Exit> = JoinSet::new();
     let mut ended: BTreeMap<String, ProcessRequest> = BTreeMap::new();
     let mut entries: Option<BTreeMap<String, Entry>> = None;
-    let mut reported = sdp_ops::Refusals::default();
+    let mut reported = sdp_daemon::Refusals::default();
     loop {
         if let Some(entries) = &entries {
             let refused = entries.iter().filter_map(|(id, e)| Some((id, e.spec.as_ref().err()?)));

@@ -285,7 +285,7 @@ pub async fn run<F>(pb_id: &str, work: F) -> Result<Outcome, ScriptError>
 where
     F: AsyncFnOnce(&Claim) -> Result<Outcome, ScriptError>,
 {
-    let mut stop = std::pin::pin!(sdp_ops::shutdown_signal());
+    let mut stop = std::pin::pin!(sdp_daemon::shutdown_signal());
     let config = sdp_config::Config::from_env().await?;
     let claim = tokio::select! {
         claim = Claim::take(&config, pb_id) => claim?,

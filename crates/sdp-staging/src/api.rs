@@ -96,7 +96,7 @@ pub fn router(settings: Settings, db: Db) -> Router {
 async fn bearer(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let open = matches!(req.uri().path(), "/" | "/health" | "/healthz" | "/readyz");
     if let (Some(token), false) = (&app.settings.api_token, open) {
-        if !sdp_ops::http::bearer_admits(req.headers(), &token.0) {
+        if !sdp_daemon::http::bearer_admits(req.headers(), &token.0) {
             return Error::Unauthorized.into_response();
         }
     }
@@ -114,7 +114,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    sdp_ops::http::metrics(&app.metrics.registry)
+    sdp_daemon::http::metrics(&app.metrics.registry)
 }
 
 async fn config(State(app): State<Arc<App>>) -> Json<Value> {

@@ -29,7 +29,7 @@ pub enum JupyterError {
     Refused { status: u16, action: String, detail: String },
     #[error("JupyterHub has no user `{0}`: the user must log in to JupyterHub once (or be created by an admin)")]
     NoUser(String),
-    #[error("cannot reach JupyterHub at {url}: {}; check JUPYTERHUB_URL", sdp_ops::causes(.source))]
+    #[error("cannot reach JupyterHub at {url}: {}; check JUPYTERHUB_URL", sdp_daemon::causes(.source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("JupyterHub answered {status} when {action}: {detail}")]
     Failed { status: u16, action: String, detail: String },

@@ -19,8 +19,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let Command::Up(args) = Cli::parse().command;
     let settings = args.settings()?;
-    sdp_ops::init_tracing(&settings.log_filter);
-    let stop = sdp_ops::shutdown_signal();
+    sdp_daemon::init_tracing(&settings.log_filter);
+    let stop = sdp_daemon::shutdown_signal();
     let running = sdp_staging::start(settings).await?;
     running.until(stop).await?;
     tracing::info!("staging service stopped");

@@ -11,7 +11,7 @@ use crate::paths::{replica_on_storage, Did};
 pub enum RucioError {
     #[error("`{0}` is a Rucio identifier (scope:name) but RUCIO_BASE_URL is not set: set it, or give a path")]
     NotConfigured(String),
-    #[error("cannot reach Rucio at {url}: {}; check RUCIO_BASE_URL", sdp_ops::causes(.source))]
+    #[error("cannot reach Rucio at {url}: {}; check RUCIO_BASE_URL", sdp_daemon::causes(.source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("Rucio refused the token ({0}): set a valid RUCIO_AUTH_TOKEN")]
     Refused(u16),

@@ -28,9 +28,9 @@ use tango::server::{AttrDef, ClassDef, CommandDef, Dev, ServerBuilder, ServerHan
 use tango::value::{AttrDataKind, DevEnum, IntoValue, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use sdp_daemon::AbortOnDrop;
 use sdp_lmc::model::{AdminMode, HealthState, ObsState, OperatingState};
 use sdp_lmc::{AttrValue, ChangeEvent, DevError, Lmc};
-use sdp_ops::AbortOnDrop;
 
 pub use tango::database::DatabaseProxy;
 

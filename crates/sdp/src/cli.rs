@@ -192,12 +192,12 @@ impl ScriptArgs {
         database: &sdp_config::Settings,
         namespace: &NamespaceArgs,
         default_runner: Runner,
-    ) -> sdp_processing::ControllerSettings {
+    ) -> sdp_proccontrol::ControllerSettings {
         let runner = match self.script_runner.unwrap_or(default_runner) {
-            Runner::Helm => sdp_processing::ScriptRunner::Helm { tls_secret: self.script_tls_secret.clone() },
-            Runner::Process => sdp_processing::ScriptRunner::Process,
+            Runner::Helm => sdp_proccontrol::ScriptRunner::Helm { tls_secret: self.script_tls_secret.clone() },
+            Runner::Process => sdp_proccontrol::ScriptRunner::Process,
         };
-        sdp_processing::ControllerSettings {
+        sdp_proccontrol::ControllerSettings {
             config_host: self.config_host(database),
             config_port: database.port,
             helm_namespace: namespace.helm_namespace.clone(),
@@ -239,8 +239,8 @@ mod tests {
     fn the_controller_runs_scripts_as_told_else_as_the_command_does_by_default() {
         let database = sdp_config::Settings { host: "10.0.0.5".into(), port: 2380, ..Default::default() };
         let namespace = NamespaceArgs { helm_namespace: "processing".into() };
-        let helm = sdp_processing::ScriptRunner::Helm { tls_secret: Some("scripts-tls".into()) };
-        let process = sdp_processing::ScriptRunner::Process;
+        let helm = sdp_proccontrol::ScriptRunner::Helm { tls_secret: Some("scripts-tls".into()) };
+        let process = sdp_proccontrol::ScriptRunner::Process;
         for (runner, default, expected) in [
             (None, Runner::Process, &process),
             (None, Runner::Helm, &helm),

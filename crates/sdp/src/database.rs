@@ -126,7 +126,7 @@ impl Database {
 
 /// `sdp config-db`: the embedded database alone, until Ctrl-C or SIGTERM.
 pub async fn serve(args: &DatabaseArgs, data_dir: PathBuf) -> anyhow::Result<()> {
-    let stop = sdp_ops::shutdown_signal();
+    let stop = sdp_daemon::shutdown_signal();
     sdp_etcd_server::raise_open_files_limit();
     let server = sdp_etcd_server::start(args.server_config(data_dir.clone())?).await?;
     tracing::info!(listen = %server.addr, data_dir = %data_dir.display(), "configuration database ready");

@@ -27,7 +27,7 @@ use cli::{
 };
 
 fn main() -> anyhow::Result<()> {
-    sdp_ops::init_tracing("info");
+    sdp_daemon::init_tracing("info");
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
@@ -54,13 +54,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let stop = sdp_ops::shutdown_signal();
+    let stop = sdp_daemon::shutdown_signal();
     // Refused before anything starts.
     let surface = args.lmc.settings()?;
     let db = database::Database::open(&args.database, &args.data_dir).await?;
     let mut registry = Registry::default();
     let controller_settings = args.scripts.controller_settings(&db.settings, &args.namespace, Runner::Process);
-    let controller = sdp_processing::start(controller_settings, db.config.clone(), &mut registry);
+    let controller = sdp_proccontrol::start(controller_settings, db.config.clone(), &mut registry);
     let helm_settings = args.helm.settings(&args.namespace, &args.data_dir);
     let deployer = sdp_helmdeploy::start(helm_settings, db.config.clone(), &mut registry).await?;
     let processes = sdp_procdeploy::start(process_deployer(&args, &db.settings)?, db.config.clone(), &mut registry);
@@ -90,9 +90,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 async fn processing_controller(args: ProcessingControllerArgs) -> anyhow::Result<()> {
     let start = async |database: &Settings, config, registry: &mut Registry| {
         let settings = args.scripts.controller_settings(database, &args.namespace, Runner::Helm);
-        Ok(sdp_processing::start(settings, config, registry))
+        Ok(sdp_proccontrol::start(settings, config, registry))
     };
-    run_alone(&args.ops, start, sdp_processing::Running::stop).await
+    run_alone(&args.ops, start, sdp_proccontrol::Running::stop).await
 }
 
 async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
@@ -110,13 +110,13 @@ async fn run_alone<Part>(
     start: impl AsyncFnOnce(&Settings, Config, &mut Registry) -> anyhow::Result<Part>,
     stop_part: impl FnOnce(Part),
 ) -> anyhow::Result<()> {
-    let mut stop = Box::pin(sdp_ops::shutdown_signal());
+    let mut stop = Box::pin(sdp_daemon::shutdown_signal());
     let settings = Settings::from_env()?;
     let Some(config) = Config::connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
     let mut registry = Registry::default();
     let part = start(&settings, config.clone(), &mut registry).await?;
     let what = "/healthz, /readyz and /metrics (SDP_HTTP_LISTEN)";
-    let http = sdp_ops::http::serve(ops.http_listen, ops_router(registry, config), what).await?;
+    let http = sdp_daemon::http::serve(ops.http_listen, ops_router(registry, config), what).await?;
     stop.await;
     tracing::info!("stopping");
     stop_part(part);
@@ -125,7 +125,7 @@ async fn run_alone<Part>(
 }
 
 async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
-    let mut stop = Box::pin(sdp_ops::shutdown_signal());
+    let mut stop = Box::pin(sdp_daemon::shutdown_signal());
     let surface = args.settings()?;
     let settings = Settings::from_env()?;
     let Some(config) = Config::connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
@@ -176,11 +176,11 @@ fn script_runner(database: &Settings, scripts: &ScriptArgs, namespace: &Namespac
 
 /// `/healthz` (alive), `/readyz` (the configuration database answers; `/health` too) and `/metrics`.
 fn ops_router(registry: Registry, config: Config) -> axum::Router {
-    sdp_ops::http::router(registry, database_ready(config))
+    sdp_daemon::http::router(registry, database_ready(config))
 }
 
 /// Ready while the configuration database answers within two seconds; else the reason.
-fn database_ready(config: Config) -> sdp_ops::http::ReadyCheck {
+fn database_ready(config: Config) -> sdp_daemon::http::ReadyCheck {
     Arc::new(move || {
         let config = config.clone();
         Box::pin(async move {

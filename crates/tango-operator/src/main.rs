@@ -65,7 +65,7 @@ struct RunArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sdp_ops::init_tracing("info,kube=warn");
+    sdp_daemon::init_tracing("info,kube=warn");
     match Cli::parse().command {
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Run(args) => run(args).await,
@@ -94,7 +94,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     // Ready once this replica reconciles: it leads, or leader election is off.
     let leading = Arc::clone(&ready);
-    let ready_check: sdp_ops::http::ReadyCheck = Arc::new(move || {
+    let ready_check: sdp_daemon::http::ReadyCheck = Arc::new(move || {
         let leading = leading.load(Ordering::Relaxed);
         Box::pin(async move {
             if leading {
@@ -108,7 +108,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (OPERATOR_HTTP_LISTEN)", args.http_listen))?;
     info!(address = %args.http_listen, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(async move { axum::serve(listener, sdp_ops::http::router(registry, ready_check)).await });
+    tokio::spawn(async move { axum::serve(listener, sdp_daemon::http::router(registry, ready_check)).await });
 
     let election = args.leader_elect.then(|| {
         let identity =
@@ -139,7 +139,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), "reconciling DeviceServer and DatabaseDS");
     tokio::select! {
-        () = controller::run(ctx, args.namespace, sdp_ops::shutdown_signal()) => Ok(()),
+        () = controller::run(ctx, args.namespace, sdp_daemon::shutdown_signal()) => Ok(()),
         () = lost => {
             error!("leadership lost: stopping so that another replica takes over");
             anyhow::bail!("leader lease lost")

@@ -14,7 +14,7 @@ use sdp_config::deployment::script_deployment_of;
 use sdp_config::entity::validate_id;
 use sdp_config::keys::paths;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
-use sdp_ops::Refusals;
+use sdp_daemon::Refusals;
 
 use crate::{block_counts, builtin_scripts, plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
 
@@ -60,7 +60,7 @@ impl Metrics {
     /// Metrics registered under `sdp_processing_` in `registry`.
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics::default();
-        let r = registry.sub_registry_with_prefix("sdp_processing");
+        let r = registry.sub_registry_with_prefix("sdp_proccontrol");
         r.register("reconciles", "passes over the processing blocks", m.reconciles.clone());
         r.register("actions", "changes made, by kind", m.actions.clone());
         r.register("errors", "passes that failed and were retried", m.errors.clone());

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sdp_config::{Config, Deployment, ProcessingBlock};
-use sdp_processing::{builtin_scripts, ActionKind, Controller, ControllerSettings, Metrics, ScriptRunner};
+use sdp_proccontrol::{builtin_scripts, ActionKind, Controller, ControllerSettings, Metrics, ScriptRunner};
 use serde_json::json;
 
 fn controller(config: &Config) -> Controller {
@@ -45,7 +45,7 @@ async fn new_block_deployed(config: &Config, workflow: &'static str) -> (String,
 }
 
 async fn seed_flow(config: Config) {
-    let running = tokio::spawn(sdp_processing::run(controller(&config)));
+    let running = tokio::spawn(sdp_proccontrol::run(controller(&config)));
     let (pb_id, deploy_id) = new_block_deployed(&config, "realtime:testdask:0.1.0").await;
     let d = config
         .txn(|t| {
@@ -56,7 +56,7 @@ async fn seed_flow(config: Config) {
         .unwrap()
         .unwrap();
     assert_eq!(d.args["values"]["pb_id"], json!(pb_id));
-    assert_eq!(d.args["values"]["wf_image"], json!(sdp_processing::default_script_image()));
+    assert_eq!(d.args["values"]["wf_image"], json!(sdp_proccontrol::default_script_image()));
     assert_eq!(d.args["values"]["args"], json!(["script", "testdask"]));
     // The controller wrote the platform's script definitions into /script, where a user adds their own.
     let defined = config.txn(|t| async move { t.list_scripts().await }).await.unwrap();
@@ -131,7 +131,7 @@ async fn racing_controllers_never_duplicate(config: Config) {
     let metrics = Metrics::default();
     let actions = |action: &str| metrics.actions.get_or_create(&ActionKind { action: action.into() }).get();
     let mut controllers: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(sdp_processing::run(Controller { metrics: metrics.clone(), ..controller(&config) })))
+        .map(|_| tokio::spawn(sdp_proccontrol::run(Controller { metrics: metrics.clone(), ..controller(&config) })))
         .collect();
     let new_block = |i: usize| {
         let workflow = if i.is_multiple_of(2) { "realtime:testdask:0.1.0" } else { "batch:testdask:0.1.0" };
@@ -176,7 +176,7 @@ async fn a_hundred_blocks_at_once(config: Config) {
         })
         .await
         .unwrap();
-    let running = tokio::spawn(sdp_processing::run(controller(&config)));
+    let running = tokio::spawn(sdp_proccontrol::run(controller(&config)));
     eventually("100 script deployments", || async { deployments(&config).await.len() == 100 }).await;
     sdp_testkit::stop_task(running).await;
 }
@@ -217,7 +217,7 @@ async fn entries_with_ids_that_name_no_key_are_logged_once_and_stop_nothing() {
     sdp_testkit::put_unchecked(port, "/pb/../state", r#"{"state": "executing"}"#).await;
     sdp_testkit::put_unchecked(port, "/deploy/é-workflow", "{}").await;
     let metrics = Metrics::default();
-    let running = tokio::spawn(sdp_processing::run(Controller { metrics: metrics.clone(), ..controller(&config) }));
+    let running = tokio::spawn(sdp_proccontrol::run(Controller { metrics: metrics.clone(), ..controller(&config) }));
     for i in 0..10 {
         let id = format!("good-{i}");
         config
@@ -239,13 +239,13 @@ async fn entries_with_ids_that_name_no_key_are_logged_once_and_stop_nothing() {
     server.stop().await;
 }
 
-/// [`sdp_processing::start`], as the platform runs the controller: the built-in scripts, the settings given,
+/// [`sdp_proccontrol::start`], as the platform runs the controller: the built-in scripts, the settings given,
 /// its metrics in the platform's registry.
 #[tokio::test]
 async fn started_as_the_platform_runs_it() {
     let config = Config::memory();
     let mut registry = prometheus_client::registry::Registry::default();
-    let running = sdp_processing::start(controller(&config).settings, config.clone(), &mut registry);
+    let running = sdp_proccontrol::start(controller(&config).settings, config.clone(), &mut registry);
     new_block_deployed(&config, "batch:testdask:0.1.0").await;
     let mut metrics = String::new();
     prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();

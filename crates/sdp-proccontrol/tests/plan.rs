@@ -1,7 +1,7 @@
 //! The controller's decisions, table by table.
 
 use sdp_config::{Deployment, ProcessingBlock};
-use sdp_processing::{
+use sdp_proccontrol::{
     block_counts, builtin_scripts, plan, scripts_of, Action, ControllerSettings, Leftover, ScriptDefinition,
     ScriptRunner, Snapshot,
 };
@@ -56,7 +56,7 @@ fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
             "env.SDP_CONFIG_HOST": "sdp-prototype-etcd-client.default.svc.cluster.local",
             "env.SDP_HELM_NAMESPACE": "sdp",
             "pb_id": "realtime-20191121-0000",
-            "wf_image": format!("ska-sdp:{}", sdp_processing::app_version()),
+            "wf_image": format!("ska-sdp:{}", sdp_proccontrol::app_version()),
             "args": ["script", "testdask"]
         }}),
     };
@@ -68,7 +68,7 @@ fn a_new_processing_block_gets_its_script_deployed_as_the_seed_shows() {
 
 #[test]
 fn every_shipped_script_runs_in_the_platforms_image_and_a_definition_may_name_another() {
-    let image = format!("ska-sdp:{}", sdp_processing::app_version());
+    let image = format!("ska-sdp:{}", sdp_proccontrol::app_version());
     for script in builtin_scripts() {
         assert_eq!(script.image.as_ref(), Some(&image), "{script:?}");
         assert_eq!(script.args, ["script", script.name.as_str()]);
