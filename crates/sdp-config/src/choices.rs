@@ -17,7 +17,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use crate::backend::{Change, Followed, Follower};
+use crate::driver::{Change, Followed};
+use crate::follow::Follower;
 
 /// The stored keys under a prefix as they stood at a revision.
 #[derive(Clone)]

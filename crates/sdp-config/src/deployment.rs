@@ -15,9 +15,13 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use crate::entity::{validate_id, Deployment};
+use crate::config::Config;
+use crate::entity::read_entry;
+use crate::error::Error;
 use crate::keys::paths;
-use crate::{Error, Txn};
+use crate::keys::validate_id;
+use crate::txn::Txn;
+use serde::{Deserialize, Serialize};
 
 /// A chart the Helm deployer installs.
 pub const HELM: &str = "helm";
@@ -48,6 +52,118 @@ pub fn script_deployment_of(deploy_id: &str) -> Option<&str> {
 /// Whether `deploy_id` belongs to processing block `pb_id`: its script's, or one its script made.
 pub fn belongs_to(deploy_id: &str, pb_id: &str) -> bool {
     deploy_id.strip_prefix(pb_id).is_some_and(|rest| rest.starts_with('-'))
+}
+
+/// `/deploy/<deploy_id>`: a request to deploy something, e.g. a Helm chart with values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub deploy_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub args: Value,
+}
+
+impl Deployment {
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_id("deployment", &self.deploy_id)?;
+        if !TYPES.contains(&self.kind.as_str()) {
+            return Err(Error::Invalid(format!(
+                "unknown deployment type {:?}: expected {}",
+                self.kind,
+                TYPES.join(", ")
+            )));
+        }
+        if !self.args.is_object() {
+            return Err(Error::Invalid(format!(
+                "args of deployment {} must be a JSON object of named values ({{\"chart\": \"dask\"}}), not {}",
+                self.deploy_id, self.args
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the entry stored at `/deploy/<deploy_id>`: a deployment of a known type whose `deploy_id` is its
+    /// key's.
+    pub fn read(deploy_id: &str, text: &str) -> Result<Deployment, Error> {
+        let deployment =
+            read_entry(&paths::deploy(deploy_id), deploy_id, text, "deploy_id", |d: &Deployment| &d.deploy_id)?;
+        deployment.validate()?;
+        Ok(deployment)
+    }
+}
+
+impl Config {
+    /// [`Txn::merge_deployment_state`] in a transaction of its own, for deployers reporting outcomes: a failure
+    /// is logged, not returned, since the next report supersedes it.
+    pub async fn record_deployment_state(&self, deploy_id: &str, update: StateUpdate) {
+        let recorded = self.txn(|t| {
+            let fields = update.fields();
+            async move { t.merge_deployment_state(deploy_id, fields).await }
+        });
+        if let Err(e) = recorded.await {
+            tracing::warn!(deploy_id, error = %e, "cannot record the deployment state");
+        }
+    }
+}
+
+impl Txn {
+    pub async fn create_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
+        deployment.validate()?;
+        self.create_json(&paths::deploy(&deployment.deploy_id), deployment, None).await
+    }
+
+    pub async fn get_deployment(&self, deploy_id: &str) -> Result<Option<Deployment>, Error> {
+        self.get(&paths::deploy(deploy_id)).await?.map(|text| Deployment::read(deploy_id, &text)).transpose()
+    }
+
+    pub async fn list_deployments(&self) -> Result<Vec<String>, Error> {
+        self.list_ids(paths::DEPLOY).await
+    }
+
+    /// Deletes a deployment with its state entry.
+    pub async fn delete_deployment(&self, deploy_id: &str) -> Result<(), Error> {
+        self.delete(&paths::deploy(deploy_id), true, true).await.map(|_| ())
+    }
+
+    pub async fn get_deployment_state(&self, deploy_id: &str) -> Result<Option<Value>, Error> {
+        self.get_json(&paths::deploy_state(deploy_id)).await
+    }
+
+    pub async fn put_deployment_state(&self, deploy_id: &str, state: &Value) -> Result<(), Error> {
+        self.put_json(&paths::deploy_state(deploy_id), state).await
+    }
+
+    /// The IDs whose `/deploy/<id>/state` exists without `/deploy/<id>`.
+    pub async fn orphaned_deployment_states(&self) -> Result<Vec<String>, Error> {
+        let keys = self.list_keys(&format!("{}/", paths::DEPLOY), 1).await?;
+        let listed: Vec<(&str, Option<&str>)> = keys.iter().filter_map(|k| paths::entry_of(paths::DEPLOY, k)).collect();
+        let entries: std::collections::BTreeSet<&str> =
+            listed.iter().filter(|(_, sub)| sub.is_none()).map(|(id, _)| *id).collect();
+        Ok(listed
+            .iter()
+            .filter(|(id, sub)| *sub == Some("state") && !entries.contains(id))
+            .map(|(id, _)| id.to_string())
+            .collect())
+    }
+
+    /// Removes `/deploy/<id>/state` once `/deploy/<id>` is gone (deleted without its state, or while its
+    /// deployer was down), so that no state describes a deployment that is not there. Returns whether it did.
+    pub async fn remove_orphaned_deployment_state(&self, deploy_id: &str) -> Result<bool, Error> {
+        if self.get(&paths::deploy(deploy_id)).await?.is_some() {
+            return Ok(false);
+        }
+        Ok(!self.delete(&paths::deploy_state(deploy_id), false, false).await?.is_empty())
+    }
+
+    /// Merges `fields` into `/deploy/<id>/state` while the entry exists: a deployer reporting on a deployment
+    /// that was just deleted never resurrects its state. Returns whether the entry exists.
+    pub async fn merge_deployment_state(&self, deploy_id: &str, fields: &Map<String, Value>) -> Result<bool, Error> {
+        if self.get(&paths::deploy(deploy_id)).await?.is_none() {
+            return Ok(false);
+        }
+        self.merge_state(&paths::deploy_state(deploy_id), fields).await?;
+        Ok(true)
+    }
 }
 
 /// A `/deploy/<id>` entry as listed, with its state.

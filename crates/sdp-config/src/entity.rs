@@ -3,10 +3,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::Error;
 use crate::keys::paths;
-use crate::ownership::Taken;
+use crate::keys::validate_id;
+use crate::lease::Lease;
+use crate::ownership::{Owner, Taken};
 use crate::txn::parse;
-use crate::{Error, Lease, Txn};
+use crate::txn::Txn;
 
 /// A processing script (workflow) reference: `type:id:version`, e.g. `realtime:testdask:0.1.0`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,7 +132,7 @@ impl ProcessingBlock {
 
 /// Parses the entry stored at `path` and checks that its ID `field` names its key, `key_id`: deployers name
 /// releases, files and states after it.
-fn read_entry<T: serde::de::DeserializeOwned>(
+pub(crate) fn read_entry<T: serde::de::DeserializeOwned>(
     path: &str,
     key_id: &str,
     text: &str,
@@ -142,89 +145,6 @@ fn read_entry<T: serde::de::DeserializeOwned>(
         return Err(Error::Invalid(format!("{field} {found:?} of {path} must be the key's own ID, {key_id:?}")));
     }
     Ok(entry)
-}
-
-/// IDs are 1–64 characters of `[A-Za-z0-9-]`.
-pub fn validate_id(what: &str, id: &str) -> Result<(), Error> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(Error::Invalid(format!("{what} ID {id:?} must be 1 to 64 characters of A-Z, a-z, 0-9 and '-'")));
-    }
-    Ok(())
-}
-
-/// `/deploy/<deploy_id>`: a request to deploy something, e.g. a Helm chart with values.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Deployment {
-    pub deploy_id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub args: Value,
-}
-
-impl Deployment {
-    pub fn validate(&self) -> Result<(), Error> {
-        validate_id("deployment", &self.deploy_id)?;
-        if !crate::deployment::TYPES.contains(&self.kind.as_str()) {
-            return Err(Error::Invalid(format!(
-                "unknown deployment type {:?}: expected {}",
-                self.kind,
-                crate::deployment::TYPES.join(", ")
-            )));
-        }
-        if !self.args.is_object() {
-            return Err(Error::Invalid(format!(
-                "args of deployment {} must be a JSON object of named values ({{\"chart\": \"dask\"}}), not {}",
-                self.deploy_id, self.args
-            )));
-        }
-        Ok(())
-    }
-
-    /// Reads the entry stored at `/deploy/<deploy_id>`: a deployment of a known type whose `deploy_id` is its
-    /// key's.
-    pub fn read(deploy_id: &str, text: &str) -> Result<Deployment, Error> {
-        let deployment =
-            read_entry(&paths::deploy(deploy_id), deploy_id, text, "deploy_id", |d: &Deployment| &d.deploy_id)?;
-        deployment.validate()?;
-        Ok(deployment)
-    }
-}
-
-/// `/pb/<pb_id>/owner`: who is working on a processing block. Attached to the owner's lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Owner {
-    pub command: Vec<String>,
-    pub hostname: String,
-    pub pid: u32,
-}
-
-impl Owner {
-    /// This process, as the original identifies an owner: its command line, host name and PID.
-    pub fn this_process() -> Owner {
-        Owner { command: std::env::args().collect(), hostname: hostname(), pid: std::process::id() }
-    }
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
-        .unwrap_or_else(|| "localhost".into())
-}
-
-impl crate::Config {
-    /// [`Txn::merge_deployment_state`] in a transaction of its own, for deployers reporting outcomes: a failure
-    /// is logged, not returned, since the next report supersedes it.
-    pub async fn record_deployment_state(&self, deploy_id: &str, update: crate::StateUpdate) {
-        let recorded = self.txn(|t| {
-            let fields = update.fields();
-            async move { t.merge_deployment_state(deploy_id, fields).await }
-        });
-        if let Err(e) = recorded.await {
-            tracing::warn!(deploy_id, error = %e, "cannot record the deployment state");
-        }
-    }
 }
 
 impl Txn {
@@ -296,66 +216,8 @@ impl Txn {
         self.put_json(&paths::pb_state(pb_id), state).await
     }
 
-    pub async fn create_deployment(&self, deployment: &Deployment) -> Result<(), Error> {
-        deployment.validate()?;
-        self.create_json(&paths::deploy(&deployment.deploy_id), deployment, None).await
-    }
-
-    pub async fn get_deployment(&self, deploy_id: &str) -> Result<Option<Deployment>, Error> {
-        self.get(&paths::deploy(deploy_id)).await?.map(|text| Deployment::read(deploy_id, &text)).transpose()
-    }
-
-    pub async fn list_deployments(&self) -> Result<Vec<String>, Error> {
-        self.list_ids(paths::DEPLOY).await
-    }
-
-    /// Deletes a deployment with its state entry.
-    pub async fn delete_deployment(&self, deploy_id: &str) -> Result<(), Error> {
-        self.delete(&paths::deploy(deploy_id), true, true).await.map(|_| ())
-    }
-
-    pub async fn get_deployment_state(&self, deploy_id: &str) -> Result<Option<Value>, Error> {
-        self.get_json(&paths::deploy_state(deploy_id)).await
-    }
-
-    pub async fn put_deployment_state(&self, deploy_id: &str, state: &Value) -> Result<(), Error> {
-        self.put_json(&paths::deploy_state(deploy_id), state).await
-    }
-
-    /// The IDs whose `/deploy/<id>/state` exists without `/deploy/<id>`.
-    pub async fn orphaned_deployment_states(&self) -> Result<Vec<String>, Error> {
-        let keys = self.list_keys(&format!("{}/", paths::DEPLOY), 1).await?;
-        let listed: Vec<(&str, Option<&str>)> = keys.iter().filter_map(|k| paths::entry_of(paths::DEPLOY, k)).collect();
-        let entries: std::collections::BTreeSet<&str> =
-            listed.iter().filter(|(_, sub)| sub.is_none()).map(|(id, _)| *id).collect();
-        Ok(listed
-            .iter()
-            .filter(|(id, sub)| *sub == Some("state") && !entries.contains(id))
-            .map(|(id, _)| id.to_string())
-            .collect())
-    }
-
-    /// Removes `/deploy/<id>/state` once `/deploy/<id>` is gone (deleted without its state, or while its
-    /// deployer was down), so that no state describes a deployment that is not there. Returns whether it did.
-    pub async fn remove_orphaned_deployment_state(&self, deploy_id: &str) -> Result<bool, Error> {
-        if self.get(&paths::deploy(deploy_id)).await?.is_some() {
-            return Ok(false);
-        }
-        Ok(!self.delete(&paths::deploy_state(deploy_id), false, false).await?.is_empty())
-    }
-
-    /// Merges `fields` into `/deploy/<id>/state` while the entry exists: a deployer reporting on a deployment
-    /// that was just deleted never resurrects its state. Returns whether the entry exists.
-    pub async fn merge_deployment_state(&self, deploy_id: &str, fields: &Map<String, Value>) -> Result<bool, Error> {
-        if self.get(&paths::deploy(deploy_id)).await?.is_none() {
-            return Ok(false);
-        }
-        self.merge_state(&paths::deploy_state(deploy_id), fields).await?;
-        Ok(true)
-    }
-
     /// IDs of the entries directly below `root` (e.g. `/pb` → processing block IDs).
-    async fn list_ids(&self, root: &str) -> Result<Vec<String>, Error> {
+    pub(crate) async fn list_ids(&self, root: &str) -> Result<Vec<String>, Error> {
         let below = format!("{root}/");
         Ok(self
             .list_keys(&below, 0)
@@ -369,6 +231,8 @@ impl Txn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deployment::Deployment;
+    use crate::keys::validate_id;
 
     #[test]
     fn workflow_from_cli_form() {

@@ -4,7 +4,7 @@
 //! path, then the path (`3/pb/realtime-20191121-0000/owner`). This is the original tool's encoding, kept so
 //! that both can share one database.
 
-use crate::Error;
+use crate::error::Error;
 
 /// Validates a logical key path: starts with `/`, does not end with `/`, only `[a-zA-Z0-9_-/]`.
 pub fn check_path(path: &str) -> Result<(), Error> {
@@ -45,6 +45,14 @@ pub fn untag(key: &str) -> Option<&str> {
     let start = key.find('/')?;
     key[..start].parse::<usize>().ok()?;
     Some(&key[start..])
+}
+
+/// IDs are 1–64 characters of `[A-Za-z0-9-]`.
+pub fn validate_id(what: &str, id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(Error::Invalid(format!("{what} ID {id:?} must be 1 to 64 characters of A-Z, a-z, 0-9 and '-'")));
+    }
+    Ok(())
 }
 
 /// Key paths of the entities, one function each.

@@ -6,8 +6,10 @@ use std::future::Future;
 
 use sdp_daemon::{Backoff, Policy};
 
+use crate::config::Config;
+use crate::error::Error;
 use crate::keys::paths;
-use crate::{Config, Error, Ownership};
+use crate::ownership::Ownership;
 
 /// Lease TTL of owner entries, seconds: how long a standby waits to take over after the leader died, or a
 /// restarted script to claim its block again. Every daemon of the platform leads, and every script claims, with

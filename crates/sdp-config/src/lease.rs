@@ -3,7 +3,7 @@
 use tokio::task::JoinHandle;
 
 use crate::backend::Backend;
-use crate::Error;
+use crate::error::Error;
 
 /// A lease kept alive by a background task for as long as this value lives. Dropping it stops the renewals
 /// (the keys vanish after the TTL); [`Lease::revoke`] removes them at once.

@@ -6,7 +6,35 @@
 //! does not count, and a taker replaces it ([`Txn::take_owner_entry`]). Nobody can stall an owner's successor by
 //! writing the entry.
 
-use crate::{Config, Error, Lease, Owner, Txn};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::lease::Lease;
+use crate::txn::Txn;
+
+/// `/pb/<pb_id>/owner`: who is working on a processing block. Attached to the owner's lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub command: Vec<String>,
+    pub hostname: String,
+    pub pid: u32,
+}
+
+impl Owner {
+    /// This process, as the original identifies an owner: its command line, host name and PID.
+    pub fn this_process() -> Owner {
+        Owner { command: std::env::args().collect(), hostname: hostname(), pid: std::process::id() }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "localhost".into())
+}
 
 /// How taking an owner entry went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

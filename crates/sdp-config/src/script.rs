@@ -13,8 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::entity::Workflow;
+use crate::error::Error;
 use crate::keys::paths;
-use crate::{Error, Txn, Workflow};
+use crate::txn::Txn;
 
 /// The program name that stands for the platform's own binary in a definition's `command`.
 pub const PLATFORM_PROGRAM: &str = "sdp";

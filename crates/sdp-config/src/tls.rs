@@ -5,7 +5,8 @@ use std::path::Path;
 
 use etcd_client::{Certificate, Identity, TlsOptions};
 
-use crate::{Error, Settings};
+use crate::error::Error;
+use crate::settings::Settings;
 
 /// The files a TLS connection uses.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,9 +10,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::{Backend, Precondition, Stored, Write};
+use crate::backend::Backend;
+use crate::driver::{Precondition, Stored, Write};
+use crate::error::Error;
+use crate::json;
 use crate::keys;
-use crate::{json, Error};
 
 /// Listings look this many levels below the listed path at most (as the original's CLI does with `-R`).
 pub const MAX_RECURSION: usize = 8;
@@ -191,7 +193,7 @@ impl Txn {
 
     /// Creates a key; fails with [`Error::Collision`] if it exists. With a lease, the key is deleted when the
     /// lease ends.
-    pub async fn create(&self, path: &str, value: &str, lease: Option<&crate::Lease>) -> Result<(), Error> {
+    pub async fn create(&self, path: &str, value: &str, lease: Option<&crate::lease::Lease>) -> Result<(), Error> {
         if self.get(path).await?.is_some() {
             return Err(Error::Collision(path.to_string()));
         }
@@ -220,7 +222,7 @@ impl Txn {
         &self,
         path: &str,
         value: &T,
-        lease: Option<&crate::Lease>,
+        lease: Option<&crate::lease::Lease>,
     ) -> Result<(), Error> {
         self.create(path, &canonical(path, value)?, lease).await
     }
@@ -251,7 +253,7 @@ impl Txn {
         &self,
         path: &str,
         value: &T,
-        lease: &crate::Lease,
+        lease: &crate::lease::Lease,
     ) -> Result<(), Error> {
         let text = canonical(path, value)?;
         self.get(path).await?;
@@ -491,7 +493,7 @@ impl ReadSet {
         );
         let end = ends.max().unwrap_or_default();
         let matches = |key: &str| self.keys.contains(key) || self.prefixes.iter().any(|p| key.starts_with(p.as_str()));
-        backend.wait_for_change(&start, &end, self.revision, matches).await.map(|_| ())
+        backend.follower().wait_for_change(&start, &end, self.revision, matches).await.map(|_| ())
     }
 }
 

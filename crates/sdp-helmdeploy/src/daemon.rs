@@ -103,7 +103,7 @@ async fn deploy(d: &Deployer) -> Result<(), Error> {
             for (id, error) in reported.update(&refused) {
                 tracing::warn!(deploy_id = id, error, "deployment entry refused");
                 // An ID that is not one has no state key to hold the reason.
-                if sdp_config::entity::validate_id("deployment", &id).is_ok() {
+                if sdp_config::keys::validate_id("deployment", &id).is_ok() {
                     d.config.record_deployment_state(&id, StateUpdate::failed(error)).await;
                 }
             }

@@ -10,11 +10,15 @@ use prometheus_client::registry::Registry;
 use sdp_config::Config;
 use tokio::task::JoinHandle;
 
+use crate::bundled;
+use crate::daemon::Deployer;
+use crate::daemon::Mode;
 use crate::helm::Helm;
 use crate::metrics::Metrics;
 use crate::namespace::{self, Ensured};
+use crate::pods;
 use crate::repositories::Repositories;
-use crate::{bundled, pods, resources, Deployer, Mode};
+use crate::resources;
 
 /// The longest pause between two tries of a failing release.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -76,7 +80,7 @@ pub async fn start(settings: Settings, config: Config, registry: &mut Registry) 
     tracing::info!(dir = %charts_dir.display(), "local charts");
     let namespace = settings.namespace.clone();
     let deployer = deployer(settings, charts_dir, mode.clone(), config.clone(), metrics.clone());
-    let mut tasks = vec![tokio::spawn(crate::run(deployer))];
+    let mut tasks = vec![tokio::spawn(crate::daemon::run(deployer))];
     match mode {
         Mode::Cluster => tasks.extend(start_monitors(&namespace, config, metrics).await),
         Mode::RenderOnly(dir) => {

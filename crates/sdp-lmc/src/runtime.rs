@@ -6,10 +6,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch, Mutex};
 
+use crate::apply;
 use crate::master::{self, MasterState};
 use crate::model::{AdminMode, DevState};
 use crate::subarray::{self, SubarrayState};
-use crate::{apply, DevError};
+use crate::DevError;
 
 /// One device as Tango would list it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -55,7 +56,7 @@ struct SubarrayDevice {
 
 pub struct Lmc {
     config: sdp_config::Config,
-    metrics: crate::Metrics,
+    metrics: crate::metrics::Metrics,
     master_info: DeviceInfo,
     master: Mutex<MasterState>,
     subarrays: Vec<SubarrayDevice>,
@@ -110,7 +111,7 @@ impl Lmc {
     /// A master and `subarrays` subarray devices (`mid_sdp/elt/subarray_1` …) over `config`, counting their
     /// commands and events in `metrics`. Spawns the tasks that follow the receive addresses published for each
     /// subarray's processing block.
-    pub fn start(config: sdp_config::Config, subarrays: usize, metrics: crate::Metrics) -> Arc<Lmc> {
+    pub fn start(config: sdp_config::Config, subarrays: usize, metrics: crate::metrics::Metrics) -> Arc<Lmc> {
         let (events, _) = broadcast::channel(1024);
         let lmc = Arc::new(Lmc {
             config,

@@ -103,7 +103,7 @@ pub fn configure(text: &str) -> Result<Configure, String> {
         }
         None => Value::Object(Map::new()),
     };
-    sdp_config::entity::validate_id("processing block", &pb_id).map_err(|e| at(&join(path, "id"), e.to_string()))?;
+    sdp_config::keys::validate_id("processing block", &pb_id).map_err(|e| at(&join(path, "id"), e.to_string()))?;
     Ok(Configure { pb_id, sbi_id, workflow, parameters: cfg["parameters"].clone(), scan_parameters })
 }
 

@@ -4,7 +4,9 @@
 use serde_json::{json, Value};
 
 use crate::model::{repr_list, AdminMode, DevState, HealthState, ObsState};
-use crate::{schema, Effect, Refusal};
+use crate::schema;
+use crate::Effect;
+use crate::Refusal;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubarrayState {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::Router;
 use sdp_daemon::http::{ListenError, Serving};
 
-use crate::{http, Lmc};
+use crate::http;
+use crate::runtime::Lmc;
 
 /// A surface that would listen beyond loopback without a token: anyone who reaches it could drive the devices.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +73,7 @@ impl Running {
 pub async fn start(
     settings: Settings,
     config: sdp_config::Config,
-    metrics: crate::Metrics,
+    metrics: crate::metrics::Metrics,
     ops: Router,
 ) -> Result<Running, ListenError> {
     let lmc = Lmc::start(config, settings.subarrays, metrics);

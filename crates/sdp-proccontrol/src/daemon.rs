@@ -11,8 +11,8 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 
 use sdp_config::deployment::script_deployment_of;
-use sdp_config::entity::validate_id;
 use sdp_config::keys::paths;
+use sdp_config::keys::validate_id;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
 use sdp_daemon::Refusals;
 

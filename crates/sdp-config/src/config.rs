@@ -1,0 +1,108 @@
+//! The handle on the configuration database: connecting, transactions, watchers and leases.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sdp_daemon::{Backoff, Policy};
+
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::keys;
+use crate::lease::Lease;
+use crate::settings::Settings;
+use crate::txn::{self, Txn, Watcher};
+
+/// How many times a conflicting transaction is re-run before giving up (as the original).
+pub const MAX_RETRIES: usize = 64;
+
+/// A handle on the configuration database. Cheap to clone.
+#[derive(Clone)]
+pub struct Config {
+    backend: Backend,
+    prefix: Arc<str>,
+}
+
+impl Config {
+    pub async fn connect(settings: &Settings) -> Result<Config, Error> {
+        let backend = match settings.backend.as_str() {
+            "etcd3" | "etcd" => Backend::connect_etcd(settings).await?,
+            "memory" => Backend::memory(),
+            other => return Err(Error::Invalid(format!("unknown SDP_CONFIG_BACKEND {other:?}: use etcd3 or memory"))),
+        };
+        let config = Config { backend, prefix: Arc::from("") };
+        config.with_prefix(&settings.prefix)
+    }
+
+    pub async fn from_env() -> Result<Config, Error> {
+        Config::connect(&Settings::from_env()?).await
+    }
+
+    /// Connects and reads once: a database that cannot be used fails the start, with a clear message, rather
+    /// than the first request of some daemon later.
+    pub async fn connect_checked(settings: &Settings) -> Result<Config, Error> {
+        let config = Config::connect(settings).await?;
+        config.answers().await?;
+        Ok(config)
+    }
+
+    /// The daemons' connection: a database that cannot be reached yet (in a cluster it starts beside them) is
+    /// waited for under [`Policy::DATABASE`], each failure logged, rather than ending the process for its
+    /// supervisor to restart it with ever longer pauses; any other error (TLS, a refused request) ends the start
+    /// at once. None when `stop` resolves first.
+    pub async fn connect_when_reachable(
+        settings: &Settings,
+        stop: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<Option<Config>, Error> {
+        let mut backoff = Backoff::new(Policy::DATABASE);
+        loop {
+            let error = match Config::connect_checked(settings).await {
+                Ok(config) => return Ok(Some(config)),
+                Err(e @ Error::Unreachable { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            tokio::select! {
+                () = backoff.wait_after("connecting to the configuration database", &error) => {}
+                () = &mut *stop => return Ok(None),
+            }
+        }
+    }
+
+    /// Whether the database answers a read now: the check after connecting, and the daemons' readiness.
+    pub async fn answers(&self) -> Result<(), Error> {
+        self.txn(|t| async move { t.list_keys("/", 0).await }).await.map(drop)
+    }
+
+    /// A fresh in-process database with etcd's semantics. Needs a Tokio runtime (for lease expiry).
+    pub fn memory() -> Config {
+        Config { backend: Backend::memory(), prefix: Arc::from("") }
+    }
+
+    /// The same database, with every path under `prefix` (e.g. `/test-42`).
+    pub fn with_prefix(&self, prefix: &str) -> Result<Config, Error> {
+        let prefix = prefix.trim_end_matches('/');
+        if !prefix.is_empty() {
+            keys::check_path(prefix)?;
+        }
+        Ok(Config { backend: self.backend.clone(), prefix: Arc::from(prefix) })
+    }
+
+    /// Runs `body` as one optimistic transaction, re-running it while other clients change what it read.
+    /// The body must be free of side effects outside the transaction: it may run several times.
+    pub async fn txn<T, F, Fut>(&self, mut body: F) -> Result<T, Error>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        txn::run(&self.backend, &self.prefix, MAX_RETRIES, &mut body).await.map(|(out, _)| out)
+    }
+
+    /// A loop of transactions, each run after something the previous one read changed.
+    pub fn watcher(&self) -> Watcher {
+        Watcher::new(self.backend.clone(), Arc::clone(&self.prefix), MAX_RETRIES)
+    }
+
+    /// A lease of `ttl` seconds, kept alive while the returned value lives.
+    pub async fn lease(&self, ttl: i64) -> Result<Lease, Error> {
+        Lease::grant(self.backend.clone(), ttl).await
+    }
+}
