@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -234,10 +235,37 @@ func checkHistory(ops []Op, h *History) ([]Violation, HistoryResult) {
 		eventOf[e.Value] = e
 	}
 
+	// The deletes of the history that no acknowledged delete made were made by deletes of unknown outcome:
+	// with none for a key, none of those on the key took effect; with one event and one such delete, that
+	// delete made it.
+	acked := map[string]bool{}
+	unknownDeletes := map[string]int{}
+	for _, op := range ops {
+		switch {
+		case op.Input.Kind == Delete && op.Output.Unknown:
+			unknownDeletes[op.Input.Key]++
+		case op.Input.Kind == Delete && op.Mutated():
+			acked[fmt.Sprintf("%s@%d", op.Input.Key, op.Output.Rev)] = true
+		}
+	}
+	unclaimed := map[string][]int64{}
+	for _, e := range h.Events {
+		if e.Delete && strings.HasPrefix(e.Key, kvPrefix) && !acked[fmt.Sprintf("%s@%d", e.Key, e.Rev)] {
+			unclaimed[e.Key] = append(unclaimed[e.Key], e.Rev)
+		}
+	}
+	for key, revs := range unclaimed {
+		if len(revs) > unknownDeletes[key] {
+			c.add(Violation{"history", fmt.Sprintf("%s is deleted at revisions %v, more times than deletes of unknown outcome (%d) could have",
+				key, revs, unknownDeletes[key])})
+		}
+	}
+
 	for _, op := range ops {
 		in, out := op.Input, op.Output
 		if out.Unknown {
-			if in.Kind == Put || in.Kind == Txn {
+			switch {
+			case in.Kind == Put || in.Kind == Txn:
 				if e, ok := eventOf[in.Value]; ok {
 					op.Output.Rev = e.Rev
 					res.Applied++
@@ -245,6 +273,12 @@ func checkHistory(ops []Op, h *History) ([]Violation, HistoryResult) {
 					res.NotApplied++
 					continue
 				}
+			case in.Kind == Delete && len(unclaimed[in.Key]) == 0:
+				res.NotApplied++
+				continue
+			case in.Kind == Delete && len(unclaimed[in.Key]) == 1 && unknownDeletes[in.Key] == 1:
+				op.Output.Rev = unclaimed[in.Key][0]
+				res.Applied++
 			}
 			res.Resolved = append(res.Resolved, op)
 			continue
@@ -376,15 +410,81 @@ func checkWatch(w *Watcher, reference []Event, complete bool, finalRev int64) []
 type LinearizabilityResult struct {
 	Keys       int
 	Operations int
+	Segments   int
+	Largest    int // operations in the largest segment
 	Elapsed    time.Duration
-	Files      []string // visualisations of the keys that are not linearizable
+	Files      []string // visualisations of the segments that are not linearizable
 }
 
-// checkLinearizability checks each key's history with Porcupine, within timeout for the whole; a key
-// whose check does not finish in time is a failure of the test. The visualisation of a key whose history is
-// not linearizable is written to dir.
+// segment is a stretch of one key's history that can be checked alone: it starts in a known state.
+type segment struct {
+	start keyState
+	ops   []Op
+}
+
+// segments cuts one key's history (sorted by invocation) at reads that overlap no other operation and
+// saw the key present: every operation before such a read returned before it was invoked, every one after
+// it was invoked after it returned, and after it the key's state is the one it read, whatever came
+// before. So the history is linearizable if and only if each stretch is, from the state the read before
+// it saw (each stretch ends with its read). Checking stretches of a few thousand operations keeps
+// Porcupine's memory (which grows with the square of a history's length) small.
+func segments(ops []Op, size int) []segment {
+	var out []segment
+	cur := segment{}
+	var maxReturn int64 = -1
+	for i, op := range ops {
+		cur.ops = append(cur.ops, op)
+		isolated := maxReturn < op.Call && (i+1 == len(ops) || ops[i+1].Call > op.Return)
+		maxReturn = max(maxReturn, op.Return)
+		if isolated && len(cur.ops) >= size && i+1 < len(ops) && op.Input.Kind == Get && !op.Output.Unknown && op.Output.KV.Exists {
+			kv := op.Output.KV
+			out = append(out, cur)
+			cur = segment{start: keyState{Exists: true, Value: kv.Value, Version: kv.Version, ModRev: kv.ModRev,
+				ModKnown: true, CreateRev: kv.CreateRev, CreateKnown: true}}
+		}
+	}
+	if len(cur.ops) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// boundUnknownReturns gives each write of unknown outcome that the history shows applied at revision r a
+// return time: the first return of an operation that answered at revision r or later (the server had
+// applied r by then). The rest keep returning at infinity.
+func boundUnknownReturns(ops []Op) []Op {
+	var answered []Op
+	for _, op := range ops {
+		if !op.Output.Unknown {
+			answered = append(answered, op)
+		}
+	}
+	sort.Slice(answered, func(i, j int) bool { return answered[i].Output.Rev < answered[j].Output.Rev })
+	// firstReturn[i]: the earliest return among answered[i:].
+	firstReturn := make([]int64, len(answered)+1)
+	firstReturn[len(answered)] = infinity
+	for i := len(answered) - 1; i >= 0; i-- {
+		firstReturn[i] = min(firstReturn[i+1], answered[i].Return)
+	}
+	out := append([]Op(nil), ops...)
+	for i, op := range out {
+		if !op.Output.Unknown || op.Output.Rev == 0 {
+			continue
+		}
+		j := sort.Search(len(answered), func(j int) bool { return answered[j].Output.Rev >= op.Output.Rev })
+		if r := firstReturn[j]; r < infinity && r >= op.Call {
+			out[i].Return = r
+		}
+	}
+	return out
+}
+
+// checkLinearizability checks each key's history with Porcupine, stretch by stretch (see segments), within
+// timeout for the whole; a stretch not decided in time is a failure of the test. The visualisation of a
+// stretch that is not linearizable is written to dir.
 func checkLinearizability(ops []Op, timeout time.Duration, dir string) ([]Violation, LinearizabilityResult) {
 	t0 := time.Now()
+	deadline := t0.Add(timeout)
 	byKey := map[string][]Op{}
 	for _, op := range ops {
 		byKey[op.Input.Key] = append(byKey[op.Input.Key], op)
@@ -395,41 +495,86 @@ func checkLinearizability(ops []Op, timeout time.Duration, dir string) ([]Violat
 	}
 	sort.Strings(keys)
 	res := LinearizabilityResult{Keys: len(keys), Operations: len(ops)}
+	type job struct {
+		key   string
+		index int
+		seg   segment
+	}
+	var jobs []job
+	for _, key := range keys {
+		history := byKey[key]
+		sort.SliceStable(history, func(i, j int) bool { return history[i].Call < history[j].Call })
+		for i, seg := range segments(history, segmentSize) {
+			jobs = append(jobs, job{key, i, seg})
+			res.Largest = max(res.Largest, len(seg.ops))
+		}
+	}
+	res.Segments = len(jobs)
 	var mu sync.Mutex
 	var violations []Violation
 	var wg sync.WaitGroup
-	for _, key := range keys {
+	work := make(chan job)
+	for w := 0; w < max(1, min(runtime.NumCPU(), 4)); w++ {
 		wg.Add(1)
-		go func(key string) {
+		go func() {
 			defer wg.Done()
-			history := toPorcupine(byKey[key])
-			result, info := porcupine.CheckOperationsVerbose(kvModel, history, timeout)
-			mu.Lock()
-			defer mu.Unlock()
-			switch result {
-			case porcupine.Ok:
-			case porcupine.Unknown:
-				violations = append(violations, Violation{"checker", fmt.Sprintf(
-					"Porcupine did not decide on key %s (%d operations) within %s", key, len(history), timeout)})
-			case porcupine.Illegal:
-				detail := fmt.Sprintf("the history of key %s (%d operations) is not linearizable", key, len(history))
-				if dir != "" {
-					path := filepath.Join(dir, "linearizability-"+strings.ReplaceAll(key, "/", "_")+".html")
-					if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
-						res.Files = append(res.Files, path)
-						detail += "; Porcupine's visualisation: " + path
-					}
+			for j := range work {
+				v, file := checkSegment(j.key, j.index, j.seg, time.Until(deadline), dir)
+				mu.Lock()
+				if v != nil {
+					violations = append(violations, *v)
 				}
-				detail += longestPrefix(history, info)
-				violations = append(violations, Violation{"linearizability", detail})
+				if file != "" {
+					res.Files = append(res.Files, file)
+				}
+				mu.Unlock()
 			}
-		}(key)
+		}()
 	}
+	for _, j := range jobs {
+		work <- j
+	}
+	close(work)
 	wg.Wait()
 	sort.Slice(violations, func(i, j int) bool { return violations[i].Detail < violations[j].Detail })
 	sort.Strings(res.Files)
 	res.Elapsed = time.Since(t0)
 	return violations, res
+}
+
+// segmentSize is the fewest operations of a stretch checked alone.
+var segmentSize = 2000
+
+// checkSegment checks one stretch of a key's history; an illegal one is checked again for its
+// visualisation, written to dir.
+func checkSegment(key string, index int, seg segment, timeout time.Duration, dir string) (*Violation, string) {
+	if timeout <= 0 {
+		return &Violation{"checker", fmt.Sprintf("no time left to check stretch %d of key %s (%d operations)", index, key, len(seg.ops))}, ""
+	}
+	model := modelFrom(seg.start)
+	history := toPorcupine(seg.ops)
+	switch porcupine.CheckOperationsTimeout(model, history, timeout) {
+	case porcupine.Ok:
+		return nil, ""
+	case porcupine.Unknown:
+		return &Violation{"checker", fmt.Sprintf("Porcupine did not decide on stretch %d of key %s (%d operations) in time",
+			index, key, len(history))}, ""
+	}
+	detail := fmt.Sprintf("the history of key %s is not linearizable: its stretch %d (%d operations from %s, starting from %s)",
+		key, index, len(history), ms(seg.ops[0].Call), seg.start)
+	result, info := porcupine.CheckOperationsVerbose(model, history, timeout)
+	file := ""
+	if result == porcupine.Illegal {
+		if dir != "" {
+			path := filepath.Join(dir, fmt.Sprintf("linearizability-%s-%d.html", strings.ReplaceAll(key, "/", "_"), index))
+			if err := porcupine.VisualizePath(model, info, path); err == nil {
+				file = path
+				detail += "; Porcupine's visualisation: " + path
+			}
+		}
+		detail += longestPrefix(history, info)
+	}
+	return &Violation{"linearizability", detail}, file
 }
 
 // longestPrefix names where the longest linearizable prefix ends: the operations that could not be placed.
@@ -516,20 +661,22 @@ func plantStaleRead(ops []Op) ([]Op, string, bool) {
 	return nil, "", false
 }
 
-// checkCanary runs the checker on a planted stale read: it must say Illegal.
+// checkCanary runs the checker on a planted stale read, as it runs on the real history: it must find it.
 func checkCanary(ops []Op, timeout time.Duration) (string, []Violation) {
 	bad, what, ok := plantStaleRead(ops)
 	if !ok {
 		return "no pattern to plant a stale read in (too few writes)", nil
 	}
-	switch porcupine.CheckOperationsTimeout(kvModel, toPorcupine(bad), timeout) {
-	case porcupine.Illegal:
-		return "a stale read planted in the history is rejected", nil
-	case porcupine.Unknown:
-		return "", []Violation{{"checker", "Porcupine did not decide on the history with a planted stale read within " + timeout.String()}}
-	default:
+	vs, _ := checkLinearizability(bad, timeout, "")
+	for _, v := range vs {
+		if v.Kind == "checker" {
+			return "", []Violation{{"checker", "the check of a history with a planted stale read: " + v.Detail}}
+		}
+	}
+	if len(vs) == 0 {
 		return "", []Violation{{"checker", "the checker accepts a history with a planted stale read, so it proves nothing: " + what}}
 	}
+	return "a stale read planted in the history is rejected", nil
 }
 
 // writeOps writes the history as text, one operation a line, for a look after a failure.

@@ -231,3 +231,31 @@ func TestLeaseKeyComingBackInTheHistory(t *testing.T) {
 	vs, _ := checkHistory(nil, NewHistory(events))
 	hasViolation(t, vs, "lease", "came back after its delete")
 }
+
+func TestUnknownDeletesAreSettledByTheHistory(t *testing.T) {
+	unknownDelete := func(call int64) Op {
+		return Op{Client: 3, Input: Input{Kind: Delete, Key: "rb/k0"}, Output: Output{Unknown: true}, Call: call * 1e6, Return: infinity}
+	}
+	ops, events := goodRun()
+	// No delete in the history but the acknowledged one: the unknown delete did nothing.
+	vs, res := checkHistory(append(ops, unknownDelete(10)), NewHistory(events))
+	noViolation(t, vs)
+	if res.NotApplied != 1 || len(res.Resolved) != len(ops) {
+		t.Fatalf("not applied %d, %d operations kept", res.NotApplied, len(res.Resolved))
+	}
+	// One more delete in the history: the unknown delete made it.
+	events = append(events, putEvent("rb/k0", "c", 5, 5, 1), delEvent("rb/k0", 6))
+	ops = append(ops, put(1, "rb/k0", "c", 10, 11, 5, KV{}), unknownDelete(12))
+	vs, res = checkHistory(ops, NewHistory(events))
+	noViolation(t, vs)
+	last := res.Resolved[len(res.Resolved)-1]
+	if res.Applied != 1 || last.Input.Kind != Delete || last.Output.Rev != 6 {
+		t.Fatalf("applied %d, last %+v", res.Applied, last)
+	}
+	if r := linearizable(t, res.Resolved); r != "Ok" {
+		t.Fatalf("settled history: %s", r)
+	}
+	// A delete nobody could have made.
+	vs, _ = checkHistory(ops[:len(ops)-1], NewHistory(events))
+	hasViolation(t, vs, "history", "more times than deletes of unknown outcome (0)")
+}

@@ -314,7 +314,7 @@ func run(o options) int {
 	if complete {
 		hv, r := checkHistory(ops, NewHistory(events))
 		violations = append(violations, hv...)
-		hres, checked = r, r.Resolved
+		hres, checked = r, boundUnknownReturns(r.Resolved)
 		notes = append(notes, fmt.Sprintf("history: %d events up to revision %d, %s; %d acknowledged writes and %d reads checked against it",
 			len(events), rev, source, r.CheckedWrites, r.CheckedReads))
 	} else {
@@ -340,8 +340,12 @@ func run(o options) int {
 			watchNotes = append(watchNotes, fmt.Sprintf("watcher %d: compacted at %d", wt.ID, wt.Compacted))
 			continue
 		}
-		watchNotes = append(watchNotes, fmt.Sprintf("watcher %d from revision %d: %d events, on across %d restarts, reopened %d times",
-			wt.ID, wt.Start, len(wt.Events), wt.Spanned(kills, readys), wt.Resumed))
+		note := fmt.Sprintf("watcher %d from revision %d: %d events, on across %d restarts, reopened %d times",
+			wt.ID, wt.Start, len(wt.Events), wt.Spanned(kills, readys), wt.Resumed)
+		if wt.Err != "" {
+			note += " (last error: " + wt.Err + ")"
+		}
+		watchNotes = append(watchNotes, note)
 	}
 	w.leases.mu.Lock()
 	violations = append(violations, w.leases.violations...)
@@ -421,8 +425,8 @@ func run(o options) int {
 	for _, n := range notes {
 		fmt.Println("  " + n)
 	}
-	fmt.Printf("  linearizability: %d operations on %d keys checked by Porcupine in %s; canary: %s\n",
-		lres.Operations, lres.Keys, lres.Elapsed.Round(time.Millisecond), canary)
+	fmt.Printf("  linearizability: %d operations on %d keys (%d stretches, the largest %d operations) checked by Porcupine in %s; canary: %s\n",
+		lres.Operations, lres.Keys, lres.Segments, lres.Largest, lres.Elapsed.Round(time.Millisecond), canary)
 	fmt.Printf("  watches: %s\n", strings.Join(watchNotes, "; "))
 	var lat []time.Duration
 	lat = append(lat, lb.latencies...)

@@ -156,6 +156,12 @@ func step(s keyState, in Input, out Output) []keyState {
 		return []keyState{prev.written(in.Value, out.Rev)}
 	case Delete:
 		if out.Unknown {
+			if out.Rev > 0 { // it deleted the key at that revision
+				if !s.Exists || !s.newRevisionFits(out.Rev) {
+					return nil
+				}
+				return []keyState{s.deleted(out.Rev)}
+			}
 			if !s.Exists {
 				return []keyState{s}
 			}
@@ -247,9 +253,32 @@ func describe(in Input, out Output) string {
 	}
 }
 
-// kvModel is the Porcupine model of etcd's key-value semantics for put, get, delete and a compare-and-set
-// transaction, partitioned by key.
-var kvModel = (&porcupine.NondeterministicModel{
+func (s keyState) hash() uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s.Value))
+	var b [8 * 4]byte
+	for i, v := range []int64{s.Version, s.ModRev, s.CreateRev, flags(s.Exists, s.ModKnown, s.CreateKnown)} {
+		for j := 0; j < 8; j++ {
+			b[8*i+j] = byte(v >> (8 * j))
+		}
+	}
+	h.Write(b[:])
+	return h.Sum64()
+}
+
+func flags(bits ...bool) int64 {
+	var f int64
+	for i, b := range bits {
+		if b {
+			f |= 1 << i
+		}
+	}
+	return f
+}
+
+// kvNondeterministic is the Porcupine model of etcd's key-value semantics for put, get, delete and a
+// compare-and-set transaction, partitioned by key.
+var kvNondeterministic = porcupine.NondeterministicModel{
 	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
 		byKey := map[string][]porcupine.Operation{}
 		for _, op := range history {
@@ -267,7 +296,6 @@ var kvModel = (&porcupine.NondeterministicModel{
 		}
 		return parts
 	},
-	Init: func() []interface{} { return []interface{}{keyState{}} },
 	Step: func(state, input, output interface{}) []interface{} {
 		var next []interface{}
 		for _, s := range step(state.(keyState), input.(Input), output.(Output)) {
@@ -275,17 +303,21 @@ var kvModel = (&porcupine.NondeterministicModel{
 		}
 		return next
 	},
-	Equal: func(a, b interface{}) bool { return a.(keyState) == b.(keyState) },
-	Hash: func(state interface{}) uint64 {
-		s := state.(keyState)
-		h := fnv.New64a()
-		fmt.Fprintf(h, "%t|%s|%d|%d|%t|%d|%t", s.Exists, s.Value, s.Version, s.ModRev, s.ModKnown, s.CreateRev,
-			s.CreateKnown)
-		return h.Sum64()
-	},
+	Equal:             func(a, b interface{}) bool { return a.(keyState) == b.(keyState) },
+	Hash:              func(state interface{}) uint64 { return state.(keyState).hash() },
 	DescribeOperation: func(input, output interface{}) string { return describe(input.(Input), output.(Output)) },
 	DescribeState:     func(state interface{}) string { return state.(keyState).String() },
-}).ToModel()
+}
+
+// kvModel is the model from an empty key.
+var kvModel = modelFrom(keyState{})
+
+// modelFrom is the model of a key that starts in a known state.
+func modelFrom(start keyState) porcupine.Model {
+	m := kvNondeterministic
+	m.Init = func() []interface{} { return []interface{}{start} }
+	return m.ToModel()
+}
 
 // toPorcupine turns operations into Porcupine's.
 func toPorcupine(ops []Op) []porcupine.Operation {

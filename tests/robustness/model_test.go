@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"math/rand"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -175,10 +178,129 @@ func TestNonLinearizableKeyGetsAVisualisation(t *testing.T) {
 	if len(vs) != 1 || vs[0].Kind != "linearizability" || !strings.Contains(vs[0].Detail, "rb/k1") {
 		t.Fatalf("violations: %v", vs)
 	}
-	if len(res.Files) != 1 || !strings.HasSuffix(res.Files[0], "linearizability-rb_k1.html") {
+	if len(res.Files) != 1 || !strings.HasSuffix(res.Files[0], "linearizability-rb_k1-0.html") {
 		t.Fatalf("files: %v", res.Files)
 	}
 	if !strings.Contains(vs[0].Detail, "get(rb/k1)") {
 		t.Fatalf("the violation does not name the read that does not fit: %s", vs[0].Detail)
+	}
+}
+
+// simulate makes a linearizable history of one key: clients whose operations overlap, each taking effect
+// at a random moment between its invocation and its return.
+func simulate(n, clients int, rng *rand.Rand) []Op {
+	type effect struct {
+		at  int64
+		idx int
+	}
+	ops := make([]Op, n)
+	clock := make([]int64, clients)
+	var effects []effect
+	kinds := []Kind{Get, Get, Get, Put, Put, Delete, Txn}
+	for i := range ops {
+		c := rng.Intn(clients)
+		call := clock[c] + int64(rng.Intn(1000))
+		ret := call + 50 + int64(rng.Intn(300))
+		clock[c] = ret
+		ops[i] = Op{Client: c, Input: Input{Kind: kinds[rng.Intn(len(kinds))], Key: "k", Value: fmt.Sprint("v", i)}, Call: call, Return: ret}
+		effects = append(effects, effect{call + rng.Int63n(ret-call+1), i})
+	}
+	sort.Slice(effects, func(a, b int) bool { return effects[a].at < effects[b].at })
+	var s KV
+	rev := int64(1)
+	write := func(value string) KV {
+		rev++
+		next := KV{Exists: true, Value: value, ModRev: rev, CreateRev: rev, Version: 1}
+		if s.Exists {
+			next.CreateRev, next.Version = s.CreateRev, s.Version+1
+		}
+		return next
+	}
+	for _, e := range effects {
+		op := &ops[e.idx]
+		switch op.Input.Kind {
+		case Get:
+			op.Output = Output{Rev: rev, KV: s}
+		case Put:
+			prev := s
+			s = write(op.Input.Value)
+			op.Output = Output{Rev: rev, KV: prev}
+		case Delete:
+			if s.Exists {
+				rev++
+				op.Output = Output{Rev: rev, Deleted: 1, KV: s}
+				s = KV{}
+			} else {
+				op.Output = Output{Rev: rev}
+			}
+		case Txn:
+			op.Input.Compare, op.Input.ExpectedRev = CompareModRev, s.ModRev
+			if rng.Intn(2) == 0 {
+				op.Input.ExpectedRev = 0
+			}
+			if s.ModRev == op.Input.ExpectedRev || !s.Exists && op.Input.ExpectedRev == 0 {
+				s = write(op.Input.Value)
+				op.Output = Output{Rev: rev, Succeeded: true}
+			} else {
+				op.Output = Output{Rev: rev, KV: s}
+			}
+		}
+	}
+	sort.SliceStable(ops, func(a, b int) bool { return ops[a].Call < ops[b].Call })
+	return ops
+}
+
+func TestStretchesOfASimulatedHistory(t *testing.T) {
+	defer func(size int) { segmentSize = size }(segmentSize)
+	segmentSize = 100
+	ops := simulate(5000, 4, rand.New(rand.NewSource(1)))
+	vs, res := checkLinearizability(ops, 30*time.Second, "")
+	if len(vs) != 0 || res.Segments < 10 {
+		t.Fatalf("a linearizable history: %v, in %d stretches", vs, res.Segments)
+	}
+	// A stale read planted anywhere is found, whichever stretch it lands in.
+	bad, what, ok := plantStaleRead(ops)
+	if !ok {
+		t.Fatal("no stale read planted")
+	}
+	if vs, _ := checkLinearizability(bad, 30*time.Second, ""); len(vs) != 1 || vs[0].Kind != "linearizability" {
+		t.Fatalf("planted %s: %v", what, vs)
+	}
+}
+
+func TestAStretchStartsFromTheReadThatEndsThePreviousOne(t *testing.T) {
+	defer func(size int) { segmentSize = size }(segmentSize)
+	segmentSize = 1
+	ops := []Op{
+		put(0, "k", "a", 0, 1, 2, KV{}),
+		put(0, "k", "b", 2, 3, 3, kv("a", 2, 2, 1)),
+		get(1, "k", 4, 5, 3, kv("b", 3, 2, 2)), // alone: the cut
+		get(1, "k", 6, 7, 3, kv("a", 2, 2, 1)), // stale
+	}
+	segs := segments(ops, 1)
+	if len(segs) != 2 || len(segs[1].ops) != 1 || segs[1].start.Value != "b" || !segs[1].start.ModKnown {
+		t.Fatalf("segments: %+v", segs)
+	}
+	if vs, _ := checkLinearizability(ops, 10*time.Second, ""); len(vs) != 1 || !strings.Contains(vs[0].Detail, "stretch 1") {
+		t.Fatalf("%v", vs)
+	}
+	// A read that overlaps another operation is no cut.
+	ops[3].Call = 4.5e6
+	if segs := segments(ops, 1); len(segs) != 1 {
+		t.Fatalf("segments: %+v", segs)
+	}
+}
+
+func TestUnknownWritesAppliedReturnByTheFirstAnswerAtTheirRevision(t *testing.T) {
+	ops := []Op{
+		{Input: Input{Kind: Put, Key: "k", Value: "a"}, Output: Output{Unknown: true, Rev: 5}, Call: 1, Return: infinity},
+		get(1, "j", 0, 3, 4, KV{}),
+		get(1, "j", 0, 9, 6, KV{}),
+		get(1, "j", 0, 7, 5, KV{}),
+		{Input: Input{Kind: Put, Key: "k", Value: "b"}, Output: Output{Unknown: true, Rev: 9}, Call: 1, Return: infinity},
+	}
+	out := boundUnknownReturns(ops)
+	if out[0].Return != 7e6 || out[4].Return != infinity {
+		t.Fatalf("returns %d, %d", out[0].Return, out[4].Return)
 	}
 }
