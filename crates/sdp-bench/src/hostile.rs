@@ -9,11 +9,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::{sibling, up_command};
+use crate::processes::{sibling, up_command};
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
-    (crate::status_mib(&pid.to_string(), "VmRSS:"), crate::status_mib(&pid.to_string(), "VmHWM:"))
+    (crate::processes::status_mib(&pid.to_string(), "VmRSS:"), crate::processes::status_mib(&pid.to_string(), "VmHWM:"))
 }
 
 struct Probe {

@@ -56,7 +56,7 @@ pub async fn operator_bench(servers: usize) {
             }),
         );
     }
-    let idle = crate::status_mib("self", "VmRSS:");
+    let idle = crate::processes::status_mib("self", "VmRSS:");
     let started = Instant::now();
     let mut reconciles = 0;
     let mut rounds = 0;
@@ -82,7 +82,7 @@ pub async fn operator_bench(servers: usize) {
     );
     println!(
         "  memory (this process: operator + in-memory API): idle {idle:.1} MiB, after load {:.1} MiB, peak {:.1} MiB",
-        crate::status_mib("self", "VmRSS:"),
-        crate::status_mib("self", "VmHWM:")
+        crate::processes::status_mib("self", "VmRSS:"),
+        crate::processes::status_mib("self", "VmHWM:")
     );
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sdp_config::{Config, Settings};
 use sdp_testkit::KillOnDrop;
 
-use crate::{sibling, up_command};
+use crate::processes::{sibling, up_command};
 
 /// `(Rss, Pss)` of a process in MiB, from `/proc/<pid>/smaps_rollup`: PSS shares the pages of a program
 /// among the processes running it.

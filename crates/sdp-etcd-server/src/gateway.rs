@@ -23,7 +23,8 @@ use serde_json::{json, Map, Value};
 use tonic::{Code, Request, Status};
 
 use crate::maintenance::{MaintenanceService, API_VERSION};
-use crate::{kv::KvService, lease::LeaseService, watch, Shared};
+use crate::shared::Shared;
+use crate::{kv::KvService, lease::LeaseService, watch};
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new().route("/version", get(version)).route("/{api}/{*call}", post(call)).with_state(shared)

@@ -4,7 +4,7 @@ use etcd_client::proto::*;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self, status};
-use crate::Shared;
+use crate::shared::Shared;
 
 pub struct KvService(pub Shared);
 

@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::status;
-use crate::Shared;
+use crate::shared::Shared;
 
 /// etcd's smallest TTL with its default heartbeat and election timeout (1.5 s, rounded up).
 pub const MIN_TTL: i64 = 2;

@@ -10,6 +10,7 @@ mod kv;
 mod lease;
 mod listener;
 mod maintenance;
+mod shared;
 mod watch;
 
 use std::net::SocketAddr;
@@ -21,17 +22,13 @@ use etcd_client::proto::*;
 use sdp_kvstore::Store;
 
 use tokio::task::JoinHandle;
-use tonic::Status;
 
 pub use journal::{repair, FileJournal, Repair};
 pub use listener::{raise_open_files_limit, ConnectionLimits, TlsError, TlsFiles};
 pub use sdp_kvstore::Limits;
+pub use shared::{CLUSTER_ID, MEMBER_ID, RAFT_TERM};
 
-/// Identifiers reported in response headers (a single member of its own cluster).
-pub const CLUSTER_ID: u64 = 0x5344_505f_4346_4700;
-pub const MEMBER_ID: u64 = 0x5344_505f_4346_4701;
-/// The term a fresh single-member etcd reports after electing itself.
-pub const RAFT_TERM: u64 = 2;
+use shared::Shared;
 
 /// Past this size the journal is rewritten as one snapshot at start-up.
 const SNAPSHOT_THRESHOLD: u64 = 64 << 20;
@@ -89,28 +86,6 @@ pub enum ServerError {
     Journal { path: PathBuf, offset: u64, reason: String },
     #[error("{0}")]
     Tls(#[from] TlsError),
-}
-
-#[derive(Clone)]
-pub(crate) struct Shared {
-    store: Arc<Store>,
-    journal: Option<Arc<FileJournal>>,
-    progress_interval: Duration,
-}
-
-impl Shared {
-    fn header(&self, revision: i64) -> PbResponseHeader {
-        PbResponseHeader { cluster_id: CLUSTER_ID, member_id: MEMBER_ID, revision, raft_term: RAFT_TERM }
-    }
-
-    /// Waits until every journal record written so far is on disk: a write is acknowledged only after this.
-    async fn durable(&self) -> Result<(), Status> {
-        let Some(journal) = &self.journal else { return Ok(()) };
-        journal
-            .sync()
-            .await
-            .map_err(|e| Status::unavailable(format!("etcdserver: cannot write the journal to disk: {e}")))
-    }
 }
 
 /// A server running in the background.

@@ -4,7 +4,7 @@
 use etcd_client::proto::*;
 use tonic::{Request, Response, Status};
 
-use crate::Shared;
+use crate::shared::Shared;
 
 /// The etcd API version this server implements (reported by Status; clients gate features on it).
 pub const API_VERSION: &str = "3.4.0";
@@ -43,7 +43,7 @@ impl PbMaintenanceService for MaintenanceService {
             (action, _) => return Err(Status::invalid_argument(format!("etcdserver: unknown alarm action {action}"))),
         }
         let alarms = if store.no_space() && matches!(req.action, ALARM_GET) {
-            vec![PbAlarmMember { member_id: crate::MEMBER_ID, alarm: ALARM_NOSPACE }]
+            vec![PbAlarmMember { member_id: crate::shared::MEMBER_ID, alarm: ALARM_NOSPACE }]
         } else {
             Vec::new()
         };
@@ -55,15 +55,18 @@ impl PbMaintenanceService for MaintenanceService {
         let revision = store.revision();
         let in_use = store.size_bytes() as i64;
         let size = self.0.journal.as_ref().map_or(in_use, |j| j.size_bytes() as i64);
-        let errors =
-            if store.no_space() { vec![format!("memberID:{} alarm:NOSPACE ", crate::MEMBER_ID)] } else { Vec::new() };
+        let errors = if store.no_space() {
+            vec![format!("memberID:{} alarm:NOSPACE ", crate::shared::MEMBER_ID)]
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(PbStatusResponse {
             header: Some(self.0.header(revision)),
             version: API_VERSION.into(),
             db_size: size,
-            leader: crate::MEMBER_ID,
+            leader: crate::shared::MEMBER_ID,
             raft_index: revision as u64,
-            raft_term: crate::RAFT_TERM,
+            raft_term: crate::shared::RAFT_TERM,
             raft_applied_index: revision as u64,
             errors,
             db_size_in_use: in_use,

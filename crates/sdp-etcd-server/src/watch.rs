@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::{event_to_pb, key_range};
-use crate::Shared;
+use crate::shared::Shared;
 
 const FILTER_NO_PUT: i32 = 0;
 const FILTER_NO_DELETE: i32 = 1;

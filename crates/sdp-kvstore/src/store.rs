@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 use crate::types::*;
-use crate::Error;
 
 /// Persists records before a write is acknowledged. The in-memory store uses none.
 pub trait Journal: Send + Sync {
@@ -23,9 +22,6 @@ pub trait Journal: Send + Sync {
     /// Replaces everything journaled so far with `snapshot`, atomically.
     fn replace_with(&self, snapshot: &Record) -> std::io::Result<()>;
 }
-
-/// etcd's largest lease TTL (`MaxLeaseTTL`, in seconds).
-pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
 /// What one request may cost, as etcd bounds it (the server's options carry etcd's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

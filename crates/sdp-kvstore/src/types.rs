@@ -252,3 +252,35 @@ pub struct LeaseStatus {
     pub ttl: i64,
     pub keys: Vec<Vec<u8>>,
 }
+
+/// etcd's largest lease TTL (`MaxLeaseTTL`, in seconds).
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// Errors carry etcd's meaning so that a server can map them onto etcd's gRPC status codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("required revision has been compacted (compact revision {compact_revision})")]
+    Compacted { compact_revision: Revision },
+    #[error("required revision {requested} is a future revision (current {current})")]
+    FutureRevision { requested: Revision, current: Revision },
+    #[error("requested lease not found ({0:x})")]
+    LeaseNotFound(LeaseId),
+    #[error("lease already exists ({0:x})")]
+    LeaseExists(LeaseId),
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("too large lease TTL ({ttl} s; at most {MAX_LEASE_TTL} s)")]
+    LeaseTtlTooLarge { ttl: i64 },
+    #[error("too many operations in txn request ({ops}, nested ones included; at most {limit})")]
+    TooManyOps { ops: usize, limit: usize },
+    #[error("the response would be larger than {limit} bytes: ask for fewer keys (limit, keys_only) or raise --max-response-bytes")]
+    ResponseTooLarge { limit: usize },
+    #[error("database space exceeded (quota {quota} bytes): compact, defragment, then disarm the NOSPACE alarm")]
+    NoSpace { quota: u64 },
+}

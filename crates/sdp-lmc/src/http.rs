@@ -25,9 +25,9 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 
+use crate::error::DevError;
+use crate::error::ErrorKind;
 use crate::runtime::Lmc;
-use crate::DevError;
-use crate::ErrorKind;
 
 pub fn router(lmc: Arc<Lmc>) -> Router {
     Router::new()

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
+use crate::effect::Effect;
 use crate::model::{DevState, HealthState, OperatingState};
-use crate::Effect;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterState {

@@ -6,11 +6,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch, Mutex};
 
-use crate::apply;
+use crate::effect::apply;
+use crate::error::DevError;
 use crate::master::{self, MasterState};
 use crate::model::{AdminMode, DevState};
 use crate::subarray::{self, SubarrayState};
-use crate::DevError;
 
 /// One device as Tango would list it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -186,7 +186,7 @@ impl Lmc {
     /// Writes `adminMode` (the one writable attribute): a label (`"ONLINE"`) or a number.
     pub async fn write_attribute(&self, device: &str, name: &str, value: &Value) -> Result<(), DevError> {
         let not_writable = || DevError {
-            kind: crate::ErrorKind::NotAllowed,
+            kind: crate::error::ErrorKind::NotAllowed,
             reason: "API_AttrNotWritable".into(),
             desc: format!("attribute {name} of {device} is not writable"),
         };
@@ -274,7 +274,7 @@ impl Lmc {
         self.publish(&sub.info.id, &before, &subarray_attributes(state));
     }
 
-    async fn apply(&self, effects: &[crate::Effect]) -> Result<(), DevError> {
+    async fn apply(&self, effects: &[crate::effect::Effect]) -> Result<(), DevError> {
         apply(&self.config, effects).await.map_err(|e| {
             tracing::warn!(error = %e, "command failed in the configuration database; state unchanged");
             DevError::failed(e.to_string())

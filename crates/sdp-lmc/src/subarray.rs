@@ -3,10 +3,10 @@
 
 use serde_json::{json, Value};
 
+use crate::effect::Effect;
+use crate::error::Refusal;
 use crate::model::{repr_list, AdminMode, DevState, HealthState, ObsState};
 use crate::schema;
-use crate::Effect;
-use crate::Refusal;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubarrayState {

@@ -16,7 +16,9 @@ use sdp_config::keys::validate_id;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
 use sdp_daemon::Refusals;
 
-use crate::{block_counts, builtin_scripts, plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER};
+use crate::plan::{
+    block_counts, builtin_scripts, plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER,
+};
 
 /// etcd refuses transactions of more than 128 operations or compares (`--max-txn-ops`); an action writes and
 /// reads (a compare at commit) at most two keys.

@@ -58,7 +58,7 @@ pub struct App {
 
 /// The service's routes over `settings` and `db`.
 pub fn router(settings: Settings, db: Db) -> Router {
-    let http = crate::http_client()
+    let http = crate::client::http_client()
         .connect_timeout(Duration::from_secs(10))
         .build()
         .expect("an HTTP client with the ring provider builds");

@@ -8,6 +8,7 @@
 //! [`start_inside`] inside a platform (`sdp up`).
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod method;
 pub mod paths;
 pub mod rucio;
 pub mod staging;
+
+pub use client::http_client;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,13 +70,6 @@ impl Running {
         signal.await;
         self.stop().await
     }
-}
-
-/// An HTTP(S) client. HTTPS uses rustls with ring, installed here as the process's default crypto provider
-/// (reqwest is built without one of its own, to keep a single TLS stack).
-pub fn http_client() -> reqwest::ClientBuilder {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
 }
 
 /// Opens the metadata database (migrating it), binds `settings.listen` and serves.

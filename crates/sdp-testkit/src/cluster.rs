@@ -28,7 +28,7 @@ pub async fn apply_crd(client: &kube::Client, crd: &CustomResourceDefinition) {
     let name = crd.metadata.name.clone().unwrap_or_default();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(&name, &PatchParams::apply("sdp-tests").force(), &Patch::Apply(crd)).await.expect("apply the CRD");
-    crate::eventually(&format!("the CRD {name} established"), Duration::from_secs(30), || async {
+    crate::wait::eventually(&format!("the CRD {name} established"), Duration::from_secs(30), || async {
         crds.get(&name)
             .await
             .ok()

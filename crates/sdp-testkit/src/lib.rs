@@ -4,8 +4,10 @@
 pub mod cluster;
 mod logs;
 pub mod tls;
+mod wait;
 
 pub use logs::{put_unchecked, Logs};
+pub use wait::eventually;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -164,19 +166,6 @@ impl Embedded {
 
     pub async fn stop(self) {
         self.server.stop().await;
-    }
-}
-
-/// Polls `check` until it holds, panicking with `what` after `limit`.
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

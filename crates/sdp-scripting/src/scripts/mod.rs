@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-use crate::{Claim, Outcome, ScriptError};
+use crate::claim::{Claim, Outcome, ScriptError};
 
+use params::count_parameter;
+
+mod params;
 mod testdask;
 mod testdeploy;
 mod vis_receive;
@@ -19,9 +22,9 @@ pub const NAMES: &[&str] = &["testdask", "vis_receive", "testdeploy", "teststate
 /// Runs script `name` on `pb_id` as [`crate::run`] does.
 pub async fn run(name: &str, pb_id: &str) -> Result<Outcome, ScriptError> {
     if !NAMES.contains(&name) {
-        return Err(ScriptError::UnknownScript(name.to_string()));
+        return Err(ScriptError::UnknownScript { name: name.to_string(), known: NAMES.join(", ") });
     }
-    crate::run(pb_id, async |claim| match name {
+    crate::claim::run(pb_id, async |claim| match name {
         "testdask" => testdask::run(claim).await,
         "vis_receive" => vis_receive::run(claim).await,
         "testdeploy" => testdeploy::run(claim).await,
@@ -29,22 +32,6 @@ pub async fn run(name: &str, pb_id: &str) -> Result<Outcome, ScriptError> {
         _ => test_batch(claim).await,
     })
     .await
-}
-
-/// The namespace engines are deployed into (the processing controller passes it).
-fn namespace() -> String {
-    std::env::var("SDP_HELM_NAMESPACE").unwrap_or_else(|_| "sdp".into())
-}
-
-/// A whole-number parameter with a default and limits.
-fn count_parameter(claim: &Claim, name: &str, default: u64, max: u64) -> Result<u64, ScriptError> {
-    match claim.parameters().get(name) {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| ScriptError::Parameters(format!("{name} is {v}: expected a whole number from 1 to {max}"))),
-    }
 }
 
 /// Sleeps `duration`, or returns early with the release.
@@ -80,12 +67,4 @@ async fn test_batch(claim: &Claim) -> Result<Outcome, ScriptError> {
     }
     claim.update_state(json!({"progress": format!("{seconds}/{seconds}")})).await?;
     Ok(Outcome::Finished)
-}
-
-/// The fields of a JSON object written with `json!({...})`, as a deployment's values.
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(fields) => fields,
-        other => unreachable!("values are written as a JSON object, not {other}"),
-    }
 }

@@ -14,10 +14,10 @@ use serde_json::json;
 
 use sdp_config::{DeploymentArgs, Status};
 
+use crate::claim::idle_or_finish;
+use crate::claim::{Claim, Outcome, ScriptError};
 use crate::dask;
-use crate::idle_or_finish;
-use crate::scripts::{count_parameter, namespace, object};
-use crate::{Claim, Outcome, ScriptError};
+use crate::scripts::params::{count_parameter, namespace, object};
 
 /// How long the scheduler has, once its pods run, to answer with every worker registered.
 const WORKERS_LIMIT: Duration = Duration::from_secs(120);

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use sdp_config::DeploymentArgs;
 
-use crate::{Claim, Outcome, ScriptError};
+use crate::claim::{Claim, Outcome, ScriptError};
 
 /// The deployments the parameters ask for by name, or why one cannot be deployed; parameters without a type
 /// are not deployments and are left out.
@@ -37,7 +37,7 @@ pub async fn run(claim: &Claim) -> Result<Outcome, ScriptError> {
             .txn(|t| {
                 let pb_id = &pb_id;
                 async move {
-                    if let Some(release) = crate::released_by(&t, pb_id).await? {
+                    if let Some(release) = crate::claim::released_by(&t, pb_id).await? {
                         return Ok(Err(release));
                     }
                     // Read already: the transaction serves it from what it read.

@@ -11,8 +11,8 @@ use sdp_config::keys::paths;
 
 use sdp_config::DeploymentArgs;
 
-use crate::scripts::{count_parameter, namespace, object};
-use crate::{Claim, Outcome, Release, ScriptError};
+use crate::claim::{Claim, Outcome, Release, ScriptError};
+use crate::scripts::params::{count_parameter, namespace, object};
 
 /// A supernet published under `/resource/supernet/...`.
 struct Supernet {
