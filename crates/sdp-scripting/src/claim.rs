@@ -90,37 +90,32 @@ impl Claim {
 
     /// Merges `fields` into `/pb/<pb_id>/state` (a null removes a field), while the block exists.
     pub async fn update_state(&self, fields: Value) -> Result<(), ScriptError> {
-        let fields = fields.as_object().cloned().unwrap_or_default();
-        let pb_id = self.pb_id();
-        self.config
-            .txn(|t| {
-                let fields = &fields;
-                async move {
-                    if t.get(&paths::pb(pb_id)).await?.is_some() {
-                        t.merge_state(&paths::pb_state(pb_id), fields).await?;
-                    }
-                    Ok(())
-                }
-            })
-            .await?;
-        Ok(())
+        self.merge_state(fields, false).await
     }
 
     /// Merges the fields of how the script ended into the block's state, unless the script set a state other
     /// than `executing` itself.
     async fn end_state(&self, fields: Value) -> Result<(), ScriptError> {
+        self.merge_state(fields, true).await
+    }
+
+    async fn merge_state(&self, fields: Value, keep_own_word: bool) -> Result<(), ScriptError> {
         let fields = fields.as_object().cloned().unwrap_or_default();
         let pb_id = self.pb_id();
         self.config
             .txn(|t| {
                 let fields = &fields;
                 async move {
-                    let state = t.get_json::<Value>(&paths::pb_state(pb_id)).await?;
-                    let own_word = matches!(BlockState::of(state.as_ref()), Some(BlockState::Other(_)));
-                    if t.get(&paths::pb(pb_id)).await?.is_some() && !own_word {
-                        t.merge_state(&paths::pb_state(pb_id), fields).await?;
+                    if t.get(&paths::pb(pb_id)).await?.is_none() {
+                        return Ok(());
                     }
-                    Ok(())
+                    if keep_own_word {
+                        let state = t.get_json::<Value>(&paths::pb_state(pb_id)).await?;
+                        if matches!(BlockState::of(state.as_ref()), Some(BlockState::Other(_))) {
+                            return Ok(());
+                        }
+                    }
+                    t.merge_state(&paths::pb_state(pb_id), fields).await
                 }
             })
             .await?;
