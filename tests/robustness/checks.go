@@ -235,33 +235,44 @@ func checkHistory(ops []Op, h *History) ([]Violation, HistoryResult) {
 		eventOf[e.Value] = e
 	}
 
-	// The deletes of the history that no acknowledged delete made were made by deletes of unknown outcome:
-	// with none for a key, none of those on the key took effect; with one event and one such delete, that
-	// delete made it.
+	// The deletes of the history that no acknowledged delete made were made by deletes of unknown outcome
+	// on the key. Such deletes are alike but for their invocation times, so each of those events goes to
+	// one of them invoked before the server first answered at the event's revision or later (it could have
+	// taken effect there); the ones left took no effect.
 	acked := map[string]bool{}
-	unknownDeletes := map[string]int{}
-	for _, op := range ops {
+	unknownDeletes := map[string][]int{} // by key: indexes in ops, by invocation
+	for i, op := range ops {
 		switch {
 		case op.Input.Kind == Delete && op.Output.Unknown:
-			unknownDeletes[op.Input.Key]++
+			unknownDeletes[op.Input.Key] = append(unknownDeletes[op.Input.Key], i)
 		case op.Input.Kind == Delete && op.Mutated():
 			acked[fmt.Sprintf("%s@%d", op.Input.Key, op.Output.Rev)] = true
 		}
 	}
-	unclaimed := map[string][]int64{}
-	for _, e := range h.Events {
-		if e.Delete && strings.HasPrefix(e.Key, kvPrefix) && !acked[fmt.Sprintf("%s@%d", e.Key, e.Rev)] {
-			unclaimed[e.Key] = append(unclaimed[e.Key], e.Rev)
+	answeredBy := firstAnswers(ops)
+	deleteRev := map[int]int64{} // op index -> the revision of the delete it made
+	used := map[int]bool{}
+	for _, e := range h.Events { // by revision
+		if !e.Delete || !strings.HasPrefix(e.Key, kvPrefix) || acked[fmt.Sprintf("%s@%d", e.Key, e.Rev)] {
+			continue
 		}
-	}
-	for key, revs := range unclaimed {
-		if len(revs) > unknownDeletes[key] {
-			c.add(Violation{"history", fmt.Sprintf("%s is deleted at revisions %v, more times than deletes of unknown outcome (%d) could have",
-				key, revs, unknownDeletes[key])})
+		by := answeredBy(e.Rev)
+		pick := -1
+		for _, i := range unknownDeletes[e.Key] {
+			if !used[i] && ops[i].Call < by {
+				pick = i // the last invoked before
+			}
 		}
+		if pick < 0 {
+			c.add(Violation{"history", fmt.Sprintf("%s: no delete of this key that could have made it (acknowledged at that revision, or of unknown outcome and sent before %s)",
+				e, msOrEnd(by))})
+			continue
+		}
+		used[pick] = true
+		deleteRev[pick] = e.Rev
 	}
 
-	for _, op := range ops {
+	for i, op := range ops {
 		in, out := op.Input, op.Output
 		if out.Unknown {
 			switch {
@@ -273,11 +284,11 @@ func checkHistory(ops []Op, h *History) ([]Violation, HistoryResult) {
 					res.NotApplied++
 					continue
 				}
-			case in.Kind == Delete && len(unclaimed[in.Key]) == 0:
+			case in.Kind == Delete && deleteRev[i] == 0:
 				res.NotApplied++
 				continue
-			case in.Kind == Delete && len(unclaimed[in.Key]) == 1 && unknownDeletes[in.Key] == 1:
-				op.Output.Rev = unclaimed[in.Key][0]
+			case in.Kind == Delete:
+				op.Output.Rev = deleteRev[i]
 				res.Applied++
 			}
 			res.Resolved = append(res.Resolved, op)
@@ -449,10 +460,10 @@ func segments(ops []Op, size int) []segment {
 	return out
 }
 
-// boundUnknownReturns gives each write of unknown outcome that the history shows applied at revision r a
-// return time: the first return of an operation that answered at revision r or later (the server had
-// applied r by then). The rest keep returning at infinity.
-func boundUnknownReturns(ops []Op) []Op {
+// firstAnswers returns the function that tells when the server first answered at a revision or later: the
+// earliest return of an operation whose answer has that revision or a later one (infinity if none). By
+// then the server had applied that revision.
+func firstAnswers(ops []Op) func(rev int64) int64 {
 	var answered []Op
 	for _, op := range ops {
 		if !op.Output.Unknown {
@@ -460,23 +471,38 @@ func boundUnknownReturns(ops []Op) []Op {
 		}
 	}
 	sort.Slice(answered, func(i, j int) bool { return answered[i].Output.Rev < answered[j].Output.Rev })
-	// firstReturn[i]: the earliest return among answered[i:].
-	firstReturn := make([]int64, len(answered)+1)
-	firstReturn[len(answered)] = infinity
+	// first[i]: the earliest return among answered[i:].
+	first := make([]int64, len(answered)+1)
+	first[len(answered)] = infinity
 	for i := len(answered) - 1; i >= 0; i-- {
-		firstReturn[i] = min(firstReturn[i+1], answered[i].Return)
+		first[i] = min(first[i+1], answered[i].Return)
 	}
+	return func(rev int64) int64 {
+		return first[sort.Search(len(answered), func(j int) bool { return answered[j].Output.Rev >= rev })]
+	}
+}
+
+// boundUnknownReturns gives each write of unknown outcome that the history shows applied at revision r a
+// return time: the first return of an operation that answered at revision r or later (the server had
+// applied r by then). The rest keep returning at infinity. An answer at r or later before the write was
+// even sent is a violation.
+func boundUnknownReturns(ops []Op) ([]Op, []Violation) {
+	c := capped{max: 5}
+	answeredBy := firstAnswers(ops)
 	out := append([]Op(nil), ops...)
 	for i, op := range out {
 		if !op.Output.Unknown || op.Output.Rev == 0 {
 			continue
 		}
-		j := sort.Search(len(answered), func(j int) bool { return answered[j].Output.Rev >= op.Output.Rev })
-		if r := firstReturn[j]; r < infinity && r >= op.Call {
+		switch r := answeredBy(op.Output.Rev); {
+		case r < op.Call:
+			c.add(Violation{"history", fmt.Sprintf("%s is in the history at revision %d, but the server answered at that revision or later at %s, before it was sent",
+				op, op.Output.Rev, ms(r))})
+		case r < infinity:
 			out[i].Return = r
 		}
 	}
-	return out
+	return out, c.all()
 }
 
 // checkLinearizability checks each key's history with Porcupine, stretch by stretch (see segments), within
@@ -495,6 +521,7 @@ func checkLinearizability(ops []Op, timeout time.Duration, dir string) ([]Violat
 	}
 	sort.Strings(keys)
 	res := LinearizabilityResult{Keys: len(keys), Operations: len(ops)}
+	var violations []Violation
 	type job struct {
 		key   string
 		index int
@@ -510,11 +537,35 @@ func checkLinearizability(ops []Op, timeout time.Duration, dir string) ([]Violat
 		}
 	}
 	res.Segments = len(jobs)
+	// Porcupine keeps a copy of the set of operations placed so far (a bit each) for every state it
+	// reaches: about n²/8 bytes for a stretch of n operations, times one more for each operation of unknown
+	// outcome that stays open to the end. A stretch over the budget is a failure of the test, not a crash.
+	workers := max(1, min(runtime.NumCPU(), 4))
+	var checkable []job
+	for _, j := range jobs {
+		open := 0
+		for _, op := range j.seg.ops {
+			if op.Return >= infinity {
+				open++
+			}
+		}
+		n := float64(len(j.seg.ops))
+		need := n * n / 8 * float64(1+open)
+		if need > float64(checkMemory) {
+			violations = append(violations, Violation{"checker", fmt.Sprintf(
+				"stretch %d of key %s is too long to check: %d operations, %d of them of unknown outcome that stay open, need about %.1f GB (the limit is %.1f GB); shorten the run",
+				j.index, j.key, len(j.seg.ops), open, need/1e9, float64(checkMemory)/1e9)})
+			continue
+		}
+		if need > float64(checkMemory)/float64(workers) {
+			workers = 1
+		}
+		checkable = append(checkable, j)
+	}
 	var mu sync.Mutex
-	var violations []Violation
 	var wg sync.WaitGroup
 	work := make(chan job)
-	for w := 0; w < max(1, min(runtime.NumCPU(), 4)); w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -531,7 +582,7 @@ func checkLinearizability(ops []Op, timeout time.Duration, dir string) ([]Violat
 			}
 		}()
 	}
-	for _, j := range jobs {
+	for _, j := range checkable {
 		work <- j
 	}
 	close(work)
@@ -544,6 +595,9 @@ func checkLinearizability(ops []Op, timeout time.Duration, dir string) ([]Violat
 
 // segmentSize is the fewest operations of a stretch checked alone.
 var segmentSize = 2000
+
+// checkMemory is the memory, in bytes, Porcupine may take for the stretches it checks at once.
+var checkMemory int64 = 4 << 30
 
 // checkSegment checks one stretch of a key's history; an illegal one is checked again for its
 // visualisation, written to dir.

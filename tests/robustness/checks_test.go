@@ -257,5 +257,9 @@ func TestUnknownDeletesAreSettledByTheHistory(t *testing.T) {
 	}
 	// A delete nobody could have made.
 	vs, _ = checkHistory(ops[:len(ops)-1], NewHistory(events))
-	hasViolation(t, vs, "history", "more times than deletes of unknown outcome (0)")
+	hasViolation(t, vs, "history", "no delete of this key that could have made it")
+	// Nor a delete sent after the server answered at its revision (the final read at revision 6).
+	ops = append(ops[:len(ops)-1], get(2, "rb/k0", 13, 14, 6, KV{}), unknownDelete(20))
+	vs, _ = checkHistory(ops, NewHistory(events))
+	hasViolation(t, vs, "history", "no delete of this key that could have made it")
 }

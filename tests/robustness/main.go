@@ -59,6 +59,7 @@ func parseFlags() options {
 	flag.Int64Var(&o.leaseTTL, "lease-ttl", 3, "TTL of the leases, in seconds")
 	flag.DurationVar(&o.leaseSlack, "lease-slack", 3*time.Second, "how late past its TTL (counted from the last keep-alive or restart) a lease's keys may go")
 	flag.DurationVar(&o.checkTimeout, "check-timeout", 2*time.Minute, "time Porcupine has to decide; undecided is a failure")
+	flag.Int64Var(&checkMemory, "check-memory", checkMemory, "bytes Porcupine may use at once; a stretch of history that would need more fails the run")
 	flag.Float64Var(&o.maxUnknown, "max-unknown", 0.25, "largest share of operations with unknown outcomes for the check to mean something")
 	flag.IntVar(&o.minOK, "min-ok", 100, "fewest acknowledged operations for the check to mean something")
 	flag.StringVar(&o.workdir, "workdir", "", "folder for the data, the server's log and the findings (default: a new temporary one, removed when the run passes)")
@@ -314,7 +315,10 @@ func run(o options) int {
 	if complete {
 		hv, r := checkHistory(ops, NewHistory(events))
 		violations = append(violations, hv...)
-		hres, checked = r, boundUnknownReturns(r.Resolved)
+		var bv []Violation
+		checked, bv = boundUnknownReturns(r.Resolved)
+		hres = r
+		violations = append(violations, bv...)
 		notes = append(notes, fmt.Sprintf("history: %d events up to revision %d, %s; %d acknowledged writes and %d reads checked against it",
 			len(events), rev, source, r.CheckedWrites, r.CheckedReads))
 	} else {
@@ -419,7 +423,7 @@ func run(o options) int {
 	fmt.Printf("  operations: %s; %d reads failed (left out); unknown outcomes %.1f%% of the recorded operations\n",
 		strings.Join(kindTexts, ", "), w.failed, 100*unknownRatio)
 	if complete {
-		fmt.Printf("  unknown outcomes settled by the history: %d writes applied, %d not applied (left out), %d deletes kept as unknown\n",
+		fmt.Printf("  unknown outcomes settled by the history: %d applied, %d not applied (left out), %d still unknown\n",
 			hres.Applied, hres.NotApplied, unknown-hres.Applied-hres.NotApplied)
 	}
 	for _, n := range notes {

@@ -299,8 +299,23 @@ func TestUnknownWritesAppliedReturnByTheFirstAnswerAtTheirRevision(t *testing.T)
 		get(1, "j", 0, 7, 5, KV{}),
 		{Input: Input{Kind: Put, Key: "k", Value: "b"}, Output: Output{Unknown: true, Rev: 9}, Call: 1, Return: infinity},
 	}
-	out := boundUnknownReturns(ops)
-	if out[0].Return != 7e6 || out[4].Return != infinity {
-		t.Fatalf("returns %d, %d", out[0].Return, out[4].Return)
+	out, vs := boundUnknownReturns(ops)
+	if out[0].Return != 7e6 || out[4].Return != infinity || len(vs) != 0 {
+		t.Fatalf("returns %d, %d; %v", out[0].Return, out[4].Return, vs)
+	}
+	// Applied at a revision the server had answered before the write was sent.
+	ops[0].Call = 8e6
+	if _, vs := boundUnknownReturns(ops); len(vs) != 1 || !strings.Contains(vs[0].Detail, "before it was sent") {
+		t.Fatalf("%v", vs)
+	}
+}
+
+func TestAStretchTooLongToCheckIsAFailure(t *testing.T) {
+	defer func(limit int64) { checkMemory = limit }(checkMemory)
+	checkMemory = 1000
+	ops := simulate(200, 4, rand.New(rand.NewSource(1)))
+	vs, _ := checkLinearizability(ops, 10*time.Second, "")
+	if len(vs) == 0 || vs[0].Kind != "checker" || !strings.Contains(vs[0].Detail, "too long to check") {
+		t.Fatalf("%v", vs)
 	}
 }
