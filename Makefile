@@ -34,11 +34,11 @@ CHART_PACKAGES ?= target/charts
 
 CHARTS := $(sort $(patsubst %/Chart.yaml,%,$(wildcard charts/*/Chart.yaml)))
 
-# Images: one target of images/Dockerfile each (name = image name).
+# Images: stage:name of the images images/Dockerfile builds, from the one image table (scripts/images).
 IMAGE_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 IMAGE_REGISTRY ?=
 IMAGE_TAG ?= 0.1.0
-IMAGES := sdp:ska-sdp helmdeploy:ska-sdp-helmdeploy tango-operator:ska-tango-operator staging:ska-sdp-staging
+IMAGES := $(shell scripts/images stages)
 
 .PHONY: help build images push test unit_test lint lint-charts k8s-dep-build k8s-template-chart k8s-install-chart \
 	k8s-wait k8s-watch k8s-test k8s-uninstall-chart helm-crd helm-operator deploy_all install-chart wait watch

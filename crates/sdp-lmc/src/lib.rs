@@ -21,5 +21,5 @@ mod surface;
 pub use effect::{apply, Effect};
 pub use error::{DevError, ErrorKind, Refusal};
 pub use metrics::Metrics;
-pub use runtime::{AttrValue, ChangeEvent, DeviceInfo, Lmc};
+pub use runtime::{devices, AttrValue, ChangeEvent, DeviceInfo, Lmc};
 pub use surface::{start, Running, Settings, Unprotected};

@@ -107,6 +107,31 @@ fn listed(names: &[&'static str], name: &str) -> Option<&'static str> {
     names.iter().find(|n| n.eq_ignore_ascii_case(name)).copied()
 }
 
+/// The SDP master device.
+fn master_info() -> DeviceInfo {
+    DeviceInfo {
+        id: "master".into(),
+        name: "mid_sdp/elt/master".into(),
+        class: "SDPMaster",
+        server: "SDPMaster/1".into(),
+    }
+}
+
+/// Subarray device `n` (from 1).
+fn subarray_info(n: usize) -> DeviceInfo {
+    DeviceInfo {
+        id: format!("subarray_{n}"),
+        name: format!("mid_sdp/elt/subarray_{n}"),
+        class: "SDPSubarray",
+        server: format!("SDPSubarray/{n}"),
+    }
+}
+
+/// The devices [`Lmc::start`] serves with `subarrays` subarrays: the master, then the subarrays.
+pub fn devices(subarrays: usize) -> Vec<DeviceInfo> {
+    std::iter::once(master_info()).chain((1..=subarrays).map(subarray_info)).collect()
+}
+
 impl Lmc {
     /// A master and `subarrays` subarray devices (`mid_sdp/elt/subarray_1` …) over `config`, counting their
     /// commands and events in `metrics`. Spawns the tasks that follow the receive addresses published for each
@@ -116,21 +141,11 @@ impl Lmc {
         let lmc = Arc::new(Lmc {
             config,
             metrics,
-            master_info: DeviceInfo {
-                id: "master".into(),
-                name: "mid_sdp/elt/master".into(),
-                class: "SDPMaster",
-                server: "SDPMaster/1".into(),
-            },
+            master_info: master_info(),
             master: Mutex::new(MasterState::default()),
             subarrays: (1..=subarrays)
                 .map(|n| SubarrayDevice {
-                    info: DeviceInfo {
-                        id: format!("subarray_{n}"),
-                        name: format!("mid_sdp/elt/subarray_{n}"),
-                        class: "SDPSubarray",
-                        server: format!("SDPSubarray/{n}"),
-                    },
+                    info: subarray_info(n),
                     number: n.to_string(),
                     state: Mutex::new(SubarrayState::default()),
                     current_pb: watch::Sender::new(None),

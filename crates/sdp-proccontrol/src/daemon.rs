@@ -62,7 +62,7 @@ impl Metrics {
     /// Metrics registered under `sdp_processing_` in `registry`.
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics::default();
-        let r = registry.sub_registry_with_prefix("sdp_proccontrol");
+        let r = registry.sub_registry_with_prefix("sdp_processing");
         r.register("reconciles", "passes over the processing blocks", m.reconciles.clone());
         r.register("actions", "changes made, by kind", m.actions.clone());
         r.register("errors", "passes that failed and were retried", m.errors.clone());

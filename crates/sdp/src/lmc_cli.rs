@@ -20,6 +20,11 @@ pub struct LmcArgs {
 enum Action {
     /// List the devices.
     Devices,
+    /// Print the Tango names of the devices `sdp lmc serve --subarrays N` serves, one a line, without asking it.
+    Names {
+        #[arg(long, default_value_t = 1)]
+        subarrays: usize,
+    },
     /// Print a device's attributes, or one of them.
     Read { device: String, attribute: Option<String> },
     /// Write an attribute (e.g. `write subarray_1 adminMode ONLINE`).
@@ -65,6 +70,10 @@ impl LmcArgs {
 }
 
 pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
+    if let Action::Names { subarrays } = args.action {
+        sdp_lmc::devices(subarrays).iter().for_each(|d| println!("{}", d.name));
+        return Ok(());
+    }
     // reqwest has no crypto provider of its own here (one TLS stack: rustls with ring).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut headers = reqwest::header::HeaderMap::new();
@@ -94,7 +103,7 @@ pub async fn run(args: LmcArgs) -> anyhow::Result<()> {
             http.post(format!("{url}/api/devices/{device}/commands/{command}")).body(body).send().await
         }
         Action::Events => http.get(format!("{url}/api/events")).send().await,
-        Action::Serve(_) => unreachable!("`sdp lmc serve` runs the devices (see main)"),
+        Action::Serve(_) | Action::Names { .. } => unreachable!("served or answered before (see main and above)"),
     }
     .with_context(unreachable)?;
     let status = response.status();
