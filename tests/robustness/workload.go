@@ -560,35 +560,49 @@ func (w *Watcher) run(stop <-chan struct{}, cli *clientv3.Client, finalRev func(
 }
 
 // readHistory reads every event of the workload's prefix from revision 1 to until: the reference history.
-func readHistory(endpoint string, until int64, limit time.Duration) ([]Event, int64, error) {
+// It waits as long as events keep coming, and gives up after stall without any.
+func readHistory(endpoint string, until int64, stall time.Duration) ([]Event, int64, error) {
 	cli, err := newClient(endpoint)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var events []Event
-	for resp := range cli.Watch(ctx, watchPrefix, clientv3.WithPrefix(), clientv3.WithRev(1)) {
-		if resp.CompactRevision != 0 {
-			return nil, resp.CompactRevision, nil
+	last := func() int64 {
+		if len(events) == 0 {
+			return 0
 		}
-		if err := resp.Err(); err != nil {
-			return events, 0, err
-		}
-		for _, ev := range resp.Events {
-			events = append(events, toEvent(ev))
-		}
-		if len(events) > 0 && events[len(events)-1].Rev >= until {
-			return events, 0, nil
+		return events[len(events)-1].Rev
+	}
+	timer := time.NewTimer(stall)
+	defer timer.Stop()
+	ch := cli.Watch(ctx, watchPrefix, clientv3.WithPrefix(), clientv3.WithRev(1))
+	for {
+		select {
+		case resp, ok := <-ch:
+			if !ok {
+				return events, 0, fmt.Errorf("the watch of the history from revision 1 closed at revision %d, before the final revision %d", last(), until)
+			}
+			if resp.CompactRevision != 0 {
+				return nil, resp.CompactRevision, nil
+			}
+			if err := resp.Err(); err != nil {
+				return events, 0, err
+			}
+			for _, ev := range resp.Events {
+				events = append(events, toEvent(ev))
+			}
+			if last() >= until {
+				return events, 0, nil
+			}
+			timer.Reset(stall)
+		case <-timer.C:
+			return events, 0, fmt.Errorf("the watch of the history from revision 1 stalled at revision %d for %s, before the final revision %d",
+				last(), stall, until)
 		}
 	}
-	last := int64(0)
-	if len(events) > 0 {
-		last = events[len(events)-1].Rev
-	}
-	return events, 0, fmt.Errorf("the history read from revision 1 stops at revision %d, before the final revision %d",
-		last, until)
 }
 
 // finalReads reads every key after the last restart, as operations of the history, and returns the
