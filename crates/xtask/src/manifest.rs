@@ -18,6 +18,8 @@ pub enum Query {
     LabelsMissing { file: PathBuf, labels: Vec<String> },
     /// The Tango device names (`domain/family/member`, quoted) that DeviceServers declare, sorted.
     DeviceServerDevices { file: PathBuf },
+    /// The text of `data.<key>` of the ConfigMaps that have it (a Grafana dashboard's JSON, say).
+    ConfigMapData { file: PathBuf, key: String },
 }
 
 impl Query {
@@ -26,7 +28,8 @@ impl Query {
         | Query::TangoDatabases { file }
         | Query::TangoReferences { file }
         | Query::LabelsMissing { file, .. }
-        | Query::DeviceServerDevices { file }) = self;
+        | Query::DeviceServerDevices { file }
+        | Query::ConfigMapData { file, .. }) = self;
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
         let objects = objects(&text).with_context(|| format!("{} is not YAML", file.display()))?;
         Ok(match self {
@@ -56,6 +59,11 @@ impl Query {
                 devices.sort();
                 devices
             }
+            Query::ConfigMapData { key, .. } => objects
+                .iter()
+                .filter(|o| kind(o) == "ConfigMap")
+                .filter_map(|o| o["data"][key.as_str()].as_str().map(str::to_string))
+                .collect(),
         })
     }
 }
@@ -214,6 +222,10 @@ spec:
             ["DeviceServer/lmc: helm.sh/chart"]
         );
         assert_eq!(run(|file| Query::DeviceServerDevices { file }), ["mid_sdp/elt/master"]);
+        let dashboards = "kind: ConfigMap\nmetadata:\n  name: d\ndata:\n  a.json: |-\n    {\n      \"x\": 1\n    }\n";
+        let file = written(dashboards);
+        let data = Query::ConfigMapData { file: file.path().to_path_buf(), key: "a.json".into() }.run().unwrap();
+        assert_eq!(data, ["{\n  \"x\": 1\n}"]);
     }
 
     #[test]
