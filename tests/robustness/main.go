@@ -57,7 +57,7 @@ func parseFlags() options {
 	flag.IntVar(&o.keys, "keys", 8, "keys the key-value clients share")
 	flag.DurationVar(&o.opTimeout, "op-timeout", 2*time.Second, "timeout of one operation (its outcome is then unknown)")
 	flag.Int64Var(&o.leaseTTL, "lease-ttl", 3, "TTL of the leases, in seconds")
-	flag.DurationVar(&o.leaseSlack, "lease-slack", 3*time.Second, "how late past its TTL (counted from the last keep-alive or restart) a lease's keys may go")
+	flag.DurationVar(&o.leaseSlack, "lease-slack", 4*time.Second, "how late past its TTL (counted from the last keep-alive or restart) a lease's keys may go")
 	flag.DurationVar(&o.checkTimeout, "check-timeout", 2*time.Minute, "time Porcupine has to decide; undecided is a failure")
 	flag.Int64Var(&checkMemory, "check-memory", checkMemory, "bytes Porcupine may use at once; a stretch of history that would need more fails the run")
 	flag.Float64Var(&o.maxUnknown, "max-unknown", 0.25, "largest share of operations with unknown outcomes for the check to mean something")
