@@ -682,23 +682,11 @@ func plantStaleRead(ops []Op) ([]Op, string, bool) {
 			if g.Input.Kind != Get || g.Output.Unknown || !g.Output.KV.Exists {
 				continue
 			}
-			var w2 *Op
-			for j := range history {
-				o := &history[j]
-				if o.Input.Kind == Put && !o.Output.Unknown && o.Return < g.Call && (w2 == nil || o.Call > w2.Call) {
-					w2 = o
-				}
-			}
+			w2 := lastPutBefore(history, g.Call)
 			if w2 == nil {
 				continue
 			}
-			var w1 *Op
-			for j := range history {
-				o := &history[j]
-				if o.Input.Kind == Put && !o.Output.Unknown && o.Return < w2.Call && (w1 == nil || o.Call > w1.Call) {
-					w1 = o
-				}
-			}
+			w1 := lastPutBefore(history, w2.Call)
 			if w1 == nil {
 				continue
 			}
@@ -716,6 +704,18 @@ func plantStaleRead(ops []Op) ([]Op, string, bool) {
 }
 
 // checkCanary runs the checker on a planted stale read, as it runs on the real history: it must find it.
+// lastPutBefore: of the acknowledged puts that returned before time t, the one invoked last; nil if none.
+func lastPutBefore(history []Op, t int64) *Op {
+	var last *Op
+	for j := range history {
+		o := &history[j]
+		if o.Input.Kind == Put && !o.Output.Unknown && o.Return < t && (last == nil || o.Call > last.Call) {
+			last = o
+		}
+	}
+	return last
+}
+
 func checkCanary(ops []Op, timeout time.Duration) (string, []Violation) {
 	bad, what, ok := plantStaleRead(ops)
 	if !ok {
