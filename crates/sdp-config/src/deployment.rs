@@ -67,11 +67,7 @@ impl Deployment {
     pub fn validate(&self) -> Result<(), Error> {
         validate_id("deployment", &self.deploy_id)?;
         if !TYPES.contains(&self.kind.as_str()) {
-            return Err(Error::Invalid(format!(
-                "unknown deployment type {:?}: expected {}",
-                self.kind,
-                TYPES.join(", ")
-            )));
+            return Err(Error::Invalid(unknown_type(&self.kind)));
         }
         if !self.args.is_object() {
             return Err(Error::Invalid(format!(
@@ -255,22 +251,48 @@ impl DeploymentArgs {
 
     /// As [`DeploymentArgs::of`], from an entry's type and `args`.
     pub fn from_parts(kind: &str, args: &Value) -> Result<DeploymentArgs, String> {
-        let Some(fields) = args.as_object() else {
-            return Err(match kind {
-                PROCESS => format!("args is {args}: {NO_COMMANDS}"),
-                _ => format!("args must be a JSON object of named values ({{\"chart\": \"dask\"}}), not {args}"),
-            });
-        };
+        let fields = fields_of(kind, args)?;
         match kind {
-            HELM => helm_args(fields),
+            HELM => helm_args(fields).map(|HelmArgs { chart, values }| DeploymentArgs::Helm { chart, values }),
             PROCESS => process_request(fields).map(DeploymentArgs::Process),
             KUBERNETES => Ok(DeploymentArgs::Kubernetes(fields.clone())),
-            other => Err(format!("unknown deployment type {other:?}: expected {}", TYPES.join(", "))),
+            other => Err(unknown_type(other)),
         }
     }
 }
 
-fn helm_args(fields: &Map<String, Value>) -> Result<DeploymentArgs, String> {
+impl Deployment {
+    /// The chart and values a `helm` entry asks for, or why it asks for nothing; None for other types.
+    pub fn helm_args(&self) -> Option<Result<HelmArgs, String>> {
+        (self.kind == HELM).then(|| fields_of(HELM, &self.args).and_then(helm_args))
+    }
+
+    /// What a `process-direct` entry asks to run, or why it asks for nothing; None for other types.
+    pub fn process_request(&self) -> Option<Result<ProcessRequest, String>> {
+        (self.kind == PROCESS).then(|| fields_of(PROCESS, &self.args).and_then(process_request))
+    }
+}
+
+/// What a `helm` entry asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HelmArgs {
+    pub chart: String,
+    pub values: Map<String, Value>,
+}
+
+/// The named values of an entry's `args`, or why they are not.
+fn fields_of<'a>(kind: &str, args: &'a Value) -> Result<&'a Map<String, Value>, String> {
+    args.as_object().ok_or_else(|| match kind {
+        PROCESS => format!("args is {args}: {NO_COMMANDS}"),
+        _ => format!("args must be a JSON object of named values ({{\"chart\": \"dask\"}}), not {args}"),
+    })
+}
+
+fn unknown_type(kind: &str) -> String {
+    format!("unknown deployment type {kind:?}: expected {}", TYPES.join(", "))
+}
+
+fn helm_args(fields: &Map<String, Value>) -> Result<HelmArgs, String> {
     let chart = fields.get("chart").and_then(Value::as_str).filter(|c| chart_reference(c)).ok_or_else(|| {
         format!(
             "args.chart must be a chart name (\"workflow\"), repo/chart (\"stable/dask\") or an oci:// reference, \
@@ -283,7 +305,7 @@ fn helm_args(fields: &Map<String, Value>) -> Result<DeploymentArgs, String> {
         Some(Value::Object(values)) => values.clone(),
         Some(other) => return Err(format!("args.values must be an object, not {other}")),
     };
-    Ok(DeploymentArgs::Helm { chart: chart.to_string(), values })
+    Ok(HelmArgs { chart: chart.to_string(), values })
 }
 
 /// Whether `chart` names a chart rather than a place on the deployer's disk: `name`, `repo/name` or

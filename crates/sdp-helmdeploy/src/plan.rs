@@ -4,8 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use sdp_config::DeploymentArgs;
-
 use crate::values;
 
 /// A release as a `/deploy` entry of type `helm` asks for it.
@@ -20,14 +18,9 @@ pub struct Desired {
 impl Desired {
     /// Reads a deployment entry; `None` for entries of other types, `Err` for helm entries that are not valid.
     pub fn from_deployment(d: &sdp_config::Deployment) -> Option<Result<Desired, String>> {
-        if d.kind != sdp_config::deployment::HELM {
-            return None;
-        }
-        Some(DeploymentArgs::of(d).and_then(|args| match args {
-            DeploymentArgs::Helm { chart, values } => {
-                Ok(Desired { deploy_id: d.deploy_id.clone(), chart, values: values::nest(&values)? })
-            }
-            _ => unreachable!("a helm entry reads as helm arguments"),
+        let args = d.helm_args()?;
+        Some(args.and_then(|args| {
+            Ok(Desired { deploy_id: d.deploy_id.clone(), chart: args.chart, values: values::nest(&args.values)? })
         }))
     }
 

@@ -15,8 +15,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use sdp_config::deployment::PROCESS;
-use sdp_config::{Config, DeploymentArgs, DeploymentState, Error, ProcessRequest, StateUpdate, Status, Txn};
+use sdp_config::{Config, DeploymentState, Error, ProcessRequest, StateUpdate, Status, Txn};
 
 use crate::plan::{plan, Action, Entry};
 use crate::process;
@@ -184,11 +183,7 @@ async fn read_entries(t: Txn, runnable: &Runnable) -> Result<BTreeMap<String, En
     let mut entries = BTreeMap::new();
     for (id, listed) in t.list_deployment_entries(true).await? {
         // Entries that are not valid belong to no deployer; the Helm deployer reports them.
-        let Some(Ok(d)) = listed.entry.filter(|e| e.as_ref().is_ok_and(|d| d.kind == PROCESS)) else { continue };
-        let request = DeploymentArgs::of(&d).map(|args| match args {
-            DeploymentArgs::Process(request) => request,
-            _ => unreachable!("a process-direct entry reads as a process request"),
-        });
+        let Some(request) = listed.entry.and_then(Result::ok).and_then(|d| d.process_request()) else { continue };
         let spec = request.as_ref().map_err(String::clone).and_then(|r| runnable.resolve(r, &scripts));
         let state = listed.state.as_ref().map(DeploymentState::read);
         entries.insert(id, Entry { request, spec, state });

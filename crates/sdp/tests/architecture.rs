@@ -13,9 +13,9 @@ fn modules_of(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut uses = BTreeMap::new();
     for file in &files {
         let module = module_path(src, file);
-        let text = std::fs::read_to_string(file).unwrap();
+        let code = code_of(&std::fs::read_to_string(file).unwrap());
         let mut named = BTreeSet::new();
-        for reference in references(&code_of(&text)) {
+        for reference in references(&code) {
             let target = resolve(&module, &reference, &names);
             if target != module {
                 named.insert(target);
@@ -28,7 +28,7 @@ fn modules_of(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
                 let line = line.trim_start_matches("pub ").trim_start_matches("pub(crate) ");
                 line == format!("mod {leaf};") || line.starts_with(&format!("use {leaf}::"))
             };
-            if code_of(&text).lines().any(|l| declares(l.trim())) {
+            if code.lines().any(|l| declares(l.trim())) {
                 named.insert(child.clone());
             }
         }
