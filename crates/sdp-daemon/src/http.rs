@@ -3,7 +3,7 @@
 //! dependencies answer), `/metrics` in the Prometheus text format. [`serve`] runs a daemon's HTTP surface.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,6 +14,7 @@ use axum::Router;
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 /// Whether the daemon can do its work now: `Err` says why not.
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -100,6 +101,51 @@ impl Serving {
     }
 }
 
+/// A daemon's HTTP surface from its first moment, before its part has started (while it waits for the
+/// configuration database): `/healthz` answers, so a liveness probe leaves the waiting process alone, and every
+/// other path answers 503 with what it waits for. [`Surface::ready`] then serves the daemon's own routes there.
+pub struct Surface {
+    serving: Serving,
+    app: Arc<OnceLock<Router>>,
+}
+
+impl Surface {
+    /// Binds `listen` (`what` names the surface in the error); until [`Surface::ready`], answers `waiting`.
+    pub async fn listen(listen: SocketAddr, what: &'static str, waiting: String) -> Result<Surface, ListenError> {
+        let app: Arc<OnceLock<Router>> = Arc::default();
+        let later = Arc::clone(&app);
+        let waiting: Arc<str> = waiting.into();
+        let router = Router::new().fallback(move |request: Request| {
+            let app = later.get().cloned();
+            let waiting = Arc::clone(&waiting);
+            async move {
+                match app {
+                    Some(app) => app.oneshot(request).await.into_response(),
+                    None if request.uri().path() == "/healthz" => "ok".into_response(),
+                    None => (StatusCode::SERVICE_UNAVAILABLE, waiting.to_string()).into_response(),
+                }
+            }
+        });
+        Ok(Surface { serving: serve(listen, router, what).await?, app })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.serving.addr
+    }
+
+    /// Serves `app` from now on.
+    pub fn ready(self, app: Router) -> Serving {
+        // Set once: `self` is consumed here.
+        let _ = self.app.set(app);
+        self.serving
+    }
+
+    pub fn stop(self) {
+        self.serving.stop();
+    }
+}
+
 /// Binds `listen` and serves `app` there, in a task of its own; `what` names the surface in the error.
 pub async fn serve(listen: SocketAddr, app: Router, what: &'static str) -> Result<Serving, ListenError> {
     let bound = tokio::net::TcpListener::bind(listen).await.and_then(|l| Ok((l.local_addr()?, l)));
@@ -119,7 +165,6 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use prometheus_client::metrics::counter::Counter;
-    use tower::ServiceExt;
 
     use super::*;
 
@@ -165,12 +210,7 @@ mod tests {
     async fn serves_on_the_port_it_bound_and_a_taken_address_says_so() {
         let app = Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
         let serving = serve("127.0.0.1:0".parse().unwrap(), app.clone(), "the test surface").await.unwrap();
-        let mut stream = tokio::net::TcpStream::connect(serving.addr).await.unwrap();
-        let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
-        let mut answer = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer).await.unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        assert_eq!(get_from(serving.addr, "/healthz").await, (StatusCode::OK, "ok".into()));
         let taken =
             serve(serving.addr, app, "the test surface (--test-listen)").await.err().expect("the port is taken");
         let message = taken.to_string();
@@ -178,6 +218,39 @@ mod tests {
             message,
             format!("cannot listen on {} for the test surface (--test-listen): choose another address", serving.addr)
         );
+        serving.stop();
+    }
+
+    /// GET `path` over TCP: the status and the body.
+    async fn get_from(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer).await.unwrap();
+        let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap();
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        (StatusCode::from_u16(status).unwrap(), body.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_surface_is_alive_while_its_daemon_waits_and_serves_the_daemon_once_ready() {
+        let waiting = "waiting for the configuration database at 10.0.0.1:2379".to_string();
+        let surface =
+            Surface::listen("127.0.0.1:0".parse().unwrap(), "the test surface", waiting.clone()).await.unwrap();
+        let addr = surface.addr();
+        assert_eq!(get_from(addr, "/healthz").await, (StatusCode::OK, "ok".into()));
+        for path in ["/readyz", "/metrics", "/api/devices"] {
+            assert_eq!(get_from(addr, path).await, (StatusCode::SERVICE_UNAVAILABLE, waiting.clone()), "{path}");
+        }
+        let app = Router::new()
+            .route("/healthz", axum::routing::get(|| async { "alive" }))
+            .route("/readyz", axum::routing::get(|| async { "ready" }));
+        let serving = surface.ready(app);
+        assert_eq!(serving.addr, addr);
+        assert_eq!(get_from(addr, "/healthz").await, (StatusCode::OK, "alive".into()));
+        assert_eq!(get_from(addr, "/readyz").await, (StatusCode::OK, "ready".into()));
+        assert_eq!(get_from(addr, "/metrics").await.0, StatusCode::NOT_FOUND);
         serving.stop();
     }
 

@@ -22,4 +22,4 @@ pub use effect::{apply, Effect};
 pub use error::{DevError, ErrorKind, Refusal};
 pub use metrics::Metrics;
 pub use runtime::{devices, AttrValue, ChangeEvent, DeviceInfo, Lmc};
-pub use surface::{start, Running, Settings, Unprotected};
+pub use surface::{start, start_on, Running, Settings, Unprotected};

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use sdp_daemon::http::{ListenError, Serving};
+use sdp_daemon::http::{ListenError, Serving, Surface};
 
 use crate::http;
 use crate::runtime::Lmc;
@@ -44,6 +44,11 @@ impl Settings {
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }
+
+    /// Binds the surface's address; until [`start_on`] starts the devices there, it answers `waiting`.
+    pub async fn bind(&self, waiting: String) -> Result<Surface, ListenError> {
+        Surface::listen(self.listen, "the LMC surface (--lmc-listen)", waiting).await
+    }
 }
 
 /// The devices and their surface, running; [`Running::stop`] stops serving.
@@ -76,15 +81,26 @@ pub async fn start(
     metrics: crate::metrics::Metrics,
     ops: Router,
 ) -> Result<Running, ListenError> {
+    let surface = settings.bind("starting".to_string()).await?;
+    Ok(start_on(surface, settings, config, metrics, ops))
+}
+
+/// [`start`] on a surface already listening on the settings' address (a daemon's, while it waited for `config`).
+pub fn start_on(
+    surface: Surface,
+    settings: Settings,
+    config: sdp_config::Config,
+    metrics: crate::metrics::Metrics,
+    ops: Router,
+) -> Running {
     let lmc = Lmc::start(config, settings.subarrays, metrics);
     let mut devices = http::router(Arc::clone(&lmc));
     if let Some(token) = settings.token() {
         devices = sdp_daemon::http::require_bearer(devices, token, http::unauthorized);
     }
-    let app = devices.merge(ops);
-    let http = sdp_daemon::http::serve(settings.listen, app, "the LMC surface (--lmc-listen)").await?;
-    tracing::info!(listen = %settings.listen, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
-    Ok(Running { lmc, http })
+    let http = surface.ready(devices.merge(ops));
+    tracing::info!(listen = %http.addr, "LMC devices (mid_sdp/elt/master, mid_sdp/elt/subarray_N) over HTTP: try `sdp lmc devices`");
+    Running { lmc, http }
 }
 
 #[cfg(test)]

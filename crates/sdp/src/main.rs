@@ -17,6 +17,7 @@ use anyhow::Context;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use sdp_config::{Config, Settings};
+use sdp_daemon::http::Surface;
 
 mod cli;
 mod database;
@@ -112,11 +113,15 @@ async fn run_alone<Part>(
 ) -> anyhow::Result<()> {
     let mut stop = Box::pin(sdp_daemon::shutdown_signal());
     let settings = Settings::from_env()?;
-    let Some(config) = Config::connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
+    let what = "/healthz, /readyz and /metrics (SDP_HTTP_LISTEN)";
+    let surface = Surface::listen(ops.http_listen, what, waiting_for(&settings)).await?;
+    let Some(config) = Config::connect_when_reachable(&settings, &mut stop).await? else {
+        surface.stop();
+        return Ok(());
+    };
     let mut registry = Registry::default();
     let part = start(&settings, config.clone(), &mut registry).await?;
-    let what = "/healthz, /readyz and /metrics (SDP_HTTP_LISTEN)";
-    let http = sdp_daemon::http::serve(ops.http_listen, ops_router(registry, config), what).await?;
+    let http = surface.ready(ops_router(registry, config));
     stop.await;
     tracing::info!("stopping");
     stop_part(part);
@@ -126,12 +131,16 @@ async fn run_alone<Part>(
 
 async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
     let mut stop = Box::pin(sdp_daemon::shutdown_signal());
-    let surface = args.settings()?;
+    let surface_settings = args.settings()?;
     let settings = Settings::from_env()?;
-    let Some(config) = Config::connect_when_reachable(&settings, &mut stop).await? else { return Ok(()) };
+    let surface = surface_settings.bind(waiting_for(&settings)).await?;
+    let Some(config) = Config::connect_when_reachable(&settings, &mut stop).await? else {
+        surface.stop();
+        return Ok(());
+    };
     let mut registry = Registry::default();
     let metrics = sdp_lmc::Metrics::register(&mut registry);
-    let lmc = sdp_lmc::start(surface, config.clone(), metrics, ops_router(registry, config)).await?;
+    let lmc = sdp_lmc::start_on(surface, surface_settings, config.clone(), metrics, ops_router(registry, config));
     let tango = sdp_tango::start_if_configured(lmc.devices()).await?;
     stop.await;
     tracing::info!("stopping");
@@ -172,6 +181,11 @@ fn script_runner(database: &Settings, scripts: &ScriptArgs, namespace: &Namespac
         ("SDP_HELM_NAMESPACE", namespace.helm_namespace.clone()),
     ];
     sdp_procdeploy::ScriptRunner { program, env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+}
+
+/// What a daemon's surface answers until it has connected.
+fn waiting_for(database: &Settings) -> String {
+    format!("starting: waiting for the configuration database at {}:{}", database.host, database.port)
 }
 
 /// `/healthz` (alive), `/readyz` (the configuration database answers; `/health` too) and `/metrics`.

@@ -7,7 +7,9 @@ use etcd_client::{Client, GetOptions, PutOptions};
 use sdp_testkit::{free_port, wait_for_port, KillOnDrop};
 
 mod support;
-use support::{create_batch_processing_block, http_get, start_up, start_up_with_lmc, up_command, Platform};
+use support::{
+    create_batch_processing_block, http_answer, http_get, start_up, start_up_with_lmc, up_command, wait_ready, Platform,
+};
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill() {
@@ -296,7 +298,7 @@ fn components_run_alone_on_one_etcd() {
             .spawn()
             .unwrap();
         let running = KillOnDrop(child);
-        wait_for_port(port, Duration::from_secs(30), args[0]);
+        wait_ready(port, args[0]);
         running
     };
     let ports = [free_port(), free_port(), free_port()];
@@ -354,7 +356,12 @@ fn components_wait_for_the_database() {
     rt.block_on(sdp_testkit::eventually("the controller logs that it waits", Duration::from_secs(20), || async {
         read_log("controller.log").contains("cannot reach the configuration database")
     }));
+    wait_for_port(http_port, Duration::from_secs(5), "processing-controller");
     assert!(controller.0.try_wait().unwrap().is_none(), "the controller exited: {}", read_log("controller.log"));
+    // Meanwhile it is alive (a liveness probe leaves it be) and says what it waits for.
+    assert_eq!(http_answer(http_port, "/healthz"), (200, "ok".to_string()));
+    let waiting = format!("starting: waiting for the configuration database at 127.0.0.1:{db_port}");
+    assert_eq!(http_answer(http_port, "/readyz"), (503, waiting));
     // The database comes: the controller starts serving.
     let server = rt.block_on(sdp_etcd_server::start(sdp_etcd_server::ServerConfig {
         listen: format!("127.0.0.1:{db_port}").parse().unwrap(),
@@ -362,8 +369,7 @@ fn components_wait_for_the_database() {
         ..Default::default()
     }));
     let server = server.expect("the database on the port the controller tries");
-    wait_for_port(http_port, Duration::from_secs(30), "processing-controller");
-    assert_eq!(http_get(http_port, "/readyz").trim(), "ok");
+    wait_ready(http_port, "processing-controller");
     drop(controller);
     rt.block_on(server.stop());
 

@@ -1,6 +1,8 @@
 //! Running `sdp up` as a user does, for the tests of this crate.
 #![allow(dead_code)] // each test file uses its share
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -69,12 +71,34 @@ pub fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Comma
 
 /// The body of an HTTP GET on loopback.
 pub fn http_get(port: u16, path: &str) -> String {
-    let script = format!(
-        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}{path}').read().decode())"
-    );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (status, body) = http_answer(port, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// Waits until the daemon on 127.0.0.1:`port` answers `/readyz` with 200 (it listens before it is ready).
+pub fn wait_ready(port: u16, what: &str) {
+    wait_for_port(port, Duration::from_secs(30), what);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_answer(port, "/readyz");
+        if status == 200 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} not ready within 30 s: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port`: the status code and the body.
+pub fn http_answer(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok());
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string());
+    status.zip(body).unwrap_or_else(|| panic!("GET {path}: not an HTTP answer: {answer:?}"))
 }
 
 /// A batch processing block running the testdask script; returns its ID.
