@@ -1,6 +1,8 @@
 //! The driver for a real etcd v3 server.
 
 use std::error::Error as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client as etcd;
@@ -12,30 +14,82 @@ use crate::error::Error;
 use crate::settings::Settings;
 use crate::tls::{tls_files, tls_fix, tls_options, Tls};
 
+/// The driver over every member SDP_CONFIG_HOST lists. Requests go to one member; when it cannot be reached, to
+/// each of the others in turn, and the first that answers serves from then on. (A client's own balanced channel
+/// would keep sending a share of the requests to a member that is down, and fail them.)
 pub(crate) struct EtcdDriver {
-    client: etcd::Client,
-    endpoint: String,
+    members: Vec<Member>,
+    current: AtomicUsize,
     tls: Tls,
+}
+
+struct Member {
+    endpoint: String,
+    client: etcd::Client,
 }
 
 impl EtcdDriver {
     pub async fn connect(settings: &Settings) -> Result<EtcdDriver, Error> {
-        let endpoint = format!("{}:{}", settings.host, settings.port);
         let options = etcd::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
-            .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let (url, options, tls) = match tls_files(settings)? {
-            Some(files) => (format!("https://{endpoint}"), options.with_tls(tls_options(&files)?), files.mode()),
-            None => (format!("http://{endpoint}"), options, Tls::Off),
+            // A request a follower forwarded to a leader that just died waits for etcd's own timeout (7 s);
+            // after 3 s it is sent again, to a member that knows the new leader (a write is a transaction whose
+            // comparisons see a first attempt that was applied after all).
+            .with_timeout(Duration::from_secs(3))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            // A member that has lost its leader answers at once ("no leader") instead of holding the request
+            // until its own timeout (7 s), so the request moves on to a member that has one.
+            .with_require_leader(true);
+        let (scheme, options, tls) = match tls_files(settings)? {
+            Some(files) => ("https", options.with_tls(tls_options(&files)?), files.mode()),
+            None => ("http", options, Tls::Off),
         };
-        let client =
-            etcd::Client::connect([url], Some(options)).await.map_err(|e| connection_error(&endpoint, tls, e))?;
-        Ok(EtcdDriver { client, endpoint, tls })
+        let mut members = Vec::new();
+        for endpoint in settings.endpoints()? {
+            let url = format!("{scheme}://{endpoint}");
+            let client = etcd::Client::connect([url], Some(options.clone()))
+                .await
+                .map_err(|e| connection_error(&endpoint, tls, e))?;
+            members.push(Member { endpoint, client });
+        }
+        Ok(EtcdDriver { members, current: AtomicUsize::new(0), tls })
     }
 
-    fn error(&self, e: etcd::Error) -> Error {
-        connection_error(&self.endpoint, self.tls, e)
+    /// Runs `request` on the member that served last; when it cannot be reached, on each of the others in turn.
+    /// Repeating a request is safe: reads are, a write that compares sees a first attempt that was applied, and
+    /// a write that does not is a put of the same values.
+    async fn on_a_member<T, Fut>(&self, request: impl Fn(etcd::Client) -> Fut) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<T, etcd::Error>>,
+    {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut failed = None;
+        for step in 0..self.members.len() {
+            let i = (first + step) % self.members.len();
+            let member = &self.members[i];
+            match request(member.client.clone()).await.map_err(|e| connection_error(&member.endpoint, self.tls, e)) {
+                Ok(answer) => {
+                    if step > 0 {
+                        self.current.store(i, Ordering::Relaxed);
+                        tracing::info!(endpoint = %member.endpoint, "the configuration database answers at this member now");
+                    }
+                    return Ok(answer);
+                }
+                // A member that died mid-connection may look like a TLS refusal; a real one refuses at every member.
+                Err(e @ (Error::Unreachable { .. } | Error::TlsRefused { .. })) => {
+                    tracing::debug!(endpoint = %member.endpoint, error = %e, "a member of the configuration database did not answer");
+                    failed = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match failed {
+            Some(Error::Unreachable { detail, .. }) if self.members.len() > 1 => {
+                let endpoint = self.members.iter().map(|m| m.endpoint.as_str()).collect::<Vec<_>>().join(",");
+                Err(Error::Unreachable { endpoint, detail })
+            }
+            failed => Err(failed.expect("at least one member")),
+        }
     }
 }
 
@@ -58,7 +112,12 @@ impl Driver for EtcdDriver {
             if let Some(rev) = revision {
                 opts = opts.with_revision(rev);
             }
-            let resp = self.client.kv_client().get(key, Some(opts)).await.map_err(|e| self.error(e))?;
+            let resp = self
+                .on_a_member(|c| {
+                    let opts = opts.clone();
+                    async move { c.kv_client().get(key, Some(opts)).await }
+                })
+                .await?;
             let rev = resp.header().map_or(0, |h| h.revision());
             let found = resp
                 .kvs()
@@ -106,7 +165,12 @@ impl Driver for EtcdDriver {
                 })
                 .collect();
             let txn = etcd::Txn::new().when(compares).and_then(ops);
-            let resp = self.client.kv_client().txn(txn).await.map_err(|e| self.error(e))?;
+            let resp = self
+                .on_a_member(|c| {
+                    let txn = txn.clone();
+                    async move { c.kv_client().txn(txn).await }
+                })
+                .await?;
             Ok(resp.succeeded().then(|| resp.header().map_or(0, |h| h.revision())))
         }
         .boxed()
@@ -123,7 +187,13 @@ impl Driver for EtcdDriver {
             let mut from = revision + 1;
             loop {
                 let opts = etcd::WatchOptions::new().with_range(end).with_start_revision(from);
-                let mut stream = match self.client.watch_client().watch(start, Some(opts)).await {
+                let mut stream = match self
+                    .on_a_member(|c| {
+                        let opts = opts.clone();
+                        async move { c.watch_client().watch(start, Some(opts)).await }
+                    })
+                    .await
+                {
                     Ok(stream) => stream,
                     Err(e) => {
                         tracing::warn!(error = %e, "watch failed; retrying");
@@ -174,7 +244,7 @@ impl Driver for EtcdDriver {
 
     fn lease_grant(&self, ttl: i64) -> BoxFuture<'_, Result<i64, Error>> {
         async move {
-            let resp = self.client.lease_client().grant(ttl, None).await.map_err(|e| self.error(e))?;
+            let resp = self.on_a_member(|c| async move { c.lease_client().grant(ttl, None).await }).await?;
             Ok(resp.id())
         }
         .boxed()
@@ -183,14 +253,15 @@ impl Driver for EtcdDriver {
     fn lease_keep_alive(&self, id: i64, period: Duration) -> BoxFuture<'_, Error> {
         async move {
             loop {
-                let (mut keeper, mut stream) = match self.client.lease_client().keep_alive(id).await {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(lease = id, error = %e, "lease keep-alive failed; retrying");
-                        tokio::time::sleep(period / 2).await;
-                        continue;
-                    }
-                };
+                let (mut keeper, mut stream) =
+                    match self.on_a_member(|c| async move { c.lease_client().keep_alive(id).await }).await {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            tracing::warn!(lease = id, error = %e, "lease keep-alive failed; retrying");
+                            tokio::time::sleep(period / 2).await;
+                            continue;
+                        }
+                    };
                 loop {
                     if keeper.keep_alive().await.is_err() {
                         break;
@@ -210,7 +281,7 @@ impl Driver for EtcdDriver {
     /// etcd reports an unknown or ended lease with TTL -1.
     fn lease_alive(&self, id: i64) -> BoxFuture<'_, Result<bool, Error>> {
         async move {
-            let resp = self.client.lease_client().time_to_live(id, None).await.map_err(|e| self.error(e))?;
+            let resp = self.on_a_member(|c| async move { c.lease_client().time_to_live(id, None).await }).await?;
             Ok(resp.ttl() >= 0)
         }
         .boxed()
@@ -218,7 +289,7 @@ impl Driver for EtcdDriver {
 
     fn lease_revoke(&self, id: i64) -> BoxFuture<'_, Result<(), Error>> {
         async move {
-            self.client.lease_client().revoke(id).await.map_err(|e| self.error(e))?;
+            self.on_a_member(|c| async move { c.lease_client().revoke(id).await }).await?;
             Ok(())
         }
         .boxed()

@@ -2,10 +2,12 @@
 //! and is killed when its handle is dropped.
 
 pub mod cluster;
+mod etcd_cluster;
 mod logs;
 pub mod tls;
 mod wait;
 
+pub use etcd_cluster::{EtcdCluster, Member};
 pub use logs::{put_unchecked, Logs};
 pub use wait::eventually;
 

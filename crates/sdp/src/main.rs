@@ -185,7 +185,8 @@ fn script_runner(database: &Settings, scripts: &ScriptArgs, namespace: &Namespac
 
 /// What a daemon's surface answers until it has connected.
 fn waiting_for(database: &Settings) -> String {
-    format!("starting: waiting for the configuration database at {}:{}", database.host, database.port)
+    let at = database.endpoints().map_or_else(|_| database.host.clone(), |endpoints| endpoints.join(","));
+    format!("starting: waiting for the configuration database at {at}")
 }
 
 /// `/healthz` (alive), `/readyz` (the configuration database answers; `/health` too) and `/metrics`.
