@@ -23,7 +23,8 @@ Options:
 
 Environment Variables:
   SDP_CONFIG_BACKEND   Database backend (default etcd3)
-  SDP_CONFIG_HOST      Database host address (default 127.0.0.1)
+  SDP_CONFIG_HOST      Database host address (default 127.0.0.1), or several
+                       etcd members: host[:port],host[:port],...
   SDP_CONFIG_PORT      Database port (default 2379)
   SDP_CONFIG_CACERT    CA bundle to trust: set, the tool speaks TLS (etcdctl's --cacert)
   SDP_CONFIG_CERT      Client certificate, for a database that checks them (--cert)
