@@ -276,7 +276,33 @@ fn read_records(file: &File) -> Result<(Vec<Record>, Vec<u64>, u64), OpenError> 
         }
         good = end;
     }
+    if good < file_len {
+        // A frame that runs past the end is a torn last write, unless a whole record follows it: then its
+        // length was damaged, and cutting there would drop every later record.
+        let mut tail = Vec::with_capacity((file_len - good) as usize);
+        let mut file = file.try_clone()?;
+        file.seek(SeekFrom::Start(good))?;
+        file.read_to_end(&mut tail)?;
+        if let Some(next) = whole_record_in(&tail[1..]) {
+            let reason = format!(
+                "runs past the end of the file, but a whole record starts at byte {}: its length is damaged",
+                good + 1 + next
+            );
+            return Err(OpenError::BadRecord { offset: good, reason });
+        }
+    }
     Ok((records, offsets, good))
+}
+
+/// Where the first whole frame in `bytes` starts (its length fits, its checksum matches and it decodes).
+fn whole_record_in(bytes: &[u8]) -> Option<u64> {
+    (0..bytes.len().saturating_sub(8)).find_map(|at| {
+        let rest = &bytes[at..];
+        let frame = next_frame(&mut &rest[..], 0, rest.len() as u64).ok()??;
+        let whole =
+            crc32fast::hash(&frame.payload) == frame.crc && postcard::from_bytes::<Record>(&frame.payload).is_ok();
+        whole.then_some(at as u64)
+    })
 }
 
 /// How to repair a journal whose replay stopped at a record.
@@ -378,6 +404,43 @@ mod tests {
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(FileJournal::open(dir.path()).unwrap().records.len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_length_in_an_older_record_is_an_error_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let offsets: Vec<u64> = {
+            let r = FileJournal::open(dir.path()).unwrap();
+            let offsets = ["a", "b", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let at = r.journal.size_bytes();
+                    r.journal.append(&put(i as i64 + 2, key)).unwrap();
+                    at
+                })
+                .collect();
+            futures::executor::block_on(r.journal.sync()).unwrap();
+            offsets
+        };
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The second record's length, now past the end of the file.
+        bytes[offsets[1] as usize + 2] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let Err(OpenError::BadRecord { offset, reason }) = FileJournal::open(dir.path()) else {
+            panic!("a damaged length was taken for a torn tail");
+        };
+        assert_eq!(offset, offsets[1]);
+        assert_eq!(
+            reason,
+            format!(
+                "runs past the end of the file, but a whole record starts at byte {}: its length is damaged",
+                offsets[2]
+            )
+        );
+        // Nothing was cut off.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 
     #[test]

@@ -74,7 +74,10 @@ impl Default for ServerConfig {
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}. Is another etcd or `sdp up` running there? Choose another address")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot use data directory {path}: {source}")]
+    #[error(
+        "cannot use data directory {path}: {source}. The server reads and writes its journal there: make it \
+         readable and writable, or choose another (--data-dir)"
+    )]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error(
         "the journal {path} cannot be replayed: {reason}. Nothing was started. To start without that record, run \
