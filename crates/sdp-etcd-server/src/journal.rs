@@ -443,6 +443,58 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 
+    /// A journal of four records in a fresh folder: the folder and where each record starts.
+    fn four_records() -> (tempfile::TempDir, Vec<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = FileJournal::open(dir.path()).unwrap();
+        let offsets = (0..4)
+            .map(|i| {
+                let at = r.journal.size_bytes();
+                r.journal.append(&put(i + 2, &format!("key-{i}"))).unwrap();
+                at
+            })
+            .collect();
+        futures::executor::block_on(r.journal.sync()).unwrap();
+        (dir, offsets)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 512, failure_persistence: None, ..Default::default() })]
+
+        /// Whatever the file holds, opening it gives records or an error, never a panic.
+        #[test]
+        fn any_bytes_are_read_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(JOURNAL_FILE), &bytes).unwrap();
+            match FileJournal::open(dir.path()) {
+                Ok(r) => proptest::prop_assert!(r.truncated <= bytes.len() as u64),
+                Err(OpenError::BadRecord { reason, .. }) => proptest::prop_assert!(!reason.is_empty()),
+                Err(OpenError::Io(e)) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
+
+        /// A byte damaged anywhere: the damaged record and every later one are refused by the offset where it
+        /// starts, except that damage in the last record may be a torn last write, cut off alone.
+        #[test]
+        fn a_damaged_byte_never_loses_an_earlier_record_silently(at in proptest::prelude::any::<proptest::sample::Index>(), flip in 1u8..=255) {
+            let (dir, offsets) = four_records();
+            let path = dir.path().join(JOURNAL_FILE);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = at.index(bytes.len());
+            bytes[at] ^= flip;
+            std::fs::write(&path, &bytes).unwrap();
+            let damaged = offsets.iter().rposition(|&start| start as usize <= at).unwrap();
+            match FileJournal::open(dir.path()) {
+                Ok(r) => {
+                    proptest::prop_assert_eq!(damaged, 3, "damage in record {} went unnoticed", damaged);
+                    proptest::prop_assert_eq!(r.records, (0..3).map(|i| put(i + 2, &format!("key-{i}"))).collect::<Vec<_>>());
+                }
+                Err(OpenError::BadRecord { offset, .. }) => proptest::prop_assert_eq!(offset, offsets[damaged]),
+                Err(OpenError::Io(e)) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
+    }
+
     #[test]
     fn rewriting_one_key_does_not_grow_the_journal_without_end() {
         use sdp_kvstore::{Limits, PutRequest, Store};

@@ -335,9 +335,7 @@ impl Store {
         }
         let mut state = self.lock();
         let id = if id == 0 {
-            while state.leases.contains_key(&state.next_lease) {
-                state.next_lease += 1;
-            }
+            state.next_lease = free_lease_id(state.next_lease, |id| state.leases.contains_key(&id));
             state.next_lease
         } else if state.leases.contains_key(&id) {
             return Err(Error::LeaseExists(id));
@@ -849,4 +847,14 @@ fn check_no_duplicate_writes(ops: &[RequestOp]) -> Result<(), Error> {
         return Err(Error::DuplicateKey);
     }
     Ok(())
+}
+
+/// The first lease ID from `from` on that is not `taken`, going round from i64::MAX to 1 (a client may have
+/// granted any ID itself, the largest too).
+fn free_lease_id(from: LeaseId, taken: impl Fn(LeaseId) -> bool) -> LeaseId {
+    let mut id = from.max(1);
+    while taken(id) {
+        id = if id == LeaseId::MAX { 1 } else { id + 1 };
+    }
+    id
 }

@@ -135,6 +135,16 @@ async fn lease_expiry_deletes_attached_keys_in_one_revision() {
 }
 
 #[test]
+fn a_client_may_grant_the_largest_lease_id_and_the_next_chosen_id_goes_round() {
+    let store = Store::new();
+    assert_eq!(store.lease_grant(i64::MAX, 30).unwrap().0, i64::MAX);
+    let (chosen, _) = store.lease_grant(0, 30).unwrap();
+    assert!(chosen > 0 && chosen != i64::MAX, "{chosen}");
+    let (next, _) = store.lease_grant(0, 30).unwrap();
+    assert!(next > 0 && next != chosen, "{next}");
+}
+
+#[test]
 fn a_snapshot_rebuilds_the_live_state() {
     let store = Store::new();
     let (id, _) = store.lease_grant(0, 30).unwrap();
