@@ -179,6 +179,62 @@ mod tests {
         assert_eq!(run("--help"), ParseOutcome::Help);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 2048, failure_persistence: None, ..Default::default() })]
+
+        /// Any words: a command whose paths pass the original's checks, help, or the usage with the reasons.
+        #[test]
+        fn any_arguments_give_a_command_or_the_usage(words in proptest::collection::vec(word(), 0..6)) {
+            match parse(std::iter::once("sdpcfg".to_string()).chain(words.clone())) {
+                ParseOutcome::Run(inv) => {
+                    if let Some(errors) = path_errors(&inv.command) {
+                        proptest::prop_assert!(false, "{words:?} ran with bad paths: {errors:?}");
+                    }
+                }
+                ParseOutcome::Help => proptest::prop_assert!(words.iter().any(|w| w == "-h" || w == "--help")),
+                ParseOutcome::Usage(reasons) => proptest::prop_assert!(reasons.iter().all(|r| !r.is_empty())),
+            }
+        }
+    }
+
+    fn word() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            prop::sample::select(vec![
+                "get",
+                "ls",
+                "list",
+                "values",
+                "watch",
+                "delete",
+                "create",
+                "update",
+                "edit",
+                "process",
+                "deploy",
+                "-R",
+                "-q",
+                "--prefix",
+                "-h",
+                "--help",
+                "-",
+                "/",
+                "/pb",
+                "/pb/x/",
+                "pb/x",
+                "/pb/../x",
+                "realtime:testdask:0.1.0",
+                "batch:x",
+                "{}",
+                "[1]",
+                "--",
+            ])
+            .prop_map(str::to_string),
+            "[ -~]{0,8}",
+            any::<String>(),
+        ]
+    }
+
     #[test]
     fn refusals_with_the_original_messages() {
         assert_eq!(

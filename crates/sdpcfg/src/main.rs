@@ -1,6 +1,7 @@
 //! `sdpcfg`: read and change the SDP configuration database from the command line.
 
 mod cli;
+mod values;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 use cli::{Command, Invocation, ParseOutcome, USAGE};
 use sdp_config::{json, Config, Deployment, Error, Settings, Txn, MAX_RECURSION};
 use serde_json::Value;
+use values::{check_value, parse_yaml};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse(std::env::args()) {
@@ -42,21 +44,6 @@ fn from_stdin_if_dash(arg: &str) -> std::io::Result<String> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
     Ok(text)
-}
-
-/// A value that looks like JSON must be JSON: storing a typo would break every reader of the entry.
-fn check_value(path: &str, value: &str) -> Result<(), Error> {
-    let trimmed = value.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        serde_json::from_str::<Value>(value)
-            .map_err(|e| Error::BadJson { path: path.to_string(), detail: e.to_string() })?;
-    }
-    Ok(())
-}
-
-/// YAML (a superset of JSON) text given for parameters, as a JSON value.
-fn parse_yaml(what: &str, text: &str) -> Result<Value, Error> {
-    serde_yaml::from_str::<Value>(text).map_err(|e| Error::Invalid(format!("{what} are not valid YAML or JSON: {e}")))
 }
 
 async fn run(inv: Invocation) -> Result<(), Error> {
