@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, program, wait_for_port, KillOnDrop};
+use crate::process::{free_port, program, wait_for_port, KillOnDrop};
 
 /// Debian's etcd, `members` members on free loopback ports, each with its data in a temporary folder.
 pub struct EtcdCluster {

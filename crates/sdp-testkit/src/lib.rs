@@ -4,52 +4,18 @@
 pub mod cluster;
 mod etcd_cluster;
 mod logs;
+mod process;
 pub mod tls;
 mod wait;
 
 pub use etcd_cluster::{EtcdCluster, Member};
 pub use logs::{put_unchecked, Logs};
+pub use process::{free_port, program, wait_for_port, KillOnDrop};
 pub use wait::eventually;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A free TCP port on 127.0.0.1 (released before returning, so a server can bind it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free loopback port")
-}
-
-/// Waits until something accepts TCP connections on `port`, or panics with `what` after `limit`.
-pub fn wait_for_port(port: u16, limit: Duration, what: &str) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < limit, "{what} did not listen on 127.0.0.1:{port} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Path of a program: `$<env_var>` if set, else the first `name` on PATH or in the tool cache that
-/// `scripts/setup` fills (`$SDP_TOOLS_DIR/bin`, default `~/.cache/sdp/tools/bin`), else a clear panic saying how
-/// to install it.
-pub fn program(name: &str, env_var: &str, install_hint: &str) -> PathBuf {
-    if let Ok(p) = std::env::var(env_var) {
-        return PathBuf::from(p);
-    }
-    let tools = std::env::var_os("SDP_TOOLS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdp/tools")))
-        .map(|t| t.join("bin"));
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(tools)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` not found on PATH (or ${env_var}); {install_hint}"))
-}
 
 /// The real helm binary (installed by `scripts/setup`).
 pub fn helm() -> PathBuf {
@@ -64,16 +30,6 @@ pub fn etcdctl() -> PathBuf {
 /// The repository's `charts/` folder.
 pub fn charts_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts")
-}
-
-/// A child process killed (and reaped) on drop.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A real etcd server (Debian's `etcd-server`), single member, on free loopback ports.
