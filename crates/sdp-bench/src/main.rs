@@ -382,8 +382,12 @@ async fn deployer_bench(entries: usize) {
                 async move {
                     for i in ids {
                         let id = format!("bench-{i:05}");
-                        let args = serde_json::json!({"chart": "workflow", "values": {"pb_id": id, "wf_image": "example/bench:1"}});
-                        t.create_deployment(&sdp_config::Deployment { deploy_id: id, kind: "helm".into(), args }).await?;
+                        let values = serde_json::Map::from_iter([
+                            ("pb_id".to_string(), id.clone().into()),
+                            ("wf_image".to_string(), "example/bench:1".into()),
+                        ]);
+                        let args = sdp_config::DeploymentArgs::Helm { chart: "workflow".into(), values };
+                        t.create_deployment(&args.entry(&id)).await?;
                     }
                     Ok(())
                 }

@@ -29,6 +29,10 @@ impl Backend {
         Backend::new(Arc::new(MemoryDriver::new()))
     }
 
+    pub fn in_process(store: Arc<sdp_kvstore::Store>) -> Backend {
+        Backend::new(Arc::new(MemoryDriver::on(store)))
+    }
+
     fn new(driver: Arc<dyn Driver>) -> Backend {
         let choices = Arc::new(Choices::new(Follower(Arc::clone(&driver))));
         Backend { driver, choices }

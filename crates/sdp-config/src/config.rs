@@ -77,6 +77,12 @@ impl Config {
         Config { backend: Backend::memory(), prefix: Arc::from("") }
     }
 
+    /// The database of `store`, a store in this process that expires its own leases: the embedded server's,
+    /// for the components that run beside it, which then reach it without a network round trip.
+    pub fn in_process(store: Arc<sdp_kvstore::Store>) -> Config {
+        Config { backend: Backend::in_process(store), prefix: Arc::from("") }
+    }
+
     /// The same database, with every path under `prefix` (e.g. `/test-42`).
     pub fn with_prefix(&self, prefix: &str) -> Result<Config, Error> {
         let prefix = prefix.trim_end_matches('/');

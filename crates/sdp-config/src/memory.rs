@@ -1,5 +1,6 @@
-//! The driver for an in-process store with etcd's semantics (`SDP_CONFIG_BACKEND=memory`): tests and
-//! single-process tools.
+//! The driver for a store with etcd's semantics in this process: a fresh one (`SDP_CONFIG_BACKEND=memory`) for
+//! tests and single-process tools, or the embedded server's own, for the components `sdp up` runs beside it (no
+//! network and no encoding between them; writes are as durable as the server's, its journal being the store's).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,11 @@ impl MemoryDriver {
     pub fn new() -> MemoryDriver {
         let store = kv::Store::new();
         tokio::spawn(Arc::clone(&store).run_lease_expiry());
+        MemoryDriver(store)
+    }
+
+    /// A store that lives on without this driver, and expires its leases itself (the embedded server's).
+    pub fn on(store: Arc<kv::Store>) -> MemoryDriver {
         MemoryDriver(store)
     }
 }

@@ -119,19 +119,26 @@ async fn watch_replays_history_in_order_then_follows() {
 #[tokio::test]
 async fn lease_expiry_deletes_attached_keys_in_one_revision() {
     let store = Store::new();
-    tokio::spawn(std::sync::Arc::clone(&store).run_lease_expiry());
+    let expiry = tokio::spawn(std::sync::Arc::clone(&store).run_lease_expiry());
+    let granted = std::time::Instant::now();
     let (id, _) = store.lease_grant(0, 1).unwrap();
     for k in ["o/1", "o/2"] {
         store.put(PutRequest { key: k.into(), value: "x".into(), lease: id, ..Default::default() }).unwrap();
     }
     let before = store.revision();
     assert_eq!(store.lease_time_to_live(id).unwrap().keys.len(), 2);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Waits for the keys to go, for up to four times the TTL; the watch wakes on their deletion.
+    let mut watch = store.watch(KeyRange::prefix("o/"), before + 1).unwrap();
+    let deleted = tokio::time::timeout(Duration::from_secs(4), watch.events.recv()).await.expect("the lease expired");
+    assert_eq!(deleted.map(|batch| batch.len()), Some(2), "both keys in one event batch");
+    assert!(granted.elapsed() >= Duration::from_secs(1), "expired before its TTL: {:?}", granted.elapsed());
     assert!(get(&store, "o/1", 0).is_none() && get(&store, "o/2", 0).is_none());
     assert_eq!(store.revision(), before + 1);
     assert!(matches!(store.lease_keep_alive(id), Err(Error::LeaseNotFound(_))));
     let err = store.put(PutRequest { key: "p".into(), lease: id, ..Default::default() }).unwrap_err();
     assert_eq!(err, Error::LeaseNotFound(id));
+    assert!(!expiry.is_finished(), "the lease expiry task ended: {:?}", expiry.await);
+    expiry.abort();
 }
 
 #[test]

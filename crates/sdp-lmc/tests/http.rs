@@ -13,6 +13,7 @@ struct Surface {
     http: reqwest::Client,
     base: String,
     metrics: sdp_lmc::Metrics,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Surface {
@@ -21,9 +22,14 @@ impl Surface {
         let lmc = sdp_lmc::Lmc::start(config, 1, metrics.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await.unwrap() });
+        let server = tokio::spawn(async move { axum::serve(listener, sdp_lmc::http::router(lmc)).await.unwrap() });
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Surface { http: reqwest::Client::new(), base, metrics }
+        Surface { http: reqwest::Client::new(), base, metrics, server }
+    }
+
+    /// Stops the server; a panic of it fails the test.
+    async fn stop(self) {
+        sdp_testkit::stop_task(self.server).await;
     }
 
     async fn attr(&self, device: &str, name: &str) -> Value {
@@ -202,6 +208,7 @@ async fn seed_transcript(config: Config) {
         s.metrics.events.get_or_create(&labels).get()
     };
     assert_eq!(events("obsState"), obs_states.len() as u64);
+    s.stop().await;
 }
 
 #[tokio::test]

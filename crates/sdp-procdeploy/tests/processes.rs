@@ -96,7 +96,9 @@ async fn processes_run_end_and_report() {
     // Ended processes are not started again, even by a deployer started later.
     running.stop().await;
     let again = deployer(&config, logs.path(), Duration::from_secs(5));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // An entry written after it started, once it reports it, shows it went through the ones before.
+    put(&config, "after", json!({"engine": "exit3"})).await;
+    eventually("the later deployer at work", LIMIT, || async { status_is(&config, "after", "FAILED").await }).await;
     assert_eq!(std::fs::read_to_string(logs.path().join("ok.log")).unwrap(), log);
     again.stop().await;
     db.stop().await;
@@ -121,8 +123,10 @@ async fn a_deleted_entry_stops_its_process_and_everything_it_started() {
     delete(&config, "stubborn").await;
     eventually("the process and its child gone", LIMIT, || async { !process_alive(pid) && !process_alive(child) })
         .await;
-    // Its state went with the entry and was not written back.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its state went with the entry and was not written back: not by the time the deployer reports an entry
+    // written after the process ended.
+    put(&config, "after", json!({"engine": "exit3"})).await;
+    eventually("the deployer at work", LIMIT, || async { status_is(&config, "after", "FAILED").await }).await;
     assert_eq!(deployment_state(&config, "stubborn").await, None);
     running.stop().await;
     db.stop().await;
@@ -206,14 +210,13 @@ async fn commands_written_into_entries_never_run() {
         assert!(state["pid"].is_null(), "{id}: {state}");
         assert!(!logs.path().join(format!("{id}.log")).exists(), "{id} started something");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A registered engine still runs; by then, a command the deployer had started would have run too.
+    put(&config, "service", json!({"engine": "service"})).await;
+    eventually("the engine running", LIMIT, || async { status_is(&config, "service", "RUNNING").await }).await;
     for n in 1..=3 {
         assert!(!pwned(n).exists(), "the command of entry {n} ran");
         assert!(!sdp_testkit::runs_with(&pwned(n).display().to_string()), "the command of entry {n} runs");
     }
-    // A registered engine still runs.
-    put(&config, "service", json!({"engine": "service"})).await;
-    eventually("the engine running", LIMIT, || async { status_is(&config, "service", "RUNNING").await }).await;
     running.stop().await;
     db.stop().await;
 }

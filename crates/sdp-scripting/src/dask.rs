@@ -689,7 +689,7 @@ mod tests {
         // Something that speaks first, but not Dask (an HTTP-ish banner).
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("tcp://{}", listener.local_addr().unwrap());
-        let _banner = tokio::spawn(async move {
+        let banner = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -697,6 +697,7 @@ mod tests {
         let e = identity(&address, Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(e, DaskError::Frame { source: FrameError::TooLarge { .. }, .. }), "{e}");
         assert!(e.to_string().contains("does it speak Dask's comm protocol"), "{e}");
+        sdp_testkit::stop_task(banner).await;
     }
 
     #[tokio::test]

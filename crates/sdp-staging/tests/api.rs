@@ -330,7 +330,7 @@ async fn create_file_replaces_source_data_only_when_allowed() {
 }
 
 /// A stand-in for Rucio's replicas API (Rucio itself cannot run here): answers only with the right token.
-async fn fake_rucio(storage: &Path) -> String {
+async fn fake_rucio(storage: &Path) -> (String, tokio::task::JoinHandle<()>) {
     use axum::extract::Path as UrlPath;
     use axum::http::HeaderMap;
     let storage = storage.canonicalize().unwrap();
@@ -353,14 +353,14 @@ async fn fake_rucio(storage: &Path) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), server)
 }
 
 #[tokio::test]
 async fn rucio_dids_are_resolved_with_the_rucio_token_header() {
     let dir = tempfile::tempdir().unwrap();
-    let rucio = fake_rucio(dir.path()).await;
+    let (rucio, rucio_server) = fake_rucio(dir.path()).await;
     let s = start_service(|st| {
         st.source_root = dir.path().to_path_buf();
         st.rucio_base_url = Some(rucio.clone());
@@ -384,6 +384,7 @@ async fn rucio_dids_are_resolved_with_the_rucio_token_header() {
     let (status, body) = wrong.stage("local_copy", "alice", "ska:obs1.ms", "x").await;
     assert_eq!(status, 502);
     assert!(body["detail"].as_str().unwrap().contains("RUCIO_AUTH_TOKEN"), "{body}");
+    sdp_testkit::stop_task(rucio_server).await;
 }
 
 #[tokio::test]

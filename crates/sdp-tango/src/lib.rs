@@ -2,8 +2,9 @@
 //! `SDPSubarray/<n>` serving `mid_sdp/elt/subarray_<n>`, built on `rstango` (pure Rust Tango) over the LMC
 //! devices, whose logic they call and never repeat.
 //!
-//! rstango runs its own threads, not Tokio's: handlers reach the (async) LMC devices through a Tokio runtime
-//! handle with `block_on`, which is allowed on those threads.
+//! rstango runs its own threads, not Tokio's. Every handler is asynchronous, polled by the thread that received
+//! the request inside the Tokio runtime's context ([`Device::on_runtime`]): a synchronous handler would be handed
+//! to a thread of rstango's pool and back, two thread hops per request.
 //!
 //! Events: every change of a device attribute in the LMC's change stream (the one `sdp lmc events` serves)
 //! is pushed to Tango subscribers as a change and an archive event, whatever made it: a Tango command, the
@@ -19,13 +20,14 @@
 //! - writing an enum attribute: PyTango sends a DevShort, so `adminMode` takes the raw value and accepts both,
 //!   and its reads and events carry the set point as an enum themselves.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 use tango::dev::{AttrRead, AttrValueEvent, DevState};
 use tango::error::{Error, ErrorKind, Result};
 use tango::server::{AttrDef, ClassDef, CommandDef, Dev, ServerBuilder, ServerHandle, WeakRef};
-use tango::value::{AttrDataKind, DevEnum, IntoValue, Value};
+use tango::value::{AttrDataKind, CommandDataKind, DevEnum, IntoValue, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use sdp_daemon::AbortOnDrop;
@@ -82,12 +84,32 @@ fn tango_state(label: &str) -> DevState {
 }
 
 impl Device {
-    fn read(&self, attribute: &str) -> Result<AttrValue> {
-        self.runtime.block_on(self.lmc.read_attribute(&self.name, attribute)).map_err(dev_failed)
+    /// An LMC future, polled by rstango's own thread inside the runtime's context. No thread is handed the
+    /// request: a read only takes the LMC's locks, and a command's transaction is either an in-process call
+    /// (`sdp up`'s embedded database) or I/O the runtime's drivers wake this future for (etcd).
+    fn on_runtime<'a, T>(&self, lmc: impl Future<Output = T> + Send + 'a) -> impl Future<Output = T> + Send + 'a {
+        let runtime = self.runtime.clone();
+        let mut lmc = Box::pin(lmc);
+        std::future::poll_fn(move |cx| {
+            let _inside = runtime.enter();
+            lmc.as_mut().poll(cx)
+        })
     }
 
-    fn state(&self, _: &Dev<Self>) -> Result<DevState> {
-        match self.read("State")? {
+    async fn read(&self, attribute: &str) -> Result<AttrValue> {
+        self.on_runtime(self.lmc.read_attribute(&self.name, attribute)).await.map_err(dev_failed)
+    }
+
+    /// An attribute's reading, converted as its events are ([`reading`]).
+    async fn read_attr(&self, attribute: &'static str) -> Result<AttrRead<Value>> {
+        let value = self.read(attribute).await?;
+        reading(attribute, &value).ok_or_else(|| {
+            Error::new(ErrorKind::Reason("API_AttrValueNotSet")).with_description(format!("{attribute} is {value:?}"))
+        })
+    }
+
+    async fn state(&self) -> Result<DevState> {
+        match self.read("State").await? {
             AttrValue::State { value } => Ok(tango_state(value)),
             other => {
                 Err(Error::new(ErrorKind::Reason("API_AttrValueNotSet"))
@@ -96,36 +118,22 @@ impl Device {
         }
     }
 
-    fn status(&self, _: &Dev<Self>) -> Result<std::borrow::Cow<'_, str>> {
-        match self.read("Status")? {
+    async fn status(&self) -> Result<std::borrow::Cow<'_, str>> {
+        match self.read("Status").await? {
             AttrValue::String { value } => Ok(value.into()),
             other => Ok(format!("{other:?}").into()),
         }
     }
 
-    fn enum_attr(&self, attribute: &str) -> Result<DevEnum> {
-        match self.read(attribute)? {
-            AttrValue::Enum { value, .. } => Ok(DevEnum(value as i16)),
-            other => Err(Error::new(ErrorKind::Reason("API_AttrValueNotSet"))
-                .with_description(format!("{attribute} is {other:?}"))),
-        }
-    }
-
-    fn string_attr(&self, attribute: &str) -> Result<String> {
-        match self.read(attribute)? {
-            AttrValue::String { value } => Ok(value),
-            other => Ok(format!("{other:?}")),
-        }
-    }
-
-    fn write_admin_mode(&mut self, _: &Dev<Self>, value: Value) -> Result<()> {
+    async fn write_admin_mode(&self, value: Value) -> Result<()> {
         let mode = DevEnum::try_from(&value).map(|e| e.0).or_else(|_| i16::try_from(&value))?;
-        self.runtime.block_on(self.lmc.write_attribute(&self.name, "adminMode", &Json::from(mode))).map_err(dev_failed)
+        let mode = Json::from(mode);
+        self.on_runtime(self.lmc.write_attribute(&self.name, "adminMode", &mode)).await.map_err(dev_failed)
     }
 
     /// Runs an LMC command; its changes reach subscribers through the change stream.
-    fn command(&self, command: &str, argin: &str) -> Result<()> {
-        self.runtime.block_on(self.lmc.command(&self.name, command, argin)).map_err(dev_failed)
+    async fn command(&self, command: &str, argin: &str) -> Result<()> {
+        self.on_runtime(self.lmc.command(&self.name, command, argin)).await.map_err(dev_failed)
     }
 }
 
@@ -195,50 +203,52 @@ fn model_init(
     }
 }
 
-/// Declares that the devices push change and archive events of the attribute themselves.
-fn pushed(attr: AttrDef<Device>) -> AttrDef<Device> {
-    attr.push_change_event(false).push_archive_event(false)
+/// An attribute the LMC serves, whose change and archive events the devices push themselves.
+fn lmc_attr(name: &'static str, label: &'static str, kind: AttrDataKind) -> AttrDef<Device> {
+    AttrDef::new(name)
+        .label(label)
+        .kind(kind)
+        .scalar()
+        .read_async_with(move |m: &Device, _: &Dev<Device>| Box::pin(m.read_attr(name)))
+        .push_change_event(false)
+        .push_archive_event(false)
 }
 
 fn enum_attr(name: &'static str, label: &'static str) -> AttrDef<Device> {
-    pushed(AttrDef::new(name).label(label).read(move |m: &Device, _: &Dev<Device>| m.enum_attr(name)))
+    lmc_attr(name, label, AttrDataKind::Enum)
+}
+
+/// A command without an argument.
+fn lmc_command(name: &'static str) -> CommandDef<Device> {
+    CommandDef::new(name).exec_async_with(move |m: &Device, _: &Dev<Device>, _: Value| {
+        Box::pin(async move { m.command(name, "").await.map(|()| Value::Void) })
+    })
 }
 
 fn subarray_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<Device> {
     let mut class = ClassDef::new("SDPSubarray", model_init(lmc, runtime))
         .doc("SDP subarray: resources, configuration and scans of one subarray")
-        .state(Device::state)
-        .status(Device::status)
+        .state_async_with(|m: &Device, _: &Dev<Device>| Box::pin(m.state()))
+        .status_async_with(|m: &Device, _: &Dev<Device>| Box::pin(m.status()))
         .push_state_events(Some(false), Some(false))
         .attr(enum_attr("obsState", "Obs State"))
-        .attr(pushed(
-            AttrDef::new("adminMode")
-                .label("Admin mode")
-                .kind(AttrDataKind::Enum)
-                .scalar()
-                // The set point is the mode itself, given as an enum: rstango would otherwise keep the DevShort
-                // that PyTango wrote, and refuse to read back an enum with a short set point.
-                .read(|m: &Device, _: &Dev<Device>| {
-                    let mode = m.enum_attr("adminMode")?;
-                    let mut read = AttrRead::new(mode);
-                    read.w_value = Some(mode);
-                    Ok(read)
-                })
-                .write_exclusive_with(Device::write_admin_mode),
+        // Its reads carry the mode itself as the set point, given as an enum ([`reading`]): rstango would
+        // otherwise keep the DevShort that PyTango wrote, and refuse to read back an enum with a short set point.
+        .attr(enum_attr("adminMode", "Admin mode").write_exclusive_async_with(
+            |m: &mut Device, _: &Dev<Device>, value: Value| Box::pin(async move { m.write_admin_mode(value).await }),
         ))
         .attr(enum_attr("healthState", "Health state"))
-        .attr(pushed(
-            AttrDef::new("receiveAddresses")
-                .label("Receive Addresses")
-                .read(|m: &Device, _: &Dev<Device>| m.string_attr("receiveAddresses")),
-        ));
+        .attr(lmc_attr("receiveAddresses", "Receive Addresses", AttrDataKind::String));
     for &name in sdp_lmc::subarray::Command::NAMES {
         class = class.command(match name {
             // Commands taking the original's JSON (or empty) string.
             "AssignResources" | "ReleaseResources" | "Configure" | "ConfigureScan" => CommandDef::new(name)
                 .in_doc("JSON configuration string")
-                .exec(move |m: &Device, _: &Dev<Device>, argin: String| m.command(name, &argin)),
-            _ => CommandDef::new(name).exec(move |m: &Device, _: &Dev<Device>, _: ()| m.command(name, "")),
+                .in_kind(CommandDataKind::String)
+                .exec_async_with(move |m: &Device, _: &Dev<Device>, argin: Value| {
+                    Box::pin(async move { m.command(name, &String::try_from(argin)?).await.map(|()| Value::Void) })
+                }),
+            _ => lmc_command(name),
         });
     }
     class
@@ -247,14 +257,13 @@ fn subarray_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<De
 fn master_class(lmc: Arc<Lmc>, runtime: tokio::runtime::Handle) -> ClassDef<Device> {
     let mut class = ClassDef::new("SDPMaster", model_init(lmc, runtime))
         .doc("SDP master: the state of SDP as a whole")
-        .state(Device::state)
-        .status(Device::status)
+        .state_async_with(|m: &Device, _: &Dev<Device>| Box::pin(m.state()))
+        .status_async_with(|m: &Device, _: &Dev<Device>| Box::pin(m.status()))
         .push_state_events(Some(false), Some(false))
         .attr(enum_attr("OperatingState", "Operating state"))
         .attr(enum_attr("healthState", "Health state"));
     for &name in sdp_lmc::master::Command::NAMES {
-        class =
-            class.command(CommandDef::new(name).exec(move |m: &Device, _: &Dev<Device>, _: ()| m.command(name, "")));
+        class = class.command(lmc_command(name));
     }
     class
 }

@@ -77,7 +77,8 @@ impl DatabaseArgs {
     }
 }
 
-/// The database `sdp up` works on, connected.
+/// The database `sdp up` works on, connected: its components reach the embedded server's store in this
+/// process.
 pub struct Database {
     pub settings: Settings,
     pub config: Config,
@@ -100,7 +101,16 @@ impl Database {
             }
             None => Settings::from_env()?,
         };
-        let config = Config::connect_checked(&settings).await?;
+        // The components beside the embedded server use its store in this process; scripts, which run as
+        // processes of their own, and every other client use its address.
+        let config = match &embedded {
+            Some(server) => {
+                let config = Config::in_process(std::sync::Arc::clone(server.store())).with_prefix(&settings.prefix)?;
+                config.answers().await?;
+                config
+            }
+            None => Config::connect_checked(&settings).await?,
+        };
         match &embedded {
             Some(server) => tracing::info!(
                 listen = %server.addr,

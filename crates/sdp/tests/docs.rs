@@ -220,3 +220,32 @@ fn code_spans_may_go_on_over_a_line() {
     assert_eq!(spans, [(4, "crates/a\nb")]);
     assert_eq!(link_targets(&rest), [(25, "y.md#z")]);
 }
+
+/// The layout table of the README names every crate of the workspace, and only crates that exist, each linked to
+/// its code: a newcomer finds any component from it in one step.
+#[test]
+fn readme_layout_names_every_crate() {
+    let root = root();
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let mut crates: Vec<String> = fs::read_dir(root.join("crates"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| root.join("crates").join(name).join("Cargo.toml").is_file())
+        .collect();
+    crates.sort();
+    let rows: Vec<String> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| [`crates/"))
+        .filter_map(|rest| rest.split_once('`').map(|(name, _)| name.to_string()))
+        .collect();
+    let missing: Vec<&String> = crates.iter().filter(|name| !rows.contains(name)).collect();
+    let unknown: Vec<&String> = rows.iter().filter(|name| !crates.contains(name)).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "README's layout: crates missing {missing:?}, rows of no crate {unknown:?}"
+    );
+    for name in &crates {
+        let link = format!("| [`crates/{name}`](crates/{name}/src/");
+        assert!(readme.contains(&link), "README's row of crates/{name} links to its code: {link}...");
+    }
+}

@@ -49,7 +49,7 @@ async fn teststate(claim: &Claim) -> Result<Outcome, ScriptError> {
         json!({"state": state, "subarray": "ON-test", "obsState": "SCANNING-test",
                "receiveAddresses": {"1": {"1": ["0.0.0.0", 1024]}}})
     };
-    claim.update_state(state("executing")).await?;
+    claim.update_state(state(sdp_config::BlockState::Executing.as_str())).await?;
     let seconds = count_parameter(claim, "duration", 180, 86_400)?;
     sleep_unless_released(claim, Duration::from_secs(seconds)).await?;
     claim.update_state(state("error")).await?;
