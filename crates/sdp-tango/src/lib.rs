@@ -87,11 +87,10 @@ impl Device {
     /// An LMC future, polled by rstango's own thread inside the runtime's context. No thread is handed the
     /// request: a read only takes the LMC's locks, and a command's transaction is either an in-process call
     /// (`sdp up`'s embedded database) or I/O the runtime's drivers wake this future for (etcd).
-    fn on_runtime<'a, T>(&self, lmc: impl Future<Output = T> + Send + 'a) -> impl Future<Output = T> + Send + 'a {
-        let runtime = self.runtime.clone();
+    fn on_runtime<'a, T>(&'a self, lmc: impl Future<Output = T> + Send + 'a) -> impl Future<Output = T> + Send + 'a {
         let mut lmc = Box::pin(lmc);
         std::future::poll_fn(move |cx| {
-            let _inside = runtime.enter();
+            let _inside = self.runtime.enter();
             lmc.as_mut().poll(cx)
         })
     }
