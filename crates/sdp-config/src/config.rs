@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use sdp_daemon::{Backoff, Policy};
 
 use crate::backend::Backend;
@@ -23,14 +24,19 @@ pub struct Config {
 }
 
 impl Config {
-    pub async fn connect(settings: &Settings) -> Result<Config, Error> {
-        let backend = match settings.backend.as_str() {
-            "etcd3" | "etcd" => Backend::connect_etcd(settings).await?,
-            "memory" => Backend::memory(),
-            other => return Err(Error::Invalid(format!("unknown SDP_CONFIG_BACKEND {other:?}: use etcd3 or memory"))),
-        };
-        let config = Config { backend, prefix: Arc::from("") };
-        config.with_prefix(&settings.prefix)
+    pub fn connect(settings: &Settings) -> BoxFuture<'_, Result<Config, Error>> {
+        // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
+        Box::pin(async move {
+            let backend = match settings.backend.as_str() {
+                "etcd3" | "etcd" => Backend::connect_etcd(settings).await?,
+                "memory" => Backend::memory(),
+                other => {
+                    return Err(Error::Invalid(format!("unknown SDP_CONFIG_BACKEND {other:?}: use etcd3 or memory")));
+                }
+            };
+            let config = Config { backend, prefix: Arc::from("") };
+            config.with_prefix(&settings.prefix)
+        })
     }
 
     pub async fn from_env() -> Result<Config, Error> {
@@ -39,10 +45,12 @@ impl Config {
 
     /// Connects and reads once: a database that cannot be used fails the start, with a clear message, rather
     /// than the first request of some daemon later.
-    pub async fn connect_checked(settings: &Settings) -> Result<Config, Error> {
-        let config = Config::connect(settings).await?;
-        config.answers().await?;
-        Ok(config)
+    pub fn connect_checked(settings: &Settings) -> BoxFuture<'_, Result<Config, Error>> {
+        Box::pin(async move {
+            let config = Config::connect(settings).await?;
+            config.answers().await?;
+            Ok(config)
+        })
     }
 
     /// The daemons' connection: a database that cannot be reached yet (in a cluster it starts beside them) is
@@ -68,8 +76,8 @@ impl Config {
     }
 
     /// Whether the database answers a read now: the check after connecting, and the daemons' readiness.
-    pub async fn answers(&self) -> Result<(), Error> {
-        self.txn(|t| async move { t.list_keys("/", 0).await }).await.map(drop)
+    pub fn answers(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move { self.txn(|t| async move { t.list_keys("/", 0).await }).await.map(drop) })
     }
 
     /// A fresh in-process database with etcd's semantics. Needs a Tokio runtime (for lease expiry).

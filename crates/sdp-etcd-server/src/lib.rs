@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use etcd_client::proto::*;
 use sdp_kvstore::Store;
 
@@ -120,7 +122,12 @@ impl RunningServer {
 }
 
 /// Opens the data directory (replaying its journal) and starts serving.
-pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+pub fn start(config: ServerConfig) -> BoxFuture<'static, Result<RunningServer, ServerError>> {
+    // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
+    Box::pin(open_and_serve(config))
+}
+
+async fn open_and_serve(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let tls = config.tls.as_ref().map(TlsFiles::server_config).transpose()?;
     let (store, journal) = match &config.data_dir {
         Some(dir) => {

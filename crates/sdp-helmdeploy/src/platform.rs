@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use prometheus_client::registry::Registry;
 use sdp_config::Config;
 use tokio::task::JoinHandle;
@@ -73,8 +75,17 @@ impl Running {
 /// Starts the deployer: finds whether there is a cluster, unpacks the bundled charts unless a charts folder is
 /// named, and with a cluster makes sure the processing namespace exists and follows its pods and the network
 /// resources. Its metrics go to `registry`.
-pub async fn start(settings: Settings, config: Config, registry: &mut Registry) -> Result<Running, StartError> {
+pub fn start(
+    settings: Settings,
+    config: Config,
+    registry: &mut Registry,
+) -> BoxFuture<'static, Result<Running, StartError>> {
     let metrics = Metrics::register(registry);
+    // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
+    Box::pin(start_with(settings, config, metrics))
+}
+
+async fn start_with(settings: Settings, config: Config, metrics: Metrics) -> Result<Running, StartError> {
     let mode = Mode::detect(settings.data_dir.join("rendered"));
     let charts_dir = local_charts(&settings)?;
     tracing::info!(dir = %charts_dir.display(), "local charts");

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use axum::Router;
 use sdp_daemon::http::{ListenError, Serving, Surface};
 
@@ -75,14 +77,17 @@ impl Running {
 
 /// Starts the devices over `config`, counting in `metrics`, and serves them on the settings' address, `ops` (the
 /// probes and metrics) beside them, open.
-pub async fn start(
+pub fn start(
     settings: Settings,
     config: sdp_config::Config,
     metrics: crate::metrics::Metrics,
     ops: Router,
-) -> Result<Running, ListenError> {
-    let surface = settings.bind("starting".to_string()).await?;
-    Ok(start_on(surface, settings, config, metrics, ops))
+) -> BoxFuture<'static, Result<Running, ListenError>> {
+    // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
+    Box::pin(async move {
+        let surface = settings.bind("starting".to_string()).await?;
+        Ok(start_on(surface, settings, config, metrics, ops))
+    })
 }
 
 /// [`start`] on a surface already listening on the settings' address (a daemon's, while it waited for `config`).

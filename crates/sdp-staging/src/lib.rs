@@ -24,6 +24,8 @@ pub use client::http_client;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use futures::future::BoxFuture;
+
 pub use config::{Settings, UpArgs};
 
 /// A failure to start the service.
@@ -95,7 +97,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 /// The service inside a platform (`sdp up`): on `listen`, with its storage, user areas and SQLite database
 /// under `root` unless `sdp-staging up`'s environment variables name others. The storage and user areas are
 /// made if missing.
-pub async fn start_inside(root: &Path, listen: SocketAddr) -> Result<Running, StartInsideError> {
+pub fn start_inside(root: &Path, listen: SocketAddr) -> BoxFuture<'_, Result<Running, StartInsideError>> {
+    // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
+    Box::pin(start_inside_unboxed(root, listen))
+}
+
+async fn start_inside_unboxed(root: &Path, listen: SocketAddr) -> Result<Running, StartInsideError> {
     let settings = UpArgs::from_env().map_err(StartInsideError::Environment)?.inside(root, listen).settings()?;
     for dir in [&settings.source_root, &settings.target_root] {
         std::fs::create_dir_all(dir).map_err(|source| StartInsideError::Folder { dir: dir.clone(), source })?;

@@ -23,6 +23,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use serde_json::Value as Json;
 use tango::dev::{AttrRead, AttrValueEvent, DevState};
 use tango::error::{Error, ErrorKind, Result};
@@ -380,9 +382,15 @@ pub async fn start(tango_host: &str, lmc: Arc<Lmc>) -> std::result::Result<Runni
 }
 
 /// The SDP devices served to the Tango database `TANGO_HOST` names; without one, over HTTP only (None).
-pub async fn start_if_configured(lmc: &Arc<Lmc>) -> std::result::Result<Option<Running>, StartError> {
+pub fn start_if_configured(lmc: &Arc<Lmc>) -> BoxFuture<'static, std::result::Result<Option<Running>, StartError>> {
+    let lmc = Arc::clone(lmc);
+    // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
+    Box::pin(async move { start_with_host(lmc).await })
+}
+
+async fn start_with_host(lmc: Arc<Lmc>) -> std::result::Result<Option<Running>, StartError> {
     match std::env::var("TANGO_HOST") {
-        Ok(tango_host) => Ok(Some(start(&tango_host, Arc::clone(lmc)).await?)),
+        Ok(tango_host) => Ok(Some(start(&tango_host, lmc).await?)),
         Err(_) => {
             tracing::info!("TANGO_HOST not set: the SDP devices are served over HTTP only");
             Ok(None)

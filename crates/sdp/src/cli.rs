@@ -180,7 +180,45 @@ fn default_data_dir() -> PathBuf {
         .join("config-db")
 }
 
+impl UpArgs {
+    /// The process deployer's settings: the processing scripts, run by this `sdp`, and the engines registered in
+    /// --process-engines.
+    pub fn process_deployer_settings(
+        &self,
+        database: &sdp_config::Settings,
+    ) -> anyhow::Result<sdp_procdeploy::Settings> {
+        let scripts = self.scripts.runner(database, &self.namespace);
+        let engines = match &self.process_engines {
+            Some(file) => sdp_procdeploy::load_engines(file).map_err(anyhow::Error::msg)?,
+            None => Default::default(),
+        };
+        Ok(sdp_procdeploy::Settings {
+            runnable: sdp_procdeploy::Runnable { scripts: Some(scripts), engines },
+            log_dir: self.data_dir.join("processes"),
+            grace: std::time::Duration::from_secs(self.script_grace),
+        })
+    }
+}
+
 impl ScriptArgs {
+    /// How the process deployer runs processing scripts: this `sdp`, told where the configuration database is.
+    fn runner(&self, database: &sdp_config::Settings, namespace: &NamespaceArgs) -> sdp_procdeploy::ScriptRunner {
+        // Without /proc (a minimal container), the sdp on PATH.
+        let program = std::env::current_exe().map_or_else(
+            |e| {
+                tracing::warn!(error = %e, "cannot tell where this sdp command is; scripts run the sdp on PATH");
+                "sdp".to_string()
+            },
+            |path| path.display().to_string(),
+        );
+        let env = [
+            ("SDP_CONFIG_HOST", self.config_host(database)),
+            ("SDP_CONFIG_PORT", database.port.to_string()),
+            ("SDP_HELM_NAMESPACE", namespace.helm_namespace.clone()),
+        ];
+        sdp_procdeploy::ScriptRunner { program, env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+    }
+
     /// How processing scripts reach the configuration database: as told, else as this process does.
     pub fn config_host(&self, database: &sdp_config::Settings) -> String {
         self.script_config_host.clone().unwrap_or_else(|| database.host.clone())

@@ -23,9 +23,7 @@ mod cli;
 mod database;
 mod lmc_cli;
 
-use cli::{
-    Cli, Command, HelmDeployerArgs, NamespaceArgs, OpsArgs, ProcessingControllerArgs, Runner, ScriptArgs, UpArgs,
-};
+use cli::{Cli, Command, HelmDeployerArgs, OpsArgs, ProcessingControllerArgs, Runner, UpArgs};
 
 fn main() -> anyhow::Result<()> {
     sdp_daemon::init_tracing("info");
@@ -64,7 +62,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let controller = sdp_proccontrol::start(controller_settings, db.config.clone(), &mut registry);
     let helm_settings = args.helm.settings(&args.namespace, &args.data_dir);
     let deployer = sdp_helmdeploy::start(helm_settings, db.config.clone(), &mut registry).await?;
-    let processes = sdp_procdeploy::start(process_deployer(&args, &db.settings)?, db.config.clone(), &mut registry);
+    let processes =
+        sdp_procdeploy::start(args.process_deployer_settings(&db.settings)?, db.config.clone(), &mut registry);
     let lmc_metrics = sdp_lmc::Metrics::register(&mut registry);
     let lmc = sdp_lmc::start(surface, db.config.clone(), lmc_metrics, ops_router(registry, db.config.clone())).await?;
     let tango = sdp_tango::start_if_configured(lmc.devices()).await?;
@@ -149,38 +148,6 @@ async fn lmc_serve(args: &lmc_cli::ServeArgs) -> anyhow::Result<()> {
         tango.stop().await;
     }
     Ok(())
-}
-
-/// The process deployer of `sdp up`: the processing scripts and the engines registered in --process-engines.
-fn process_deployer(args: &UpArgs, database: &Settings) -> anyhow::Result<sdp_procdeploy::Settings> {
-    let scripts = script_runner(database, &args.scripts, &args.namespace);
-    let engines = match &args.process_engines {
-        Some(file) => sdp_procdeploy::load_engines(file).map_err(anyhow::Error::msg)?,
-        None => Default::default(),
-    };
-    Ok(sdp_procdeploy::Settings {
-        runnable: sdp_procdeploy::Runnable { scripts: Some(scripts), engines },
-        log_dir: args.data_dir.join("processes"),
-        grace: Duration::from_secs(args.script_grace),
-    })
-}
-
-/// How the process deployer runs processing scripts: this `sdp`, told where the configuration database is.
-fn script_runner(database: &Settings, scripts: &ScriptArgs, namespace: &NamespaceArgs) -> sdp_procdeploy::ScriptRunner {
-    // Without /proc (a minimal container), the sdp on PATH.
-    let program = std::env::current_exe().map_or_else(
-        |e| {
-            tracing::warn!(error = %e, "cannot tell where this sdp command is; scripts run the sdp on PATH");
-            "sdp".to_string()
-        },
-        |path| path.display().to_string(),
-    );
-    let env = [
-        ("SDP_CONFIG_HOST", scripts.config_host(database)),
-        ("SDP_CONFIG_PORT", database.port.to_string()),
-        ("SDP_HELM_NAMESPACE", namespace.helm_namespace.clone()),
-    ];
-    sdp_procdeploy::ScriptRunner { program, env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
 }
 
 /// What a daemon's surface answers until it has connected.

@@ -3,6 +3,10 @@
 //!
 //! - `manifest objects|tango-databases|tango-references|labels-missing|device-server-devices FILE`: facts about
 //!   a rendered multi-document manifest (`helm template` output), read with a YAML parser;
+//! - `value [--kind K] [--default JSON] [--raw] FILE|- [POINTER]`: one value of a YAML or JSON document;
+//! - `dockerfile stages|copied-from|crates|users FILE`: facts about images/Dockerfile;
+//! - `runc-spec SOURCE TARGET ROOTFS USER [--env VAR=value]... -- COMMAND...`, `elf-files ROOTFS`: running an
+//!   image's root file system under runc, and the files whose libraries to check;
 //! - `test-summary LOG`: the sum of the test counts of a `scripts/test` log;
 //! - `free-port`: a free TCP port on 127.0.0.1.
 
@@ -11,8 +15,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod container;
+mod dockerfile;
 mod manifest;
 mod summary;
+#[cfg(test)]
+mod testing;
+mod value;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -28,6 +37,17 @@ enum Task {
         #[command(subcommand)]
         query: manifest::Query,
     },
+    /// One value of a YAML or JSON document.
+    Value(value::Lookup),
+    /// Facts about a Dockerfile, one a line.
+    Dockerfile {
+        #[command(subcommand)]
+        query: dockerfile::Query,
+    },
+    /// Writes the runtime spec of a container of an image's root file system.
+    RuncSpec(container::RuncSpec),
+    /// The dynamically linked ELF files of a root file system, one a line.
+    ElfFiles { root: PathBuf },
     /// `N passed, M failed, K skipped`: the sum of the `<suite>: N passed, M failed[, K skipped]` lines and cargo's
     /// `test result:` lines of a log (ignored tests count as skipped).
     TestSummary { log: PathBuf },
@@ -40,6 +60,18 @@ fn main() -> anyhow::Result<()> {
         Task::Manifest { query } => {
             for line in query.run()? {
                 println!("{line}");
+            }
+        }
+        Task::Value(lookup) => println!("{}", lookup.run()?),
+        Task::Dockerfile { query } => {
+            for line in query.run()? {
+                println!("{line}");
+            }
+        }
+        Task::RuncSpec(spec) => spec.run()?,
+        Task::ElfFiles { root } => {
+            for file in container::elf_files(&root)? {
+                println!("{file}");
             }
         }
         Task::TestSummary { log } => {

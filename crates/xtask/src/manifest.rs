@@ -174,6 +174,7 @@ fn quoted_device_names(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::written;
 
     const RENDERED: &str = r#"
 ---
@@ -199,12 +200,6 @@ spec:
     - name: TANGO_HOST
       value: "db.sdp:10000"
 "#;
-
-    fn written(text: &str) -> tempfile::NamedTempFile {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), text).unwrap();
-        file
-    }
 
     fn run(query: impl Fn(PathBuf) -> Query) -> Vec<String> {
         let file = written(RENDERED);

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use serde_json::json;
 
 use crate::claim::{Claim, Outcome, ScriptError};
@@ -20,7 +22,12 @@ pub use vis_receive::{receive_addresses, receive_hosts};
 pub const NAMES: &[&str] = &["testdask", "vis_receive", "testdeploy", "teststate", "test_batch"];
 
 /// Runs script `name` on `pb_id` as [`crate::run`] does.
-pub async fn run(name: &str, pb_id: &str) -> Result<Outcome, ScriptError> {
+pub fn run<'a>(name: &'a str, pb_id: &'a str) -> BoxFuture<'a, Result<Outcome, ScriptError>> {
+    // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
+    Box::pin(claim_and_run(name, pb_id))
+}
+
+async fn claim_and_run(name: &str, pb_id: &str) -> Result<Outcome, ScriptError> {
     if !NAMES.contains(&name) {
         return Err(ScriptError::UnknownScript { name: name.to_string(), known: NAMES.join(", ") });
     }
