@@ -392,9 +392,10 @@ async fn converges_after_a_restart() {
 
 /// Two deployers on one database do the work of one: helm runs once per change, by the leader only, and the
 /// standby takes over when the leader dies.
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test]
 async fn two_deployers_do_the_work_of_one() {
     use sdp_helmdeploy::metrics::{HelmCall, Metrics};
+    let logs = sdp_testkit::Logs::capture();
     let server = sdp_testkit::Embedded::start().await;
     let config = server.config().await;
     let dir = tempfile::tempdir().unwrap();
@@ -414,12 +415,17 @@ async fn two_deployers_do_the_work_of_one() {
     eventually("rendered", || async { rendered_with("one", "img:1") }).await;
     put("one", "img:2").await;
     eventually("rendered again", || async { rendered_with("one", "img:2") }).await;
-    // Time for a second deployer to act, were it acting.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The standby found the lead held and waits for it: until it leads, it renders nothing.
+    let waits = || logs.lines_with(&["the lead of helmdeploy is held by another live owner"]).len();
+    eventually("the standby waits for the lead", || async { waits() == 1 }).await;
+    // The leader takes the changes in order: once it has rendered a later one, it has done all the earlier ones
+    // made it do.
+    put("later", "img:1").await;
+    eventually("rendered later", || async { rendered_with("later", "img:1") }).await;
     let (first_renders, second_renders) = (renders(&first_metrics), renders(&second_metrics));
     assert_eq!(
         (first_renders + second_renders, first_renders.min(second_renders)),
-        (2, 0),
+        (3, 0),
         "helm ran once per change, by one deployer"
     );
 
