@@ -1,5 +1,6 @@
 //! The devices at run time: state, attributes, commands and change events, over the configuration database.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -61,7 +62,12 @@ pub struct Lmc {
     master: Mutex<MasterState>,
     subarrays: Vec<SubarrayDevice>,
     events: broadcast::Sender<ChangeEvent>,
+    /// By device ID, what is called with each of its changes as it is published ([`Lmc::on_change`]).
+    sinks: std::sync::RwLock<HashMap<String, ChangeSink>>,
 }
+
+/// Called with a device's change on the thread that publishes it, before the change stream has it.
+pub type ChangeSink = Box<dyn Fn(&ChangeEvent) + Send + Sync>;
 
 fn status(state: DevState) -> String {
     format!("The device is in {} state.", state.label())
@@ -152,6 +158,7 @@ impl Lmc {
                 })
                 .collect(),
             events,
+            sinks: Default::default(),
         });
         for index in 0..lmc.subarrays.len() {
             tokio::spawn(follow_receive_addresses(Arc::clone(&lmc), index));
@@ -165,6 +172,14 @@ impl Lmc {
 
     pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.events.subscribe()
+    }
+
+    /// Calls `sink` with every change of the device `id` as it is published, on the publishing thread (the one
+    /// that ran the command, or the one following the configuration database), in place of any sink before it.
+    /// For whoever must forward a change without the hand-over to a task that following [`Lmc::subscribe`]
+    /// takes: `sink` must not block, and must not call back into the LMC.
+    pub fn on_change(&self, id: &str, sink: impl Fn(&ChangeEvent) + Send + Sync + 'static) {
+        self.sinks.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), Box::new(sink));
     }
 
     fn subarray(&self, device: &str) -> Option<&SubarrayDevice> {
@@ -300,8 +315,11 @@ impl Lmc {
         for ((name, old), (_, new)) in before.iter().zip(after) {
             if old != new {
                 self.metrics.event(device, name);
-                let _ =
-                    self.events.send(ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() });
+                let change = ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() };
+                if let Some(sink) = self.sinks.read().unwrap_or_else(|p| p.into_inner()).get(device) {
+                    sink(&change);
+                }
+                let _ = self.events.send(change);
             }
         }
     }
@@ -374,5 +392,33 @@ mod tests {
             let missing = lmc.read_attribute(device, "nope").await.unwrap_err();
             assert_eq!(missing.reason, "API_AttrNotFound");
         }
+    }
+
+    /// A device's sink has each of its changes once, before the command returns, and only its own; a second
+    /// sink for the device takes the place of the first.
+    #[tokio::test]
+    async fn a_change_sink_has_each_change_of_its_device_once() {
+        let lmc = Lmc::start(sdp_config::Config::memory(), 1, crate::Metrics::default());
+        let seen = |sink: &Arc<std::sync::Mutex<Vec<String>>>| sink.lock().unwrap().clone();
+        let sink = |lmc: &Lmc, id: &str| {
+            let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let into = Arc::clone(&changes);
+            lmc.on_change(id, move |change| {
+                into.lock().unwrap().push(format!("{} {:?}", change.attribute, change.value))
+            });
+            changes
+        };
+        let (first, master) = (sink(&lmc, "subarray_1"), sink(&lmc, "master"));
+        lmc.write_attribute("subarray_1", "adminMode", &Value::from("ONLINE")).await.unwrap();
+        assert_eq!(seen(&first).len(), 1, "{:?}", seen(&first));
+        assert!(seen(&first)[0].starts_with("adminMode"), "{:?}", seen(&first));
+        assert!(seen(&master).is_empty(), "{:?}", seen(&master));
+        lmc.command("master", "Standby", "").await.unwrap();
+        assert!(seen(&master).iter().any(|c| c.starts_with("State")), "{:?}", seen(&master));
+        assert_eq!(seen(&first).len(), 1, "{:?}", seen(&first));
+        let second = sink(&lmc, "subarray_1");
+        lmc.write_attribute("subarray_1", "adminMode", &Value::from("OFFLINE")).await.unwrap();
+        assert_eq!(seen(&first).len(), 1, "{:?}", seen(&first));
+        assert_eq!(seen(&second).len(), 1, "{:?}", seen(&second));
     }
 }

@@ -6,10 +6,11 @@
 //! the request inside the Tokio runtime's context ([`Device::on_runtime`]): a synchronous handler would be handed
 //! to a thread of rstango's pool and back, two thread hops per request.
 //!
-//! Events: every change of a device attribute in the LMC's change stream (the one `sdp lmc events` serves)
+//! Events: every change of a device attribute the LMC publishes (the changes `sdp lmc events` serves)
 //! is pushed to Tango subscribers as a change and an archive event, whatever made it: a Tango command, the
-//! HTTP surface, or another process writing the configuration database. Each device has a task of its own
-//! that follows the stream ([`push_events`]).
+//! HTTP surface, or another process writing the configuration database. Each device pushes its changes as
+//! the LMC publishes them, on the publishing thread ([`Lmc::on_change`]): a command's event goes out from the
+//! thread that ran it, as soon as its database transaction commits, with no hand-over to another task.
 //!
 //! [`start`] serves the devices as the platform does: in the Tango database `TANGO_HOST` names
 //! ([`database_address`]), telling clients an address they can reach ([`advertised_host`]).
@@ -25,16 +26,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use sdp_lmc::model::{AdminMode, HealthState, ObsState, OperatingState};
+use sdp_lmc::{AttrValue, DevError, Lmc};
 use serde_json::Value as Json;
 use tango::dev::{AttrRead, AttrValueEvent, DevState};
 use tango::error::{Error, ErrorKind, Result};
-use tango::server::{AttrDef, ClassDef, CommandDef, Dev, ServerBuilder, ServerHandle, WeakRef};
+use tango::server::{AttrDef, ClassDef, CommandDef, Dev, ServerBuilder, ServerHandle};
 use tango::value::{AttrDataKind, CommandDataKind, DevEnum, IntoValue, Value};
-use tokio::sync::broadcast::{self, error::RecvError};
-
-use sdp_daemon::AbortOnDrop;
-use sdp_lmc::model::{AdminMode, HealthState, ObsState, OperatingState};
-use sdp_lmc::{AttrValue, ChangeEvent, DevError, Lmc};
 
 pub use tango::database::DatabaseProxy;
 
@@ -43,8 +41,6 @@ struct Device {
     lmc: Arc<Lmc>,
     runtime: tokio::runtime::Handle,
     name: String,
-    /// The task pushing this device's events; a new model (the Init command) starts its own.
-    _events: AbortOnDrop,
 }
 
 fn dev_failed(e: DevError) -> Error {
@@ -132,7 +128,7 @@ impl Device {
         self.on_runtime(self.lmc.write_attribute(&self.name, "adminMode", &mode)).await.map_err(dev_failed)
     }
 
-    /// Runs an LMC command; its changes reach subscribers through the change stream.
+    /// Runs an LMC command; the device's change sink pushes its changes as they are published.
     async fn command(&self, command: &str, argin: &str) -> Result<()> {
         self.on_runtime(self.lmc.command(&self.name, command, argin)).await.map_err(dev_failed)
     }
@@ -164,31 +160,6 @@ fn push(dev: &Dev<Device>, attribute: &str, value: &AttrValue) {
     }
 }
 
-/// Follows the LMC's change stream and pushes each change of the device `id` (`subarray_1`) to Tango, until
-/// the device is gone. A subscriber that fell behind the stream gets every attribute again.
-async fn push_events(
-    lmc: Arc<Lmc>,
-    id: String,
-    dev: WeakRef<Dev<Device>>,
-    mut changes: broadcast::Receiver<ChangeEvent>,
-) {
-    loop {
-        let changed = match changes.recv().await {
-            Ok(change) if change.device == id => vec![(change.attribute, change.value)],
-            Ok(_) => continue,
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(device = id, missed, "change stream overrun; pushing every attribute again");
-                lmc.attributes(&id).await.unwrap_or_default()
-            }
-            Err(RecvError::Closed) => return,
-        };
-        let Some(dev) = dev.upgrade() else { return };
-        for (attribute, value) in &changed {
-            push(&dev, attribute, value);
-        }
-    }
-}
-
 fn model_init(
     lmc: Arc<Lmc>,
     runtime: tokio::runtime::Handle,
@@ -199,8 +170,14 @@ fn model_init(
             lmc.devices().into_iter().find(|d| d.name.eq_ignore_ascii_case(&name)).map(|d| d.id).ok_or_else(|| {
                 Error::new(ErrorKind::Reason("API_DeviceNotFound")).with_description(format!("{name} is no SDP device"))
             })?;
-        let events = runtime.spawn(push_events(Arc::clone(&lmc), id, dev.downgrade(), lmc.subscribe()));
-        Ok(Device { lmc: Arc::clone(&lmc), runtime: runtime.clone(), name, _events: events.into() })
+        // A new model (the Init command) takes the place of the one before.
+        let dev = dev.downgrade();
+        lmc.on_change(&id, move |change| {
+            if let Some(dev) = dev.upgrade() {
+                push(&dev, change.attribute, &change.value);
+            }
+        });
+        Ok(Device { lmc: Arc::clone(&lmc), runtime: runtime.clone(), name })
     }
 }
 
