@@ -176,8 +176,8 @@ impl Lmc {
 
     /// Calls `sink` with every change of the device `id` as it is published, on the publishing thread (the one
     /// that ran the command, or the one following the configuration database), in place of any sink before it.
-    /// For whoever must forward a change without the hand-over to a task that following [`Lmc::subscribe`]
-    /// takes: `sink` must not block, and must not call back into the LMC.
+    /// For whoever forwards changes and cannot afford the hand-over to a task that following [`Lmc::subscribe`]
+    /// costs: `sink` must not block, and must not call back into the LMC.
     pub fn on_change(&self, id: &str, sink: impl Fn(&ChangeEvent) + Send + Sync + 'static) {
         self.sinks.write().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), Box::new(sink));
     }
@@ -312,11 +312,13 @@ impl Lmc {
     }
 
     fn publish(&self, device: &str, before: &[(&'static str, AttrValue)], after: &[(&'static str, AttrValue)]) {
+        let sinks = self.sinks.read().unwrap_or_else(|p| p.into_inner());
+        let sink = sinks.get(device);
         for ((name, old), (_, new)) in before.iter().zip(after) {
             if old != new {
                 self.metrics.event(device, name);
                 let change = ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() };
-                if let Some(sink) = self.sinks.read().unwrap_or_else(|p| p.into_inner()).get(device) {
+                if let Some(sink) = sink {
                     sink(&change);
                 }
                 let _ = self.events.send(change);

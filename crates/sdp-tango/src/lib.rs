@@ -362,10 +362,10 @@ pub async fn start(tango_host: &str, lmc: Arc<Lmc>) -> std::result::Result<Runni
 pub fn start_if_configured(lmc: &Arc<Lmc>) -> BoxFuture<'static, std::result::Result<Option<Running>, StartError>> {
     let lmc = Arc::clone(lmc);
     // Boxed: a future's body is compiled in every crate that polls it; boxed here, once, in this crate.
-    Box::pin(async move { start_with_host(lmc).await })
+    Box::pin(start_from_environment(lmc))
 }
 
-async fn start_with_host(lmc: Arc<Lmc>) -> std::result::Result<Option<Running>, StartError> {
+async fn start_from_environment(lmc: Arc<Lmc>) -> std::result::Result<Option<Running>, StartError> {
     match std::env::var("TANGO_HOST") {
         Ok(tango_host) => Ok(Some(start(&tango_host, lmc).await?)),
         Err(_) => {

@@ -44,8 +44,7 @@ pub struct RuncSpec {
 
 impl RuncSpec {
     pub fn run(&self) -> anyhow::Result<()> {
-        let text =
-            std::fs::read_to_string(&self.source).with_context(|| format!("cannot read {}", self.source.display()))?;
+        let text = crate::files::read(&self.source)?;
         let spec = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", self.source.display()))?;
         let spec = self.container(spec)?;
         std::fs::write(&self.target, spec.to_string())

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 #[derive(clap::Subcommand)]
 pub enum Query {
     /// The stages (`FROM <image> AS <stage>`).
@@ -20,7 +18,7 @@ impl Query {
     pub fn run(&self) -> anyhow::Result<Vec<String>> {
         let (Query::Stages { file } | Query::CopiedFrom { file } | Query::Crates { file } | Query::Users { file }) =
             self;
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = crate::files::read(file)?;
         let instructions = instructions(&text);
         let mut found: Vec<String> = match self {
             Query::Stages { .. } => instructions
@@ -97,8 +95,7 @@ USER 1000:1000
 ";
 
     fn run(query: impl Fn(PathBuf) -> Query) -> Vec<String> {
-        let file = crate::testing::written(DOCKERFILE);
-        query(file.path().to_path_buf()).run().unwrap()
+        crate::files::with_file(DOCKERFILE, |file| query(file).run().unwrap())
     }
 
     #[test]

@@ -17,10 +17,9 @@ use clap::{Parser, Subcommand};
 
 mod container;
 mod dockerfile;
+mod files;
 mod manifest;
 mod summary;
-#[cfg(test)]
-mod testing;
 mod value;
 
 #[derive(Parser)]
@@ -57,26 +56,13 @@ enum Task {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
-        Task::Manifest { query } => {
-            for line in query.run()? {
-                println!("{line}");
-            }
-        }
+        Task::Manifest { query } => print_lines(query.run()?),
         Task::Value(lookup) => println!("{}", lookup.run()?),
-        Task::Dockerfile { query } => {
-            for line in query.run()? {
-                println!("{line}");
-            }
-        }
+        Task::Dockerfile { query } => print_lines(query.run()?),
         Task::RuncSpec(spec) => spec.run()?,
-        Task::ElfFiles { root } => {
-            for file in container::elf_files(&root)? {
-                println!("{file}");
-            }
-        }
+        Task::ElfFiles { root } => print_lines(container::elf_files(&root)?),
         Task::TestSummary { log } => {
-            let text = std::fs::read_to_string(&log).with_context(|| format!("cannot read {}", log.display()))?;
-            let counts = summary::sum(&text);
+            let counts = summary::sum(&files::read(&log)?);
             println!("{} {} {}", counts.passed, counts.failed, counts.skipped);
         }
         Task::FreePort => {
@@ -85,4 +71,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_lines(lines: Vec<String>) {
+    for line in lines {
+        println!("{line}");
+    }
 }

@@ -30,7 +30,7 @@ impl Query {
         | Query::LabelsMissing { file, .. }
         | Query::DeviceServerDevices { file }
         | Query::ConfigMapData { file, .. }) = self;
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = crate::files::read(file)?;
         let objects = objects(&text).with_context(|| format!("{} is not YAML", file.display()))?;
         Ok(match self {
             Query::Objects { .. } => {
@@ -174,7 +174,7 @@ fn quoted_device_names(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::written;
+    use crate::files::with_file;
 
     const RENDERED: &str = r#"
 ---
@@ -202,8 +202,7 @@ spec:
 "#;
 
     fn run(query: impl Fn(PathBuf) -> Query) -> Vec<String> {
-        let file = written(RENDERED);
-        query(file.path().to_path_buf()).run().unwrap()
+        with_file(RENDERED, |file| query(file).run().unwrap())
     }
 
     #[test]
@@ -218,8 +217,7 @@ spec:
         );
         assert_eq!(run(|file| Query::DeviceServerDevices { file }), ["mid_sdp/elt/master"]);
         let dashboards = "kind: ConfigMap\nmetadata:\n  name: d\ndata:\n  a.json: |-\n    {\n      \"x\": 1\n    }\n";
-        let file = written(dashboards);
-        let data = Query::ConfigMapData { file: file.path().to_path_buf(), key: "a.json".into() }.run().unwrap();
+        let data = with_file(dashboards, |file| Query::ConfigMapData { file, key: "a.json".into() }.run().unwrap());
         assert_eq!(data, ["{\n  \"x\": 1\n}"]);
     }
 
@@ -227,14 +225,12 @@ spec:
     fn reads_the_manifest_of_a_dry_run_install() {
         let release =
             format!("NAME: x\nSTATUS: pending-install\nHOOKS:\nMANIFEST:\n{RENDERED}\nNOTES:\nHello: there: x\n");
-        let file = written(&release);
-        let objects = Query::Objects { file: file.path().to_path_buf() }.run().unwrap();
+        let objects = with_file(&release, |file| Query::Objects { file }.run().unwrap());
         assert_eq!(objects, ["Service sdp db", "DeviceServer - lmc"]);
     }
 
     #[test]
     fn refuses_what_is_not_yaml() {
-        let file = written("a: [1\n");
-        assert!(Query::Objects { file: file.path().to_path_buf() }.run().is_err());
+        assert!(with_file("a: [1\n", |file| Query::Objects { file }.run()).is_err());
     }
 }

@@ -32,7 +32,7 @@ impl Lookup {
             std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
             text
         } else {
-            std::fs::read_to_string(&self.file).with_context(|| format!("cannot read {}", self.file.display()))?
+            crate::files::read(&self.file)?
         };
         let document = document(&text, self.kind.as_deref())?;
         let found = match (document.pointer(&self.pointer), &self.default) {
@@ -73,48 +73,47 @@ fn plain(value: &serde_json::Value) -> String {
 mod tests {
     use super::*;
 
-    fn lookup(text: &str, pointer: &str, kind: Option<&str>, default: Option<&str>, raw: bool) -> String {
-        let file = crate::testing::written(text);
-        let lookup = Lookup {
-            file: file.path().to_path_buf(),
-            pointer: pointer.into(),
-            kind: kind.map(Into::into),
-            default: default.map(Into::into),
-            raw,
-        };
-        lookup.run().unwrap()
+    fn lookup(
+        text: &str,
+        pointer: &str,
+        kind: Option<&str>,
+        default: Option<&str>,
+        raw: bool,
+    ) -> anyhow::Result<String> {
+        crate::files::with_file(text, |file| {
+            Lookup { file, pointer: pointer.into(), kind: kind.map(Into::into), default: default.map(Into::into), raw }
+                .run()
+        })
+    }
+
+    fn found(text: &str, pointer: &str, kind: Option<&str>, default: Option<&str>, raw: bool) -> String {
+        lookup(text, pointer, kind, default, raw).unwrap()
     }
 
     #[test]
     fn finds_values_by_pointer() {
         let config = r#"{"config": {"User": "1000:1000", "Env": ["A=1", "B=2"], "Cmd": null}}"#;
-        assert_eq!(lookup(config, "/config/User", None, None, true), "1000:1000");
-        assert_eq!(lookup(config, "/config/Env", None, None, false), r#"["A=1","B=2"]"#);
-        assert_eq!(lookup(config, "/config/Env", None, None, true), "A=1\nB=2");
-        assert_eq!(lookup(config, "/config/Cmd", None, None, true), "");
-        assert_eq!(lookup(config, "/config/Entrypoint", None, Some("null"), false), "null");
+        assert_eq!(found(config, "/config/User", None, None, true), "1000:1000");
+        assert_eq!(found(config, "/config/Env", None, None, false), r#"["A=1","B=2"]"#);
+        assert_eq!(found(config, "/config/Env", None, None, true), "A=1\nB=2");
+        assert_eq!(found(config, "/config/Cmd", None, None, true), "");
+        assert_eq!(found(config, "/config/Entrypoint", None, Some("null"), false), "null");
         let values = "helmdeploy:\n  chartValues:\n    dask:\n      worker: {replicas: 2}\n";
-        assert_eq!(lookup(values, "/helmdeploy/chartValues/dask", None, None, false), r#"{"worker":{"replicas":2}}"#);
-        assert_eq!(lookup(values, "/helmdeploy/chartValues/workflow", None, Some("{}"), false), "{}");
+        assert_eq!(found(values, "/helmdeploy/chartValues/dask", None, None, false), r#"{"worker":{"replicas":2}}"#);
+        assert_eq!(found(values, "/helmdeploy/chartValues/workflow", None, Some("{}"), false), "{}");
     }
 
     #[test]
     fn picks_an_object_of_a_kind() {
         let rendered = "---\nkind: Service\n---\nkind: StatefulSet\nspec: {args: [\"sh -c x\"]}\n";
-        assert_eq!(lookup(rendered, "/spec/args/0", Some("StatefulSet"), None, true), "sh -c x");
+        assert_eq!(found(rendered, "/spec/args/0", Some("StatefulSet"), None, true), "sh -c x");
     }
 
     #[test]
     fn says_what_it_does_not_find() {
-        let file = crate::testing::written("a: 1\n");
-        let lookup = |pointer: &str, kind: Option<&str>| Lookup {
-            file: file.path().to_path_buf(),
-            pointer: pointer.into(),
-            kind: kind.map(Into::into),
-            default: None,
-            raw: false,
-        };
-        assert!(lookup("/b", None).run().unwrap_err().to_string().contains("nothing at /b"));
-        assert!(lookup("", Some("Pod")).run().unwrap_err().to_string().contains("no object of kind Pod"));
+        let error =
+            |pointer: &str, kind: Option<&str>| lookup("a: 1\n", pointer, kind, None, false).unwrap_err().to_string();
+        assert!(error("/b", None).contains("nothing at /b"));
+        assert!(error("", Some("Pod")).contains("no object of kind Pod"));
     }
 }
