@@ -78,6 +78,11 @@ impl Backend {
         self.driver.commit(preconditions, writes).await
     }
 
+    /// Waits until every write committed so far is on disk.
+    pub fn durable(&self) -> futures::future::BoxFuture<'static, Result<(), Error>> {
+        self.driver.durable()
+    }
+
     pub fn follower(&self) -> Follower {
         Follower(Arc::clone(&self.driver))
     }

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::keys;
 use crate::lease::Lease;
 use crate::settings::Settings;
-use crate::txn::{self, Txn, Watcher};
+use crate::txn::{self, Durable, Txn, Watcher};
 
 /// How many times a conflicting transaction is re-run before giving up (as the original).
 pub const MAX_RETRIES: usize = 64;
@@ -100,14 +100,29 @@ impl Config {
         Ok(Config { backend: self.backend.clone(), prefix: Arc::from(prefix) })
     }
 
-    /// Runs `body` as one optimistic transaction, re-running it while other clients change what it read.
-    /// The body must be free of side effects outside the transaction: it may run several times.
-    pub async fn txn<T, F, Fut>(&self, mut body: F) -> Result<T, Error>
+    /// Runs `body` as one optimistic transaction, re-running it while other clients change what it read, and
+    /// returns once its writes are on disk. The body must be free of side effects outside the transaction: it
+    /// may run several times.
+    pub async fn txn<T, F, Fut>(&self, body: F) -> Result<T, Error>
     where
         F: FnMut(Txn) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
-        txn::run(&self.backend, &self.prefix, MAX_RETRIES, &mut body).await.map(|(out, _)| out)
+        let (out, durable) = self.txn_committed(body).await?;
+        durable.wait().await?;
+        Ok(out)
+    }
+
+    /// [`Config::txn`], returning as soon as the transaction commits (its writes visible to every reader), with
+    /// what to await before acknowledging it: its writes on disk. For whoever tells of a change and may do so
+    /// while the disk flushes it, as a device pushing its event; an etcd commits on disk, and so is durable at
+    /// once.
+    pub async fn txn_committed<T, F, Fut>(&self, mut body: F) -> Result<(T, Durable), Error>
+    where
+        F: FnMut(Txn) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        txn::run(&self.backend, &self.prefix, MAX_RETRIES, &mut body).await.map(|(out, _, durable)| (out, durable))
     }
 
     /// A loop of transactions, each run after something the previous one read changed.

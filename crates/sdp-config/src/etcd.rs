@@ -134,6 +134,11 @@ impl Driver for EtcdDriver {
         .boxed()
     }
 
+    /// etcd answers a write once it is on disk.
+    fn durable(&self) -> BoxFuture<'static, Result<(), Error>> {
+        futures::future::ready(Ok(())).boxed()
+    }
+
     fn commit<'a>(
         &'a self,
         preconditions: &'a [Precondition],

@@ -52,4 +52,4 @@ pub use ownership::Owner;
 pub use ownership::Ownership;
 pub use script::ScriptDefinition;
 pub use settings::Settings;
-pub use txn::{Txn, Watcher, MAX_RECURSION};
+pub use txn::{Durable, Txn, Watcher, MAX_RECURSION};

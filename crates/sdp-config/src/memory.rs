@@ -58,6 +58,12 @@ impl Driver for MemoryDriver {
         futures::future::ready(read).boxed()
     }
 
+    /// The embedded server's store commits into its journal, and flushes it apart, once for every write
+    /// committed meanwhile.
+    fn durable(&self) -> BoxFuture<'static, Result<(), Error>> {
+        self.0.durable().map(|flushed| flushed.map_err(store_error)).boxed()
+    }
+
     fn commit<'a>(
         &'a self,
         preconditions: &'a [Precondition],

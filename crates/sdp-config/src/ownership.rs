@@ -24,7 +24,14 @@ pub struct Owner {
 impl Owner {
     /// This process, as the original identifies an owner: its command line, host name and PID.
     pub fn this_process() -> Owner {
-        Owner { command: std::env::args().collect(), hostname: hostname(), pid: std::process::id() }
+        // Made once: it does not change, and leaders compare it on every pass (a file read for the host name).
+        static THIS: std::sync::OnceLock<Owner> = std::sync::OnceLock::new();
+        THIS.get_or_init(|| Owner {
+            command: std::env::args().collect(),
+            hostname: hostname(),
+            pid: std::process::id(),
+        })
+        .clone()
     }
 }
 

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -319,8 +320,9 @@ impl Txn {
         Ok(deleted)
     }
 
-    /// Sends the buffered writes. `Ok(None)`: a read value changed meanwhile, run the body again.
-    pub(crate) async fn commit(&self) -> Result<Option<ReadSet>, Error> {
+    /// Sends the buffered writes. `Ok(None)`: a read value changed meanwhile, run the body again. With what
+    /// the writes, if any, still wait for to be durable.
+    pub(crate) async fn commit(&self) -> Result<Option<(ReadSet, Durable)>, Error> {
         let (preconditions, writes, revision, keys, prefixes) = {
             let state = self.lock();
             let revision = state.revision;
@@ -342,6 +344,7 @@ impl Txn {
             (pre, writes, revision, state.reads.keys().cloned().collect(), prefixes)
         };
         let kept_keys_used = self.lock().chosen_under.values().any(Option::is_none);
+        let durable = if writes.is_empty() { Durable(None) } else { Durable(Some(self.backend.durable())) };
         let revision = if writes.is_empty() && !kept_keys_used {
             // A read-only body saw one consistent snapshot: nothing to check.
             match revision {
@@ -365,7 +368,23 @@ impl Txn {
                 }
             }
         };
-        Ok(Some(ReadSet { revision, keys, prefixes }))
+        Ok(Some((ReadSet { revision, keys, prefixes }, durable)))
+    }
+}
+
+/// What a committed transaction's writes still wait for: to be on disk. A commit is visible to every reader of
+/// the store at once; it is acknowledged once durable ([`crate::Config::txn_committed`]).
+#[must_use = "a write is acknowledged only once it is durable"]
+#[derive(Default)]
+pub struct Durable(Option<BoxFuture<'static, Result<(), Error>>>);
+
+impl Durable {
+    /// Waits until the writes are on disk; at once for a transaction that wrote nothing.
+    pub async fn wait(self) -> Result<(), Error> {
+        match self.0 {
+            Some(flushed) => flushed.await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -442,7 +461,7 @@ pub(crate) async fn run<T, F, Fut>(
     prefix: &Arc<str>,
     max_retries: usize,
     body: &mut F,
-) -> Result<(T, ReadSet), Error>
+) -> Result<(T, ReadSet, Durable), Error>
 where
     F: FnMut(Txn) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
@@ -450,8 +469,8 @@ where
     for attempt in 0..max_retries {
         let txn = Txn::new(backend.clone(), Arc::clone(prefix));
         let out = body(txn.clone()).await?;
-        if let Some(reads) = txn.commit().await? {
-            return Ok((out, reads));
+        if let Some((reads, durable)) = txn.commit().await? {
+            return Ok((out, reads, durable));
         }
         tracing::debug!(attempt, "transaction conflicted; retrying");
         // Clients that conflicted together would conflict again if they retried in step: a random pause,
@@ -548,7 +567,8 @@ impl Watcher {
                 None => wait.await?,
             }
         }
-        let (out, reads) = run(&self.backend, &self.prefix, self.max_retries, &mut body).await?;
+        let (out, reads, durable) = run(&self.backend, &self.prefix, self.max_retries, &mut body).await?;
+        durable.wait().await?;
         self.last = Some(reads);
         Ok(out)
     }

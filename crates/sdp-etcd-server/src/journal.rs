@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sdp_kvstore::{Event, Journal, Record};
+use sdp_kvstore::{Event, Flush, Journal, Record};
 
 pub(crate) const JOURNAL_FILE: &str = "journal.log";
 
@@ -123,8 +123,8 @@ impl FileJournal {
         Ok(())
     }
 
-    /// Waits until everything appended so far is on disk.
-    pub async fn sync(&self) -> std::io::Result<()> {
+    /// Waits until everything appended so far is on disk ([`Journal::sync`]).
+    async fn wait_synced(&self) -> std::io::Result<()> {
         let (target, generation) = {
             let _file = self.file.lock().unwrap_or_else(|p| p.into_inner());
             (self.written.load(Ordering::SeqCst), self.durable.borrow().generation)
@@ -169,6 +169,10 @@ impl FileJournal {
 }
 
 impl Journal for FileJournal {
+    fn sync(&self) -> Flush<'_> {
+        Box::pin(self.wait_synced())
+    }
+
     fn append(&self, record: &Record) -> std::io::Result<()> {
         let bytes = frame(record)?;
         let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -373,6 +377,28 @@ mod tests {
             lease: 0,
         };
         Record::Changes { revision: rev, events: vec![Event { kind: EventKind::Put, kv, prev_kv: None }] }
+    }
+
+    /// A write through the store in this process (the components `sdp up` runs beside its server) is answered
+    /// once its record is on disk, as a client's over gRPC is; its commit is visible before.
+    #[tokio::test]
+    async fn an_in_process_write_is_answered_once_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = FileJournal::open(dir.path()).unwrap();
+        let journal = Arc::new(r.journal);
+        journal.start_syncer().unwrap();
+        let store = sdp_kvstore::Store::recover(Some(journal.clone()), r.records, Default::default()).unwrap();
+        let config = sdp_config::Config::in_process(store);
+        let on_disk = || journal.durable.borrow().synced == journal.size_bytes();
+        config.txn(|t| async move { t.put_json("/subarray/1", &"READY").await }).await.unwrap();
+        assert!(journal.size_bytes() > 0 && on_disk());
+        let ((), durable) =
+            config.txn_committed(|t| async move { t.put_json("/subarray/1", &"SCANNING").await }).await.unwrap();
+        durable.wait().await.unwrap();
+        assert!(on_disk());
+        // A transaction that only reads waits for nothing.
+        let read = config.txn(|t| async move { t.get_json::<String>("/subarray/1").await }).await.unwrap();
+        assert_eq!(read.as_deref(), Some("SCANNING"));
     }
 
     #[test]

@@ -29,9 +29,8 @@ impl Shared {
 
     /// Waits until every journal record written so far is on disk: a write is acknowledged only after this.
     pub async fn durable(&self) -> Result<(), Status> {
-        let Some(journal) = &self.journal else { return Ok(()) };
-        journal
-            .sync()
+        self.store
+            .durable()
             .await
             .map_err(|e| Status::unavailable(format!("etcdserver: cannot write the journal to disk: {e}")))
     }

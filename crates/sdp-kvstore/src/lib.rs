@@ -5,5 +5,5 @@
 mod store;
 mod types;
 
-pub use store::{EventBatch, Journal, Limits, ReplayError, Store, Watch};
+pub use store::{EventBatch, Flush, Journal, Limits, ReplayError, Store, Watch};
 pub use types::*;

@@ -13,7 +13,12 @@ use crate::types::*;
 
 /// Persists records before a write is acknowledged. The in-memory store uses none.
 pub trait Journal: Send + Sync {
+    /// Writes `record` (under the store's lock); [`Journal::sync`] makes it durable.
     fn append(&self, record: &Record) -> std::io::Result<()>;
+
+    /// Waits until every record appended so far is on disk. Apart from [`Journal::append`], so that concurrent
+    /// writers share one flush, outside the store's lock.
+    fn sync(&self) -> Flush<'_>;
 
     /// Whether the journal has grown enough to be replaced by a snapshot of the state (checked after each
     /// record, so that rewriting one key does not grow it without end).
@@ -22,6 +27,9 @@ pub trait Journal: Send + Sync {
     /// Replaces everything journaled so far with `snapshot`, atomically.
     fn replace_with(&self, snapshot: &Record) -> std::io::Result<()>;
 }
+
+/// What [`Journal::sync`] returns.
+pub type Flush<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send + 'a>>;
 
 /// What one request may cost, as etcd bounds it (the server's options carry etcd's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +200,18 @@ impl Store {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Waits until every write made so far is on disk: a write is acknowledged only after this. At once for a
+    /// store without a journal.
+    pub fn durable(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'static>> {
+        let journal = self.journal.clone();
+        Box::pin(async move {
+            match journal {
+                Some(journal) => journal.sync().await.map_err(|e| Error::Storage(e.to_string())),
+                None => Ok(()),
+            }
+        })
     }
 
     /// Replaces the journal with a snapshot of the live state now (etcd's defragment).

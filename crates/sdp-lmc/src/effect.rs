@@ -30,14 +30,15 @@ pub enum Effect {
     },
 }
 
-/// Applies a command's effects in one configuration-database transaction.
-pub async fn apply(config: &sdp_config::Config, effects: &[Effect]) -> Result<(), sdp_config::Error> {
+/// Applies a command's effects in one configuration-database transaction; returns once it commits, with what
+/// to await for its writes to be on disk.
+pub async fn apply(config: &sdp_config::Config, effects: &[Effect]) -> Result<sdp_config::Durable, sdp_config::Error> {
     use sdp_config::keys::paths;
     if effects.is_empty() {
-        return Ok(());
+        return Ok(sdp_config::Durable::default());
     }
     config
-        .txn(|t| async move {
+        .txn_committed(|t| async move {
             for effect in effects {
                 match effect {
                     Effect::CreateProcessingBlock(pb) => t.create_processing_block(pb).await?,
@@ -67,4 +68,5 @@ pub async fn apply(config: &sdp_config::Config, effects: &[Effect]) -> Result<()
             Ok(())
         })
         .await
+        .map(|((), durable)| durable)
 }

@@ -263,11 +263,11 @@ impl Lmc {
             let command = master::Command::parse(name).ok_or_else(not_found)?;
             let mut state = self.master.lock().await;
             let (next, effects) = master::decide(&state, command);
-            self.apply(&effects).await?;
+            let durable = self.apply(&effects).await?;
             let before = master_attributes(&state);
             *state = next;
             self.publish(&self.master_info.id, &before, &master_attributes(&state));
-            return Ok(());
+            return self.acknowledge(durable).await;
         }
         let sub = self.subarray(device).ok_or_else(|| Self::no_device(device))?;
         let command = subarray::Command::parse(name, argin).ok_or_else(not_found)?;
@@ -277,16 +277,21 @@ impl Lmc {
             self.change_subarray(sub, &mut state, SubarrayState { obs_state, ..started.clone() });
         }
         let decided = match subarray::decide(&started, &sub.number, &command) {
-            Ok((next, effects)) => self.apply(&effects).await.map(|()| next),
+            Ok((next, effects)) => self.apply(&effects).await.map(|durable| (next, durable)),
             Err(refusal) => Err(refusal),
         };
-        match decided {
-            Ok(next) => self.change_subarray(sub, &mut state, next),
+        let durable = match decided {
+            Ok((next, durable)) => {
+                self.change_subarray(sub, &mut state, next);
+                durable
+            }
             Err(e) => {
                 self.change_subarray(sub, &mut state, started);
                 return Err(e);
             }
-        }
+        };
+        // The change is told (its event pushed) as soon as it commits; the command is answered once it is on disk.
+        self.acknowledge(durable).await?;
         tracing::info!(device = %sub.info.name, command = name, obs_state = %state.obs_state, state = %state.state, "command done");
         Ok(())
     }
@@ -304,10 +309,18 @@ impl Lmc {
         self.publish(&sub.info.id, &before, &subarray_attributes(state));
     }
 
-    async fn apply(&self, effects: &[crate::effect::Effect]) -> Result<(), DevError> {
+    async fn apply(&self, effects: &[crate::effect::Effect]) -> Result<sdp_config::Durable, DevError> {
         apply(&self.config, effects).await.map_err(|e| {
             tracing::warn!(error = %e, "command failed in the configuration database; state unchanged");
             DevError::failed(e.to_string())
+        })
+    }
+
+    /// Waits until a command's committed writes are on disk, before it is answered.
+    async fn acknowledge(&self, durable: sdp_config::Durable) -> Result<(), DevError> {
+        durable.wait().await.map_err(|e| {
+            tracing::error!(error = %e, "command committed, but its writes are not on disk");
+            DevError::failed(format!("the change is made but not on disk: {e}"))
         })
     }
 
