@@ -18,18 +18,28 @@ pub const LEASE_TTL: i64 = 10;
 
 /// Runs `work` whenever this replica leads `component`: it waits for the lead, runs `work` until the lead
 /// is lost (then drops it) or `work` ends, and starts over. Errors are logged and retried under
-/// [`Policy::LEADERSHIP`]; it never returns.
-pub async fn run_while_leading<F, Fut>(config: &Config, component: &str, ttl: i64, mut work: F) -> !
-where
+/// [`Policy::LEADERSHIP`]. Returns once `stop` resolves, having resigned a lead it held (`work` dropped), so
+/// that a standby takes over at once rather than after the lease's TTL.
+pub async fn run_while_leading<F, Fut>(
+    config: &Config,
+    component: &str,
+    ttl: i64,
+    stop: impl Future<Output = ()>,
+    mut work: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
+    let mut stop = std::pin::pin!(stop);
     let mut backoff = Backoff::new(Policy::LEADERSHIP);
     loop {
         let mut led = false;
         let outcome = async {
-            let what = format!("the lead of {component}");
-            let lead = Ownership::take(config, &paths::leader(component), ttl, None, &what).await?;
+            let (what, path) = (format!("the lead of {component}"), paths::leader(component));
+            let lead = tokio::select! {
+                taken = Ownership::take(config, &path, ttl, None, &what) => taken?,
+                () = &mut stop => return Ok(Led::Stopped),
+            };
             let lead = lead.expect("taking without a required key always ends in ownership");
             led = true;
             tokio::select! {
@@ -37,7 +47,13 @@ where
                 done = work() => {
                     // Ending (or failing) while leading: hand over at once.
                     let _ = lead.resign().await;
-                    done
+                    done.map(|()| Led::Done)
+                }
+                () = &mut stop => {
+                    if let Err(e) = lead.resign().await {
+                        tracing::warn!(component, error = %e, "stopping without resigning the lead: a standby takes over once its lease ends");
+                    }
+                    Ok(Led::Stopped)
                 }
             }
         }
@@ -47,8 +63,19 @@ where
             backoff.succeeded();
         }
         // Work that ended well ended while leading: the reset above covers it.
-        if let Err(e) = outcome {
-            backoff.wait_after(&format!("leading {component}"), &e).await;
+        match outcome {
+            Ok(Led::Stopped) => return,
+            Ok(Led::Done) => {}
+            Err(e) => tokio::select! {
+                () = backoff.wait_after(&format!("leading {component}"), &e) => {}
+                () = &mut stop => return,
+            },
         }
     }
+}
+
+/// How one turn of [`run_while_leading`] ended.
+enum Led {
+    Done,
+    Stopped,
 }

@@ -12,11 +12,17 @@ use sdp_testkit::{eventually, Embedded};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
-/// A replica of component `test` whose work counts how often it started leading, then works until stopped.
-fn replica(config: &Config, leads: &Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+/// A replica of component `test` on leases of `ttl` seconds, whose work counts how often it started leading,
+/// then works until `stop` resolves.
+fn replica(
+    config: &Config,
+    ttl: i64,
+    leads: &Arc<AtomicUsize>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     let (config, leads) = (config.clone(), Arc::clone(leads));
     tokio::spawn(async move {
-        sdp_config::run_while_leading(&config, "test", 2, || {
+        sdp_config::run_while_leading(&config, "test", ttl, stop, || {
             leads.fetch_add(1, Ordering::SeqCst);
             std::future::pending()
         })
@@ -46,7 +52,7 @@ async fn a_lead_written_without_a_lease_is_taken_over() {
     let db = Embedded::start().await;
     let config = db.config().await;
     let leads = Arc::new(AtomicUsize::new(0));
-    let running = replica(&config, &leads);
+    let running = replica(&config, 2, &leads, std::future::pending());
     eventually("leading", LIMIT, || async { leads.load(Ordering::SeqCst) == 1 }).await;
     let lease = leader_lease(&config).await.unwrap();
     assert_ne!(lease, 0);
@@ -74,7 +80,7 @@ async fn a_lead_held_then_lost_waits_the_initial_delay() {
     let rounds = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&rounds);
     let running = tokio::spawn(async move {
-        sdp_config::run_while_leading(&config, "test", 2, || {
+        sdp_config::run_while_leading(&config, "test", 2, std::future::pending(), || {
             counted.fetch_add(1, Ordering::SeqCst);
             async { Err(Error::Invalid("work failed".into())) }
         })
@@ -82,4 +88,25 @@ async fn a_lead_held_then_lost_waits_the_initial_delay() {
     });
     eventually("four rounds", Duration::from_millis(7500), || async { rounds.load(Ordering::SeqCst) >= 4 }).await;
     sdp_testkit::stop_task(running).await;
+}
+
+/// A replica told to stop resigns the lead it holds and returns: the standby leads at once, long before the
+/// stopped replica's lease (60 s) would have run out.
+#[tokio::test]
+async fn a_stopped_leader_hands_over_at_once() {
+    let config = Config::memory();
+    let (first_leads, standby_leads) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (stop_first, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = replica(&config, 60, &first_leads, async move {
+        let _ = stopped.await;
+    });
+    eventually("the first leading", LIMIT, || async { first_leads.load(Ordering::SeqCst) == 1 }).await;
+    let standby = replica(&config, 60, &standby_leads, std::future::pending());
+    let lease = leader_lease(&config).await;
+    stop_first.send(()).unwrap();
+    tokio::time::timeout(LIMIT, first).await.expect("the stopped replica returns").unwrap();
+    eventually("the standby leading", LIMIT, || async { standby_leads.load(Ordering::SeqCst) == 1 }).await;
+    assert!(leader_lease(&config).await.is_some_and(|l| Some(l) != lease));
+    assert_eq!(first_leads.load(Ordering::SeqCst), 1);
+    sdp_testkit::stop_task(standby).await;
 }

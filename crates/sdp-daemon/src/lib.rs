@@ -28,6 +28,15 @@ impl Drop for AbortOnDrop {
 pub use refusals::Refusals;
 pub use retry::{Backoff, Policy};
 
+/// Waits up to `limit` for `task`, told to stop, to end (`what` names it in the log); aborts it after that.
+pub async fn stop_within(task: tokio::task::JoinHandle<()>, limit: std::time::Duration, what: &str) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(limit, task).await.is_err() {
+        tracing::warn!(limit_s = limit.as_secs(), "{what} did not stop in time: dropped");
+        abort.abort();
+    }
+}
+
 #[cfg(feature = "server")]
 /// Structured log lines on standard error; `RUST_LOG` overrides `default_filter` (e.g. `info,kube=warn`).
 pub fn init_tracing(default_filter: &str) {

@@ -67,7 +67,12 @@ pub struct Deployer {
 
 /// Runs until dropped, deploying whenever this replica leads; one bad entry or failing release never stops it.
 pub async fn run(d: Deployer) {
-    sdp_config::run_while_leading(&d.config, LEADER, d.lease_ttl, || deploy(&d)).await
+    run_until(d, std::future::pending()).await
+}
+
+/// [`run`] until `stop` resolves; then resigns the lead if it holds it, and returns.
+pub async fn run_until(d: Deployer, stop: impl std::future::Future<Output = ()>) {
+    sdp_config::run_while_leading(&d.config, LEADER, d.lease_ttl, stop, || deploy(&d)).await
 }
 
 /// Reconciles while leading; it starts from the releases as they are, since another replica may have led.

@@ -63,14 +63,23 @@ pub enum StartError {
 
 /// A running deployer with its monitors; [`Running::stop`] ends them.
 pub struct Running {
-    tasks: Vec<JoinHandle<()>>,
+    deployer: JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    monitors: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    pub fn stop(self) {
-        self.tasks.iter().for_each(JoinHandle::abort);
+    /// Ends the deployer, resigning its lead (a standby takes over at once), and the monitors.
+    pub async fn stop(self) {
+        self.monitors.iter().for_each(JoinHandle::abort);
+        let _ = self.stop.send(());
+        sdp_daemon::stop_within(self.deployer, STOP_LIMIT, "the Helm deployer").await;
     }
 }
+
+/// How long a stopping deployer may take to resign its lead (after a helm command under way) before it is
+/// dropped.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts the deployer: finds whether there is a cluster, unpacks the bundled charts unless a charts folder is
 /// named, and with a cluster makes sure the processing namespace exists and follows its pods and the network
@@ -91,14 +100,18 @@ async fn start_with(settings: Settings, config: Config, metrics: Metrics) -> Res
     tracing::info!(dir = %charts_dir.display(), "local charts");
     let namespace = settings.namespace.clone();
     let deployer = deployer(settings, charts_dir, mode.clone(), config.clone(), metrics.clone());
-    let mut tasks = vec![tokio::spawn(crate::daemon::run(deployer))];
-    match mode {
-        Mode::Cluster => tasks.extend(start_monitors(&namespace, config, metrics).await),
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let deployer = tokio::spawn(crate::daemon::run_until(deployer, async move {
+        let _ = stopped.await;
+    }));
+    let monitors = match mode {
+        Mode::Cluster => start_monitors(&namespace, config, metrics).await,
         Mode::RenderOnly(dir) => {
-            tracing::info!(dir = %dir.display(), "helm deployer started in render-only mode (no cluster)")
+            tracing::info!(dir = %dir.display(), "helm deployer started in render-only mode (no cluster)");
+            Vec::new()
         }
-    }
-    Ok(Running { tasks })
+    };
+    Ok(Running { deployer, stop, monitors })
 }
 
 /// The folder of local charts: the one named, else the bundled charts, unpacked into `<data_dir>/charts`.

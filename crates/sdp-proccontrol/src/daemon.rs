@@ -1,6 +1,7 @@
 //! The controller's loop: lead, read a snapshot, apply the plan in the same transaction, wait for a change.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -160,13 +161,19 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
 /// A running controller; [`Running::stop`] ends it.
 pub struct Running {
     task: JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Running {
-    pub fn stop(self) {
-        self.task.abort();
+    /// Ends the controller, resigning its lead (a standby takes over at once).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        sdp_daemon::stop_within(self.task, STOP_LIMIT, "the processing controller").await;
     }
 }
+
+/// How long a stopping controller may take to resign its lead before it is dropped.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Starts the platform's controller: the built-in scripts, the platform's lease, metrics in `registry`.
 pub fn start(settings: ControllerSettings, config: Config, registry: &mut Registry) -> Running {
@@ -178,15 +185,23 @@ pub fn start(settings: ControllerSettings, config: Config, registry: &mut Regist
         lease_ttl: sdp_config::LEASE_TTL,
         metrics: Metrics::register(registry),
     };
-    let task = tokio::spawn(run(controller));
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run_until(controller, async move {
+        let _ = stopped.await;
+    }));
     tracing::info!("processing controller started");
-    Running { task }
+    Running { task, stop }
 }
 
 /// Runs the controller until the future is dropped: whenever this replica leads, it works. Errors are logged
 /// and retried; it never gives up.
 pub async fn run(controller: Controller) {
-    sdp_config::run_while_leading(&controller.config, LEADER, controller.lease_ttl, || async {
+    run_until(controller, std::future::pending()).await
+}
+
+/// [`run`] until `stop` resolves; then resigns the lead if it holds it, and returns.
+pub async fn run_until(controller: Controller, stop: impl Future<Output = ()>) {
+    sdp_config::run_while_leading(&controller.config, LEADER, controller.lease_ttl, stop, || async {
         let worked = work(&controller).await;
         if worked.is_err() {
             controller.metrics.errors.inc();

@@ -240,7 +240,7 @@ async fn entries_with_ids_that_name_no_key_are_logged_once_and_stop_nothing() {
 }
 
 /// [`sdp_proccontrol::start`], as the platform runs the controller: the built-in scripts, the settings given,
-/// its metrics in the platform's registry.
+/// its metrics in the platform's registry; stopped, it resigns its lead.
 #[tokio::test]
 async fn started_as_the_platform_runs_it() {
     let config = Config::memory();
@@ -250,5 +250,9 @@ async fn started_as_the_platform_runs_it() {
     let mut metrics = String::new();
     prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
     assert!(metrics.contains("sdp_processing_reconciles_total"), "{metrics}");
-    running.stop();
+    let lead =
+        || config.txn(|t| async move { t.lease_of(&sdp_config::keys::paths::leader(sdp_proccontrol::LEADER)).await });
+    assert!(lead().await.unwrap().is_some());
+    running.stop().await;
+    assert_eq!(lead().await.unwrap(), None, "the lead is resigned");
 }

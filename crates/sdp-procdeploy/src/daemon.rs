@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -74,7 +76,6 @@ impl Metrics {
 /// A running deployer; [`Running::stop`] ends its processes before it goes.
 pub struct Running {
     stop: watch::Sender<bool>,
-    stopped: watch::Receiver<bool>,
     task: JoinHandle<()>,
     grace: Duration,
 }
@@ -94,25 +95,39 @@ pub fn spawn(d: ProcessDeployer) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(false);
     let grace = d.settings.grace;
+    let leading = Arc::new(AtomicBool::new(false));
+    let (mut stopping, mut processes_stopped) = (stop_rx.clone(), stopped.clone());
+    let led = Arc::clone(&leading);
+    // Leading, the processes stop first (run_processes ends on the same signal), then the lead is resigned;
+    // standing by, it ends at once.
+    let stopped_leading = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        if led.load(Ordering::SeqCst) {
+            let _ = processes_stopped.wait_for(|s| *s).await;
+        }
+    };
     let task = tokio::spawn(async move {
-        sdp_config::run_while_leading(&d.config.clone(), LEADER, d.lease_ttl, || {
-            run_processes(&d, stop_rx.clone(), stopped_tx.clone())
+        sdp_config::run_while_leading(&d.config.clone(), LEADER, d.lease_ttl, stopped_leading, || {
+            let (leading, stop_rx, stopped_tx) = (Arc::clone(&leading), stop_rx.clone(), stopped_tx.clone());
+            let d = &d;
+            async move {
+                leading.store(true, Ordering::SeqCst);
+                let ran = run_processes(d, stop_rx, stopped_tx).await;
+                leading.store(false, Ordering::SeqCst);
+                ran
+            }
         })
         .await
     });
-    Running { stop, stopped, task, grace }
+    Running { stop, task, grace }
 }
 
 impl Running {
     /// Stops every process (SIGTERM, then SIGKILL after the grace period) and the deployer. The states stay
     /// RUNNING: a deployer started later starts them again.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let limit = self.grace + Duration::from_secs(5);
-        if tokio::time::timeout(limit, self.stopped.wait_for(|s| *s)).await.is_err() {
-            tracing::warn!("the process deployer did not stop in time");
-        }
-        self.task.abort();
+        sdp_daemon::stop_within(self.task, self.grace + Duration::from_secs(5), "the process deployer").await;
     }
 }
 

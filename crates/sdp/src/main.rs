@@ -73,8 +73,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!("stopping");
     // Scripts first, while the database and deployers they clean up through still run.
     processes.stop().await;
-    controller.stop();
-    deployer.stop();
+    // Each resigns its lead: another `sdp up` on this database leads at once, not after the lease's TTL.
+    tokio::join!(controller.stop(), deployer.stop());
     lmc.stop();
     if let Some(tango) = tango {
         tango.stop().await;
@@ -108,7 +108,7 @@ async fn helm_deployer(args: HelmDeployerArgs) -> anyhow::Result<()> {
 async fn run_alone<Part>(
     ops: &OpsArgs,
     start: impl AsyncFnOnce(&Settings, Config, &mut Registry) -> anyhow::Result<Part>,
-    stop_part: impl FnOnce(Part),
+    stop_part: impl AsyncFnOnce(Part),
 ) -> anyhow::Result<()> {
     let mut stop = Box::pin(sdp_daemon::shutdown_signal());
     let settings = Settings::from_env()?;
@@ -123,7 +123,7 @@ async fn run_alone<Part>(
     let http = surface.ready(ops_router(registry, config));
     stop.await;
     tracing::info!("stopping");
-    stop_part(part);
+    stop_part(part).await;
     http.stop();
     Ok(())
 }
