@@ -1,5 +1,6 @@
 """Change events from one PyTango client's request to its own subscriber's callback, for each device: latency
-p50/p99 and events per second. The Rust subarray is first brought to READY (ONLINE, AssignResources, Configure)."""
+p50/p99 and events per second. The Rust subarray is first brought to READY (ONLINE, AssignResources, Configure),
+and its receive script left to start."""
 import statistics
 import sys
 import threading
@@ -64,6 +65,13 @@ def measure(name, seconds, samples):
         d.adminMode = "ONLINE"
         d.AssignResources("")
         d.Configure(CONFIGURE)
+        # The receive script the configuration starts publishes its addresses once it runs: measured after that,
+        # its start (a process, its claim, its watch) is not inside the figures.
+        deadline = time.monotonic() + 30
+        while d.receiveAddresses in ("", "{}"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: no receive addresses 30 s after Configure")
+            time.sleep(0.1)
     figures = {}
     admin, obs = Arrivals(), Arrivals()
     d.subscribe_event("adminMode", EventType.CHANGE_EVENT, admin)

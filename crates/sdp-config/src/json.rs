@@ -24,9 +24,10 @@ pub fn merge_fields(into: &mut Value, fields: &serde_json::Map<String, Value>) -
 
 /// Canonical text of a JSON value: 2-space indent, sorted keys, non-ASCII kept, no trailing newline.
 pub fn to_canonical(value: &Value) -> String {
-    let mut out = String::new();
+    // Written as bytes, strings and scalars by serde_json straight into the buffer (no text per key or value).
+    let mut out = Vec::new();
     write_value(&mut out, value, 0);
-    out
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// Canonical text of any serializable value.
@@ -34,54 +35,56 @@ pub fn to_canonical_string<T: Serialize>(value: &T) -> Result<String, serde_json
     Ok(to_canonical(&serde_json::to_value(value)?))
 }
 
-fn indent(out: &mut String, level: usize) {
-    out.push('\n');
+fn indent(out: &mut Vec<u8>, level: usize) {
+    out.push(b'\n');
     for _ in 0..level {
-        out.push_str("  ");
+        out.extend_from_slice(b"  ");
     }
 }
 
-fn write_value(out: &mut String, value: &Value, level: usize) {
+/// serde_json's compact text of `value` (a string, a scalar), appended to `out`.
+fn write_compact<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("writing JSON to a Vec does not fail");
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value, level: usize) {
     match value {
         Value::Object(map) if !map.is_empty() => {
-            out.push('{');
+            out.push(b'{');
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 indent(out, level + 1);
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push_str(": ");
+                write_compact(out, k.as_str());
+                out.extend_from_slice(b": ");
                 write_value(out, v, level + 1);
             }
             indent(out, level);
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) if !items.is_empty() => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 indent(out, level + 1);
                 write_value(out, v, level + 1);
             }
             indent(out, level);
-            out.push(']');
+            out.push(b']');
         }
-        Value::Number(n) => out.push_str(&python_number(n)),
-        other => out.push_str(&other.to_string()),
+        Value::Number(n) if n.is_f64() => out.extend_from_slice(python_float(n).as_bytes()),
+        other => write_compact(out, other),
     }
 }
 
 /// Python prints floats with `repr`: `1e+16`, `1.5e-07`, `100.0`; serde_json prints `1e16`, `1.5e-7`.
-fn python_number(n: &serde_json::Number) -> String {
+fn python_float(n: &serde_json::Number) -> String {
     let text = n.to_string();
-    if !n.is_f64() {
-        return text;
-    }
     match text.split_once('e') {
         Some((mantissa, exp)) => {
             let (sign, digits) = match exp.strip_prefix('-') {
@@ -113,6 +116,8 @@ mod tests {
         assert_eq!(to_canonical(&json!(1.5e-7)), "1.5e-07");
         assert_eq!(to_canonical(&json!(100.0)), "100.0");
         assert_eq!(to_canonical(&json!("a\"b\n")), "\"a\\\"b\\n\"");
+        // Keys are escaped as strings are, non-ASCII kept.
+        assert_eq!(to_canonical(&json!({"k\"é\t": true})), "{\n  \"k\\\"é\\t\": true\n}");
     }
 }
 
