@@ -78,8 +78,8 @@ impl Backend {
         self.driver.commit(preconditions, writes).await
     }
 
-    /// Waits until every write committed so far is on disk.
-    pub fn durable(&self) -> futures::future::BoxFuture<'static, Result<(), Error>> {
+    /// Waits until every write committed so far is on disk; None when a commit is answered once on disk.
+    pub fn durable(&self) -> Option<futures::future::BoxFuture<'static, Result<(), Error>>> {
         self.driver.durable()
     }
 

@@ -81,8 +81,9 @@ pub(crate) trait Driver: Send + Sync {
         writes: &'a [Write],
     ) -> BoxFuture<'a, Result<Option<i64>, Error>>;
 
-    /// Waits until every write committed so far is on disk: what a commit is acknowledged after.
-    fn durable(&self) -> BoxFuture<'static, Result<(), Error>>;
+    /// Waits until every write committed so far is on disk: what a commit is acknowledged after. None for a
+    /// store whose commit is answered once on disk.
+    fn durable(&self) -> Option<BoxFuture<'static, Result<(), Error>>>;
 
     /// Hands every change of a key in `[start, end)` after `revision` to `on_changes`, in revision order, a
     /// revision at a time, until it returns a revision to stop at. Survives connection loss by watching again

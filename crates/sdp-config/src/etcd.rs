@@ -135,8 +135,8 @@ impl Driver for EtcdDriver {
     }
 
     /// etcd answers a write once it is on disk.
-    fn durable(&self) -> BoxFuture<'static, Result<(), Error>> {
-        futures::future::ready(Ok(())).boxed()
+    fn durable(&self) -> Option<BoxFuture<'static, Result<(), Error>>> {
+        None
     }
 
     fn commit<'a>(

@@ -60,8 +60,8 @@ impl Driver for MemoryDriver {
 
     /// The embedded server's store commits into its journal, and flushes it apart, once for every write
     /// committed meanwhile.
-    fn durable(&self) -> BoxFuture<'static, Result<(), Error>> {
-        self.0.durable().map(|flushed| flushed.map_err(store_error)).boxed()
+    fn durable(&self) -> Option<BoxFuture<'static, Result<(), Error>>> {
+        Some(self.0.durable().map(|flushed| flushed.map_err(store_error)).boxed())
     }
 
     fn commit<'a>(

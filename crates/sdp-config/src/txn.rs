@@ -344,7 +344,6 @@ impl Txn {
             (pre, writes, revision, state.reads.keys().cloned().collect(), prefixes)
         };
         let kept_keys_used = self.lock().chosen_under.values().any(Option::is_none);
-        let durable = if writes.is_empty() { Durable(None) } else { Durable(Some(self.backend.durable())) };
         let revision = if writes.is_empty() && !kept_keys_used {
             // A read-only body saw one consistent snapshot: nothing to check.
             match revision {
@@ -368,6 +367,8 @@ impl Txn {
                 }
             }
         };
+        // Only writes wait for the disk.
+        let durable = Durable(if writes.is_empty() { None } else { self.backend.durable() });
         Ok(Some((ReadSet { revision, keys, prefixes }, durable)))
     }
 }
@@ -379,7 +380,8 @@ impl Txn {
 pub struct Durable(Option<BoxFuture<'static, Result<(), Error>>>);
 
 impl Durable {
-    /// Waits until the writes are on disk; at once for a transaction that wrote nothing.
+    /// Waits until the writes are on disk; at once for a transaction that wrote nothing, or on a store that
+    /// answers a commit once on disk.
     pub async fn wait(self) -> Result<(), Error> {
         match self.0 {
             Some(flushed) => flushed.await,

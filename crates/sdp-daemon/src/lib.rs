@@ -1,15 +1,17 @@
 //! What every SDP daemon shares, so that they behave alike: named retry policies with capped exponential
 //! backoff ([`retry`]), the operations endpoints `/healthz`, `/readyz` and `/metrics` ([`http`]), tracing
-//! set-up, the shutdown signal, refused entries logged once ([`refusals`]), and errors with their causes
-//! ([`causes`]).
+//! set-up, the shutdown signal, tasks stopped within a limit ([`stopping`]), refused entries logged once
+//! ([`refusals`]), and errors with their causes ([`causes`]).
 
 pub mod causes;
 #[cfg(feature = "server")]
 pub mod http;
 pub mod refusals;
 pub mod retry;
+pub mod stopping;
 
 pub use causes::{causes, with_causes};
+pub use stopping::{stop_within, StopSignal, Stoppable};
 
 /// Aborts a task when dropped: for a task that lives as long as whatever holds this.
 pub struct AbortOnDrop(pub tokio::task::AbortHandle);
@@ -27,15 +29,6 @@ impl Drop for AbortOnDrop {
 }
 pub use refusals::Refusals;
 pub use retry::{Backoff, Policy};
-
-/// Waits up to `limit` for `task`, told to stop, to end (`what` names it in the log); aborts it after that.
-pub async fn stop_within(task: tokio::task::JoinHandle<()>, limit: std::time::Duration, what: &str) {
-    let abort = task.abort_handle();
-    if tokio::time::timeout(limit, task).await.is_err() {
-        tracing::warn!(limit_s = limit.as_secs(), "{what} did not stop in time: dropped");
-        abort.abort();
-    }
-}
 
 #[cfg(feature = "server")]
 /// Structured log lines on standard error; `RUST_LOG` overrides `default_filter` (e.g. `info,kube=warn`).

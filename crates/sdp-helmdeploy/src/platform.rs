@@ -63,8 +63,7 @@ pub enum StartError {
 
 /// A running deployer with its monitors; [`Running::stop`] ends them.
 pub struct Running {
-    deployer: JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    deployer: sdp_daemon::Stoppable,
     monitors: Vec<JoinHandle<()>>,
 }
 
@@ -72,8 +71,7 @@ impl Running {
     /// Ends the deployer, resigning its lead (a standby takes over at once), and the monitors.
     pub async fn stop(self) {
         self.monitors.iter().for_each(JoinHandle::abort);
-        let _ = self.stop.send(());
-        sdp_daemon::stop_within(self.deployer, STOP_LIMIT, "the Helm deployer").await;
+        self.deployer.stop(STOP_LIMIT, "the Helm deployer").await;
     }
 }
 
@@ -100,10 +98,7 @@ async fn start_with(settings: Settings, config: Config, metrics: Metrics) -> Res
     tracing::info!(dir = %charts_dir.display(), "local charts");
     let namespace = settings.namespace.clone();
     let deployer = deployer(settings, charts_dir, mode.clone(), config.clone(), metrics.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let deployer = tokio::spawn(crate::daemon::run_until(deployer, async move {
-        let _ = stopped.await;
-    }));
+    let deployer = sdp_daemon::Stoppable::spawn(|stop| crate::daemon::run_until(deployer, stop));
     let monitors = match mode {
         Mode::Cluster => start_monitors(&namespace, config, metrics).await,
         Mode::RenderOnly(dir) => {
@@ -111,7 +106,7 @@ async fn start_with(settings: Settings, config: Config, metrics: Metrics) -> Res
             Vec::new()
         }
     };
-    Ok(Running { deployer, stop, monitors })
+    Ok(Running { deployer, monitors })
 }
 
 /// The folder of local charts: the one named, else the bundled charts, unpacked into `<data_dir>/charts`.

@@ -9,13 +9,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::task::JoinHandle;
 
 use sdp_config::deployment::script_deployment_of;
 use sdp_config::keys::paths;
 use sdp_config::keys::validate_id;
 use sdp_config::{Config, Error, ProcessingBlock, Txn};
-use sdp_daemon::Refusals;
+use sdp_daemon::{Refusals, Stoppable};
 
 use crate::plan::{
     block_counts, builtin_scripts, plan, Action, ControllerSettings, ScriptDefinition, Snapshot, LEADER,
@@ -159,16 +158,12 @@ async fn apply(t: &Txn, actions: &[Action]) -> Result<(), Error> {
 }
 
 /// A running controller; [`Running::stop`] ends it.
-pub struct Running {
-    task: JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
+pub struct Running(Stoppable);
 
 impl Running {
     /// Ends the controller, resigning its lead (a standby takes over at once).
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        sdp_daemon::stop_within(self.task, STOP_LIMIT, "the processing controller").await;
+        self.0.stop(STOP_LIMIT, "the processing controller").await;
     }
 }
 
@@ -185,12 +180,9 @@ pub fn start(settings: ControllerSettings, config: Config, registry: &mut Regist
         lease_ttl: sdp_config::LEASE_TTL,
         metrics: Metrics::register(registry),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run_until(controller, async move {
-        let _ = stopped.await;
-    }));
+    let running = Running(Stoppable::spawn(|stop| run_until(controller, stop)));
     tracing::info!("processing controller started");
-    Running { task, stop }
+    running
 }
 
 /// Runs the controller until the future is dropped: whenever this replica leads, it works. Errors are logged
