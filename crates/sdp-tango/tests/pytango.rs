@@ -91,6 +91,43 @@ fn seed_itango_session_with_pytango() {
     peers.stop();
 }
 
+/// A PyTango client on the same host reaches the devices over the Unix socket their server offers beside its TCP
+/// port, as it reaches cppTango's servers (omniORB's own trace names the connection), and the socket's file
+/// goes when the server stops.
+#[test]
+fn pytango_on_this_host_connects_over_the_unix_socket() {
+    let peers = Peers::start();
+    let (_lmc, servers, _) = peers.serve();
+    let trace = peers._dir.path().join("omniorb.log");
+    let out = Command::new(sdp_testkit::pytango_python())
+        .args(["-c", "import tango; print(int(tango.DeviceProxy('mid_sdp/elt/subarray_1').obsState))"])
+        .env("TANGO_HOST", peers.tango_db.tango_host())
+        .env("ORBtraceLevel", "25")
+        .env("ORBtraceFile", &trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the client failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "obsState EMPTY read over the socket");
+
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let ours = format!("giop:unix:{}/rstango-{}-", std::env::temp_dir().display(), std::process::id());
+    let socket = trace
+        .lines()
+        .find_map(|line| line.split("Client opened connection to ").nth(1).filter(|to| to.starts_with(&ours)))
+        .unwrap_or_else(|| panic!("no connection to {ours}… in omniORB's trace:\n{trace}"))
+        .trim_start_matches("giop:unix:")
+        .to_string();
+    assert!(std::path::Path::new(&socket).exists());
+
+    servers.stop();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&socket).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!std::path::Path::new(&socket).exists(), "{socket} is left behind");
+    peers.stop();
+}
+
 /// A PyTango client script of these tests, its stdin and stdout piped, once it printed "subscribed"; its further
 /// lines.
 fn subscribed_client(name: &str, tango_db: &TangoDatabase) -> (Child, impl Iterator<Item = String>) {
