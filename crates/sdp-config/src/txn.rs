@@ -501,21 +501,61 @@ fn jitter(ceiling: u64) -> u64 {
     })
 }
 
+/// Read sets of up to this many separate ranges are waited on with a watch per range; larger ones with one watch
+/// over their whole span, filtered.
+const MAX_WATCHED_RANGES: usize = 8;
+
 impl ReadSet {
     /// Blocks until a key this transaction read (or a key under a prefix it listed) changes.
+    ///
+    /// Each separate range read is watched apart, so that a change between them (a block's `state` beside its
+    /// entry and `owner`, which a script's wait reads) neither wakes this nor is sent here to be filtered out.
     pub(crate) async fn wait_for_change(&self, backend: &Backend) -> Result<(), Error> {
-        let starts = self.keys.iter().chain(self.prefixes.iter());
-        let Some(start) = starts.min().cloned() else {
+        let ranges = watched_ranges(&self.keys, &self.prefixes);
+        if ranges.is_empty() {
             // Nothing read: nothing can wake us.
             return std::future::pending().await;
-        };
-        let ends = self.keys.iter().map(|k| format!("{k}\0")).chain(
-            self.prefixes.iter().map(|p| String::from_utf8_lossy(&sdp_kvstore::prefix_end(p.as_bytes())).into_owned()),
-        );
-        let end = ends.max().unwrap_or_default();
+        }
+        let follower = backend.follower();
+        if ranges.len() <= MAX_WATCHED_RANGES {
+            let waits = ranges
+                .iter()
+                .map(|(start, end)| Box::pin(follower.wait_for_change(start, end, self.revision, |_| true)));
+            return futures::future::select_all(waits).await.0.map(|_| ());
+        }
+        let (start, end) = (&ranges[0].0, &ranges[ranges.len() - 1].1);
         let matches = |key: &str| self.keys.contains(key) || self.prefixes.iter().any(|p| key.starts_with(p.as_str()));
-        backend.follower().wait_for_change(&start, &end, self.revision, matches).await.map(|_| ())
+        follower.wait_for_change(start, end, self.revision, matches).await.map(|_| ())
     }
+}
+
+/// The key ranges `[start, end)` that hold exactly the keys read and the keys under the prefixes listed, merged
+/// where they overlap or touch, in order. A prefix of every key gives one range to the end (etcd's `"\0"`).
+fn watched_ranges(keys: &BTreeSet<String>, prefixes: &BTreeSet<String>) -> Vec<(String, String)> {
+    const TO_THE_END: &str = "\0";
+    let mut ranges: Vec<(String, String)> = keys
+        .iter()
+        .map(|k| (k.clone(), format!("{k}\0")))
+        .chain(
+            prefixes
+                .iter()
+                .map(|p| (p.clone(), String::from_utf8_lossy(&sdp_kvstore::prefix_end(p.as_bytes())).into_owned())),
+        )
+        .collect();
+    ranges.sort();
+    let mut merged: Vec<(String, String)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if last.1 == TO_THE_END => {}
+            Some(last) if start <= last.1 => {
+                if end == TO_THE_END || end > last.1 {
+                    last.1 = end;
+                }
+            }
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
 }
 
 /// Re-runs a transaction body each time something it read changes: the basis of every daemon's loop.
@@ -534,17 +574,28 @@ pub struct Watcher {
     prefix: Arc<str>,
     max_retries: usize,
     timeout: Option<Duration>,
+    min_interval: Option<Duration>,
     last: Option<ReadSet>,
+    last_started: Option<tokio::time::Instant>,
 }
 
 impl Watcher {
     pub(crate) fn new(backend: Backend, prefix: Arc<str>, max_retries: usize) -> Watcher {
-        Watcher { backend, prefix, max_retries, timeout: None, last: None }
+        Watcher { backend, prefix, max_retries, timeout: None, min_interval: None, last: None, last_started: None }
     }
 
     /// Also wake up after `timeout` without a change (for periodic work such as retries).
     pub fn with_timeout(mut self, timeout: Duration) -> Watcher {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// A run woken by a change starts at least `interval` after the previous one started, so that a burst of
+    /// changes (a subarray scanning back and forth, many blocks at once) is taken by one run rather than one run
+    /// each: the body's work is bounded by `1 / interval` runs per second, at the cost of reacting up to
+    /// `interval` later. [`Watcher::run_next_at_once`] still runs at once.
+    pub fn with_min_interval(mut self, interval: Duration) -> Watcher {
+        self.min_interval = Some(interval);
         self
     }
 
@@ -568,7 +619,11 @@ impl Watcher {
                 }
                 None => wait.await?,
             }
+            if let (Some(interval), Some(started)) = (self.min_interval, self.last_started) {
+                tokio::time::sleep_until(started + interval).await;
+            }
         }
+        self.last_started = Some(tokio::time::Instant::now());
         let (out, reads, durable) = run(&self.backend, &self.prefix, self.max_retries, &mut body).await?;
         durable.wait().await?;
         self.last = Some(reads);
@@ -582,6 +637,49 @@ mod tests {
 
     fn put(value: &str) -> Option<(String, i64)> {
         Some((value.to_string(), 0))
+    }
+
+    /// A watch covers what was read and nothing between: a block's entry and owner are two ranges, not its state
+    /// between them; keys under a listed prefix go into its range; a prefix of every key reaches the end.
+    #[test]
+    fn watched_ranges_hold_what_was_read_and_nothing_between() {
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let range = |start: &str, end: &str| (start.to_string(), end.to_string());
+        assert_eq!(
+            watched_ranges(&set(&["/pb/a", "/pb/a/owner"]), &set(&[])),
+            [range("/pb/a", "/pb/a\0"), range("/pb/a/owner", "/pb/a/owner\0")]
+        );
+        assert_eq!(
+            watched_ranges(&set(&["/controller/x", "/pb/a/state"]), &set(&["/pb/", "/deploy/"])),
+            [range("/controller/x", "/controller/x\0"), range("/deploy/", "/deploy0"), range("/pb/", "/pb0")]
+        );
+        assert_eq!(watched_ranges(&set(&["/a", "/b"]), &set(&[""])), [range("", "\0")]);
+        assert_eq!(watched_ranges(&set(&["/a", "/a\0"]), &set(&[])), [range("/a", "/a\0\0")]);
+        assert!(watched_ranges(&set(&[]), &set(&[])).is_empty());
+    }
+
+    /// A run woken by a change waits until `interval` after the previous one started, and no longer: one woken
+    /// after that runs at once.
+    #[tokio::test]
+    async fn a_woken_run_starts_no_sooner_than_the_interval_after_the_last() {
+        const INTERVAL: Duration = Duration::from_millis(800);
+        let config = crate::Config::memory();
+        let write = |value: &'static str| {
+            let config = config.clone();
+            async move { config.txn(|t| async move { t.put_json("/x", &value).await }).await.unwrap() }
+        };
+        write("0").await;
+        let mut watcher = config.watcher().with_min_interval(INTERVAL);
+        let read = |t: Txn| async move { t.get("/x").await.map(|_| tokio::time::Instant::now()) };
+        let first = watcher.txn(read).await.unwrap();
+        write("1").await;
+        let second = watcher.txn(read).await.unwrap();
+        assert!(second - first >= INTERVAL, "woken {:?} after the first run", second - first);
+        tokio::time::sleep(INTERVAL).await;
+        let changed = tokio::time::Instant::now();
+        write("2").await;
+        let third = watcher.txn(read).await.unwrap();
+        assert!(third - changed < INTERVAL, "waited {:?} although the interval had passed", third - changed);
     }
 
     #[test]

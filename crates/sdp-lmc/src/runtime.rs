@@ -104,8 +104,40 @@ fn subarray_attributes(s: &SubarrayState) -> Vec<(&'static str, AttrValue)> {
     SUBARRAY_ATTRIBUTES.iter().map(|&name| (name, subarray_attribute(s, name))).collect()
 }
 
+/// Whether a subarray's attribute `name` differs between two states, told from the fields it is made of: a
+/// change computes only the attributes it changes (`receiveAddresses`' text is the costly one).
+fn subarray_attribute_changed(before: &SubarrayState, after: &SubarrayState, name: &str) -> bool {
+    match name {
+        "State" | "Status" => before.state != after.state,
+        "obsState" => before.obs_state != after.obs_state,
+        "adminMode" => before.admin_mode != after.admin_mode,
+        "healthState" => before.health_state != after.health_state,
+        _ => before.receive_addresses != after.receive_addresses,
+    }
+}
+
+/// The subarray's attributes that differ between `before` and `after`, with their values in `after`.
+fn changed_subarray_attributes(before: &SubarrayState, after: &SubarrayState) -> Vec<(&'static str, AttrValue)> {
+    SUBARRAY_ATTRIBUTES
+        .iter()
+        .filter(|name| subarray_attribute_changed(before, after, name))
+        .map(|&name| (name, subarray_attribute(after, name)))
+        .collect()
+}
+
 fn master_attributes(m: &MasterState) -> Vec<(&'static str, AttrValue)> {
     MASTER_ATTRIBUTES.iter().map(|&name| (name, master_attribute(m, name))).collect()
+}
+
+/// The master's attributes that differ between `before` and `after`, with their values in `after`.
+fn changed_master_attributes(before: &MasterState, after: &MasterState) -> Vec<(&'static str, AttrValue)> {
+    MASTER_ATTRIBUTES
+        .iter()
+        .filter_map(|&name| {
+            let value = master_attribute(after, name);
+            (master_attribute(before, name) != value).then_some((name, value))
+        })
+        .collect()
 }
 
 /// The listed name of attribute or command `name`: Tango names are case-insensitive.
@@ -264,9 +296,8 @@ impl Lmc {
             let mut state = self.master.lock().await;
             let (next, effects) = master::decide(&state, command);
             let durable = self.apply(&effects).await?;
-            let before = master_attributes(&state);
-            *state = next;
-            self.publish(&self.master_info.id, &before, &master_attributes(&state));
+            let before = std::mem::replace(&mut *state, next);
+            self.publish(&self.master_info.id, changed_master_attributes(&before, &state));
             return self.acknowledge(durable).await;
         }
         let sub = self.subarray(device).ok_or_else(|| Self::no_device(device))?;
@@ -298,15 +329,14 @@ impl Lmc {
 
     /// Makes `next` the subarray's state and publishes the attributes that changed.
     fn change_subarray(&self, sub: &SubarrayDevice, state: &mut SubarrayState, next: SubarrayState) {
-        let before = subarray_attributes(state);
-        *state = next;
+        let before = std::mem::replace(state, next);
         // Only a new processing block restarts the task that follows its receive addresses.
         sub.current_pb.send_if_modified(|pb_id| {
             let modified = *pb_id != state.pb_id;
             pb_id.clone_from(&state.pb_id);
             modified
         });
-        self.publish(&sub.info.id, &before, &subarray_attributes(state));
+        self.publish(&sub.info.id, changed_subarray_attributes(&before, state));
     }
 
     async fn apply(&self, effects: &[crate::effect::Effect]) -> Result<sdp_config::Durable, DevError> {
@@ -324,24 +354,29 @@ impl Lmc {
         })
     }
 
-    fn publish(&self, device: &str, before: &[(&'static str, AttrValue)], after: &[(&'static str, AttrValue)]) {
+    /// Tells each of a device's changed attributes to its sink, then to the change stream.
+    fn publish(&self, device: &str, changes: Vec<(&'static str, AttrValue)>) {
+        if changes.is_empty() {
+            return;
+        }
         let sinks = self.sinks.read().unwrap_or_else(|p| p.into_inner());
         let sink = sinks.get(device);
-        for ((name, old), (_, new)) in before.iter().zip(after) {
-            if old != new {
-                self.metrics.event(device, name);
-                let change = ChangeEvent { device: device.to_string(), attribute: name, value: new.clone() };
-                if let Some(sink) = sink {
-                    sink(&change);
-                }
-                let _ = self.events.send(change);
+        for (name, value) in changes {
+            self.metrics.event(device, name);
+            let change = ChangeEvent { device: device.to_string(), attribute: name, value };
+            if let Some(sink) = sink {
+                sink(&change);
             }
+            let _ = self.events.send(change);
         }
     }
 }
 
 /// Follows `/pb/<current>/state` of a subarray's processing block and publishes its `receiveAddresses` once
 /// the receive workflow writes them.
+/// Reads of a block's state woken by changes start at least this far apart (see [`follow_receive_addresses`]).
+const FOLLOW_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
     let sub = &lmc.subarrays[index];
     let mut current = sub.current_pb.subscribe();
@@ -353,7 +388,8 @@ async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
             }
             continue;
         };
-        let mut watcher = lmc.config.watcher();
+        // The block's state changes with every scan, which publishes nothing here: in a burst, one read a while.
+        let mut watcher = lmc.config.watcher().with_min_interval(FOLLOW_MIN_INTERVAL);
         loop {
             let read = watcher.txn(|t| {
                 let pb_id = pb_id.clone();
@@ -368,9 +404,9 @@ async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
                         backoff.succeeded();
                         let mut state = sub.state.lock().await;
                         if state.pb_id.as_deref() == Some(pb_id.as_str()) && state.receive_addresses != addresses {
-                            let before = subarray_attributes(&state);
+                            let before = state.clone();
                             state.receive_addresses = addresses;
-                            lmc.publish(&sub.info.id, &before, &subarray_attributes(&state));
+                            lmc.publish(&sub.info.id, changed_subarray_attributes(&before, &state));
                         }
                     }
                     Ok(None) => {}
@@ -390,6 +426,7 @@ async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{HealthState, ObsState};
 
     /// A read computes one attribute alone: it must be what the full listing holds, whatever the name's case.
     #[tokio::test]
@@ -406,6 +443,31 @@ mod tests {
             }
             let missing = lmc.read_attribute(device, "nope").await.unwrap_err();
             assert_eq!(missing.reason, "API_AttrNotFound");
+        }
+    }
+
+    /// A change publishes exactly the attributes whose values differ, though it tells them from the fields:
+    /// every pair of states one field apart (and the default against each) agrees with the computed values.
+    #[test]
+    fn a_change_publishes_the_attributes_whose_values_differ() {
+        let base = SubarrayState::default();
+        let mut states = vec![base.clone()];
+        states.extend(DevState::ALL.iter().map(|&state| SubarrayState { state, ..base.clone() }));
+        states.extend(ObsState::ALL.iter().map(|&obs_state| SubarrayState { obs_state, ..base.clone() }));
+        states.extend(AdminMode::ALL.iter().map(|&admin_mode| SubarrayState { admin_mode, ..base.clone() }));
+        states.extend(HealthState::ALL.iter().map(|&health_state| SubarrayState { health_state, ..base.clone() }));
+        states.push(SubarrayState { pb_id: Some("pb-1".into()), ..base.clone() });
+        states.push(SubarrayState { receive_addresses: serde_json::json!({"1": {"host": []}}), ..base.clone() });
+        for before in &states {
+            for after in &states {
+                let expected: Vec<_> = subarray_attributes(before)
+                    .into_iter()
+                    .zip(subarray_attributes(after))
+                    .filter(|((_, old), (_, new))| old != new)
+                    .map(|(_, changed)| changed)
+                    .collect();
+                assert_eq!(changed_subarray_attributes(before, after), expected, "{before:?} -> {after:?}");
+            }
         }
     }
 

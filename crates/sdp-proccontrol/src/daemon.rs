@@ -23,6 +23,9 @@ use crate::plan::{
 /// etcd refuses transactions of more than 128 operations or compares (`--max-txn-ops`); an action writes and
 /// reads (a compare at commit) at most two keys.
 const MAX_ACTIONS_PER_TRANSACTION: usize = 40;
+/// Passes woken by changes start at least this far apart: a burst of changes (a subarray's scans, the state a
+/// script writes as it runs) is planned once, not once per change, and a block waits at most this long more.
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(50);
 
 pub struct Controller {
     pub config: Config,
@@ -222,7 +225,7 @@ async fn work(c: &Controller) -> Result<(), Error> {
     if !seeded.is_empty() {
         tracing::info!(scripts = ?seeded, "built-in processing script definitions written");
     }
-    let mut watcher = c.config.watcher().with_timeout(Duration::from_secs(30));
+    let mut watcher = c.config.watcher().with_timeout(Duration::from_secs(30)).with_min_interval(MIN_PASS_INTERVAL);
     let mut reported = Refusals::default();
     loop {
         let pass = watcher
