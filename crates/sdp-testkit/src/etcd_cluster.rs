@@ -1,10 +1,17 @@
 //! A real etcd cluster of several members on loopback, whose members can be killed and restarted: the
 //! database as users who outgrow one machine run it.
 
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::process::{free_port, program, wait_for_port, KillOnDrop};
+use crate::process::{free_port, program, KillOnDrop};
+
+/// How long a member has to listen once started.
+const LISTEN_LIMIT: Duration = Duration::from_secs(20);
+/// Clusters started afresh, on new ports, when a member exits at start (a port chosen free was taken before it
+/// bound it).
+const START_ATTEMPTS: usize = 3;
 
 /// Debian's etcd, `members` members on free loopback ports, each with its data in a temporary folder.
 pub struct EtcdCluster {
@@ -24,6 +31,23 @@ pub struct Member {
 impl EtcdCluster {
     /// Starts every member and waits until the cluster has a leader.
     pub async fn start(members: usize) -> EtcdCluster {
+        for attempt in 1..=START_ATTEMPTS {
+            let mut cluster = EtcdCluster::launch_all(members);
+            let exited = (0..members).find_map(|i| cluster.wait_listening(i).err());
+            match exited {
+                None => {
+                    cluster.leader().await;
+                    return cluster;
+                }
+                Some(why) if attempt == START_ATTEMPTS => panic!("{why}"),
+                Some(why) => eprintln!("starting the etcd cluster again on other ports: {why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// A cluster of `members` on free ports, each member started.
+    fn launch_all(members: usize) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let members: Vec<Member> = (0..members)
             .map(|i| Member { name: format!("m{i}"), port: free_port(), peer_port: free_port(), process: None })
@@ -37,11 +61,34 @@ impl EtcdCluster {
         for i in 0..cluster.members.len() {
             cluster.launch(i);
         }
-        for member in &cluster.members {
-            wait_for_port(member.port, Duration::from_secs(20), "an etcd member");
-        }
-        cluster.leader().await;
         cluster
+    }
+
+    /// Waits until member `i` accepts connections; says why not, with its log, if it exits first.
+    fn wait_listening(&mut self, i: usize) -> Result<(), String> {
+        let start = Instant::now();
+        let (name, port) = (self.members[i].name.clone(), self.members[i].port);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = self.members[i].process.as_mut().and_then(|p| p.0.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                return Err(format!("etcd member {name} exited ({status}) before listening:\n{}", self.log_tail(i)));
+            }
+            assert!(
+                start.elapsed() < LISTEN_LIMIT,
+                "etcd member {name} did not listen within {LISTEN_LIMIT:?}:\n{}",
+                self.log_tail(i)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// The end of member `i`'s log.
+    fn log_tail(&self, i: usize) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     fn launch(&mut self, i: usize) {
@@ -92,7 +139,9 @@ impl EtcdCluster {
     pub fn restart(&mut self, i: usize) {
         assert!(self.members[i].process.is_none(), "member {i} still runs");
         self.launch(i);
-        wait_for_port(self.members[i].port, Duration::from_secs(20), "the restarted etcd member");
+        if let Err(why) = self.wait_listening(i) {
+            panic!("{why}");
+        }
     }
 
     /// The index of the member that leads, once the running members agree on one (panics after 20 s).
@@ -131,4 +180,26 @@ async fn status(port: u16) -> Option<(u64, u64)> {
     let mut client = etcd_client::Client::connect([format!("http://127.0.0.1:{port}")], Some(options)).await.ok()?;
     let status = client.status().await.ok()?;
     Some((status.header()?.member_id(), status.leader()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member whose peer port was taken before it bound it exits at once; that is told with its log, not
+    /// waited out.
+    #[test]
+    fn a_member_that_exits_at_start_is_told_with_its_log() {
+        let mut cluster = EtcdCluster::launch_all(1);
+        drop(cluster.members[0].process.take());
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        cluster.members[0].peer_port = taken.local_addr().unwrap().port();
+        cluster.initial_cluster = format!("m0=http://127.0.0.1:{}", cluster.members[0].peer_port);
+        std::fs::remove_dir_all(cluster.dir.path().join("m0")).ok();
+        cluster.launch(0);
+        let started = Instant::now();
+        let why = cluster.wait_listening(0).unwrap_err();
+        assert!(started.elapsed() < LISTEN_LIMIT / 2, "waited {:?}", started.elapsed());
+        assert!(why.contains("exited") && why.contains("address already in use"), "{why}");
+    }
 }

@@ -64,6 +64,9 @@ pub fn up_command(port: u16, lmc_port: u16, data_dir: &std::path::Path) -> Comma
         .env_remove("SDP_CONFIG_HOST")
         .env_remove("TANGO_HOST")
         .env("HOME", data_dir)
+        // Its temporary files (the Tango servers' Unix sockets) go with the test's directory, even when it is
+        // killed with SIGKILL.
+        .env("TMPDIR", data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
