@@ -372,11 +372,11 @@ impl Lmc {
     }
 }
 
-/// Follows `/pb/<current>/state` of a subarray's processing block and publishes its `receiveAddresses` once
-/// the receive workflow writes them.
 /// Reads of a block's state woken by changes start at least this far apart (see [`follow_receive_addresses`]).
 const FOLLOW_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Follows `/pb/<current>/state` of a subarray's processing block and publishes its `receiveAddresses` once
+/// the receive workflow writes them.
 async fn follow_receive_addresses(lmc: Arc<Lmc>, index: usize) {
     let sub = &lmc.subarrays[index];
     let mut current = sub.current_pb.subscribe();

@@ -16,7 +16,7 @@ struct Peers {
     config_db: sdp_testkit::Embedded,
     runtime: tokio::runtime::Runtime,
     tango_db: TangoDatabase,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Peers {
@@ -26,7 +26,7 @@ impl Peers {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let config_db = runtime.block_on(sdp_testkit::Embedded::start());
         let config = runtime.block_on(config_db.config());
-        Peers { config, config_db, runtime, tango_db, _dir: dir }
+        Peers { config, config_db, runtime, tango_db, dir }
     }
 
     /// The devices, served as [`serve`] does.
@@ -98,7 +98,7 @@ fn seed_itango_session_with_pytango() {
 fn pytango_on_this_host_connects_over_the_unix_socket() {
     let peers = Peers::start();
     let (_lmc, servers, _) = peers.serve();
-    let trace = peers._dir.path().join("omniorb.log");
+    let trace = peers.dir.path().join("omniorb.log");
     let out = Command::new(sdp_testkit::pytango_python())
         .args(["-c", "import tango; print(int(tango.DeviceProxy('mid_sdp/elt/subarray_1').obsState))"])
         .env("TANGO_HOST", peers.tango_db.tango_host())

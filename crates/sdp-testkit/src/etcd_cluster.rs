@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{free_port, program, KillOnDrop};
+use crate::process::{free_port, log_tail, program, KillOnDrop};
 
 /// How long a member has to listen once started.
 const LISTEN_LIMIT: Duration = Duration::from_secs(20);
@@ -85,10 +85,7 @@ impl EtcdCluster {
 
     /// The end of member `i`'s log.
     fn log_tail(&self, i: usize) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.members[i].name))).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        log_tail(&self.dir.path().join(format!("{}.log", self.members[i].name)))
     }
 
     fn launch(&mut self, i: usize) {

@@ -366,9 +366,7 @@ impl DaskCluster {
 
     /// The end of a process's log (`scheduler`, `worker-<i>`), for a failure's message.
     pub fn log_tail(&self, name: &str) -> String {
-        let text = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        crate::process::log_tail(&self.dir.join(format!("{name}.log")))
     }
 }
 

@@ -19,6 +19,13 @@ pub fn wait_for_port(port: u16, limit: Duration, what: &str) {
     }
 }
 
+/// The last lines of the log file at `path` (empty when there is none), for a failure's message.
+pub fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// Path of a program: `$<env_var>` if set, else the first `name` on PATH or in the tool cache that
 /// `scripts/setup` fills (`$SDP_TOOLS_DIR/bin`, default `~/.cache/sdp/tools/bin`), else a clear panic saying how
 /// to install it.
