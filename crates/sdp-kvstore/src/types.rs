@@ -9,7 +9,10 @@ pub type LeaseId = i64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyValue {
+    // As bytes, not a sequence of numbers: the same encoding in the journal, written at once, not byte by byte.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub create_revision: Revision,
     pub mod_revision: Revision,
