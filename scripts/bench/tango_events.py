@@ -1,6 +1,8 @@
 """Change events from one PyTango client's request to its own subscriber's callback, for each device: latency
-p50/p99 and events per second. The Rust subarray is first brought to READY (ONLINE, AssignResources, Configure),
-and its receive script left to start."""
+p50/p99, one request at a time, sent back to back (each as soon as the last is answered and its event received) and
+for the scan commands also paced at fixed rates (a request every millisecond, then every third); and events per
+second. The Rust subarray is first brought to READY (ONLINE, AssignResources, Configure), and its receive script
+left to start."""
 import statistics
 import sys
 import threading
@@ -35,10 +37,15 @@ class Arrivals:
             return self.last
 
 
-def latencies(arrivals, requests, n):
-    """Milliseconds from sending each request to its event's callback, one request at a time."""
+def latencies(arrivals, requests, n, rate=None):
+    """Milliseconds from sending each request to its event's callback, one request at a time: back to back, or
+    with `rate`, each sent at its due time (`rate` a second) once the last one's event has arrived."""
     out = []
+    began = time.perf_counter()
     for i in range(n):
+        if rate:
+            while (early := began + i / rate - time.perf_counter()) > 0:
+                time.sleep(early)
         before = arrivals.count
         start = time.perf_counter()
         requests[i % len(requests)]()
@@ -80,12 +87,14 @@ def measure(name, seconds, samples):
     obs.wait_beyond(0)
     writes = [lambda: d.write_attribute("adminMode", 2), lambda: d.write_attribute("adminMode", 1)]
     scans = [lambda: d.command_inout("StartScan"), lambda: d.command_inout("EndScan")]
-    for label, arrivals, requests in (("adminMode write", admin, writes), ("StartScan/EndScan", obs, scans)):
+    for label, arrivals, requests, paces in (("adminMode write", admin, writes, [None]),
+                                             ("StartScan/EndScan", obs, scans, [None, 1000, 3000])):
         print(f"{name}: {label}", file=sys.stderr)
-        ms = latencies(arrivals, requests, samples)
-        q = statistics.quantiles(ms, n=100)
-        figures[f"{label} -> event, p50 ms"] = f"{q[49]:.2f}"
-        figures[f"{label} -> event, p99 ms"] = f"{q[98]:.2f}"
+        for pace in paces:
+            ms = latencies(arrivals, requests, samples, pace)
+            q = statistics.quantiles(ms, n=100)
+            how = f"at {pace:,}/s" if pace else "back to back"
+            figures[f"{label} -> event {how}, p50/p99 ms"] = f"{q[49]:.2f} / {q[98]:.2f}"
         rate, lost = events_per_second(arrivals, requests, seconds)
         figures[f"{label}: events/s (lost)"] = f"{rate:.0f} ({lost})"
     return figures
@@ -96,6 +105,6 @@ seconds, samples = float(sys.argv[1]), 5000
 devices = {"Rust (rstango)": "mid_sdp/elt/subarray_1", "PyTango": "bench/py/subarray_1"}
 results = {label: measure(name, seconds, samples) for label, name in devices.items()}
 rows = list(next(iter(results.values())))
-print(f"{'':36}" + "".join(f"{label:>18}" for label in devices))
+print(f"{'':52}" + "".join(f"{label:>18}" for label in devices))
 for row in rows:
-    print(f"{row:36}" + "".join(f"{results[label][row]:>18}" for label in devices))
+    print(f"{row:52}" + "".join(f"{results[label][row]:>18}" for label in devices))
