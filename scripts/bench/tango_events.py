@@ -1,8 +1,9 @@
 """Change events from one PyTango client's request to its own subscriber's callback, for each device: latency
 p50/p99, one request at a time, sent back to back (each as soon as the last is answered and its event received) and
 for the scan commands also paced at fixed rates (a request every millisecond, then every third); and events per
-second. The Rust subarray is first brought to READY (ONLINE, AssignResources, Configure), and its receive script
-left to start."""
+second. The devices take turns, in interleaved rounds. The Rust subarray is first brought to READY (ONLINE,
+AssignResources, Configure), and its receive script left to start.
+    tango_events.py SECONDS ROUNDS"""
 import statistics
 import sys
 import threading
@@ -66,7 +67,8 @@ def events_per_second(arrivals, requests, seconds):
         return received / (arrivals.last - start), n - received
 
 
-def measure(name, seconds, samples):
+def prepare(name):
+    """The device's proxy and its two subscriptions, each with the requests whose events it receives."""
     d = tango.DeviceProxy(name)
     if name.startswith("mid_sdp"):
         d.adminMode = "ONLINE"
@@ -79,32 +81,42 @@ def measure(name, seconds, samples):
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name}: no receive addresses 30 s after Configure")
             time.sleep(0.1)
-    figures = {}
     admin, obs = Arrivals(), Arrivals()
     d.subscribe_event("adminMode", EventType.CHANGE_EVENT, admin)
     d.subscribe_event("obsState", EventType.CHANGE_EVENT, obs)
     admin.wait_beyond(0)
     obs.wait_beyond(0)
-    writes = [lambda: d.write_attribute("adminMode", 2), lambda: d.write_attribute("adminMode", 1)]
-    scans = [lambda: d.command_inout("StartScan"), lambda: d.command_inout("EndScan")]
-    for label, arrivals, requests, paces in (("adminMode write", admin, writes, [None]),
-                                             ("StartScan/EndScan", obs, scans, [None, 1000, 3000])):
-        print(f"{name}: {label}", file=sys.stderr)
-        for pace in paces:
-            ms = latencies(arrivals, requests, samples, pace)
-            q = statistics.quantiles(ms, n=100)
-            how = f"at {pace:,}/s" if pace else "back to back"
-            figures[f"{label} -> event {how}, p50/p99 ms"] = f"{q[49]:.2f} / {q[98]:.2f}"
-        rate, lost = events_per_second(arrivals, requests, seconds)
-        figures[f"{label}: events/s (lost)"] = f"{rate:.0f} ({lost})"
-    return figures
+    return {
+        "adminMode write": (admin, [lambda: d.write_attribute("adminMode", 2), lambda: d.write_attribute("adminMode", 1)]),
+        "StartScan/EndScan": (obs, [lambda: d.command_inout("StartScan"), lambda: d.command_inout("EndScan")]),
+    }
 
 
-# 5,000 requests: a p99 of 1,000 is the tenth slowest alone, and moved by one neighbour's burst.
-seconds, samples = float(sys.argv[1]), 5000
+# Per figure and device 5,000 requests, taken in interleaved rounds (the devices in turn, which one goes first
+# alternating), so that a neighbour's burst or a drift of the machine falls on both; the p99 of 5,000 pooled is
+# the fiftieth slowest. Each round sends an even number, leaving every device in the state it began in.
+seconds, rounds, samples = float(sys.argv[1]), int(sys.argv[2]), 5000
+per_round = samples // rounds // 2 * 2
 devices = {"Rust (rstango)": "mid_sdp/elt/subarray_1", "PyTango": "bench/py/subarray_1"}
-results = {label: measure(name, seconds, samples) for label, name in devices.items()}
-rows = list(next(iter(results.values())))
+subjects = {label: prepare(name) for label, name in devices.items()}
+figures = {label: {} for label in devices}
+for kind, paces in (("adminMode write", [None]), ("StartScan/EndScan", [None, 1000, 3000])):
+    for pace in paces:
+        how = f"at {pace:,}/s" if pace else "back to back"
+        print(f"{kind} {how}: {rounds} rounds of {per_round} requests a device", file=sys.stderr)
+        pooled = {label: [] for label in devices}
+        for r in range(rounds):
+            for label in list(devices)[:: 1 if r % 2 == 0 else -1]:
+                arrivals, requests = subjects[label][kind]
+                pooled[label] += latencies(arrivals, requests, per_round, pace)
+        for label, ms in pooled.items():
+            q = statistics.quantiles(ms, n=100)
+            figures[label][f"{kind} -> event {how}, p50/p99 ms"] = f"{q[49]:.2f} / {q[98]:.2f}"
+    for label in devices:
+        rate, lost = events_per_second(*subjects[label][kind], seconds)
+        figures[label][f"{kind}: events/s back to back (lost)"] = f"{rate:.0f} ({lost})"
+print(f"change events, {rounds} interleaved rounds, {per_round * rounds:,} requests a device per latency figure")
+rows = list(next(iter(figures.values())))
 print(f"{'':52}" + "".join(f"{label:>18}" for label in devices))
 for row in rows:
-    print(f"{row:52}" + "".join(f"{results[label][row]:>18}" for label in devices))
+    print(f"{row:52}" + "".join(f"{figures[label][row]:>18}" for label in devices))
